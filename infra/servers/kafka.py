@@ -1,0 +1,143 @@
+"""Apache Kafka, the real broker: Maven Central's jars on the machine's Java, in KRaft mode.
+
+One node is both broker and controller. Automatic topic creation is off: the
+topics come from infra/topics.toml and are created once the broker answers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from infra import install, topics
+from infra.errors import InfraError
+from infra.servers.base import Command, Port, Server
+
+LOG4J_CONFIG = """<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="WARN">
+  <Appenders>
+    <Console name="stdout" target="SYSTEM_OUT">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </Console>
+  </Appenders>
+  <Loggers>
+    <Logger name="kafka" level="INFO"/>
+    <Logger name="org.apache.kafka" level="INFO"/>
+    <Logger name="state.change.logger" level="WARN"/>
+    <Logger name="kafka.request.logger" level="WARN"/>
+    <Root level="WARN"><AppenderRef ref="stdout"/></Root>
+  </Loggers>
+</Configuration>
+"""
+
+
+class Kafka(Server):
+    name = "kafka"
+    title = "Kafka"
+    stop_timeout = 90.0
+
+    @property
+    def host(self) -> str:
+        return self.settings.kafka.host
+
+    def ports(self) -> list[Port]:
+        kafka = self.settings.kafka
+        return [
+            Port("ZENTRY_KAFKA_PORT", kafka.port),
+            Port("ZENTRY_KAFKA_CONTROLLER_PORT", kafka.controller_port),
+        ]
+
+    def probe(self) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(
+            {
+                "bootstrap.servers": self.settings.kafka.bootstrap_servers,
+                "logger": topics.quiet_logger(),
+            }
+        )
+        if not admin.list_topics(timeout=2).brokers:
+            raise RuntimeError("the metadata response lists no broker")
+
+    def prepare(self) -> None:
+        super().prepare()
+        (self.data_dir / "server.properties").write_text(self._server_properties())
+        (self.data_dir / "log4j2.xml").write_text(LOG4J_CONFIG)
+        if (self.data_dir / "log" / "meta.properties").exists():
+            return
+        cluster_id_file = self.data_dir / "cluster.id"
+        if not cluster_id_file.exists():
+            cluster_id = self._storage_tool("random-uuid").strip().splitlines()[-1]
+            cluster_id_file.write_text(cluster_id)
+        self._storage_tool(
+            "format",
+            "--cluster-id", cluster_id_file.read_text().strip(),
+            "--config", str(self.data_dir / "server.properties"),
+            "--ignore-formatted",
+        )  # fmt: skip
+
+    def command(self) -> Command:
+        return Command(
+            argv=[
+                *self._java(),
+                "-Xms256m", f"-Xmx{self.settings.kafka.heap}",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dkafka.logs.dir={self.settings.log_dir}",
+                "kafka.Kafka",
+                str(self.data_dir / "server.properties"),
+            ],
+        )  # fmt: skip
+
+    def after_ready(self) -> None:
+        topics.ensure(self.settings.kafka.bootstrap_servers, topics.declared())
+
+    def _server_properties(self) -> str:
+        kafka = self.settings.kafka
+        return "\n".join(
+            [
+                "# Written by `infra up` on every start; edit infra/servers/kafka.py instead.",
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@{kafka.host}:{kafka.controller_port}",
+                f"listeners=PLAINTEXT://{kafka.host}:{kafka.port},"
+                f"CONTROLLER://{kafka.host}:{kafka.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{kafka.host}:{kafka.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={self.data_dir / 'log'}",
+                "auto.create.topics.enable=false",
+                "num.partitions=6",
+                "default.replication.factor=1",
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                # Tests and local runs start consumer groups often; a single node needs no delay.
+                "group.initial.rebalance.delay.ms=0",
+                "",
+            ]
+        )
+
+    def _java(self) -> list[str]:
+        install.require_java(self.settings)
+        libs = install.kafka_libs(self.settings)
+        return [
+            self.settings.java,
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.xml'}",
+            "-cp",
+            f"{libs}/*",
+        ]
+
+    def _storage_tool(self, *args: str) -> str:
+        argv = [*self._java(), "kafka.tools.StorageTool", *args]
+        result = subprocess.run(argv, capture_output=True, text=True)
+        if result.returncode != 0:
+            self.process.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.process.log_file.open("a") as log:
+                log.write(result.stdout + result.stderr)
+            raise InfraError(
+                f"Kafka's storage tool failed ({args[0]}); read {self.process.log_file}"
+            )
+        return result.stdout
