@@ -1,0 +1,1 @@
+"""One module per real server; each subclasses infra.servers.base.Server."""
