@@ -76,7 +76,7 @@ class ManagedProcess:
                     start_new_session=True,
                     user=user,
                     env=env,
-                    cwd=self.home,
+                    cwd=self.home.resolve(),
                 )
             except OSError as exc:
                 raise InfraError(f"{self.name} could not be started ({argv[0]}: {exc})") from exc

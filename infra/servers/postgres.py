@@ -39,7 +39,8 @@ class Postgres(Server):
 
     @property
     def cluster_dir(self) -> Path:
-        return self.data_dir / "data"
+        """Resolved: the server's user may not be able to follow `.run/postgres` itself."""
+        return self.data_dir.resolve() / "data"
 
     def probe(self) -> None:
         with psycopg.connect(self.settings.postgres.dsn("postgres")) as conn:
@@ -54,7 +55,7 @@ class Postgres(Server):
             _chown_tree(self.data_dir.resolve(), user)
         if (self.cluster_dir / "PG_VERSION").exists():
             return
-        password_file = self.data_dir / "initdb.pw"
+        password_file = self.cluster_dir.parent / "initdb.pw"
         password_file.write_text(self.settings.postgres.password + "\n")
         if user is not None:
             os.chown(password_file, user.pw_uid, user.pw_gid)
@@ -71,6 +72,7 @@ class Postgres(Server):
                     "--no-locale",
                 ],
                 user=user.pw_name if user else None,
+                cwd=self.cluster_dir.parent,
                 capture_output=True,
                 text=True,
             )
