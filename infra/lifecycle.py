@@ -75,7 +75,7 @@ def up(settings: Settings, chosen: list[Server]) -> list[Status]:
 
 
 def down(settings: Settings, chosen: list[Server]) -> list[str]:
-    """Stop the servers this checkout started, newest dependency last; data stays."""
+    """Stop the servers this checkout started, in reverse start order; data stays."""
     stopped = []
     with _lock(settings):
         for server in reversed(chosen):

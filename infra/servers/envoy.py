@@ -46,7 +46,7 @@ class Envoy(Server):
     def command(self) -> Command:
         return Command(
             argv=[
-                str(install.envoy_binary(self.settings)),
+                str(install.envoy_binary()),
                 "--config-path", str(self.data_dir / "bootstrap.json"),
                 "--disable-hot-restart",
                 "--concurrency", "2",

@@ -62,7 +62,7 @@ class Postgres(Server):
         try:
             result = subprocess.run(
                 [
-                    str(_bindir() / "initdb"),
+                    str(server_bindir() / "initdb"),
                     f"--pgdata={self.cluster_dir}",
                     f"--username={self.settings.postgres.user}",
                     f"--pwfile={password_file}",
@@ -111,7 +111,7 @@ class Postgres(Server):
         user = _server_user()
         return Command(
             argv=[
-                str(_bindir() / "postgres"),
+                str(server_bindir() / "postgres"),
                 "-D", str(self.cluster_dir),
                 "-c", f"listen_addresses={self.host}",
                 "-c", f"port={self.settings.postgres.port}",
@@ -131,7 +131,7 @@ class Postgres(Server):
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
-def _bindir() -> Path:
+def server_bindir() -> Path:
     """PostgreSQL's server binaries: ZENTRY_POSTGRES_BINDIR, else Debian's newest, else PATH."""
     configured = os.environ.get("ZENTRY_POSTGRES_BINDIR")
     candidates = [Path(configured)] if configured else []

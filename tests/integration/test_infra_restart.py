@@ -1,4 +1,4 @@
-"""Local data survives `make infra-down && make infra-up`."""
+"""Local data survives `make infra-down && make infra-up`, and `infra up` is idempotent."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import os
 import subprocess
 import sys
 
+import psycopg
+import redis
 from confluent_kafka import Consumer, Producer
 
-from infra.config import Settings
+from infra.config import Settings, database_name
 from infra.servers.kafka import Kafka
 from tests.support import eventually, unique
 
 
-def _infra(*args: str) -> None:
+def _infra(*args: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "infra", *args],
         capture_output=True,
@@ -22,13 +24,27 @@ def _infra(*args: str) -> None:
         env=os.environ,
     )
     assert result.returncode == 0, f"infra {args[0]} failed:\n{result.stdout}{result.stderr}"
+    return result.stdout
 
 
-def test_a_kafka_message_survives_infra_down_and_up(settings: Settings, new_topic):
+def test_infra_up_twice_starts_nothing_the_second_time():
+    lines = _infra("up").splitlines()
+    assert len(lines) == 5, lines
+    assert all(line.split()[1] in ("running", "external") for line in lines), lines
+
+
+def test_data_survives_infra_down_and_up(settings: Settings, new_topic):
     topic, value = new_topic("itest-durable"), unique("night").encode()
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "acks": "all"})
     producer.produce(topic, key=b"user-1", value=value)
     assert producer.flush(30) == 0
+    table, key = unique("itest_durable").replace("-", "_"), unique("itest:durable")
+    dsn = settings.postgres.dsn(database_name("user"))
+    with psycopg.connect(dsn) as conn:
+        conn.execute(f"CREATE TABLE {table} (note text)")
+        conn.execute(f"INSERT INTO {table} VALUES (%s)", (value.decode(),))
+    cache = redis.Redis(host=settings.redis.host, port=settings.redis.port)
+    cache.zadd(key, {"ada": 455})
     broker_before = Kafka(settings).process.running()
 
     _infra("down")
@@ -38,6 +54,16 @@ def test_a_kafka_message_survives_infra_down_and_up(settings: Settings, new_topi
     broker_after = Kafka(settings).process.running()
     if broker_before is not None:  # a broker we do not manage is not restarted by infra
         assert broker_after is not None and broker_after.pid != broker_before.pid
+    assert _first_message(settings, topic) == value
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(f"SELECT note FROM {table}").fetchall() == [(value.decode(),)]
+        conn.execute(f"DROP TABLE {table}")
+    assert cache.zscore(key, "ada") == 455
+    cache.delete(key)
+    cache.close()
+
+
+def _first_message(settings: Settings, topic: str) -> bytes:
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka.bootstrap_servers,
@@ -52,6 +78,6 @@ def test_a_kafka_message_survives_infra_down_and_up(settings: Settings, new_topi
             lambda: consumer.poll(1.0), timeout=60, what="the message is consumable after restart"
         )
         assert message.error() is None, message.error()
-        assert message.value() == value
+        return message.value()
     finally:
         consumer.close()
