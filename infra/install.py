@@ -158,16 +158,20 @@ def _install_kafka(settings: Settings) -> str:
     _require_command(settings.mvn, "Maven", "apt-get install maven, or set ZENTRY_MVN")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="libs.", dir=target.parent))
-    _run(
-        [
-            settings.mvn, "-B", "-q", "-f", str(KAFKA_POM),
-            "dependency:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={staging}",
-        ],
-        settings.log_dir / "setup-kafka.log",
-        f"Maven could not fetch Apache Kafka {version}'s jars from Maven Central",
-    )  # fmt: skip
+    try:
+        _run(
+            [
+                settings.mvn, "-B", "-q", "-f", str(KAFKA_POM),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={staging}",
+            ],
+            settings.log_dir / "setup-kafka.log",
+            f"Maven could not fetch Apache Kafka {version}'s jars from Maven Central",
+        )  # fmt: skip
+    except InfraError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return f"Apache Kafka {version} fetched into {target}"

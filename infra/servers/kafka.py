@@ -81,6 +81,7 @@ class Kafka(Server):
                 *self._java(),
                 "-Xms256m", f"-Xmx{self.settings.kafka.heap}",
                 "-XX:+UseG1GC",
+                "-XX:+ExitOnOutOfMemoryError",
                 "-Djava.awt.headless=true",
                 f"-Dkafka.logs.dir={self.settings.log_dir}",
                 "kafka.Kafka",

@@ -82,3 +82,34 @@ def test_status_exits_3_when_a_server_is_down(tmp_path):
     result = run_infra("status", "redis", tmp_path=tmp_path, ZENTRY_REDIS_PORT=str(free_port()))
     assert result.returncode == 3, result.stdout + result.stderr
     assert "not running" in result.stdout
+
+
+def test_a_failed_maven_download_names_the_log_to_read(tmp_path):
+    offline_mvn = tmp_path / "mvn-offline"
+    offline_mvn.write_text(f'#!/bin/sh\nexec mvn -o -Dmaven.repo.local={tmp_path}/m2 "$@"\n')
+    offline_mvn.chmod(0o755)
+    result = run_infra(
+        "install",
+        "kafka",
+        tmp_path=tmp_path,
+        ZENTRY_TOOLS_DIR=str(tmp_path / "tools"),
+        ZENTRY_MVN=str(offline_mvn),
+    )
+    assert_one_clear_line(result, "Maven could not fetch Apache Kafka", "setup-kafka.log")
+    assert not list((tmp_path / "tools" / "kafka").glob("*/*"))  # nothing half-installed
+
+
+def test_a_failed_go_build_names_the_log_to_read(tmp_path):
+    result = run_infra(
+        "install",
+        "grpcurl",
+        tmp_path=tmp_path,
+        ZENTRY_TOOLS_DIR=str(tmp_path / "tools"),
+        GOPROXY="off",  # no module can be fetched, as when the proxy is unreachable
+        GOMODCACHE=str(tmp_path / "gomod"),
+        GOCACHE=str(tmp_path / "gocache"),
+    )
+    assert_one_clear_line(
+        result, "go build of github.com/fullstorydev/grpcurl", "setup-grpcurl.log"
+    )
+    assert not (tmp_path / "tools" / "bin" / "grpcurl").exists()
