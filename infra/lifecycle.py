@@ -80,7 +80,7 @@ def down(settings: Settings, chosen: list[Server]) -> list[str]:
     with _lock(settings):
         for server in reversed(chosen):
             pid = server.process.stop(server.stop_signal, server.stop_timeout)
-            print(f"{server.name:<10} {'stopped' if pid else 'not ours'}", flush=True)
+            print(f"{server.name:<10} {'stopped' if pid else 'nothing of ours runs'}", flush=True)
             if pid:
                 stopped.append(server.name)
     return stopped
