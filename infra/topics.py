@@ -7,6 +7,16 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
 from infra.errors import InfraError
 
 DECLARATION = Path(__file__).with_name("topics.toml")
@@ -68,16 +78,6 @@ def ensure(bootstrap_servers: str, topics: list[Topic], timeout: float = 30.0) -
     Idempotent. Partitions are never removed (Kafka cannot), and a topic with
     more partitions than declared is left as it is.
     """
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import (
-        AdminClient,
-        AlterConfigOpType,
-        ConfigEntry,
-        ConfigResource,
-        NewPartitions,
-        NewTopic,
-    )
-
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": quiet_logger()})
     existing = admin.list_topics(timeout=timeout).topics
     missing = [t for t in topics if t.name not in existing]

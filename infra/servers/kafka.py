@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import subprocess
 
+from confluent_kafka.admin import AdminClient
+
 from infra import install, topics
 from infra.errors import InfraError
 from infra.servers.base import Command, Port, Server
@@ -47,8 +49,6 @@ class Kafka(Server):
         ]
 
     def probe(self) -> None:
-        from confluent_kafka.admin import AdminClient
-
         admin = AdminClient(
             {
                 "bootstrap.servers": self.settings.kafka.bootstrap_servers,
