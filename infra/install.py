@@ -20,7 +20,8 @@ from pathlib import Path
 
 from infra.config import Settings
 from infra.errors import InfraError
-from infra.processes import port_is_open
+from infra.processes import port_is_open, run_logged
+from infra.servers.postgres import server_bindir
 
 TOOLCHAIN = Path(__file__).with_name("toolchain")
 KAFKA_POM = TOOLCHAIN / "kafka" / "pom.xml"
@@ -119,8 +120,6 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
 
 def _install_debian_servers(settings: Settings) -> str:
     """PostgreSQL and Redis from Debian's packages, unless present or already reachable."""
-    from infra.servers.postgres import server_bindir
-
     wanted = []
     try:
         server_bindir()
@@ -139,8 +138,8 @@ def _install_debian_servers(settings: Settings) -> str:
         )
     log = settings.log_dir / "setup-debian.log"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    _run(["apt-get", "update"], log, "apt-get update failed", env=env)
-    _run(
+    run_logged(["apt-get", "update"], log, "apt-get update failed", env=env)
+    run_logged(
         ["apt-get", "install", "-y", "--no-install-recommends", *wanted],
         log,
         f"apt-get could not install {' '.join(wanted)}",
@@ -159,7 +158,7 @@ def _install_kafka(settings: Settings) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="libs.", dir=target.parent))
     try:
-        _run(
+        run_logged(
             [
                 settings.mvn, "-B", "-q", "-f", str(KAFKA_POM),
                 "dependency:copy-dependencies",
@@ -204,7 +203,7 @@ def _go_build(settings: Settings, tool: str, package: str, version: str) -> str:
     if not output.exists():
         _require_command(settings.go, "Go", "install Go 1.25+ or set ZENTRY_GO")
         output.parent.mkdir(parents=True, exist_ok=True)
-        _run(
+        run_logged(
             [settings.go, "build", "-trimpath", "-o", str(output) + ".tmp", package],
             settings.log_dir / f"setup-{tool}.log",
             f"go build of {package}@{version} failed",
@@ -227,22 +226,3 @@ def _require_command(command: str, what: str, hint: str) -> None:
         raise InfraError(
             f"{what} is needed to install the tools but {command!r} is not found; {hint}"
         )
-
-
-def _run(
-    argv: list[str],
-    log: Path,
-    failure: str,
-    *,
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as out:
-        out.write(f"\n$ {' '.join(argv)}\n")
-        out.flush()
-        code = subprocess.run(
-            argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env
-        ).returncode
-    if code != 0:
-        raise InfraError(f"{failure} (exit code {code}); read {log}")

@@ -184,3 +184,30 @@ def listener_of(port: int) -> str:
     name, rest = out.split('users:(("', 1)[1].split('"', 1)
     pid = rest.split("pid=", 1)[1].split(",", 1)[0] if "pid=" in rest else "?"
     return f"{name} (pid {pid})"
+
+
+def run_logged(
+    argv: list[str],
+    log: Path,
+    failure: str,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+) -> None:
+    """Run a command to completion, its output appended to `log` (readable while it runs).
+
+    Raises InfraError(`failure`, naming the log) if it cannot start or exits non-zero.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        out.write(f"\n$ {' '.join(argv)}\n")
+        out.flush()
+        try:
+            code = subprocess.run(
+                argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env, user=user
+            ).returncode
+        except OSError as exc:
+            raise InfraError(f"{failure} ({argv[0]}: {exc})") from exc
+    if code != 0:
+        raise InfraError(f"{failure} (exit code {code}); read {log}")

@@ -6,12 +6,13 @@ topics come from infra/topics.toml and are created once the broker answers.
 
 from __future__ import annotations
 
-import subprocess
+import base64
+import uuid
 
 from confluent_kafka.admin import AdminClient
 
 from infra import install, topics
-from infra.errors import InfraError
+from infra.processes import run_logged
 from infra.servers.base import Command, Port, Server
 
 LOG4J_CONFIG = """<?xml version="1.0" encoding="UTF-8"?>
@@ -66,13 +67,16 @@ class Kafka(Server):
             return
         cluster_id_file = self.data_dir / "cluster.id"
         if not cluster_id_file.exists():
-            cluster_id = self._storage_tool("random-uuid").strip().splitlines()[-1]
-            cluster_id_file.write_text(cluster_id)
-        self._storage_tool(
-            "format",
-            "--cluster-id", cluster_id_file.read_text().strip(),
-            "--config", str(self.data_dir / "server.properties"),
-            "--ignore-formatted",
+            cluster_id_file.write_text(new_cluster_id())
+        run_logged(
+            [
+                *self._java(), "kafka.tools.StorageTool", "format",
+                "--cluster-id", cluster_id_file.read_text().strip(),
+                "--config", str(self.data_dir / "server.properties"),
+                "--ignore-formatted",
+            ],
+            self.process.log_file,
+            "Kafka's storage tool could not format the log directory",
         )  # fmt: skip
 
     def command(self) -> Command:
@@ -131,14 +135,13 @@ class Kafka(Server):
             f"{libs}/*",
         ]
 
-    def _storage_tool(self, *args: str) -> str:
-        argv = [*self._java(), "kafka.tools.StorageTool", *args]
-        result = subprocess.run(argv, capture_output=True, text=True)
-        if result.returncode != 0:
-            self.process.log_file.parent.mkdir(parents=True, exist_ok=True)
-            with self.process.log_file.open("a") as log:
-                log.write(result.stdout + result.stderr)
-            raise InfraError(
-                f"Kafka's storage tool failed ({args[0]}); read {self.process.log_file}"
-            )
-        return result.stdout
+
+def new_cluster_id() -> str:
+    """A Kafka cluster id as `kafka-storage random-uuid` makes: 16 random bytes, base64url.
+
+    Like Kafka, never one starting with "-", which a command line would take for a flag.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from infra.errors import InfraError
+from infra.processes import run_logged
 from infra.servers.base import Command, Port, Server
 
 SERVER_USER = "postgres"
@@ -60,7 +61,7 @@ class Postgres(Server):
         if user is not None:
             os.chown(password_file, user.pw_uid, user.pw_gid)
         try:
-            result = subprocess.run(
+            run_logged(
                 [
                     str(server_bindir() / "initdb"),
                     f"--pgdata={self.cluster_dir}",
@@ -71,18 +72,13 @@ class Postgres(Server):
                     "--encoding=UTF8",
                     "--no-locale",
                 ],
-                user=user.pw_name if user else None,
+                self.process.log_file,
+                f"initdb failed for {self.cluster_dir}",
                 cwd=self.cluster_dir.parent,
-                capture_output=True,
-                text=True,
+                user=user.pw_name if user else None,
             )
         finally:
             password_file.unlink(missing_ok=True)
-        if result.returncode != 0:
-            self.process.log_file.parent.mkdir(parents=True, exist_ok=True)
-            with self.process.log_file.open("a") as log:
-                log.write(result.stdout + result.stderr)
-            raise InfraError(f"initdb failed for {self.cluster_dir}; read {self.process.log_file}")
 
     def _make_home_reachable_by(self, user: pwd.struct_passwd) -> None:
         """Keep the cluster where the server's user can reach it.
