@@ -1,0 +1,343 @@
+"""Envoy's configuration, generated: a bootstrap plus LDS, CDS and EDS files it watches.
+
+The bootstrap never changes; the listener (LDS) and clusters (CDS) are
+rendered from the descriptor set, and the endpoints (EDS) come from Consul
+(gateway.endpoints). Envoy reloads each file when it is atomically replaced,
+so new protos or instances never need an Envoy restart.
+
+Request path through the listener's HTTP filters, in order:
+lua (adds the gRPC code name to JSON error bodies) → cors → local rate limit
+(429) → jwt_authn (401) → buffer (request body limit, 413) → gRPC-JSON
+transcoder → router (retries, outlier detection, timeouts).
+"""
+
+from __future__ import annotations
+
+from gateway.config import GatewaySettings
+from gateway.descriptors import ApiService
+
+T = "type.googleapis.com/envoy."
+JWKS_CLUSTER = "gateway_jwks"
+JWT_PROVIDER = "zentry"
+PER_TRY_TIMEOUT = "5s"
+
+#: HTTP status of a local reply → the gRPC code it stands for (number, name).
+LOCAL_REPLY_CODES = {
+    400: (3, "INVALID_ARGUMENT"),
+    401: (16, "UNAUTHENTICATED"),
+    403: (7, "PERMISSION_DENIED"),
+    404: (5, "NOT_FOUND"),
+    413: (8, "RESOURCE_EXHAUSTED"),
+    429: (8, "RESOURCE_EXHAUSTED"),
+    503: (14, "UNAVAILABLE"),
+    504: (4, "DEADLINE_EXCEEDED"),
+}
+
+# convert_grpc_status answers {"code":5,"message":...}; add "status":"NOT_FOUND".
+ERROR_BODY_LUA = """
+local names = {[1]="CANCELLED",[2]="UNKNOWN",[3]="INVALID_ARGUMENT",[4]="DEADLINE_EXCEEDED",
+  [5]="NOT_FOUND",[6]="ALREADY_EXISTS",[7]="PERMISSION_DENIED",[8]="RESOURCE_EXHAUSTED",
+  [9]="FAILED_PRECONDITION",[10]="ABORTED",[11]="OUT_OF_RANGE",[12]="UNIMPLEMENTED",
+  [13]="INTERNAL",[14]="UNAVAILABLE",[15]="DATA_LOSS",[16]="UNAUTHENTICATED"}
+function envoy_on_response(handle)
+  local status = tonumber(handle:headers():get(":status") or "200")
+  local ctype = handle:headers():get("content-type") or ""
+  if status < 400 or not string.find(ctype, "application/json", 1, true) then return end
+  local body = handle:body()
+  if body == nil then return end
+  local text = body:getBytes(0, body:length())
+  local code = string.match(text, '^{"code":(%d+)')
+  if code == nil or string.find(text, '"status":', 1, true) then return end
+  local name = names[tonumber(code)] or "UNKNOWN"
+  body:setBytes('{"code":' .. code .. ',"status":"' .. name .. '"' .. string.sub(text, 9 + #code))
+end
+"""
+
+
+def bootstrap(settings: GatewaySettings) -> dict:
+    """Admin on loopback only; listeners and clusters from the files Envoy watches."""
+    config_dir = settings.config_dir
+    return {
+        "node": {"id": "zentry-gateway", "cluster": "zentry-gateway"},
+        "admin": {"address": _address(settings.host, settings.admin_port)},
+        "dynamic_resources": {
+            "lds_config": {"path_config_source": {"path": str(config_dir / "lds.json")},
+                           "resource_api_version": "V3"},
+            "cds_config": {"path_config_source": {"path": str(config_dir / "cds.json")},
+                           "resource_api_version": "V3"},
+        },  # fmt: skip
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": T + "extensions.resource_monitors.downstream_connections.v3."
+                        "DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": settings.max_connections,
+                    },
+                }
+            ]
+        },
+    }
+
+
+def eds_path(settings: GatewaySettings, upstream: str) -> str:
+    return str(settings.config_dir / "eds" / f"{upstream}.json")
+
+
+def clusters(settings: GatewaySettings, services: list[ApiService]) -> dict:
+    """One EDS cluster per upstream (endpoints from Consul), plus the gateway's own JWKS fetch."""
+    upstreams = sorted({s.upstream for s in services})
+    resources = [_upstream_cluster(settings, name) for name in upstreams]
+    resources.append({
+        "@type": T + "config.cluster.v3.Cluster",
+        "name": JWKS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": endpoints(JWKS_CLUSTER, [(settings.host, settings.port)]),
+    })  # fmt: skip
+    return {"resources": resources}
+
+
+def _upstream_cluster(settings: GatewaySettings, name: str) -> dict:
+    return {
+        "@type": T + "config.cluster.v3.Cluster",
+        "name": name,
+        "type": "EDS",
+        "eds_cluster_config": {
+            "eds_config": {
+                "path_config_source": {"path": eds_path(settings, name)},
+                "resource_api_version": "V3",
+            }
+        },
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": T + "extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        # A failing instance is ejected at once, before Consul's check notices.
+        "outlier_detection": {
+            "consecutive_5xx": 3,
+            "consecutive_gateway_failure": 2,
+            "interval": "1s",
+            "base_ejection_time": "5s",
+            "max_ejection_percent": 50,
+        },
+        "ignore_health_on_host_removal": True,
+        "circuit_breakers": {"thresholds": [{"max_requests": 4096, "max_pending_requests": 4096}]},
+    }
+
+
+def endpoints(cluster: str, addresses: list[tuple[str, int]]) -> dict:
+    """A ClusterLoadAssignment (the EDS resource) for `cluster`."""
+    return {
+        "@type": T + "config.endpoint.v3.ClusterLoadAssignment",
+        "cluster_name": cluster,
+        "endpoints": [{
+            "lb_endpoints": [
+                {"endpoint": {"address": _address(host, port)}} for host, port in addresses
+            ]
+        }],
+    }  # fmt: skip
+
+
+def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
+    manager = {
+        "@type": T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "gateway",
+        "codec_type": "AUTO",
+        "use_remote_address": True,
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        "request_timeout": "30s",
+        "stream_idle_timeout": "60s",
+        "common_http_protocol_options": {"idle_timeout": "300s", "headers_with_underscores_action": "REJECT_REQUEST"},
+        "access_log": [_access_log()],
+        "local_reply_config": _local_reply_config(),
+        "route_config": _routes(settings, services),
+        "http_filters": [
+            _filter("lua", "extensions.filters.http.lua.v3.Lua",
+                    {"default_source_code": {"inline_string": ERROR_BODY_LUA}}),
+            _filter("cors", "extensions.filters.http.cors.v3.Cors", {}),
+            _filter("local_ratelimit", "extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                    _rate_limit(settings)),
+            _filter("jwt_authn", "extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                    _jwt(settings, services)),
+            _filter("buffer", "extensions.filters.http.buffer.v3.Buffer",
+                    {"max_request_bytes": settings.max_request_bytes}),
+            _filter("grpc_json_transcoder",
+                    "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+                    _transcoder(settings, services)),
+            _filter("router", "extensions.filters.http.router.v3.Router", {}),
+        ],
+    }  # fmt: skip
+    listener = {
+        "@type": T + "config.listener.v3.Listener",
+        "name": "gateway",
+        "address": _address(settings.host, settings.port),
+        "per_connection_buffer_limit_bytes": 1024 * 1024,
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager", "typed_config": manager,
+        }]}],
+    }  # fmt: skip
+    return {"resources": [listener]}
+
+
+def _routes(settings: GatewaySettings, services: list[ApiService]) -> dict:
+    """Routes on the gRPC path (the transcoder rewrites REST paths to it before routing)."""
+    routes = []
+    for service in services:
+        for method in service.methods:
+            routes.append({
+                "match": {"path": method.grpc_path},
+                "route": {
+                    "cluster": service.upstream,
+                    "timeout": f"{settings.route_timeout_seconds:g}s",
+                    "retry_policy": _retry_policy(method.idempotent),
+                },
+            })  # fmt: skip
+    not_found = '{"code":5,"status":"NOT_FOUND","message":"No such API path."}'
+    routes.append({
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 404, "body": {"inline_string": not_found}},
+        "response_headers_to_add": [_header("content-type", "application/json")],
+    })  # fmt: skip
+    cors = {
+        "@type": T + "extensions.filters.http.cors.v3.CorsPolicy",
+        "allow_origin_string_match": [{"exact": origin} for origin in settings.cors_origins],
+        "allow_methods": "GET, POST, PATCH, PUT, DELETE, OPTIONS",
+        "allow_headers": "authorization, content-type, x-request-id",
+        "expose_headers": "x-request-id",
+        "max_age": "600",
+    }
+    return {
+        "name": "api",
+        "validate_clusters": False,  # clusters come from CDS
+        "virtual_hosts": [{
+            "name": "api", "domains": ["*"], "routes": routes,
+            "typed_per_filter_config": {"envoy.filters.http.cors": cors},
+        }],
+    }  # fmt: skip
+
+
+def _retry_policy(idempotent: bool) -> dict:
+    """Idempotent calls retry UNAVAILABLE too; others only when the request never got in."""
+    never_reached = "connect-failure,refused-stream,reset-before-request"
+    return {
+        "retry_on": f"{never_reached},unavailable" if idempotent else never_reached,
+        "num_retries": 2,
+        "per_try_timeout": PER_TRY_TIMEOUT,
+        "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
+                                  "typed_config": {"@type": T + "extensions.retry.host."
+                                                   "previous_hosts.v3.PreviousHostsPredicate"}}],
+        "host_selection_retry_max_attempts": 3,
+        "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.25s"},
+    }  # fmt: skip
+
+
+def _jwt(settings: GatewaySettings, services: list[ApiService]) -> dict:
+    """Public methods (REST and native gRPC paths) need no token; everything else does."""
+    rules = []
+    for service in services:
+        for method in service.methods:
+            if not method.public:
+                continue
+            rules.append({"match": {"path": method.grpc_path}})
+            for http in method.http:
+                rules.append({"match": {
+                    "safe_regex": {"regex": http.path_regex()},
+                    "headers": [{"name": ":method", "string_match": {"exact": http.verb}}],
+                }})  # fmt: skip
+    rules.append({"match": {"prefix": "/"}, "requires": {"provider_name": JWT_PROVIDER}})
+    return {
+        "providers": {JWT_PROVIDER: {
+            "issuer": settings.jwt_issuer,
+            "audiences": [settings.jwt_audience],
+            "remote_jwks": {
+                "http_uri": {"uri": settings.jwks_url, "cluster": JWKS_CLUSTER, "timeout": "2s"},
+                "cache_duration": "300s",
+                # The JWKS is served through this very listener: do not wait for it to start.
+                "async_fetch": {"fast_listener": True, "failed_refetch_duration": "1s"},
+            },
+            "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+            "forward": True,  # services check the token again
+            "clock_skew_seconds": 5,
+        }},
+        "rules": rules,
+    }  # fmt: skip
+
+
+def _transcoder(settings: GatewaySettings, services: list[ApiService]) -> dict:
+    return {
+        "proto_descriptor": str(settings.descriptor_set),
+        "services": [service.full_name for service in services],
+        "convert_grpc_status": True,
+        "print_options": {"always_print_primitive_fields": True, "always_print_enums_as_ints": False,
+                          "preserve_proto_field_names": False},
+        "request_validation_options": {"reject_unknown_method": True,
+                                       "reject_unknown_query_parameters": True,
+                                       "reject_binding_body_field_collisions": True},
+    }  # fmt: skip
+
+
+def _rate_limit(settings: GatewaySettings) -> dict:
+    return {
+        "stat_prefix": "gateway_rate_limit",
+        "token_bucket": {
+            "max_tokens": settings.rate_limit_burst,
+            "tokens_per_fill": settings.rate_limit_per_second,
+            "fill_interval": "1s",
+        },
+        "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+        "filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+        "response_headers_to_add": [{"header": {"key": "x-ratelimit-limited", "value": "true"}}],
+    }
+
+
+def _local_reply_config() -> dict:
+    """Envoy's own answers (401 from jwt_authn, 429, 503, ...) in the same JSON shape."""
+    mappers = []
+    for status, (code, name) in LOCAL_REPLY_CODES.items():
+        mappers.append({
+            "filter": {"status_code_filter": {"comparison": {
+                "op": "EQ", "value": {"default_value": status, "runtime_key": f"zentry_{status}"},
+            }}},
+            "body_format_override": {"json_format": {
+                "code": code, "status": name, "message": "%LOCAL_REPLY_BODY%",
+            }},
+        })  # fmt: skip
+    return {"mappers": mappers}
+
+
+def _access_log() -> dict:
+    fields = {
+        "time": "%START_TIME%", "method": "%REQ(:METHOD)%",
+        "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", "status": "%RESPONSE_CODE%",
+        "grpc_status": "%GRPC_STATUS%", "flags": "%RESPONSE_FLAGS%",
+        "duration_ms": "%DURATION%", "upstream": "%UPSTREAM_HOST%",
+        "request_id": "%REQ(X-REQUEST-ID)%", "bytes_in": "%BYTES_RECEIVED%",
+        "bytes_out": "%BYTES_SENT%", "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    }  # fmt: skip
+    return {
+        "name": "envoy.access_loggers.stdout",
+        "typed_config": {
+            "@type": T + "extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "log_format": {"json_format": fields},
+        },
+    }
+
+
+def _filter(name: str, type_name: str, config: dict) -> dict:
+    return {"name": f"envoy.filters.http.{name}", "typed_config": {"@type": T + type_name, **config}}
+
+
+def _address(host: str, port: int) -> dict:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _header(key: str, value: str) -> dict:
+    return {"header": {"key": key, "value": value}}

@@ -1,0 +1,1 @@
+"""Zentry's gRPC services (`python -m services.<name>`) and the kit they share (services.kit)."""

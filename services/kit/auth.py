@@ -1,0 +1,107 @@
+"""Who is calling: JWT verification as a server interceptor.
+
+The gateway already checks tokens; each service checks again, because the mesh
+is reachable without the gateway (grpcurl, other services). Which RPCs are
+public is declared once, in the protos, by the `(zentry.api.v1.public)` method
+option; `public_methods` reads it from the service descriptors.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from google.protobuf.descriptor import ServiceDescriptor
+
+from services.kit.errors import Unauthenticated
+from services.kit.interceptors import INFRASTRUCTURE_PREFIXES, Around, metadata_value
+from zentry.api.v1 import access_pb2
+
+ALGORITHM = "RS256"
+LEEWAY_SECONDS = 5  # clock skew we forgive; the gateway is set to the same
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated user of the current call."""
+
+    user_id: str
+    username: str
+
+
+_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
+
+
+def current_caller() -> Caller:
+    """The caller of the RPC being served; raises Unauthenticated on a public RPC."""
+    caller = _caller.get()
+    if caller is None:
+        raise Unauthenticated("This call needs a signed-in user.")
+    return caller
+
+
+def public_methods(*services: ServiceDescriptor) -> frozenset[str]:
+    """gRPC paths ("/pkg.Service/Method") of the methods marked `(zentry.api.v1.public)`."""
+    return frozenset(
+        f"/{service.full_name}/{method.name}"
+        for service in services
+        for method in service.methods
+        if method.GetOptions().Extensions[access_pb2.public]
+    )
+
+
+class TokenVerifier:
+    """Checks an RS256 access token's signature, expiry, issuer and audience."""
+
+    def __init__(self, public_key_pem: bytes, issuer: str, audience: str):
+        self._key = public_key_pem
+        self._issuer = issuer
+        self._audience = audience
+
+    @classmethod
+    def from_file(cls, path: Path, issuer: str, audience: str) -> TokenVerifier:
+        return cls(path.read_bytes(), issuer, audience)
+
+    def verify(self, authorization: str | None) -> Caller:
+        """The caller a `Bearer <token>` header speaks for; raises Unauthenticated otherwise."""
+        if not authorization:
+            raise Unauthenticated("Missing token: send 'Authorization: Bearer <token>'.")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Malformed Authorization header: expected 'Bearer <token>'.")
+        try:
+            claims = jwt.decode(
+                token.strip(),
+                self._key,
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                audience=self._audience,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("The token has expired; log in again.") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("The token is not valid; log in again.") from None
+        return Caller(user_id=claims["sub"], username=claims.get("username", ""))
+
+
+class AuthInterceptor(Around):
+    """Every RPC but the public ones and health/reflection needs a valid bearer token."""
+
+    def __init__(self, verifier: TokenVerifier, public: frozenset[str]):
+        self._verifier = verifier
+        self._public = public
+
+    def applies_to(self, method: str) -> bool:
+        return method not in self._public and not method.startswith(INFRASTRUCTURE_PREFIXES)
+
+    async def around(self, call, request, context, method):
+        caller = self._verifier.verify(metadata_value(context, "authorization"))
+        token = _caller.set(caller)
+        try:
+            return await call(request, context)
+        finally:
+            _caller.reset(token)

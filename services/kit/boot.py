@@ -1,0 +1,174 @@
+"""Booting a service: build the gRPC server, serve, and stop gracefully.
+
+`create_server` builds a grpc.aio server with the kit's interceptors (tracing,
+error mapping, auth), the standard health service and reflection, bound to the
+configured port (0 picks a free one) and returns it with the port: tests use
+it directly. `run` is what `python -m services.<name>` calls: logs, tracing,
+migrations, serve, register in Consul, run the background workers, and on
+SIGTERM/SIGINT shut down in the order that drops no call:
+
+1. mark every service NOT_SERVING and deregister from Consul, so the gateway
+   and other callers stop choosing this instance;
+2. wait `drain_delay` for them to notice;
+3. stop taking new calls and give in-flight calls `shutdown_grace` to finish;
+4. stop the background workers (outbox relay, consumers) after their current item.
+
+A background worker that fails takes the process down (exit 1) rather than
+leaving an instance that serves but no longer relays or consumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.kit import logs, telemetry
+from services.kit.auth import AuthInterceptor, TokenVerifier, public_methods
+from services.kit.db import migrate
+from services.kit.discovery import Consul
+from services.kit.errors import ErrorInterceptor
+from services.kit.settings import ConfigError, ServiceSettings
+
+_log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+class Worker(Protocol):
+    """A background loop: `run()` until `stop()` is called (outbox relay, consumers)."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Assembly:
+    """What a service hands to the kit: its gRPC services and background workers."""
+
+    services: Sequence[ServiceDescriptor]
+    add_servicers: Callable[[grpc.aio.Server], None]
+    workers: list[Worker] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    migrations_dir: Path | None = None
+
+
+def create_server(settings: ServiceSettings, assembly: Assembly,
+                  ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:  # fmt: skip
+    """Build (not start) the server; returns it, the bound port and its health servicer."""
+    verifier = TokenVerifier.from_file(
+        settings.jwt_public_key_file, settings.jwt_issuer, settings.jwt_audience
+    )
+    server = grpc.aio.server(
+        interceptors=[
+            telemetry.ServerTracing(),
+            ErrorInterceptor(),
+            AuthInterceptor(verifier, public_methods(*assembly.services)),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    assembly.add_servicers(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [service.full_name for service in assembly.services]
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port} (in use?)")
+    return server, port, health_servicer
+
+
+async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
+    """Serve until a signal or a failed worker; returns the process exit code."""
+    if assembly.migrations_dir:
+        await asyncio.to_thread(migrate, settings.postgres_dsn, assembly.migrations_dir)
+    server, port, health_servicer = create_server(settings, assembly)
+    await server.start()
+    names = ["", *(service.full_name for service in assembly.services)]
+    for name in names:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    consul = Consul(settings.consul_url)
+    await consul.register(settings.service, settings.instance_id, settings.advertise_host, port)
+    _log.info("serving", extra={"address": f"{settings.advertise_host}:{port}"})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(worker.run(), name=type(worker).__name__)
+             for worker in assembly.workers]  # fmt: skip
+    exit_code = 0
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        exit_code = 1
+        for task in done:
+            _log.error("worker %s stopped: %r", task.get_name(), task.exception())
+
+    _log.info("shutting down", extra={"grace_s": settings.shutdown_grace})
+    await health_servicer.enter_graceful_shutdown()
+    try:
+        await consul.deregister(settings.instance_id)
+    except Exception as error:  # Consul will reap us after the check fails
+        _log.warning("could not deregister from consul: %r", error)
+    await asyncio.sleep(settings.drain_delay)
+    await server.stop(settings.shutdown_grace)
+    for worker in assembly.workers:
+        worker.stop()
+    await asyncio.wait(tasks, timeout=settings.shutdown_grace) if tasks else None
+    for close in assembly.closers:
+        await close()
+    await consul.aclose()
+    waiter.cancel()
+    _log.info("stopped")
+    return exit_code
+
+
+class HasServiceSettings(Protocol):
+    """A service's own settings object; the kit reads its `service` part."""
+
+    @property
+    def service(self) -> ServiceSettings: ...
+
+
+S = TypeVar("S", bound=HasServiceSettings)
+
+
+def run(load_settings: Callable[[], S],
+        assemble: Callable[[S], Assembly]) -> None:  # fmt: skip
+    """The whole life of a service process; what `python -m services.<name>` calls."""
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        sys.exit(2)
+    common = settings.service
+    logs.configure(common.service, common.instance_id, common.log_level)
+    provider = telemetry.configure(common.service, common.instance_id, common.otlp_endpoint)
+
+    async def main() -> int:
+        return await serve(common, assemble(settings))
+
+    try:
+        code = asyncio.run(main())
+    finally:
+        provider.shutdown()
+    sys.exit(code)

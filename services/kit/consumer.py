@@ -1,0 +1,190 @@
+"""Running a Kafka consumer: polling, commits, idempotency, retries, dead letters, tracing.
+
+A service declares a `Subscription` (consumer group, topics, and a handler per
+event type) and the kit does the rest. For each message, in order:
+
+1. decode the EventEnvelope (undecodable → dead-letter topic at once);
+2. in one database transaction, record (group, event id) in processed_events
+   and run the handler; an event id seen before is skipped, so redelivery and
+   replay change nothing twice;
+3. on an exception, roll back and retry with exponential backoff, up to
+   `max_attempts`; then park the message on `<topic>.dlt` with headers naming
+   the group, the error and the attempt count;
+4. commit the Kafka offset, only after 2 or 3 is durable.
+
+Messages are handled one at a time per consumer, so one user's events (one
+key, one partition) are applied in order, and nothing is buffered unbounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as Proto
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from infra.topics import dead_letter_topic
+from services.kit import telemetry
+from services.kit.db import Database
+from services.kit.outbox import producer_config
+from services.kit.tables import processed_events
+from zentry.events.v1 import envelope_pb2
+
+_log = logging.getLogger(__name__)
+
+Handler = Callable[[envelope_pb2.EventEnvelope, Proto, AsyncSession], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What one consumer group reads and how each event type is applied.
+
+    `handlers` maps a payload message class to `handler(envelope, payload, session)`;
+    the handler changes state through `session` only (the kit commits it).
+    Event types without a handler are skipped.
+    """
+
+    group: str
+    topics: tuple[str, ...]
+    handlers: dict[type[Proto], Handler] = field(default_factory=dict)
+
+
+class ConsumerRunner:
+    def __init__(self, db: Database, bootstrap: str, subscription: Subscription, *,
+                 max_attempts: int = 5, first_backoff: float = 0.2, max_backoff: float = 5.0,
+                 poll_timeout: float = 0.5, extra_config: dict | None = None):  # fmt: skip
+        self._db = db
+        self._sub = subscription
+        self._handlers = {cls.DESCRIPTOR.full_name: (cls, fn) for cls, fn in subscription.handlers.items()}
+        self._max_attempts = max_attempts
+        self._first_backoff = first_backoff
+        self._max_backoff = max_backoff
+        self._poll_timeout = poll_timeout
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": subscription.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            **(extra_config or {}),
+        })  # fmt: skip
+        self._dlt = Producer(producer_config(bootstrap, f"{subscription.group}-dlt"))
+        self._stopping = asyncio.Event()
+        self.applied = self.skipped = self.dead_lettered = 0
+
+    def stop(self) -> None:
+        """Ask `run` to return after the message in hand; does not block."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until `stop()`; closes the consumer (leaving the group) on the way out."""
+        self._consumer.subscribe(list(self._sub.topics))
+        try:
+            while not self._stopping.is_set():
+                message = await asyncio.to_thread(self._consumer.poll, self._poll_timeout)
+                if message is None:
+                    continue
+                if message.error():
+                    if message.error().code() != KafkaError._PARTITION_EOF:
+                        _log.warning("kafka: %s", message.error())
+                    continue
+                await self._handle(message)
+                await asyncio.to_thread(self._consumer.commit, message=message, asynchronous=False)
+        finally:
+            await asyncio.to_thread(self._consumer.close)
+            await asyncio.to_thread(self._dlt.flush, 10)
+
+    async def _handle(self, message: Message) -> None:
+        try:
+            event = envelope_pb2.EventEnvelope.FromString(message.value() or b"")
+            if not event.event_id:
+                raise DecodeError("no event_id")
+        except DecodeError as error:
+            await self._dead_letter(message, f"undecodable EventEnvelope: {error}", attempts=1)
+            return
+        entry = self._handlers.get(event.event_type)
+        if entry is None:
+            self.skipped += 1
+            return
+        payload_class, handler = entry
+        parent = telemetry.context_from_kafka(message.headers())
+        token = otel_context.attach(parent)
+        try:
+            await self._apply_with_retries(message, event, payload_class, handler)
+        finally:
+            otel_context.detach(token)
+
+    async def _apply_with_retries(self, message, event, payload_class, handler) -> None:
+        backoff = self._first_backoff
+        for attempt in range(1, self._max_attempts + 1):
+            with telemetry.tracer().start_as_current_span(
+                f"consume {event.event_type}", kind=SpanKind.CONSUMER,
+                attributes={"messaging.system": "kafka", "messaging.destination.name":
+                            message.topic(), "messaging.consumer.group.name": self._sub.group},
+            ):  # fmt: skip
+                try:
+                    await self._apply_once(event, payload_class, handler)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    _log.warning(
+                        "handling %s %s failed (attempt %d of %d): %r", event.event_type,
+                        event.event_id, attempt, self._max_attempts, error,
+                        extra={"group": self._sub.group, "event_id": event.event_id},
+                    )  # fmt: skip
+                    last_error = error
+            if attempt < self._max_attempts:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+        await self._dead_letter(message, repr(last_error), attempts=self._max_attempts)
+
+    async def _apply_once(self, event, payload_class, handler) -> None:
+        """The effect and the processed-event record commit together, or neither does."""
+        payload = payload_class()
+        if not event.payload.Unpack(payload):
+            raise DecodeError(f"payload is not a {payload_class.DESCRIPTOR.full_name}")
+        async with self._db.transaction() as session:
+            first_time = await session.execute(
+                insert(processed_events)
+                .values(consumer=self._sub.group, event_id=event.event_id)
+                .on_conflict_do_nothing()
+                .returning(processed_events.c.event_id)
+            )
+            if first_time.first() is None:
+                self.skipped += 1
+                return
+            await handler(event, payload, session)
+        self.applied += 1
+
+    async def _dead_letter(self, message: Message, error: str, attempts: int) -> None:
+        """Park the message as it came, plus why; blocks until Kafka has it."""
+        headers = list(message.headers() or []) + [
+            ("zentry-dlt-group", self._sub.group.encode()),
+            ("zentry-dlt-error", error[:1000].encode()),
+            ("zentry-dlt-attempts", str(attempts).encode()),
+            ("zentry-dlt-topic", message.topic().encode()),
+            ("zentry-dlt-partition", str(message.partition()).encode()),
+            ("zentry-dlt-offset", str(message.offset()).encode()),
+        ]
+        failures: list[str] = []
+        self._dlt.produce(
+            dead_letter_topic(message.topic()), key=message.key(), value=message.value(),
+            headers=headers, on_delivery=lambda err, _m: err and failures.append(str(err)),
+        )  # fmt: skip
+        remaining = await asyncio.to_thread(self._dlt.flush, 30)
+        if remaining or failures:
+            # Not parked, so not committed: the message comes back after a restart.
+            raise RuntimeError(f"could not dead-letter {message.topic()}: {failures or remaining}")
+        self.dead_lettered += 1
+        _log.error("dead-lettered %s[%d]@%d after %d attempt(s): %s", message.topic(),
+                   message.partition(), message.offset(), attempts, error,
+                   extra={"group": self._sub.group})  # fmt: skip

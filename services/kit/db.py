@@ -1,0 +1,64 @@
+"""PostgreSQL through SQLAlchemy 2 (async, psycopg 3): one database per service.
+
+`Database.transaction()` is the unit of work: leaving the block commits,
+an exception rolls back. Migrations are Alembic scripts in each service's
+`migrations/` folder, applied by `migrate()` at start-up or by `make migrate`;
+a PostgreSQL advisory lock keeps instances starting together from racing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+MIGRATION_LOCK = 7_201_900  # any constant; the same in every service's database
+
+
+class Database:
+    def __init__(self, dsn: str, *, pool_size: int = 10):
+        self.engine: AsyncEngine = create_async_engine(
+            dsn, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One transaction; commits when the block ends, rolls back if it raises."""
+        async with AsyncSession(self.engine, expire_on_commit=False) as session:
+            async with session.begin():
+                yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def migrate(dsn: str, migrations_dir: Path, revision: str = "head") -> None:
+    """Bring the database to `revision`; blocking, idempotent, safe to run concurrently."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    config.set_main_option("sqlalchemy.url", dsn.replace("%", "%%"))
+    command.upgrade(config, revision)
+
+
+def run_migrations_env() -> None:
+    """The body of every service's migrations/env.py (online mode only)."""
+    from alembic import context
+    from sqlalchemy import create_engine, pool
+
+    engine = create_engine(context.config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        try:
+            context.configure(connection=connection, transaction_per_migration=True)
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
+    engine.dispose()

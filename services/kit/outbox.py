@@ -1,0 +1,151 @@
+"""The transactional outbox: events are rows written with the change, then relayed to Kafka.
+
+`Outbox.add` writes the event in the caller's transaction, so a rolled-back
+change publishes nothing. `OutboxRelay` publishes committed rows in id order
+and deletes them once Kafka has acknowledged them (acks=all, idempotent
+producer). Only one relay per database publishes at a time (it holds a
+PostgreSQL advisory lock), so one user's events keep their order on the topic.
+
+Delivery is at least once: a relay killed between Kafka's acknowledgement and
+its own commit republishes that batch on restart. A relay stopped through
+`stop` finishes its batch first, so an orderly restart publishes exactly once.
+Consumers apply each event id once (services.kit.consumer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from confluent_kafka import KafkaException, Producer
+from google.protobuf.message import Message
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.kit import telemetry
+from services.kit.db import Database
+from services.kit.events import envelope
+from services.kit.tables import outbox
+
+_log = logging.getLogger(__name__)
+
+RELAY_LOCK = 7_201_901
+
+
+class Outbox:
+    """Adds events for one topic, produced by one service."""
+
+    def __init__(self, topic: str, producer: str):
+        self.topic = topic
+        self.producer = producer
+
+    async def add(self, session: AsyncSession, payload: Message, subject_user_id: str) -> str:
+        """Write the event in `session`'s transaction; returns its event id."""
+        event = envelope(payload, subject_user_id, self.producer)
+        headers = {key: value.decode() for key, value in telemetry.kafka_headers()}
+        await session.execute(
+            insert(outbox).values(
+                event_id=event.event_id,
+                topic=self.topic,
+                key=subject_user_id,
+                event_type=event.event_type,
+                envelope=event.SerializeToString(),
+                headers=headers,
+            )
+        )
+        return event.event_id
+
+
+def producer_config(bootstrap: str, client_id: str) -> dict:
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows to Kafka; run one per service instance."""
+
+    def __init__(self, db: Database, bootstrap: str, client_id: str, *,
+                 batch_size: int = 500, idle_poll: float = 0.1,
+                 delivery_timeout: float = 30.0):  # fmt: skip
+        self._db = db
+        self._producer = Producer(producer_config(bootstrap, client_id))
+        self._batch_size = batch_size
+        self._idle_poll = idle_poll
+        self._delivery_timeout = delivery_timeout
+        self._stopping = asyncio.Event()
+        self.published = 0
+
+    def stop(self) -> None:
+        """Ask `run` to return after the batch in hand; does not block."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Relay until `stop()`; waits as a standby while another instance holds the lock."""
+        while not self._stopping.is_set():
+            try:
+                async with self._db.engine.connect() as lock_conn:
+                    if not await self._try_lock(lock_conn):
+                        await self._pause(1.0)
+                        continue
+                    try:
+                        while not self._stopping.is_set():
+                            if await self.relay_batch() == 0:
+                                await self._pause(self._idle_poll)
+                    finally:
+                        await lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"),
+                                                {"k": RELAY_LOCK})  # fmt: skip
+                        await lock_conn.commit()
+            except Exception:
+                _log.exception("outbox relay failed; retrying in 1 s")
+                await self._pause(1.0)
+
+    async def relay_batch(self) -> int:
+        """Publish up to one batch and delete it once acknowledged; returns how many rows."""
+        async with self._db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(outbox).order_by(outbox.c.id).limit(self._batch_size).with_for_update()
+                )
+            ).all()
+            if not rows:
+                return 0
+            failures: list[str] = []
+
+            def delivered(error, _message):
+                if error is not None:
+                    failures.append(str(error))
+
+            for row in rows:
+                self._producer.produce(
+                    row.topic,
+                    key=row.key.encode(),
+                    value=row.envelope,
+                    headers=[("event-type", row.event_type.encode()),
+                             *((k, v.encode()) for k, v in row.headers.items())],
+                    on_delivery=delivered,
+                )  # fmt: skip
+            remaining = await asyncio.to_thread(self._producer.flush, self._delivery_timeout)
+            if remaining or failures:
+                raise KafkaException(
+                    f"{remaining} undelivered, {len(failures)} failed: {failures[:3]}"
+                )
+            await session.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
+        self.published += len(rows)
+        return len(rows)
+
+    async def _try_lock(self, conn) -> bool:
+        result = await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK})
+        await conn.commit()
+        return bool(result.scalar())
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass

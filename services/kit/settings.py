@@ -1,0 +1,126 @@
+"""Typed settings read once from `ZENTRY_*` environment variables at start.
+
+The names are the ones `infra` reads (see README.md), so a service finds the
+local servers with no configuration at all. A value that is wrong or missing
+stops the process at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Env:
+    """Reads `ZENTRY_<NAME>` variables with types and defaults."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        self._environ = os.environ if environ is None else environ
+
+    def raw(self, name: str) -> str:
+        return self._environ.get(f"ZENTRY_{name}", "").strip()
+
+    def str(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def required(self, name: str, why: str) -> str:
+        value = self.raw(name)
+        if not value:
+            raise ConfigError(f"ZENTRY_{name} must be set: {why}")
+        return value
+
+    def int(self, name: str, default: int, *, minimum: int = 0) -> int:
+        raw = self.str(name, str(default))
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"ZENTRY_{name} must be a whole number, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"ZENTRY_{name} must be at least {minimum}, got {value}")
+        return value
+
+    def port(self, name: str, default: int) -> int:
+        value = self.int(name, default)
+        if value > 65535:
+            raise ConfigError(f"ZENTRY_{name} must be a TCP port (0 picks a free one), got {value}")
+        return value
+
+    def seconds(self, name: str, default: float) -> float:
+        raw = self.str(name, str(default))
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if value < 0:
+            raise ConfigError(f"ZENTRY_{name} must be a number of seconds >= 0, got {raw!r}")
+        return value
+
+    def file(self, name: str, why: str) -> Path:
+        path = Path(self.required(name, why))
+        if not path.is_file():
+            raise ConfigError(f"ZENTRY_{name} names {path}, which is not a readable file")
+        return path
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What every service needs: where it listens and where the shared servers are."""
+
+    service: str
+    host: str
+    port: int
+    advertise_host: str
+    instance_id: str
+    postgres_dsn: str
+    redis_url: str
+    kafka_bootstrap: str
+    consul_url: str
+    jwt_public_key_file: Path
+    jwt_issuer: str
+    jwt_audience: str
+    shutdown_grace: float
+    drain_delay: float
+    log_level: str
+    otlp_endpoint: str
+
+    @classmethod
+    def load(cls, service: str, default_port: int, env: Env | None = None) -> ServiceSettings:
+        env = env or Env()
+        host = env.str("HOST", "127.0.0.1")
+        port = env.port(f"{service.upper()}_PORT", default_port)
+        pg_host = env.str("POSTGRES_HOST", host)
+        pg = (
+            f"postgresql+psycopg://{env.str('POSTGRES_USER', 'zentry')}:"
+            f"{env.str('POSTGRES_PASSWORD', 'zentry')}@{pg_host}:"
+            f"{env.port('POSTGRES_PORT', 5432)}/{env.str('DATABASE', f'zentry_{service}')}"
+        )
+        return cls(
+            service=service,
+            host=host,
+            port=port,
+            advertise_host=env.str("ADVERTISE_HOST", host),
+            instance_id=env.str("INSTANCE_ID", f"{service}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"),
+            postgres_dsn=pg,
+            redis_url=(
+                f"redis://{env.str('REDIS_HOST', host)}:{env.port('REDIS_PORT', 6379)}/0"
+            ),
+            kafka_bootstrap=f"{env.str('KAFKA_HOST', host)}:{env.port('KAFKA_PORT', 9092)}",
+            consul_url=f"http://{env.str('CONSUL_HOST', host)}:{env.port('CONSUL_HTTP_PORT', 8500)}",
+            jwt_public_key_file=env.file(
+                "JWT_PUBLIC_KEY_FILE", "the PEM public key that verifies access tokens"
+            ),
+            jwt_issuer=env.str("JWT_ISSUER", "zentry"),
+            jwt_audience=env.str("JWT_AUDIENCE", "zentry-api"),
+            shutdown_grace=env.seconds("SHUTDOWN_GRACE", 10.0),
+            drain_delay=env.seconds("DRAIN_DELAY", 1.0),
+            log_level=env.str("LOG_LEVEL", "INFO").upper(),
+            otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip(),
+        )

@@ -1,0 +1,80 @@
+"""OpenTelemetry tracing across gRPC calls and Kafka messages (W3C traceparent).
+
+Spans are always made, so logs carry trace ids; they are exported over OTLP
+only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from services.kit.interceptors import Around
+
+_tracer = trace.get_tracer("zentry.kit")
+
+
+def configure(service: str, instance: str, otlp_endpoint: str) -> TracerProvider:
+    """Install the tracer provider for this process; returns it so boot can shut it down."""
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service, "service.instance.id": instance})
+    )
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer("zentry")
+
+
+class ServerTracing(Around):
+    """One SERVER span per RPC, continuing the caller's trace from its metadata."""
+
+    async def around(self, call, request, context, method):
+        carrier = dict(context.invocation_metadata() or ())
+        parent = propagate.extract(carrier)
+        with tracer().start_as_current_span(
+            method.lstrip("/"), context=parent, kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.method": method},
+        ) as span:  # fmt: skip
+            try:
+                return await call(request, context)
+            finally:
+                code = context.code()
+                if code not in (None, grpc.StatusCode.OK):
+                    span.set_status(Status(StatusCode.ERROR, str(code)))
+
+
+class ClientTracing(grpc.aio.UnaryUnaryClientInterceptor):
+    """Puts the current trace into outgoing call metadata."""
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        metadata = list(client_call_details.metadata or ()) + list(carrier.items())
+        details = client_call_details._replace(metadata=grpc.aio.Metadata(*metadata))
+        return await continuation(details, request)
+
+
+def kafka_headers() -> list[tuple[str, bytes]]:
+    """The current trace as Kafka message headers."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return [(key, value.encode()) for key, value in carrier.items()]
+
+
+def context_from_kafka(headers: Iterable[tuple[str, bytes]] | None) -> otel_context.Context:
+    """The trace a Kafka message was produced in (empty context when it carries none)."""
+    carrier = {key: value.decode(errors="replace") for key, value in headers or () if value}
+    return propagate.extract(carrier)

@@ -1,0 +1,1 @@
+"""The user service: accounts, log-in tokens, profiles and the follow graph."""

@@ -1,0 +1,231 @@
+"""What the user service does, one function per use case: domain rules + store + events.
+
+Each action runs in one transaction (the unit of work), writes its events to
+the outbox in that same transaction, and raises the kit's DomainErrors. Nothing
+here knows about gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from google.protobuf import duration_pb2
+
+from services.kit.auth import Caller
+from services.kit.db import Database
+from services.kit.errors import (
+    AlreadyExists, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated,
+)  # fmt: skip
+from services.kit.events import USER_EVENTS
+from services.kit.outbox import Outbox
+from services.user import domain, store
+from services.user.domain import CelebrityRule
+from services.user.login_guard import LoginGuard
+from services.user.store import UserRow
+from services.user.tokens import TokenIssuer
+from zentry.events.v1 import user_events_pb2 as ev
+
+WRONG_CREDENTIALS = "Wrong username or password."
+
+
+@dataclass(frozen=True)
+class NewSession:
+    token: str
+    expires: datetime
+    user: UserRow
+
+
+class UserActions:
+    def __init__(self, db: Database, issuer: TokenIssuer, guard: LoginGuard, rule: CelebrityRule,
+                 hasher: PasswordHasher | None = None):  # fmt: skip
+        self._db = db
+        self._issuer = issuer
+        self._guard = guard
+        self._rule = rule
+        self._hasher = hasher or PasswordHasher()
+        # Verifying against this when the account does not exist keeps the time the same.
+        self._dummy_hash = self._hasher.hash("not a real password 0")
+        self._outbox = Outbox(USER_EVENTS, producer="user")
+
+    @property
+    def issuer(self) -> TokenIssuer:
+        return self._issuer
+
+    async def register(self, username: str, email: str, password: str, display_name: str,
+                       time_zone: str) -> UserRow:  # fmt: skip
+        username = domain.check_username(username)
+        email = domain.check_email(email)
+        domain.check_password(password, username)
+        display_name = domain.check_display_name(display_name) or username
+        time_zone = domain.check_time_zone(time_zone)
+        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        async with self._db.transaction() as session:
+            try:
+                user = await store.insert_user(
+                    session, username=username, username_key=domain.username_key(username),
+                    email=email, email_key=domain.email_key(email), password_hash=password_hash,
+                    display_name=display_name, time_zone=time_zone,
+                    sleep_goal_seconds=int(domain.DEFAULT_SLEEP_GOAL.total_seconds()),
+                )  # fmt: skip
+            except store.Taken as taken:
+                value = username if taken.field == "username" else email
+                raise AlreadyExists(f"{taken.field} {value!r} is already taken") from None
+            await self._outbox.add(session, ev.UserRegistered(profile=event_profile(user)), user.id)
+        return user
+
+    async def log_in(self, account: str, password: str) -> NewSession:
+        """Same answer for a wrong password and an unknown account; 429 after repeated failures."""
+        if not account or not password:
+            raise Unauthenticated(WRONG_CREDENTIALS)
+        wait = await self._guard.retry_after(account)
+        if wait:
+            raise ResourceExhausted(
+                f"Too many failed log-ins for this account; try again in {_minutes(wait)}."
+            )
+        async with self._db.transaction() as session:
+            user = await store.find_for_login(session, account.strip().casefold())
+        if not await asyncio.to_thread(self._password_matches, user, password):
+            await self._guard.failed(account)
+            raise Unauthenticated(WRONG_CREDENTIALS)
+        await self._guard.succeeded(account)
+        token, expires = self._issuer.issue(user.id, user.username)
+        return NewSession(token, expires, user)
+
+    def _password_matches(self, user: UserRow | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(user.password_hash if user else self._dummy_hash, password) \
+                and user is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def get(self, caller: Caller, username: str) -> UserRow:
+        async with self._db.transaction() as session:
+            return await self._resolve(session, caller, username)
+
+    async def update_profile(self, caller: Caller, username: str, changes: dict,
+                             paths: list[str]) -> UserRow:  # fmt: skip
+        """`changes` holds candidate values by field name; only `paths` are applied."""
+        values: dict = {}
+        for path in paths:
+            value = changes[path]
+            if path == "display_name":
+                values["display_name"] = domain.check_display_name(value)
+            elif path == "bio":
+                values["bio"] = domain.check_bio(value)
+            elif path == "time_zone":
+                values["time_zone"] = domain.check_time_zone(value)
+            elif path == "sleep_goal":
+                values["sleep_goal_seconds"] = int(domain.check_sleep_goal(value).total_seconds())
+        async with self._db.transaction() as session:
+            me = await self._resolve(session, caller, username, for_update=True)
+            if me.id != caller.user_id:
+                raise PermissionDenied("You can only change your own profile.")
+            if "display_name" in values and not values["display_name"]:
+                values["display_name"] = me.username
+            changed = [k for k, v in values.items() if getattr(me, k) != v]
+            if not changed:
+                return me
+            user = await store.update_profile(session, me.id, {k: values[k] for k in changed})
+            names = ["sleep_goal" if k == "sleep_goal_seconds" else k for k in changed]
+            await self._outbox.add(
+                session,
+                ev.UserProfileUpdated(profile=event_profile(user), changed_fields=names),
+                user.id,
+            )
+        return user
+
+    async def follow(self, caller: Caller, username: str) -> UserRow:
+        async with self._db.transaction() as session:
+            followee = await self._resolve(session, caller, username)
+            if followee.id == caller.user_id:
+                raise InvalidArgument.field("username", "you cannot follow yourself")
+            locked = await store.lock_pair(session, caller.user_id, followee.id)
+            if caller.user_id not in locked:
+                raise NotFound("Your account no longer exists.")
+            if not await store.add_follow(session, caller.user_id, followee.id):
+                return locked[followee.id]
+            follower, followee = await store.change_counts(session, caller.user_id, followee.id, 1)
+            await self._outbox.add(
+                session,
+                ev.FollowCreated(
+                    follower_id=follower.id, followee_id=followee.id,
+                    followee_follower_count=followee.follower_count,
+                    follower_following_count=follower.following_count,
+                ),  # fmt: skip
+                follower.id,
+            )
+            return await self._recheck_celebrity(session, followee)
+
+    async def unfollow(self, caller: Caller, username: str) -> UserRow:
+        async with self._db.transaction() as session:
+            followee = await self._resolve(session, caller, username)
+            if followee.id == caller.user_id:
+                raise InvalidArgument.field("username", "you cannot unfollow yourself")
+            locked = await store.lock_pair(session, caller.user_id, followee.id)
+            if not await store.remove_follow(session, caller.user_id, followee.id):
+                return locked[followee.id]
+            follower, followee = await store.change_counts(session, caller.user_id, followee.id, -1)
+            await self._outbox.add(
+                session,
+                ev.FollowDeleted(
+                    follower_id=follower.id, followee_id=followee.id,
+                    followee_follower_count=followee.follower_count,
+                    follower_following_count=follower.following_count,
+                ),  # fmt: skip
+                follower.id,
+            )
+            return await self._recheck_celebrity(session, followee)
+
+    async def list_follows(self, caller: Caller, username: str, direction: str, limit: int,
+                           after: tuple[datetime, str] | None):  # fmt: skip
+        async with self._db.transaction() as session:
+            user = await self._resolve(session, caller, username)
+            return await store.list_follows(session, user.id, direction, limit, after)
+
+    async def _recheck_celebrity(self, session, user: UserRow) -> UserRow:
+        celebrity = self._rule.status(user.celebrity, user.follower_count)
+        if celebrity == user.celebrity:
+            return user
+        await store.set_celebrity(session, user.id, celebrity)
+        await self._outbox.add(
+            session,
+            ev.CelebrityStatusChanged(
+                user_id=user.id, celebrity=celebrity, follower_count=user.follower_count
+            ),
+            user.id,
+        )
+        return UserRow(**{**user.__dict__, "celebrity": celebrity})
+
+    async def _resolve(self, session, caller: Caller, username: str,
+                       for_update: bool = False) -> UserRow:  # fmt: skip
+        """`me` or a username → the user; NotFound if there is none."""
+        if username == domain.ME:
+            user = await store.find_by_id(session, caller.user_id, for_update)
+        else:
+            user = await store.find_by_username(session, domain.username_key(username), for_update)
+        if user is None:
+            raise NotFound(f"No user named {username!r}.")
+        return user
+
+
+def event_profile(user: UserRow) -> ev.UserProfile:
+    return ev.UserProfile(
+        user_id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        time_zone=user.time_zone,
+        sleep_goal=duration_pb2.Duration(seconds=user.sleep_goal_seconds),
+        celebrity=user.celebrity,
+    )
+
+
+def _minutes(seconds: int) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+

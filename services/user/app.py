@@ -1,0 +1,45 @@
+"""Wires the user service together: what `python -m services.user` serves."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from services.kit.boot import Assembly
+from services.kit.db import Database
+from services.kit.outbox import OutboxRelay
+from services.user.actions import UserActions
+from services.user.config import UserSettings
+from services.user.login_guard import LoginGuard
+from services.user.server import UserServicer
+from services.user.tokens import TokenIssuer
+from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def assemble(settings: UserSettings) -> Assembly:
+    """Build the clients and the servicer; must run inside the event loop."""
+    service = settings.service
+    db = Database(service.postgres_dsn)
+    redis = Redis.from_url(service.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    issuer = TokenIssuer(
+        settings.jwt_private_key_file.read_bytes(),
+        issuer=service.jwt_issuer,
+        audience=service.jwt_audience,
+        ttl=timedelta(seconds=settings.token_ttl_seconds),
+    )
+    guard = LoginGuard(redis, settings.login_max_failures, settings.login_lockout_seconds)
+    actions = UserActions(db, issuer, guard, settings.celebrity)
+    servicer = UserServicer(actions)
+    return Assembly(
+        services=[user_service_pb2.DESCRIPTOR.services_by_name["UserService"]],
+        add_servicers=lambda server: user_service_pb2_grpc.add_UserServiceServicer_to_server(
+            servicer, server
+        ),
+        workers=[OutboxRelay(db, service.kafka_bootstrap, client_id=service.instance_id)],
+        closers=[db.dispose, redis.aclose],
+        migrations_dir=MIGRATIONS,
+    )

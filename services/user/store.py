@@ -1,0 +1,213 @@
+"""The user service's tables and the queries over them (SQLAlchemy Core, async).
+
+Every function takes the session of the caller's transaction (the unit of
+work, services.kit.db); none commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, Table, Text,
+    delete, func, insert, or_, select, tuple_, update,
+)  # fmt: skip
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("username", Text, nullable=False),
+    Column("username_key", Text, nullable=False, unique=True),
+    Column("email", Text, nullable=False),
+    Column("email_key", Text, nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("bio", Text, nullable=False, server_default=""),
+    Column("time_zone", Text, nullable=False),
+    Column("sleep_goal_seconds", Integer, nullable=False),
+    Column("follower_count", BigInteger, nullable=False, server_default="0"),
+    Column("following_count", BigInteger, nullable=False, server_default="0"),
+    Column("celebrity", Boolean, nullable=False, server_default="false"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+follows = Table(
+    "follows",
+    metadata,
+    Column("follower_id", UUID(as_uuid=False), ForeignKey("users.id"), primary_key=True),
+    Column("followee_id", UUID(as_uuid=False), ForeignKey("users.id"), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("follows_by_followee", "followee_id", "created_at", "follower_id"),
+    Index("follows_by_follower", "follower_id", "created_at", "followee_id"),
+)
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: str
+    username: str
+    email: str
+    password_hash: str
+    display_name: str
+    bio: str
+    time_zone: str
+    sleep_goal_seconds: int
+    follower_count: int
+    following_count: int
+    celebrity: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+_USER_COLUMNS = [users.c[name] for name in UserRow.__dataclass_fields__]
+
+
+class Taken(Exception):
+    """A unique column already holds the value; `field` is username or email."""
+
+    def __init__(self, field: str):
+        super().__init__(field)
+        self.field = field
+
+
+async def insert_user(session: AsyncSession, *, username: str, username_key: str, email: str,
+                      email_key: str, password_hash: str, display_name: str, time_zone: str,
+                      sleep_goal_seconds: int) -> UserRow:  # fmt: skip
+    """Raises Taken when the username or email is in use (decided by the unique indexes)."""
+    try:
+        async with session.begin_nested():
+            row = (
+                await session.execute(
+                    insert(users)
+                    .values(
+                        id=str(uuid.uuid4()), username=username, username_key=username_key,
+                        email=email, email_key=email_key, password_hash=password_hash,
+                        display_name=display_name, time_zone=time_zone,
+                        sleep_goal_seconds=sleep_goal_seconds,
+                    )  # fmt: skip
+                    .returning(*_USER_COLUMNS)
+                )
+            ).one()
+    except IntegrityError as error:
+        raise Taken("email" if "email_key" in str(error.orig) else "username") from None
+    return UserRow(*row)
+
+
+async def find_by_username(session: AsyncSession, username_key: str,
+                           for_update: bool = False) -> UserRow | None:  # fmt: skip
+    query = select(*_USER_COLUMNS).where(users.c.username_key == username_key)
+    if for_update:
+        query = query.with_for_update()
+    row = (await session.execute(query)).first()
+    return UserRow(*row) if row else None
+
+
+async def find_by_id(session: AsyncSession, user_id: str, for_update: bool = False) -> UserRow | None:
+    query = select(*_USER_COLUMNS).where(users.c.id == user_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await session.execute(query)).first()
+    return UserRow(*row) if row else None
+
+
+async def find_for_login(session: AsyncSession, key: str) -> UserRow | None:
+    """By username or by email, both compared casefolded."""
+    query = select(*_USER_COLUMNS).where(or_(users.c.username_key == key, users.c.email_key == key))
+    row = (await session.execute(query)).first()
+    return UserRow(*row) if row else None
+
+
+async def update_profile(session: AsyncSession, user_id: str, values: dict) -> UserRow:
+    row = (
+        await session.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(**values, updated_at=func.now())
+            .returning(*_USER_COLUMNS)
+        )
+    ).one()
+    return UserRow(*row)
+
+
+async def lock_pair(session: AsyncSession, a: str, b: str) -> dict[str, UserRow]:
+    """Lock two users' rows in id order, so concurrent A→B and B→A follows cannot deadlock."""
+    rows = (
+        await session.execute(
+            select(*_USER_COLUMNS).where(users.c.id.in_([a, b])).order_by(users.c.id).with_for_update()
+        )
+    ).all()
+    return {row.id: UserRow(*row) for row in rows}
+
+
+async def add_follow(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
+    """True if the follow is new (False if it existed: following is idempotent)."""
+    result = await session.execute(
+        pg_insert(follows)
+        .values(follower_id=follower_id, followee_id=followee_id)
+        .on_conflict_do_nothing()
+        .returning(follows.c.created_at)
+    )
+    return result.first() is not None
+
+
+async def remove_follow(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
+    """True if there was a follow to remove."""
+    result = await session.execute(
+        delete(follows)
+        .where(follows.c.follower_id == follower_id, follows.c.followee_id == followee_id)
+        .returning(follows.c.created_at)
+    )
+    return result.first() is not None
+
+
+async def change_counts(session: AsyncSession, follower_id: str, followee_id: str,
+                        delta: int) -> tuple[UserRow, UserRow]:  # fmt: skip
+    """Add `delta` to the followee's follower count and the follower's following count."""
+    followee = await session.execute(
+        update(users).where(users.c.id == followee_id)
+        .values(follower_count=users.c.follower_count + delta).returning(*_USER_COLUMNS)
+    )  # fmt: skip
+    followee_row = UserRow(*followee.one())
+    follower = await session.execute(
+        update(users).where(users.c.id == follower_id)
+        .values(following_count=users.c.following_count + delta).returning(*_USER_COLUMNS)
+    )  # fmt: skip
+    return UserRow(*follower.one()), followee_row
+
+
+async def set_celebrity(session: AsyncSession, user_id: str, celebrity: bool) -> None:
+    await session.execute(update(users).where(users.c.id == user_id).values(celebrity=celebrity))
+
+
+async def list_follows(session: AsyncSession, user_id: str, direction: str, limit: int,
+                       after: tuple[datetime, str] | None) -> list[tuple[UserRow, datetime]]:  # fmt: skip
+    """Followers (direction "followers") or followees ("following") of `user_id`, newest first.
+
+    Keyset pagination on (follow time, other user's id): stable while follows come and go.
+    """
+    mine, other = (
+        (follows.c.followee_id, follows.c.follower_id)
+        if direction == "followers"
+        else (follows.c.follower_id, follows.c.followee_id)
+    )
+    query = (
+        select(*_USER_COLUMNS, follows.c.created_at.label("followed_at"))
+        .join(users, users.c.id == other)
+        .where(mine == user_id)
+        .order_by(follows.c.created_at.desc(), other.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(tuple_(follows.c.created_at, other) < tuple_(*after))
+    rows = (await session.execute(query)).all()
+    return [(UserRow(*row[:-1]), row[-1]) for row in rows]
