@@ -9,14 +9,28 @@ PY := $(VENV)/bin/python
 INFRA := $(PY) -m infra
 PYTEST_ARGS ?=
 
-.PHONY: help setup dev test test-unit test-integration lint lock \
+PROTO_SOURCES := $(shell find protos -name '*.proto')
+
+.PHONY: help setup tools protos dev test test-unit test-integration test-e2e lint lock migrate \
         infra-up infra-down infra-status infra-reset
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed ## venv, then the pinned servers and tools under .tools/ (idempotent)
+setup: tools gen/.stamp ## venv, pinned servers and tools under .tools/, generated protos (idempotent)
+
+tools: $(VENV)/.installed
 	@$(INFRA) install
+
+protos: $(VENV)/.installed | tools ## regenerate gen/ from protos/ and buf lint them
+	@$(PY) protos/generate.py
+	@.tools/bin/buf lint
+	@touch gen/.stamp
+
+gen/.stamp: $(VENV)/.installed $(PROTO_SOURCES) protos/generate.py buf.yaml | tools
+	@$(PY) protos/generate.py
+	@.tools/bin/buf lint
+	@touch $@
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
@@ -26,28 +40,30 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	  { echo "setup: pip could not install the Python packages; read the lines above (is PyPI reachable?)" >&2; exit 1; }
 	@touch $@
 
-dev: infra-up ## run the mesh: the infrastructure now, the services as they land
-	@echo
-	@echo "Zentry's infrastructure is up (logs in .run/logs/, stop with: make infra-down)."
-	@echo "  REST gateway   http://$${ZENTRY_HOST:-127.0.0.1}:$${ZENTRY_GATEWAY_PORT:-8080}"
-	@echo "  Consul UI      http://$${ZENTRY_HOST:-127.0.0.1}:$${ZENTRY_CONSUL_HTTP_PORT:-8500}/ui"
-	@echo "  Envoy admin    http://$${ZENTRY_HOST:-127.0.0.1}:$${ZENTRY_ENVOY_ADMIN_PORT:-9901}"
-	@echo "  grpcurl        .tools/bin/grpcurl -plaintext HOST:PORT list"
+dev: setup ## run the mesh: servers, every service, the gateway; Ctrl-C stops what it started
+	@$(INFRA) dev
 
 test: infra-up ## set up, start the infrastructure, run every test tier
 	@$(PY) -m pytest $(PYTEST_ARGS) tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure, not a pass" >&2; exit 1; fi; \
 	exit $$rc
 
-test-unit: $(VENV)/.installed ## only the fast tests that need no server
+test-unit: $(VENV)/.installed gen/.stamp ## only the fast tests that need no server
 	@$(PY) -m pytest $(PYTEST_ARGS) tests/unit
 
 test-integration: infra-up ## only the tests against the real servers
 	@$(PY) -m pytest $(PYTEST_ARGS) tests/integration
 
-lint: $(VENV)/.installed ## ruff, over everything
+test-e2e: infra-up ## only the REST-through-Envoy tests (they start their own service instances)
+	@$(PY) -m pytest $(PYTEST_ARGS) tests/e2e
+
+migrate: infra-up ## apply every service's database migrations (services also do it at start)
+	@$(PY) -m services.kit.migrate
+
+lint: setup ## ruff over the Python, buf over the protos
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	.tools/bin/buf lint
 
 lock: $(VENV)/.installed ## re-pin constraints.txt from the current venv
 	@{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new

@@ -18,6 +18,7 @@ from gateway.descriptors import ApiService
 
 T = "type.googleapis.com/envoy."
 JWKS_CLUSTER = "gateway_jwks"
+NO_UPSTREAM = "no_upstream"  # a cluster without endpoints, for routes never forwarded
 JWT_PROVIDER = "zentry"
 PER_TRY_TIMEOUT = "5s"
 
@@ -95,6 +96,13 @@ def clusters(settings: GatewaySettings, services: list[ApiService]) -> dict:
         "type": "STATIC",
         "connect_timeout": "1s",
         "load_assignment": endpoints(JWKS_CLUSTER, [(settings.host, settings.port)]),
+    })  # fmt: skip
+    resources.append({
+        "@type": T + "config.cluster.v3.Cluster",
+        "name": NO_UPSTREAM,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": endpoints(NO_UPSTREAM, []),
     })  # fmt: skip
     return {"resources": resources}
 
@@ -200,6 +208,12 @@ def _routes(settings: GatewaySettings, services: list[ApiService]) -> dict:
                     "retry_policy": _retry_policy(method.idempotent),
                 },
             })  # fmt: skip
+    # The CORS filter only acts on a route with a route entry, and a REST path matches
+    # no gRPC route before transcoding; preflights are answered by the filter itself.
+    routes.append({
+        "match": {"prefix": "/", "headers": [{"name": ":method", "string_match": {"exact": "OPTIONS"}}]},
+        "route": {"cluster": NO_UPSTREAM},
+    })  # fmt: skip
     not_found = '{"code":5,"status":"NOT_FOUND","message":"No such API path."}'
     routes.append({
         "match": {"prefix": "/"},
@@ -213,6 +227,7 @@ def _routes(settings: GatewaySettings, services: list[ApiService]) -> dict:
         "allow_headers": "authorization, content-type, x-request-id",
         "expose_headers": "x-request-id",
         "max_age": "600",
+        "forward_not_matching_preflights": False,
     }
     return {
         "name": "api",
@@ -268,6 +283,7 @@ def _jwt(settings: GatewaySettings, services: list[ApiService]) -> dict:
             "clock_skew_seconds": 5,
         }},
         "rules": rules,
+        "bypass_cors_preflight": True,
     }  # fmt: skip
 
 

@@ -1,5 +1,7 @@
 """`python -m infra COMMAND [SERVER ...]`: install, start, stop and inspect the local servers.
 
+`python -m infra dev` runs the whole mesh in the foreground (what `make dev` does).
+
 Exit codes: 0 done, 1 a failure explained in one line on stderr, 3 (status
 only) some server is not answering.
 """
@@ -10,7 +12,7 @@ import argparse
 import signal
 import sys
 
-from infra import config, install, lifecycle
+from infra import config, install, lifecycle, mesh
 from infra.errors import InfraError
 
 
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             "servers", nargs="*", help="postgres, redis, kafka, consul, envoy (default: all)"
         )
     commands.add_parser("reset", help="stop our servers and delete .run/ (all local data)")
+    commands.add_parser("dev", help="servers, every service and the gateway, until Ctrl-C")
     args = parser.parse_args(argv)
 
     try:
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(s.state in ("running", "external") for s in statuses) else 3
         elif args.command == "reset":
             lifecycle.reset(settings)
+        elif args.command == "dev":
+            return mesh.run_dev(settings)
     except InfraError as exc:
         print(f"infra {args.command}: {exc}", file=sys.stderr)
         return 1

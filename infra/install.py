@@ -8,6 +8,7 @@ tool already built at its pinned version is not touched again.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -108,6 +109,7 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
         "consul": _install_consul,
         "grpcurl": _install_grpcurl,
         "envoy": _check_envoy,
+        "buf": _install_buf,
     }
     unknown = set(only or []) - set(steps)
     if unknown:
@@ -194,6 +196,37 @@ def _check_envoy(settings: Settings) -> str:
     out = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout
     match = re.search(r"version: [0-9a-f]+/([0-9.]+)/", out)
     return f"Envoy {match.group(1) if match else '(version unknown)'} ({binary})"
+
+
+def _install_buf(settings: Settings) -> str:
+    """buf, for `buf lint` of protos/, from npm at the version package-lock.json pins.
+
+    `npm install` rather than `npm ci`: the lock holds only the Linux binaries
+    (all the registry here serves), and `npm ci` refuses a lock without the others.
+    """
+    lock = json.loads((TOOLCHAIN / "buf" / "package-lock.json").read_text())
+    version = lock["packages"]["node_modules/@bufbuild/buf"]["version"]
+    home = settings.tools_dir / "buf" / version
+    binary = home / "node_modules" / ".bin" / "buf"
+    built = f"buf {version}"
+    if not binary.exists():
+        _require_command("npm", "npm (Node.js)", "install Node.js 18+ with npm")
+        home.mkdir(parents=True, exist_ok=True)
+        for name in ("package.json", "package-lock.json"):
+            shutil.copy(TOOLCHAIN / "buf" / name, home / name)
+        run_logged(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            settings.log_dir / "setup-buf.log",
+            "npm could not install @bufbuild/buf",
+            cwd=home,
+        )
+        built = f"installed buf {version}"
+    link = settings.tools_dir / "bin" / "buf"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(binary)
+    return f"{built} ({link})"
 
 
 def _go_build(settings: Settings, tool: str, package: str, version: str) -> str:

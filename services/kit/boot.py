@@ -31,9 +31,8 @@ from typing import Protocol, TypeVar
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
-from services.kit import logs, telemetry
+from services.kit import logs, reflection, telemetry
 from services.kit.auth import AuthInterceptor, TokenVerifier, public_methods
 from services.kit.db import migrate
 from services.kit.discovery import Consul
@@ -86,10 +85,7 @@ def create_server(settings: ServiceSettings, assembly: Assembly,
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [service.full_name for service in assembly.services]
-    reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        server,
-    )
+    reflection.enable([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise ConfigError(f"cannot listen on {settings.host}:{settings.port} (in use?)")

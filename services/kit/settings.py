@@ -96,19 +96,13 @@ class ServiceSettings:
         env = env or Env()
         host = env.str("HOST", "127.0.0.1")
         port = env.port(f"{service.upper()}_PORT", default_port)
-        pg_host = env.str("POSTGRES_HOST", host)
-        pg = (
-            f"postgresql+psycopg://{env.str('POSTGRES_USER', 'zentry')}:"
-            f"{env.str('POSTGRES_PASSWORD', 'zentry')}@{pg_host}:"
-            f"{env.port('POSTGRES_PORT', 5432)}/{env.str('DATABASE', f'zentry_{service}')}"
-        )
         return cls(
             service=service,
             host=host,
             port=port,
             advertise_host=env.str("ADVERTISE_HOST", host),
             instance_id=env.str("INSTANCE_ID", f"{service}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"),
-            postgres_dsn=pg,
+            postgres_dsn=postgres_dsn(service, env),
             redis_url=(
                 f"redis://{env.str('REDIS_HOST', host)}:{env.port('REDIS_PORT', 6379)}/0"
             ),
@@ -124,3 +118,14 @@ class ServiceSettings:
             log_level=env.str("LOG_LEVEL", "INFO").upper(),
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip(),
         )
+
+
+def postgres_dsn(service: str, env: Env | None = None) -> str:
+    """The SQLAlchemy URL of the database `service` owns (`zentry_<service>` by default)."""
+    env = env or Env()
+    host = env.str("POSTGRES_HOST", env.str("HOST", "127.0.0.1"))
+    return (
+        f"postgresql+psycopg://{env.str('POSTGRES_USER', 'zentry')}:"
+        f"{env.str('POSTGRES_PASSWORD', 'zentry')}@{host}:{env.port('POSTGRES_PORT', 5432)}/"
+        f"{env.str(f'{service.upper()}_DATABASE', f'zentry_{service}')}"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 
 from google.api import httpbody_pb2
@@ -84,8 +85,8 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         after = None
         if cursor:
             try:
-                after = (datetime.fromisoformat(cursor["t"]), str(cursor["id"]))
-            except (TypeError, ValueError):
+                after = (datetime.fromisoformat(cursor["t"]), str(uuid.UUID(cursor["id"])))
+            except (TypeError, ValueError, AttributeError):
                 raise InvalidArgument.field("page_token", "is damaged; start again without it") from None
         rows = await self._actions.list_follows(
             current_caller(), request.username, direction, size + 1, after

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, Table, Text,
-    delete, func, insert, or_, select, tuple_, update,
+    delete, func, insert, literal, or_, select, tuple_, update,
 )  # fmt: skip
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -208,6 +208,9 @@ async def list_follows(session: AsyncSession, user_id: str, direction: str, limi
         .limit(limit)
     )
     if after is not None:
-        query = query.where(tuple_(follows.c.created_at, other) < tuple_(*after))
+        cursor = tuple_(
+            literal(after[0], DateTime(timezone=True)), literal(after[1], UUID(as_uuid=False))
+        )
+        query = query.where(tuple_(follows.c.created_at, other) < cursor)
     rows = (await session.execute(query)).all()
     return [(UserRow(*row[:-1]), row[-1]) for row in rows]

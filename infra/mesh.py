@@ -1,0 +1,203 @@
+"""Zentry's own processes on this machine: service instances and the gateway's endpoint feed.
+
+`make dev` runs them in the foreground (`python -m infra dev`) and the
+end-to-end tests start their own through the same `Mesh`. Children are
+plain subprocesses of the caller: they stop with it, and `stop_all` stops
+exactly the ones it started (SIGTERM, so each deregisters and drains).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from infra.config import Settings
+from infra.errors import InfraError
+from infra.processes import wait_until
+
+#: Every service that exists, with the port it takes in `make dev`.
+SERVICES: dict[str, int] = {"user": 50051}
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log: Path
+    process: subprocess.Popen
+    instance_id: str = ""
+    port: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+@dataclass
+class Mesh:
+    settings: Settings
+    children: list[Child] = field(default_factory=list)
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.settings.run_dir / "secrets"
+
+    def env(self) -> dict[str, str]:
+        """The environment of every child: ours, plus the local token keys unless given."""
+        from services.user.tokens import ensure_keypair
+
+        private = self.secrets_dir / "jwt-private.pem"
+        public = self.secrets_dir / "jwt-public.pem"
+        env = dict(os.environ)
+        if "ZENTRY_JWT_PRIVATE_KEY_FILE" not in env:
+            ensure_keypair(private, public)
+            env["ZENTRY_JWT_PRIVATE_KEY_FILE"] = str(private)
+            env["ZENTRY_JWT_PUBLIC_KEY_FILE"] = str(public)
+        return env
+
+    def start_feed(self) -> Child:
+        """The Consul → Envoy endpoint feed (gateway.endpoints)."""
+        return self._spawn("gateway-feed", [sys.executable, "-m", "gateway", "feed"], {})
+
+    def start_service(self, service: str, port: int | None = None,
+                      extra_env: dict[str, str] | None = None) -> Child:  # fmt: skip
+        """Start one instance (port 0 picks a free one); `wait_healthy` waits for it."""
+        number = sum(1 for c in self.children if c.name.startswith(f"{service}-")) + 1
+        instance_id = f"{service}-{number}-{uuid.uuid4().hex[:8]}"
+        env = {
+            f"ZENTRY_{service.upper()}_PORT": str(SERVICES[service] if port is None else port),
+            "ZENTRY_INSTANCE_ID": instance_id,
+            **(extra_env or {}),
+        }
+        child = self._spawn(f"{service}-{number}", [sys.executable, "-m", f"services.{service}"], env)
+        child.instance_id = instance_id
+        return child
+
+    def wait_healthy(self, child: Child, timeout: float = 60.0) -> int:
+        """Block until Consul lists the instance as passing; returns its port."""
+        service = child.name.rsplit("-", 1)[0]
+
+        def passing() -> None:
+            entries = httpx.get(
+                f"{self.settings.consul.http_url}/v1/health/service/{service}",
+                params={"passing": "true"}, timeout=2,
+            ).json()  # fmt: skip
+            ports = [e["Service"]["Port"] for e in entries if e["Service"]["ID"] == child.instance_id]
+            if not ports:
+                raise RuntimeError(f"{child.instance_id} is not passing in Consul yet")
+            child.port = ports[0]
+
+        wait_until(passing, what=f"{child.name} healthy in Consul", timeout=timeout,
+                   log_file=child.log, exit_code=child.process.poll)  # fmt: skip
+        return child.port
+
+    def stop(self, child: Child, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signal one child and wait for it; returns its exit code."""
+        if child.alive():
+            child.process.send_signal(sig)
+        try:
+            return child.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            return child.process.wait()
+        finally:
+            with contextlib.suppress(ValueError):
+                self.children.remove(child)
+
+    def stop_all(self, timeout: float = 30) -> None:
+        """SIGTERM every child at once (services first drain in parallel), then wait."""
+        for child in self.children:
+            if child.alive():
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in list(self.children):
+            self.stop(child, timeout=max(0.1, deadline - time.monotonic()))
+
+    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str]) -> Child:
+        log = self.settings.log_dir / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            try:
+                process = subprocess.Popen(
+                    argv, cwd=self.settings.repo_dir, env={**self.env(), **extra_env},
+                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                )  # fmt: skip
+            except OSError as error:
+                raise InfraError(f"could not start {name}: {error}") from None
+        child = Child(name, argv, log, process)
+        self.children.append(child)
+        return child
+
+
+def run_dev(settings: Settings) -> int:
+    """`make dev`: infrastructure, every service and the gateway; Ctrl-C stops what it started."""
+    from infra import lifecycle
+
+    statuses = lifecycle.up(settings, lifecycle.servers(settings))
+    started_here = [s.server for s in statuses if s.state == "started"]
+    mesh = Mesh(settings)
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signum
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    try:
+        mesh.start_feed()
+        for child in [mesh.start_service(service) for service in SERVICES]:
+            mesh.wait_healthy(child)
+        base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
+        wait_until(lambda: httpx.get(f"{base}/.well-known/jwks.json", timeout=2).raise_for_status(),
+                   what="the gateway routing to the user service", timeout=30,
+                   log_file=settings.log_file("envoy"))  # fmt: skip
+        _print_banner(settings, mesh, base)
+        while stop["signal"] is None:
+            dead = [c for c in mesh.children if not c.alive()]
+            if dead:
+                for child in dead:
+                    print(f"dev: {child.name} exited with code {child.process.returncode}; "
+                          f"read {child.log}", file=sys.stderr)  # fmt: skip
+                code = 1
+                break
+            time.sleep(0.5)
+    finally:
+        print("\ndev: stopping the services and the endpoint feed ...", flush=True)
+        mesh.stop_all()
+        servers = lifecycle.servers(settings, started_here) if started_here else []
+        if servers:
+            print("dev: stopping the servers this run started ...", flush=True)
+            lifecycle.down(settings, servers)
+    return code
+
+
+def _print_banner(settings: Settings, mesh: Mesh, base: str) -> None:
+    host = settings.envoy.host
+    lines = [
+        "",
+        "Zentry runs. Ctrl-C stops everything this command started.",
+        f"  REST API       {base}   (try: curl -XPOST {base}/v1/users -d '{{...}}')",
+        f"  Consul UI      {settings.consul.http_url}/ui",
+        f"  Envoy admin    {settings.envoy.admin_url}",
+    ]
+    for child in mesh.children:
+        if child.port:
+            lines.append(f"  {child.name:<14} {host}:{child.port}   log {child.log}")
+    first = next((c for c in mesh.children if c.port), None)
+    if first:
+        lines.append(f"  grpcurl        .tools/bin/grpcurl -plaintext {host}:{first.port} list")
+    lines.append(f"  logs           {settings.log_dir}/")
+    print("\n".join(lines), flush=True)

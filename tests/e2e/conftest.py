@@ -1,0 +1,128 @@
+"""End-to-end tests: REST through Envoy to real service instances found through Consul.
+
+The session starts the infrastructure (as `make infra-up`), the gateway's
+endpoint feed and two user service instances on free ports, and stops what it
+started at the end. Thresholds are lowered so the tests can reach them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from infra import config, lifecycle
+from infra.config import Settings
+from infra.mesh import Child, Mesh
+from tests.support import eventually, unique
+
+TEST_ENV = {
+    "ZENTRY_CELEBRITY_THRESHOLD": "3",
+    "ZENTRY_CELEBRITY_RELEASE_BELOW": "2",
+    "ZENTRY_LOGIN_MAX_FAILURES": "5",
+    "ZENTRY_LOGIN_LOCKOUT": "60",
+    "ZENTRY_DRAIN_DELAY": "1.5",
+}
+PASSWORD = "sleep-well-42"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return config.load()
+
+
+@pytest.fixture(scope="session")
+def mesh(settings: Settings) -> Iterator[Mesh]:
+    lifecycle.up(settings, lifecycle.servers(settings))
+    mesh = Mesh(settings)
+    try:
+        mesh.start_feed()
+        for child in [mesh.start_service("user", 0, TEST_ENV) for _ in range(2)]:
+            mesh.wait_healthy(child)
+        yield mesh
+    finally:
+        mesh.stop_all()
+
+
+@pytest.fixture(scope="session")
+def gateway(settings: Settings, mesh: Mesh) -> str:
+    """The REST base URL, once Envoy routes to every instance of the session."""
+    base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
+    ports = {child.port for child in mesh.children if child.port}
+    eventually(lambda: ports <= routed_ports(settings), timeout=30,
+               what=f"Envoy routes to the user instances {sorted(ports)}")  # fmt: skip
+    eventually(lambda: httpx.get(f"{base}/.well-known/jwks.json").status_code == 200,
+               timeout=30, what="the gateway serves the JWKS")  # fmt: skip
+    return base
+
+
+@pytest.fixture
+def api(gateway: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway, timeout=20) as client:
+        yield client
+
+
+def routed_ports(settings: Settings, cluster: str = "user") -> set[int]:
+    """Ports of the hosts Envoy has in `cluster` now (its admin /clusters)."""
+    text = httpx.get(f"{settings.envoy.admin_url}/clusters", timeout=5).text
+    return {
+        int(line.split("::")[1].rsplit(":", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(f"{cluster}::") and line.split("::")[2] == "cx_active"
+    }
+
+
+def served_counts(settings: Settings, cluster: str = "user") -> dict[int, int]:
+    """Successful requests Envoy sent to each host of `cluster`, by port."""
+    text = httpx.get(f"{settings.envoy.admin_url}/clusters", timeout=5).text
+    counts = {}
+    for line in text.splitlines():
+        parts = line.split("::")
+        if len(parts) == 4 and parts[0] == cluster and parts[2] == "rq_success":
+            counts[int(parts[1].rsplit(":", 1)[1])] = int(parts[3])
+    return counts
+
+
+@dataclass
+class Account:
+    username: str
+    email: str
+    password: str
+    token: str
+    id: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def register(api: httpx.Client, **fields) -> httpx.Response:
+    body = {"username": unique("u").replace("-", "_")[:30], "password": PASSWORD, **fields}
+    body.setdefault("email", f"{body['username']}@example.com")
+    return api.post("/v1/users", json=body)
+
+
+@pytest.fixture
+def new_account(api: httpx.Client):
+    """Factory: a registered, logged-in account with readable defaults."""
+
+    def make(**fields) -> Account:
+        response = register(api, **fields)
+        assert response.status_code == 200, response.text
+        user = response.json()
+        password = fields.get("password", PASSWORD)
+        session = api.post("/v1/sessions", json={"username": user["username"], "password": password})
+        assert session.status_code == 200, session.text
+        return Account(user["username"], user["email"], password, session.json()["accessToken"],
+                       user["id"])  # fmt: skip
+
+    return make
+
+
+def instance_ports(mesh: Mesh) -> list[int]:
+    return [c.port for c in mesh.children if c.name.startswith("user-") and c.alive()]
+
+
+__all__ = ["Account", "Child", "register"]
