@@ -1,4 +1,4 @@
-"""`python -m gateway render` writes Envoy's config; `python -m gateway feed` runs the endpoint feed.
+"""`python -m gateway render|feed`: write Envoy's config, or also run the endpoint feed.
 
 `feed` renders first, then follows Consul until SIGTERM/SIGINT.
 """

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
-
 from zentry.api.v1 import access_pb2
 
 API_PACKAGE = re.compile(r"zentry\.(?P<domain>[a-z_]+)\.v\d+")

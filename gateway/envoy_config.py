@@ -62,11 +62,15 @@ def bootstrap(settings: GatewaySettings) -> dict:
         "node": {"id": "zentry-gateway", "cluster": "zentry-gateway"},
         "admin": {"address": _address(settings.host, settings.admin_port)},
         "dynamic_resources": {
-            "lds_config": {"path_config_source": {"path": str(config_dir / "lds.json")},
-                           "resource_api_version": "V3"},
-            "cds_config": {"path_config_source": {"path": str(config_dir / "cds.json")},
-                           "resource_api_version": "V3"},
-        },  # fmt: skip
+            "lds_config": {
+                "path_config_source": {"path": str(config_dir / "lds.json")},
+                "resource_api_version": "V3",
+            },
+            "cds_config": {
+                "path_config_source": {"path": str(config_dir / "cds.json")},
+                "resource_api_version": "V3",
+            },
+        },
         "overload_manager": {
             "resource_monitors": [
                 {
@@ -90,20 +94,24 @@ def clusters(settings: GatewaySettings, services: list[ApiService]) -> dict:
     """One EDS cluster per upstream (endpoints from Consul), plus the gateway's own JWKS fetch."""
     upstreams = sorted({s.upstream for s in services})
     resources = [_upstream_cluster(settings, name) for name in upstreams]
-    resources.append({
-        "@type": T + "config.cluster.v3.Cluster",
-        "name": JWKS_CLUSTER,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": endpoints(JWKS_CLUSTER, [(settings.host, settings.port)]),
-    })  # fmt: skip
-    resources.append({
-        "@type": T + "config.cluster.v3.Cluster",
-        "name": NO_UPSTREAM,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": endpoints(NO_UPSTREAM, []),
-    })  # fmt: skip
+    resources.append(
+        {
+            "@type": T + "config.cluster.v3.Cluster",
+            "name": JWKS_CLUSTER,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": endpoints(JWKS_CLUSTER, [(settings.host, settings.port)]),
+        }
+    )
+    resources.append(
+        {
+            "@type": T + "config.cluster.v3.Cluster",
+            "name": NO_UPSTREAM,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": endpoints(NO_UPSTREAM, []),
+        }
+    )
     return {"resources": resources}
 
 
@@ -144,12 +152,14 @@ def endpoints(cluster: str, addresses: list[tuple[str, int]]) -> dict:
     return {
         "@type": T + "config.endpoint.v3.ClusterLoadAssignment",
         "cluster_name": cluster,
-        "endpoints": [{
-            "lb_endpoints": [
-                {"endpoint": {"address": _address(host, port)}} for host, port in addresses
-            ]
-        }],
-    }  # fmt: skip
+        "endpoints": [
+            {
+                "lb_endpoints": [
+                    {"endpoint": {"address": _address(host, port)}} for host, port in addresses
+                ]
+            }
+        ],
+    }
 
 
 def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
@@ -163,35 +173,59 @@ def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
         "path_with_escaped_slashes_action": "REJECT_REQUEST",
         "request_timeout": "30s",
         "stream_idle_timeout": "60s",
-        "common_http_protocol_options": {"idle_timeout": "300s", "headers_with_underscores_action": "REJECT_REQUEST"},
+        "common_http_protocol_options": {
+            "idle_timeout": "300s",
+            "headers_with_underscores_action": "REJECT_REQUEST",
+        },
         "access_log": [_access_log()],
         "local_reply_config": _local_reply_config(),
         "route_config": _routes(settings, services),
         "http_filters": [
-            _filter("lua", "extensions.filters.http.lua.v3.Lua",
-                    {"default_source_code": {"inline_string": ERROR_BODY_LUA}}),
+            _filter(
+                "lua",
+                "extensions.filters.http.lua.v3.Lua",
+                {"default_source_code": {"inline_string": ERROR_BODY_LUA}},
+            ),
             _filter("cors", "extensions.filters.http.cors.v3.Cors", {}),
-            _filter("local_ratelimit", "extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-                    _rate_limit(settings)),
-            _filter("jwt_authn", "extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-                    _jwt(settings, services)),
-            _filter("buffer", "extensions.filters.http.buffer.v3.Buffer",
-                    {"max_request_bytes": settings.max_request_bytes}),
-            _filter("grpc_json_transcoder",
-                    "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
-                    _transcoder(settings, services)),
+            _filter(
+                "local_ratelimit",
+                "extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                _rate_limit(settings),
+            ),
+            _filter(
+                "jwt_authn",
+                "extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                _jwt(settings, services),
+            ),
+            _filter(
+                "buffer",
+                "extensions.filters.http.buffer.v3.Buffer",
+                {"max_request_bytes": settings.max_request_bytes},
+            ),
+            _filter(
+                "grpc_json_transcoder",
+                "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+                _transcoder(settings, services),
+            ),
             _filter("router", "extensions.filters.http.router.v3.Router", {}),
         ],
-    }  # fmt: skip
+    }
     listener = {
         "@type": T + "config.listener.v3.Listener",
         "name": "gateway",
         "address": _address(settings.host, settings.port),
         "per_connection_buffer_limit_bytes": 1024 * 1024,
-        "filter_chains": [{"filters": [{
-            "name": "envoy.filters.network.http_connection_manager", "typed_config": manager,
-        }]}],
-    }  # fmt: skip
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": manager,
+                    }
+                ]
+            }
+        ],
+    }
     return {"resources": [listener]}
 
 
@@ -200,26 +234,35 @@ def _routes(settings: GatewaySettings, services: list[ApiService]) -> dict:
     routes = []
     for service in services:
         for method in service.methods:
-            routes.append({
-                "match": {"path": method.grpc_path},
-                "route": {
-                    "cluster": service.upstream,
-                    "timeout": f"{settings.route_timeout_seconds:g}s",
-                    "retry_policy": _retry_policy(method.idempotent),
-                },
-            })  # fmt: skip
+            routes.append(
+                {
+                    "match": {"path": method.grpc_path},
+                    "route": {
+                        "cluster": service.upstream,
+                        "timeout": f"{settings.route_timeout_seconds:g}s",
+                        "retry_policy": _retry_policy(method.idempotent),
+                    },
+                }
+            )
     # The CORS filter only acts on a route with a route entry, and a REST path matches
     # no gRPC route before transcoding; preflights are answered by the filter itself.
-    routes.append({
-        "match": {"prefix": "/", "headers": [{"name": ":method", "string_match": {"exact": "OPTIONS"}}]},
-        "route": {"cluster": NO_UPSTREAM},
-    })  # fmt: skip
+    routes.append(
+        {
+            "match": {
+                "prefix": "/",
+                "headers": [{"name": ":method", "string_match": {"exact": "OPTIONS"}}],
+            },
+            "route": {"cluster": NO_UPSTREAM},
+        }
+    )
     not_found = '{"code":5,"status":"NOT_FOUND","message":"No such API path."}'
-    routes.append({
-        "match": {"prefix": "/"},
-        "direct_response": {"status": 404, "body": {"inline_string": not_found}},
-        "response_headers_to_add": [_header("content-type", "application/json")],
-    })  # fmt: skip
+    routes.append(
+        {
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 404, "body": {"inline_string": not_found}},
+            "response_headers_to_add": [_header("content-type", "application/json")],
+        }
+    )
     cors = {
         "@type": T + "extensions.filters.http.cors.v3.CorsPolicy",
         "allow_origin_string_match": [{"exact": origin} for origin in settings.cors_origins],
@@ -232,11 +275,15 @@ def _routes(settings: GatewaySettings, services: list[ApiService]) -> dict:
     return {
         "name": "api",
         "validate_clusters": False,  # clusters come from CDS
-        "virtual_hosts": [{
-            "name": "api", "domains": ["*"], "routes": routes,
-            "typed_per_filter_config": {"envoy.filters.http.cors": cors},
-        }],
-    }  # fmt: skip
+        "virtual_hosts": [
+            {
+                "name": "api",
+                "domains": ["*"],
+                "routes": routes,
+                "typed_per_filter_config": {"envoy.filters.http.cors": cors},
+            }
+        ],
+    }
 
 
 def _retry_policy(idempotent: bool) -> dict:
@@ -246,12 +293,17 @@ def _retry_policy(idempotent: bool) -> dict:
         "retry_on": f"{never_reached},unavailable" if idempotent else never_reached,
         "num_retries": 2,
         "per_try_timeout": PER_TRY_TIMEOUT,
-        "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
-                                  "typed_config": {"@type": T + "extensions.retry.host."
-                                                   "previous_hosts.v3.PreviousHostsPredicate"}}],
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {
+                    "@type": T + "extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                },
+            }
+        ],
         "host_selection_retry_max_attempts": 3,
         "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.25s"},
-    }  # fmt: skip
+    }
 
 
 def _jwt(settings: GatewaySettings, services: list[ApiService]) -> dict:
@@ -263,28 +315,38 @@ def _jwt(settings: GatewaySettings, services: list[ApiService]) -> dict:
                 continue
             rules.append({"match": {"path": method.grpc_path}})
             for http in method.http:
-                rules.append({"match": {
-                    "safe_regex": {"regex": http.path_regex()},
-                    "headers": [{"name": ":method", "string_match": {"exact": http.verb}}],
-                }})  # fmt: skip
+                rules.append(
+                    {
+                        "match": {
+                            "safe_regex": {"regex": http.path_regex()},
+                            "headers": [{"name": ":method", "string_match": {"exact": http.verb}}],
+                        }
+                    }
+                )
     rules.append({"match": {"prefix": "/"}, "requires": {"provider_name": JWT_PROVIDER}})
     return {
-        "providers": {JWT_PROVIDER: {
-            "issuer": settings.jwt_issuer,
-            "audiences": [settings.jwt_audience],
-            "remote_jwks": {
-                "http_uri": {"uri": settings.jwks_url, "cluster": JWKS_CLUSTER, "timeout": "2s"},
-                "cache_duration": "300s",
-                # The JWKS is served through this very listener: do not wait for it to start.
-                "async_fetch": {"fast_listener": True, "failed_refetch_duration": "1s"},
-            },
-            "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
-            "forward": True,  # services check the token again
-            "clock_skew_seconds": 5,
-        }},
+        "providers": {
+            JWT_PROVIDER: {
+                "issuer": settings.jwt_issuer,
+                "audiences": [settings.jwt_audience],
+                "remote_jwks": {
+                    "http_uri": {
+                        "uri": settings.jwks_url,
+                        "cluster": JWKS_CLUSTER,
+                        "timeout": "2s",
+                    },
+                    "cache_duration": "300s",
+                    # The JWKS is served through this very listener: do not wait for it to start.
+                    "async_fetch": {"fast_listener": True, "failed_refetch_duration": "1s"},
+                },
+                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+                "forward": True,  # services check the token again
+                "clock_skew_seconds": 5,
+            }
+        },
         "rules": rules,
         "bypass_cors_preflight": True,
-    }  # fmt: skip
+    }
 
 
 def _transcoder(settings: GatewaySettings, services: list[ApiService]) -> dict:
@@ -292,12 +354,17 @@ def _transcoder(settings: GatewaySettings, services: list[ApiService]) -> dict:
         "proto_descriptor": str(settings.descriptor_set),
         "services": [service.full_name for service in services],
         "convert_grpc_status": True,
-        "print_options": {"always_print_primitive_fields": True, "always_print_enums_as_ints": False,
-                          "preserve_proto_field_names": False},
-        "request_validation_options": {"reject_unknown_method": True,
-                                       "reject_unknown_query_parameters": True,
-                                       "reject_binding_body_field_collisions": True},
-    }  # fmt: skip
+        "print_options": {
+            "always_print_primitive_fields": True,
+            "always_print_enums_as_ints": False,
+            "preserve_proto_field_names": False,
+        },
+        "request_validation_options": {
+            "reject_unknown_method": True,
+            "reject_unknown_query_parameters": True,
+            "reject_binding_body_field_collisions": True,
+        },
+    }
 
 
 def _rate_limit(settings: GatewaySettings) -> dict:
@@ -318,26 +385,43 @@ def _local_reply_config() -> dict:
     """Envoy's own answers (401 from jwt_authn, 429, 503, ...) in the same JSON shape."""
     mappers = []
     for status, (code, name) in LOCAL_REPLY_CODES.items():
-        mappers.append({
-            "filter": {"status_code_filter": {"comparison": {
-                "op": "EQ", "value": {"default_value": status, "runtime_key": f"zentry_{status}"},
-            }}},
-            "body_format_override": {"json_format": {
-                "code": code, "status": name, "message": "%LOCAL_REPLY_BODY%",
-            }},
-        })  # fmt: skip
+        mappers.append(
+            {
+                "filter": {
+                    "status_code_filter": {
+                        "comparison": {
+                            "op": "EQ",
+                            "value": {"default_value": status, "runtime_key": f"zentry_{status}"},
+                        }
+                    }
+                },
+                "body_format_override": {
+                    "json_format": {
+                        "code": code,
+                        "status": name,
+                        "message": "%LOCAL_REPLY_BODY%",
+                    }
+                },
+            }
+        )
     return {"mappers": mappers}
 
 
 def _access_log() -> dict:
     fields = {
-        "time": "%START_TIME%", "method": "%REQ(:METHOD)%",
-        "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", "status": "%RESPONSE_CODE%",
-        "grpc_status": "%GRPC_STATUS%", "flags": "%RESPONSE_FLAGS%",
-        "duration_ms": "%DURATION%", "upstream": "%UPSTREAM_HOST%",
-        "request_id": "%REQ(X-REQUEST-ID)%", "bytes_in": "%BYTES_RECEIVED%",
-        "bytes_out": "%BYTES_SENT%", "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
-    }  # fmt: skip
+        "time": "%START_TIME%",
+        "method": "%REQ(:METHOD)%",
+        "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+        "status": "%RESPONSE_CODE%",
+        "grpc_status": "%GRPC_STATUS%",
+        "flags": "%RESPONSE_FLAGS%",
+        "duration_ms": "%DURATION%",
+        "upstream": "%UPSTREAM_HOST%",
+        "request_id": "%REQ(X-REQUEST-ID)%",
+        "bytes_in": "%BYTES_RECEIVED%",
+        "bytes_out": "%BYTES_SENT%",
+        "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    }
     return {
         "name": "envoy.access_loggers.stdout",
         "typed_config": {
@@ -348,7 +432,10 @@ def _access_log() -> dict:
 
 
 def _filter(name: str, type_name: str, config: dict) -> dict:
-    return {"name": f"envoy.filters.http.{name}", "typed_config": {"@type": T + type_name, **config}}
+    return {
+        "name": f"envoy.filters.http.{name}",
+        "typed_config": {"@type": T + type_name, **config},
+    }
 
 
 def _address(host: str, port: int) -> dict:

@@ -71,8 +71,9 @@ class Mesh:
         """The Consul → Envoy endpoint feed (gateway.endpoints)."""
         return self._spawn("gateway-feed", [sys.executable, "-m", "gateway", "feed"], {})
 
-    def start_service(self, service: str, port: int | None = None,
-                      extra_env: dict[str, str] | None = None) -> Child:  # fmt: skip
+    def start_service(
+        self, service: str, port: int | None = None, extra_env: dict[str, str] | None = None
+    ) -> Child:
         """Start one instance (port 0 picks a free one); `wait_healthy` waits for it."""
         number = sum(1 for c in self.children if c.name.startswith(f"{service}-")) + 1
         instance_id = f"{service}-{number}-{uuid.uuid4().hex[:8]}"
@@ -81,7 +82,9 @@ class Mesh:
             "ZENTRY_INSTANCE_ID": instance_id,
             **(extra_env or {}),
         }
-        child = self._spawn(f"{service}-{number}", [sys.executable, "-m", f"services.{service}"], env)
+        child = self._spawn(
+            f"{service}-{number}", [sys.executable, "-m", f"services.{service}"], env
+        )
         child.instance_id = instance_id
         return child
 
@@ -92,15 +95,23 @@ class Mesh:
         def passing() -> None:
             entries = httpx.get(
                 f"{self.settings.consul.http_url}/v1/health/service/{service}",
-                params={"passing": "true"}, timeout=2,
-            ).json()  # fmt: skip
-            ports = [e["Service"]["Port"] for e in entries if e["Service"]["ID"] == child.instance_id]
+                params={"passing": "true"},
+                timeout=2,
+            ).json()
+            ports = [
+                e["Service"]["Port"] for e in entries if e["Service"]["ID"] == child.instance_id
+            ]
             if not ports:
                 raise RuntimeError(f"{child.instance_id} is not passing in Consul yet")
             child.port = ports[0]
 
-        wait_until(passing, what=f"{child.name} healthy in Consul", timeout=timeout,
-                   log_file=child.log, exit_code=child.process.poll)  # fmt: skip
+        wait_until(
+            passing,
+            what=f"{child.name} healthy in Consul",
+            timeout=timeout,
+            log_file=child.log,
+            exit_code=child.process.poll,
+        )
         return child.port
 
     def stop(self, child: Child, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> int:
@@ -131,9 +142,13 @@ class Mesh:
         with log.open("ab") as out:
             try:
                 process = subprocess.Popen(
-                    argv, cwd=self.settings.repo_dir, env={**self.env(), **extra_env},
-                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                )  # fmt: skip
+                    argv,
+                    cwd=self.settings.repo_dir,
+                    env={**self.env(), **extra_env},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
             except OSError as error:
                 raise InfraError(f"could not start {name}: {error}") from None
         child = Child(name, argv, log, process)
@@ -161,16 +176,22 @@ def run_dev(settings: Settings) -> int:
         for child in [mesh.start_service(service) for service in SERVICES]:
             mesh.wait_healthy(child)
         base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
-        wait_until(lambda: httpx.get(f"{base}/.well-known/jwks.json", timeout=2).raise_for_status(),
-                   what="the gateway routing to the user service", timeout=30,
-                   log_file=settings.log_file("envoy"))  # fmt: skip
+        wait_until(
+            lambda: httpx.get(f"{base}/.well-known/jwks.json", timeout=2).raise_for_status(),
+            what="the gateway routing to the user service",
+            timeout=30,
+            log_file=settings.log_file("envoy"),
+        )
         _print_banner(settings, mesh, base)
         while stop["signal"] is None:
             dead = [c for c in mesh.children if not c.alive()]
             if dead:
                 for child in dead:
-                    print(f"dev: {child.name} exited with code {child.process.returncode}; "
-                          f"read {child.log}", file=sys.stderr)  # fmt: skip
+                    print(
+                        f"dev: {child.name} exited with code {child.process.returncode}; "
+                        f"read {child.log}",
+                        file=sys.stderr,
+                    )
                 code = 1
                 break
             time.sleep(0.5)

@@ -47,21 +47,36 @@ def main() -> int:
         f"-I{Path(grpc_tools.__file__).parent / '_proto'}",
     ]
     code = protoc.main(
-        ["protoc", *includes, f"--python_out={PYTHON_OUT}", f"--pyi_out={PYTHON_OUT}",
-         f"--grpc_python_out={PYTHON_OUT}", *sources]
-    )  # fmt: skip
+        [
+            "protoc",
+            *includes,
+            f"--python_out={PYTHON_OUT}",
+            f"--pyi_out={PYTHON_OUT}",
+            f"--grpc_python_out={PYTHON_OUT}",
+            *sources,
+        ]
+    )
     if code == 0:
         code = protoc.main(
-            ["protoc", *includes, "--include_imports", "--include_source_info",
-             f"--descriptor_set_out={DESCRIPTOR_SET}", *sources, *EXTRA_DESCRIPTORS]
-        )  # fmt: skip
+            [
+                "protoc",
+                *includes,
+                "--include_imports",
+                "--include_source_info",
+                f"--descriptor_set_out={DESCRIPTOR_SET}",
+                *sources,
+                *EXTRA_DESCRIPTORS,
+            ]
+        )
     if code != 0:
         print("protos: protoc failed; the lines above name the file and line", file=sys.stderr)
         return code
     _copy_googleapis()
     _make_importable()
-    print(f"protos: {len(sources)} files -> {PYTHON_OUT.relative_to(REPO)}, "
-          f"{DESCRIPTOR_SET.relative_to(REPO)}")  # fmt: skip
+    print(
+        f"protos: {len(sources)} files -> {PYTHON_OUT.relative_to(REPO)}, "
+        f"{DESCRIPTOR_SET.relative_to(REPO)}"
+    )
     return 0
 
 

@@ -16,6 +16,9 @@ from infra import install
 from infra.errors import InfraError
 from infra.servers.base import Command, Port, Server
 
+# Envoy's own log lines as JSON, like every other Zentry log.
+LOG_FORMAT = '{"time":"%Y-%m-%dT%T.%e","level":"%l","logger":"%n","message":"%j"}'
+
 
 class Envoy(Server):
     name = "envoy"
@@ -62,6 +65,6 @@ class Envoy(Server):
                 "--config-path", str(bootstrap_path(self.gateway)),
                 "--disable-hot-restart",
                 "--concurrency", "2",
-                "--log-format", '{"time":"%Y-%m-%dT%T.%e","level":"%l","logger":"%n","message":"%j"}',
+                "--log-format", LOG_FORMAT,
             ],
         )  # fmt: skip

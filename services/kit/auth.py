@@ -14,10 +14,10 @@ from pathlib import Path
 
 import jwt
 from google.protobuf.descriptor import ServiceDescriptor
+from zentry.api.v1 import access_pb2
 
 from services.kit.errors import Unauthenticated
 from services.kit.interceptors import INFRASTRUCTURE_PREFIXES, Around, metadata_value
-from zentry.api.v1 import access_pb2
 
 ALGORITHM = "RS256"
 LEEWAY_SECONDS = 5  # clock skew we forgive; the gateway is set to the same

@@ -63,8 +63,10 @@ class Assembly:
     migrations_dir: Path | None = None
 
 
-def create_server(settings: ServiceSettings, assembly: Assembly,
-                  ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:  # fmt: skip
+def create_server(
+    settings: ServiceSettings,
+    assembly: Assembly,
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Build (not start) the server; returns it, the bound port and its health servicer."""
     verifier = TokenVerifier.from_file(
         settings.jwt_public_key_file, settings.jwt_issuer, settings.jwt_audience
@@ -109,8 +111,9 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(worker.run(), name=type(worker).__name__)
-             for worker in assembly.workers]  # fmt: skip
+    tasks = [
+        asyncio.create_task(worker.run(), name=type(worker).__name__) for worker in assembly.workers
+    ]
     exit_code = 0
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -148,8 +151,7 @@ class HasServiceSettings(Protocol):
 S = TypeVar("S", bound=HasServiceSettings)
 
 
-def run(load_settings: Callable[[], S],
-        assemble: Callable[[S], Assembly]) -> None:  # fmt: skip
+def run(load_settings: Callable[[], S], assemble: Callable[[S], Assembly]) -> None:
     """The whole life of a service process; what `python -m services.<name>` calls."""
     try:
         settings = load_settings()

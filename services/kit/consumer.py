@@ -30,13 +30,13 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from zentry.events.v1 import envelope_pb2
 
 from infra.topics import dead_letter_topic
 from services.kit import telemetry
 from services.kit.db import Database
 from services.kit.outbox import producer_config
 from services.kit.tables import processed_events
-from zentry.events.v1 import envelope_pb2
 
 _log = logging.getLogger(__name__)
 
@@ -58,24 +58,37 @@ class Subscription:
 
 
 class ConsumerRunner:
-    def __init__(self, db: Database, bootstrap: str, subscription: Subscription, *,
-                 max_attempts: int = 5, first_backoff: float = 0.2, max_backoff: float = 5.0,
-                 poll_timeout: float = 0.5, extra_config: dict | None = None):  # fmt: skip
+    def __init__(
+        self,
+        db: Database,
+        bootstrap: str,
+        subscription: Subscription,
+        *,
+        max_attempts: int = 5,
+        first_backoff: float = 0.2,
+        max_backoff: float = 5.0,
+        poll_timeout: float = 0.5,
+        extra_config: dict | None = None,
+    ):
         self._db = db
         self._sub = subscription
-        self._handlers = {cls.DESCRIPTOR.full_name: (cls, fn) for cls, fn in subscription.handlers.items()}
+        self._handlers = {
+            cls.DESCRIPTOR.full_name: (cls, fn) for cls, fn in subscription.handlers.items()
+        }
         self._max_attempts = max_attempts
         self._first_backoff = first_backoff
         self._max_backoff = max_backoff
         self._poll_timeout = poll_timeout
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": subscription.group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
-            **(extra_config or {}),
-        })  # fmt: skip
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": subscription.group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                **(extra_config or {}),
+            }
+        )
         self._dlt = Producer(producer_config(bootstrap, f"{subscription.group}-dlt"))
         self._stopping = asyncio.Event()
         self.applied = self.skipped = self.dead_lettered = 0
@@ -126,10 +139,14 @@ class ConsumerRunner:
         backoff = self._first_backoff
         for attempt in range(1, self._max_attempts + 1):
             with telemetry.tracer().start_as_current_span(
-                f"consume {event.event_type}", kind=SpanKind.CONSUMER,
-                attributes={"messaging.system": "kafka", "messaging.destination.name":
-                            message.topic(), "messaging.consumer.group.name": self._sub.group},
-            ):  # fmt: skip
+                f"consume {event.event_type}",
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": message.topic(),
+                    "messaging.consumer.group.name": self._sub.group,
+                },
+            ):
                 try:
                     await self._apply_once(event, payload_class, handler)
                     return
@@ -137,10 +154,14 @@ class ConsumerRunner:
                     raise
                 except Exception as error:
                     _log.warning(
-                        "handling %s %s failed (attempt %d of %d): %r", event.event_type,
-                        event.event_id, attempt, self._max_attempts, error,
+                        "handling %s %s failed (attempt %d of %d): %r",
+                        event.event_type,
+                        event.event_id,
+                        attempt,
+                        self._max_attempts,
+                        error,
                         extra={"group": self._sub.group, "event_id": event.event_id},
-                    )  # fmt: skip
+                    )
                     last_error = error
             if attempt < self._max_attempts:
                 await asyncio.sleep(backoff)
@@ -167,7 +188,8 @@ class ConsumerRunner:
 
     async def _dead_letter(self, message: Message, error: str, attempts: int) -> None:
         """Park the message as it came, plus why; blocks until Kafka has it."""
-        headers = list(message.headers() or []) + [
+        headers = [
+            *(message.headers() or []),
             ("zentry-dlt-group", self._sub.group.encode()),
             ("zentry-dlt-error", error[:1000].encode()),
             ("zentry-dlt-attempts", str(attempts).encode()),
@@ -177,14 +199,23 @@ class ConsumerRunner:
         ]
         failures: list[str] = []
         self._dlt.produce(
-            dead_letter_topic(message.topic()), key=message.key(), value=message.value(),
-            headers=headers, on_delivery=lambda err, _m: err and failures.append(str(err)),
-        )  # fmt: skip
+            dead_letter_topic(message.topic()),
+            key=message.key(),
+            value=message.value(),
+            headers=headers,
+            on_delivery=lambda err, _m: err and failures.append(str(err)),
+        )
         remaining = await asyncio.to_thread(self._dlt.flush, 30)
         if remaining or failures:
             # Not parked, so not committed: the message comes back after a restart.
             raise RuntimeError(f"could not dead-letter {message.topic()}: {failures or remaining}")
         self.dead_lettered += 1
-        _log.error("dead-lettered %s[%d]@%d after %d attempt(s): %s", message.topic(),
-                   message.partition(), message.offset(), attempts, error,
-                   extra={"group": self._sub.group})  # fmt: skip
+        _log.error(
+            "dead-lettered %s[%d]@%d after %d attempt(s): %s",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            attempts,
+            error,
+            extra={"group": self._sub.group},
+        )

@@ -45,8 +45,9 @@ class Consul:
     def __init__(self, url: str):
         self._http = httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(5.0, read=40.0))
 
-    async def register(self, service: str, instance_id: str, address: str, port: int,
-                       tags: tuple[str, ...] = ()) -> None:  # fmt: skip
+    async def register(
+        self, service: str, instance_id: str, address: str, port: int, tags: tuple[str, ...] = ()
+    ) -> None:
         """Register (or re-register) an instance with a gRPC health check; idempotent."""
         body = {
             "ID": instance_id,
@@ -120,8 +121,12 @@ class Balancer:
     instance and raises UnavailableError when none is healthy.
     """
 
-    def __init__(self, consul: Consul, service: str,
-                 interceptors: list[grpc.aio.ClientInterceptor] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        consul: Consul,
+        service: str,
+        interceptors: list[grpc.aio.ClientInterceptor] | None = None,
+    ):
         self._consul = consul
         self._service = service
         self._interceptors = interceptors or []
@@ -140,10 +145,15 @@ class Balancer:
     def targets(self) -> list[str]:
         return sorted(self._channels)
 
-    def channel(self) -> grpc.aio.Channel:
+    def pick(self) -> tuple[str, grpc.aio.Channel]:
+        """The next instance's target and channel; raises UnavailableError if there is none."""
         if not self._cycle:
             raise UnavailableError(f"no healthy instance of {self._service} in Consul")
-        return self._channels[self._cycle()]
+        target = self._cycle()
+        return target, self._channels[target]
+
+    def channel(self) -> grpc.aio.Channel:
+        return self.pick()[1]
 
     async def _follow(self) -> None:
         async for instances in self._consul.watch_healthy(self._service):
@@ -155,8 +165,7 @@ class Balancer:
                     )
             for target in set(self._channels) - set(targets):
                 await self._channels.pop(target).close(grace=5)
-            iterator = itertools.cycle(targets)
-            self._cycle = (lambda: next(iterator)) if targets else None
+            self._cycle = itertools.cycle(targets).__next__ if targets else None
             self._ready.set()
             _log.info("instances of %s: %s", self._service, targets or "none")
 

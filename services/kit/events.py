@@ -7,15 +7,15 @@ from datetime import UTC, datetime
 
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
-
 from zentry.events.v1 import envelope_pb2
 
 USER_EVENTS = "zentry.user.events"
 SLEEP_EVENTS = "zentry.sleep.events"
 
 
-def envelope(payload: Message, subject_user_id: str, producer: str,
-             occur_time: datetime | None = None) -> envelope_pb2.EventEnvelope:  # fmt: skip
+def envelope(
+    payload: Message, subject_user_id: str, producer: str, occur_time: datetime | None = None
+) -> envelope_pb2.EventEnvelope:
     """Wrap `payload` with a fresh event id; the type is the payload's full proto name."""
     packed = any_pb2.Any()
     packed.Pack(payload)
@@ -29,4 +29,3 @@ def envelope(payload: Message, subject_user_id: str, producer: str,
         producer=producer,
         payload=packed,
     )
-

@@ -22,8 +22,9 @@ def with_migrations() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     known = with_migrations()
     parser = argparse.ArgumentParser(prog="python -m services.kit.migrate", description=__doc__)
-    parser.add_argument("services", nargs="*", metavar="SERVICE",
-                        help=f"default: all of {', '.join(known)}")  # fmt: skip
+    parser.add_argument(
+        "services", nargs="*", metavar="SERVICE", help=f"default: all of {', '.join(known)}"
+    )
     args = parser.parse_args(argv)
     unknown = set(args.services) - set(known)
     if unknown:

@@ -15,6 +15,7 @@ Consumers apply each event id once (services.kit.consumer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from confluent_kafka import KafkaException, Producer
@@ -70,9 +71,16 @@ def producer_config(bootstrap: str, client_id: str) -> dict:
 class OutboxRelay:
     """Publishes committed outbox rows to Kafka; run one per service instance."""
 
-    def __init__(self, db: Database, bootstrap: str, client_id: str, *,
-                 batch_size: int = 500, idle_poll: float = 0.1,
-                 delivery_timeout: float = 30.0):  # fmt: skip
+    def __init__(
+        self,
+        db: Database,
+        bootstrap: str,
+        client_id: str,
+        *,
+        batch_size: int = 500,
+        idle_poll: float = 0.1,
+        delivery_timeout: float = 30.0,
+    ):
         self._db = db
         self._producer = Producer(producer_config(bootstrap, client_id))
         self._batch_size = batch_size
@@ -98,8 +106,9 @@ class OutboxRelay:
                             if await self.relay_batch() == 0:
                                 await self._pause(self._idle_poll)
                     finally:
-                        await lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"),
-                                                {"k": RELAY_LOCK})  # fmt: skip
+                        await lock_conn.execute(
+                            text("SELECT pg_advisory_unlock(:k)"), {"k": RELAY_LOCK}
+                        )
                         await lock_conn.commit()
             except Exception:
                 _log.exception("outbox relay failed; retrying in 1 s")
@@ -126,10 +135,12 @@ class OutboxRelay:
                     row.topic,
                     key=row.key.encode(),
                     value=row.envelope,
-                    headers=[("event-type", row.event_type.encode()),
-                             *((k, v.encode()) for k, v in row.headers.items())],
+                    headers=[
+                        ("event-type", row.event_type.encode()),
+                        *((k, v.encode()) for k, v in row.headers.items()),
+                    ],
                     on_delivery=delivered,
-                )  # fmt: skip
+                )
             remaining = await asyncio.to_thread(self._producer.flush, self._delivery_timeout)
             if remaining or failures:
                 raise KafkaException(
@@ -145,7 +156,5 @@ class OutboxRelay:
         return bool(result.scalar())
 
     async def _pause(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            pass

@@ -101,13 +101,16 @@ class ServiceSettings:
             host=host,
             port=port,
             advertise_host=env.str("ADVERTISE_HOST", host),
-            instance_id=env.str("INSTANCE_ID", f"{service}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"),
-            postgres_dsn=postgres_dsn(service, env),
-            redis_url=(
-                f"redis://{env.str('REDIS_HOST', host)}:{env.port('REDIS_PORT', 6379)}/0"
+            instance_id=env.str(
+                "INSTANCE_ID",
+                f"{service}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
             ),
+            postgres_dsn=postgres_dsn(service, env),
+            redis_url=f"redis://{env.str('REDIS_HOST', host)}:{env.port('REDIS_PORT', 6379)}/0",
             kafka_bootstrap=f"{env.str('KAFKA_HOST', host)}:{env.port('KAFKA_PORT', 9092)}",
-            consul_url=f"http://{env.str('CONSUL_HOST', host)}:{env.port('CONSUL_HTTP_PORT', 8500)}",
+            consul_url=(
+                f"http://{env.str('CONSUL_HOST', host)}:{env.port('CONSUL_HTTP_PORT', 8500)}"
+            ),
             jwt_public_key_file=env.file(
                 "JWT_PUBLIC_KEY_FILE", "the PEM public key that verifies access tokens"
             ),

@@ -45,9 +45,11 @@ class ServerTracing(Around):
         carrier = dict(context.invocation_metadata() or ())
         parent = propagate.extract(carrier)
         with tracer().start_as_current_span(
-            method.lstrip("/"), context=parent, kind=SpanKind.SERVER,
+            method.lstrip("/"),
+            context=parent,
+            kind=SpanKind.SERVER,
             attributes={"rpc.system": "grpc", "rpc.method": method},
-        ) as span:  # fmt: skip
+        ) as span:
             try:
                 return await call(request, context)
             finally:

@@ -14,12 +14,18 @@ from datetime import datetime
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from google.protobuf import duration_pb2
+from zentry.events.v1 import user_events_pb2 as ev
 
 from services.kit.auth import Caller
 from services.kit.db import Database
 from services.kit.errors import (
-    AlreadyExists, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated,
-)  # fmt: skip
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from services.kit.events import USER_EVENTS
 from services.kit.outbox import Outbox
 from services.user import domain, store
@@ -27,7 +33,6 @@ from services.user.domain import CelebrityRule
 from services.user.login_guard import LoginGuard
 from services.user.store import UserRow
 from services.user.tokens import TokenIssuer
-from zentry.events.v1 import user_events_pb2 as ev
 
 WRONG_CREDENTIALS = "Wrong username or password."
 
@@ -40,8 +45,14 @@ class NewSession:
 
 
 class UserActions:
-    def __init__(self, db: Database, issuer: TokenIssuer, guard: LoginGuard, rule: CelebrityRule,
-                 hasher: PasswordHasher | None = None):  # fmt: skip
+    def __init__(
+        self,
+        db: Database,
+        issuer: TokenIssuer,
+        guard: LoginGuard,
+        rule: CelebrityRule,
+        hasher: PasswordHasher | None = None,
+    ):
         self._db = db
         self._issuer = issuer
         self._guard = guard
@@ -55,8 +66,9 @@ class UserActions:
     def issuer(self) -> TokenIssuer:
         return self._issuer
 
-    async def register(self, username: str, email: str, password: str, display_name: str,
-                       time_zone: str) -> UserRow:  # fmt: skip
+    async def register(
+        self, username: str, email: str, password: str, display_name: str, time_zone: str
+    ) -> UserRow:
         username = domain.check_username(username)
         email = domain.check_email(email)
         domain.check_password(password, username)
@@ -66,11 +78,16 @@ class UserActions:
         async with self._db.transaction() as session:
             try:
                 user = await store.insert_user(
-                    session, username=username, username_key=domain.username_key(username),
-                    email=email, email_key=domain.email_key(email), password_hash=password_hash,
-                    display_name=display_name, time_zone=time_zone,
+                    session,
+                    username=username,
+                    username_key=domain.username_key(username),
+                    email=email,
+                    email_key=domain.email_key(email),
+                    password_hash=password_hash,
+                    display_name=display_name,
+                    time_zone=time_zone,
                     sleep_goal_seconds=int(domain.DEFAULT_SLEEP_GOAL.total_seconds()),
-                )  # fmt: skip
+                )
             except store.Taken as taken:
                 value = username if taken.field == "username" else email
                 raise AlreadyExists(f"{taken.field} {value!r} is already taken") from None
@@ -97,8 +114,10 @@ class UserActions:
 
     def _password_matches(self, user: UserRow | None, password: str) -> bool:
         try:
-            return self._hasher.verify(user.password_hash if user else self._dummy_hash, password) \
+            return (
+                self._hasher.verify(user.password_hash if user else self._dummy_hash, password)
                 and user is not None
+            )
         except (VerificationError, InvalidHashError):
             return False
 
@@ -106,8 +125,9 @@ class UserActions:
         async with self._db.transaction() as session:
             return await self._resolve(session, caller, username)
 
-    async def update_profile(self, caller: Caller, username: str, changes: dict,
-                             paths: list[str]) -> UserRow:  # fmt: skip
+    async def update_profile(
+        self, caller: Caller, username: str, changes: dict, paths: list[str]
+    ) -> UserRow:
         """`changes` holds candidate values by field name; only `paths` are applied."""
         values: dict = {}
         for path in paths:
@@ -152,10 +172,11 @@ class UserActions:
             await self._outbox.add(
                 session,
                 ev.FollowCreated(
-                    follower_id=follower.id, followee_id=followee.id,
+                    follower_id=follower.id,
+                    followee_id=followee.id,
                     followee_follower_count=followee.follower_count,
                     follower_following_count=follower.following_count,
-                ),  # fmt: skip
+                ),
                 follower.id,
             )
             return await self._recheck_celebrity(session, followee)
@@ -172,16 +193,23 @@ class UserActions:
             await self._outbox.add(
                 session,
                 ev.FollowDeleted(
-                    follower_id=follower.id, followee_id=followee.id,
+                    follower_id=follower.id,
+                    followee_id=followee.id,
                     followee_follower_count=followee.follower_count,
                     follower_following_count=follower.following_count,
-                ),  # fmt: skip
+                ),
                 follower.id,
             )
             return await self._recheck_celebrity(session, followee)
 
-    async def list_follows(self, caller: Caller, username: str, direction: str, limit: int,
-                           after: tuple[datetime, str] | None):  # fmt: skip
+    async def list_follows(
+        self,
+        caller: Caller,
+        username: str,
+        direction: str,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ):
         async with self._db.transaction() as session:
             user = await self._resolve(session, caller, username)
             return await store.list_follows(session, user.id, direction, limit, after)
@@ -200,8 +228,9 @@ class UserActions:
         )
         return UserRow(**{**user.__dict__, "celebrity": celebrity})
 
-    async def _resolve(self, session, caller: Caller, username: str,
-                       for_update: bool = False) -> UserRow:  # fmt: skip
+    async def _resolve(
+        self, session, caller: Caller, username: str, for_update: bool = False
+    ) -> UserRow:
         """`me` or a username → the user; NotFound if there is none."""
         if username == domain.ME:
             user = await store.find_by_id(session, caller.user_id, for_update)
@@ -226,6 +255,3 @@ def event_profile(user: UserRow) -> ev.UserProfile:
 def _minutes(seconds: int) -> str:
     minutes = max(1, round(seconds / 60))
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
-
-
-

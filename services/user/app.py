@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from redis.asyncio import Redis
+from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from services.kit.boot import Assembly
 from services.kit.db import Database
@@ -15,7 +16,6 @@ from services.user.config import UserSettings
 from services.user.login_guard import LoginGuard
 from services.user.server import UserServicer
 from services.user.tokens import TokenIssuer
-from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -28,8 +28,16 @@ ME = "me"
 
 #: Profile fields a user may change, by proto field name.
 UPDATABLE = ("display_name", "bio", "time_zone", "sleep_goal")
-IMMUTABLE = ("id", "username", "email", "follower_count", "following_count", "celebrity",
-             "create_time", "update_time")  # fmt: skip
+IMMUTABLE = (
+    "id",
+    "username",
+    "email",
+    "follower_count",
+    "following_count",
+    "celebrity",
+    "create_time",
+    "update_time",
+)
 
 
 def username_key(username: str) -> str:

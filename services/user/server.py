@@ -8,6 +8,8 @@ from datetime import datetime
 
 from google.api import httpbody_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
+from zentry.user.v1 import user_pb2, user_service_pb2_grpc
+from zentry.user.v1 import user_service_pb2 as pb
 
 from services.kit import paging
 from services.kit.auth import Caller, current_caller
@@ -15,7 +17,6 @@ from services.kit.errors import InvalidArgument
 from services.user import domain
 from services.user.actions import UserActions
 from services.user.store import UserRow
-from zentry.user.v1 import user_pb2, user_service_pb2 as pb, user_service_pb2_grpc
 
 ANONYMOUS = Caller(user_id="", username="")
 
@@ -26,9 +27,12 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
 
     async def CreateUser(self, request: pb.CreateUserRequest, context) -> user_pb2.User:
         user = await self._actions.register(
-            request.username, request.email, request.password, request.display_name,
+            request.username,
+            request.email,
+            request.password,
+            request.display_name,
             request.time_zone,
-        )  # fmt: skip
+        )
         return to_proto(user, with_email=True)
 
     async def CreateSession(self, request: pb.CreateSessionRequest, context) -> pb.Session:
@@ -67,15 +71,21 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         user = await self._actions.follow(current_caller(), request.username)
         return pb.FollowUserResponse(user=to_proto(user))
 
-    async def UnfollowUser(self, request: pb.UnfollowUserRequest, context) -> pb.UnfollowUserResponse:
+    async def UnfollowUser(
+        self, request: pb.UnfollowUserRequest, context
+    ) -> pb.UnfollowUserResponse:
         user = await self._actions.unfollow(current_caller(), request.username)
         return pb.UnfollowUserResponse(user=to_proto(user))
 
-    async def ListFollowers(self, request: pb.ListFollowersRequest, context) -> pb.ListFollowersResponse:
+    async def ListFollowers(
+        self, request: pb.ListFollowersRequest, context
+    ) -> pb.ListFollowersResponse:
         users, token = await self._list(request, "followers")
         return pb.ListFollowersResponse(users=users, next_page_token=token)
 
-    async def ListFollowing(self, request: pb.ListFollowingRequest, context) -> pb.ListFollowingResponse:
+    async def ListFollowing(
+        self, request: pb.ListFollowingRequest, context
+    ) -> pb.ListFollowingResponse:
         users, token = await self._list(request, "following")
         return pb.ListFollowingResponse(users=users, next_page_token=token)
 
@@ -87,7 +97,9 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
             try:
                 after = (datetime.fromisoformat(cursor["t"]), str(uuid.UUID(cursor["id"])))
             except (TypeError, ValueError, AttributeError):
-                raise InvalidArgument.field("page_token", "is damaged; start again without it") from None
+                raise InvalidArgument.field(
+                    "page_token", "is damaged; start again without it"
+                ) from None
         rows = await self._actions.list_follows(
             current_caller(), request.username, direction, size + 1, after
         )

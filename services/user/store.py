@@ -11,9 +11,25 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, Table, Text,
-    delete, func, insert, literal, or_, select, tuple_, update,
-)  # fmt: skip
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -80,9 +96,18 @@ class Taken(Exception):
         self.field = field
 
 
-async def insert_user(session: AsyncSession, *, username: str, username_key: str, email: str,
-                      email_key: str, password_hash: str, display_name: str, time_zone: str,
-                      sleep_goal_seconds: int) -> UserRow:  # fmt: skip
+async def insert_user(
+    session: AsyncSession,
+    *,
+    username: str,
+    username_key: str,
+    email: str,
+    email_key: str,
+    password_hash: str,
+    display_name: str,
+    time_zone: str,
+    sleep_goal_seconds: int,
+) -> UserRow:
     """Raises Taken when the username or email is in use (decided by the unique indexes)."""
     try:
         async with session.begin_nested():
@@ -90,11 +115,16 @@ async def insert_user(session: AsyncSession, *, username: str, username_key: str
                 await session.execute(
                     insert(users)
                     .values(
-                        id=str(uuid.uuid4()), username=username, username_key=username_key,
-                        email=email, email_key=email_key, password_hash=password_hash,
-                        display_name=display_name, time_zone=time_zone,
+                        id=str(uuid.uuid4()),
+                        username=username,
+                        username_key=username_key,
+                        email=email,
+                        email_key=email_key,
+                        password_hash=password_hash,
+                        display_name=display_name,
+                        time_zone=time_zone,
                         sleep_goal_seconds=sleep_goal_seconds,
-                    )  # fmt: skip
+                    )
                     .returning(*_USER_COLUMNS)
                 )
             ).one()
@@ -103,8 +133,9 @@ async def insert_user(session: AsyncSession, *, username: str, username_key: str
     return UserRow(*row)
 
 
-async def find_by_username(session: AsyncSession, username_key: str,
-                           for_update: bool = False) -> UserRow | None:  # fmt: skip
+async def find_by_username(
+    session: AsyncSession, username_key: str, for_update: bool = False
+) -> UserRow | None:
     query = select(*_USER_COLUMNS).where(users.c.username_key == username_key)
     if for_update:
         query = query.with_for_update()
@@ -112,7 +143,9 @@ async def find_by_username(session: AsyncSession, username_key: str,
     return UserRow(*row) if row else None
 
 
-async def find_by_id(session: AsyncSession, user_id: str, for_update: bool = False) -> UserRow | None:
+async def find_by_id(
+    session: AsyncSession, user_id: str, for_update: bool = False
+) -> UserRow | None:
     query = select(*_USER_COLUMNS).where(users.c.id == user_id)
     if for_update:
         query = query.with_for_update()
@@ -143,7 +176,10 @@ async def lock_pair(session: AsyncSession, a: str, b: str) -> dict[str, UserRow]
     """Lock two users' rows in id order, so concurrent A→B and B→A follows cannot deadlock."""
     rows = (
         await session.execute(
-            select(*_USER_COLUMNS).where(users.c.id.in_([a, b])).order_by(users.c.id).with_for_update()
+            select(*_USER_COLUMNS)
+            .where(users.c.id.in_([a, b]))
+            .order_by(users.c.id)
+            .with_for_update()
         )
     ).all()
     return {row.id: UserRow(*row) for row in rows}
@@ -170,18 +206,23 @@ async def remove_follow(session: AsyncSession, follower_id: str, followee_id: st
     return result.first() is not None
 
 
-async def change_counts(session: AsyncSession, follower_id: str, followee_id: str,
-                        delta: int) -> tuple[UserRow, UserRow]:  # fmt: skip
+async def change_counts(
+    session: AsyncSession, follower_id: str, followee_id: str, delta: int
+) -> tuple[UserRow, UserRow]:
     """Add `delta` to the followee's follower count and the follower's following count."""
     followee = await session.execute(
-        update(users).where(users.c.id == followee_id)
-        .values(follower_count=users.c.follower_count + delta).returning(*_USER_COLUMNS)
-    )  # fmt: skip
+        update(users)
+        .where(users.c.id == followee_id)
+        .values(follower_count=users.c.follower_count + delta)
+        .returning(*_USER_COLUMNS)
+    )
     followee_row = UserRow(*followee.one())
     follower = await session.execute(
-        update(users).where(users.c.id == follower_id)
-        .values(following_count=users.c.following_count + delta).returning(*_USER_COLUMNS)
-    )  # fmt: skip
+        update(users)
+        .where(users.c.id == follower_id)
+        .values(following_count=users.c.following_count + delta)
+        .returning(*_USER_COLUMNS)
+    )
     return UserRow(*follower.one()), followee_row
 
 
@@ -189,8 +230,13 @@ async def set_celebrity(session: AsyncSession, user_id: str, celebrity: bool) ->
     await session.execute(update(users).where(users.c.id == user_id).values(celebrity=celebrity))
 
 
-async def list_follows(session: AsyncSession, user_id: str, direction: str, limit: int,
-                       after: tuple[datetime, str] | None) -> list[tuple[UserRow, datetime]]:  # fmt: skip
+async def list_follows(
+    session: AsyncSession,
+    user_id: str,
+    direction: str,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[tuple[UserRow, datetime]]:
     """Followers (direction "followers") or followees ("following") of `user_id`, newest first.
 
     Keyset pagination on (follow time, other user's id): stable while follows come and go.

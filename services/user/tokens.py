@@ -34,7 +34,9 @@ class TokenIssuer:
         self.kid = _thumbprint(public_jwk)
         self._jwks = {"keys": [{**public_jwk, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}]}
 
-    def issue(self, user_id: str, username: str, now: datetime | None = None) -> tuple[str, datetime]:
+    def issue(
+        self, user_id: str, username: str, now: datetime | None = None
+    ) -> tuple[str, datetime]:
         """A signed token for the user and the moment it expires."""
         now = now or datetime.now(UTC)
         expires = now + self._ttl

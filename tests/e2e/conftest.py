@@ -51,10 +51,16 @@ def gateway(settings: Settings, mesh: Mesh) -> str:
     """The REST base URL, once Envoy routes to every instance of the session."""
     base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
     ports = {child.port for child in mesh.children if child.port}
-    eventually(lambda: ports <= routed_ports(settings), timeout=30,
-               what=f"Envoy routes to the user instances {sorted(ports)}")  # fmt: skip
-    eventually(lambda: httpx.get(f"{base}/.well-known/jwks.json").status_code == 200,
-               timeout=30, what="the gateway serves the JWKS")  # fmt: skip
+    eventually(
+        lambda: ports <= routed_ports(settings),
+        timeout=30,
+        what=f"Envoy routes to the user instances {sorted(ports)}",
+    )
+    eventually(
+        lambda: httpx.get(f"{base}/.well-known/jwks.json").status_code == 200,
+        timeout=30,
+        what="the gateway serves the JWKS",
+    )
     return base
 
 
@@ -113,10 +119,13 @@ def new_account(api: httpx.Client):
         assert response.status_code == 200, response.text
         user = response.json()
         password = fields.get("password", PASSWORD)
-        session = api.post("/v1/sessions", json={"username": user["username"], "password": password})
+        session = api.post(
+            "/v1/sessions", json={"username": user["username"], "password": password}
+        )
         assert session.status_code == 200, session.text
-        return Account(user["username"], user["email"], password, session.json()["accessToken"],
-                       user["id"])  # fmt: skip
+        return Account(
+            user["username"], user["email"], password, session.json()["accessToken"], user["id"]
+        )
 
     return make
 

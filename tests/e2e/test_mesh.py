@@ -19,8 +19,11 @@ def extra_instance(mesh, settings):
     """A third user instance, routed by Envoy, for a test to kill; stopped if it survives."""
     child = mesh.start_service("user", 0, TEST_ENV)
     mesh.wait_healthy(child)
-    eventually(lambda: child.port in routed_ports(settings), timeout=30,
-               what=f"Envoy routes to the new instance on {child.port}")  # fmt: skip
+    eventually(
+        lambda: child.port in routed_ports(settings),
+        timeout=30,
+        what=f"Envoy routes to the new instance on {child.port}",
+    )
     yield child
     if child.alive():
         mesh.stop(child)
@@ -42,8 +45,9 @@ def test_the_gateway_spreads_calls_over_the_instances(api, new_account, mesh, se
     assert served == ports, f"calls reached {served}, instances are {ports}"
 
 
-def test_calls_keep_succeeding_when_an_instance_is_killed(api, new_account, mesh, settings,
-                                                          extra_instance):  # fmt: skip
+def test_calls_keep_succeeding_when_an_instance_is_killed(
+    api, new_account, mesh, settings, extra_instance
+):
     account = new_account()
     mesh.stop(extra_instance, signal.SIGKILL)
     failures, calls = [], 0
@@ -62,8 +66,9 @@ def test_calls_keep_succeeding_when_an_instance_is_killed(api, new_account, mesh
     assert not failures, f"{len(failures)} of {calls} calls failed: {failures[:3]}"
 
 
-def test_a_sigtermed_instance_deregisters_and_drops_no_call(api, gateway, new_account, mesh,
-                                                            settings, extra_instance):  # fmt: skip
+def test_a_sigtermed_instance_deregisters_and_drops_no_call(
+    api, gateway, new_account, mesh, settings, extra_instance
+):
     account = new_account()
     results: list[int] = []
     stop = threading.Event()
@@ -79,8 +84,11 @@ def test_a_sigtermed_instance_deregisters_and_drops_no_call(api, gateway, new_ac
     for thread in threads:
         thread.start()
     before = served_counts(settings).get(extra_instance.port, 0)
-    eventually(lambda: served_counts(settings).get(extra_instance.port, 0) > before + 3,
-               timeout=20, what="the new instance serves log-ins")  # fmt: skip
+    eventually(
+        lambda: served_counts(settings).get(extra_instance.port, 0) > before + 3,
+        timeout=20,
+        what="the new instance serves log-ins",
+    )
     code = mesh.stop(extra_instance, signal.SIGTERM)
     time.sleep(1.0)
     stop.set()
@@ -89,26 +97,37 @@ def test_a_sigtermed_instance_deregisters_and_drops_no_call(api, gateway, new_ac
     assert code == 0
     assert extra_instance.instance_id not in consul_instance_ids(settings)
     assert results and all(status == 200 for status in results), (
-        f"{sum(s != 200 for s in results)} of {len(results)} calls failed: "
-        f"{sorted(set(results))}"
+        f"{sum(s != 200 for s in results)} of {len(results)} calls failed: {sorted(set(results))}"
     )
 
 
 def test_grpcurl_lists_and_describes_through_reflection(mesh, settings):
     grpcurl = str(settings.tools_dir / "bin" / "grpcurl")
     target = f"127.0.0.1:{next(c.port for c in mesh.children if c.name.startswith('user-'))}"
-    listed = subprocess.run([grpcurl, "-plaintext", target, "list"], capture_output=True,
-                            text=True, timeout=30)  # fmt: skip
+    listed = subprocess.run(
+        [grpcurl, "-plaintext", target, "list"], capture_output=True, text=True, timeout=30
+    )
     assert listed.returncode == 0, listed.stderr
     assert {"zentry.user.v1.UserService", "grpc.health.v1.Health"} <= set(listed.stdout.split())
     described = subprocess.run(
         [grpcurl, "-plaintext", target, "describe", "zentry.user.v1.UserService.FollowUser"],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert described.returncode == 0, described.stderr
     assert "rpc FollowUser ( .zentry.user.v1.FollowUserRequest )" in described.stdout
     health = subprocess.run(
-        [grpcurl, "-plaintext", "-d", '{"service": "zentry.user.v1.UserService"}', target,
-         "grpc.health.v1.Health/Check"], capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        [
+            grpcurl,
+            "-plaintext",
+            "-d",
+            '{"service": "zentry.user.v1.UserService"}',
+            target,
+            "grpc.health.v1.Health/Check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert '"status": "SERVING"' in health.stdout

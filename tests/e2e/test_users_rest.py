@@ -1,4 +1,4 @@
-"""The user REST surface through Envoy: the happy paths and every bad input, with no side effects."""
+"""The user REST surface through Envoy: happy paths, and every bad input with no side effect."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def test_register_log_in_and_get_me(api, new_account):
 
 def test_log_in_by_email_any_case_gives_a_token_with_expiry(api, new_account):
     account = new_account()
-    response = api.post("/v1/sessions", json={"username": account.email.upper(), "password": PASSWORD})
+    response = api.post(
+        "/v1/sessions", json={"username": account.email.upper(), "password": PASSWORD}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["user"]["username"] == account.username
@@ -51,9 +53,11 @@ def test_other_profiles_hide_the_email(api, new_account):
 def test_update_profile_with_update_mask(api, new_account):
     account = new_account()
     response = api.patch(
-        "/v1/users/me", params={"updateMask": "displayName,sleepGoal"}, headers=account.auth,
+        "/v1/users/me",
+        params={"updateMask": "displayName,sleepGoal"},
+        headers=account.auth,
         json={"displayName": "Night Owl", "sleepGoal": "27000s", "bio": "ignored: not in the mask"},
-    )  # fmt: skip
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["displayName"], body["sleepGoal"], body["bio"]) == ("Night Owl", "27000s", "")
@@ -112,7 +116,9 @@ def test_followers_and_following_paginate_without_gaps_or_repeats(api, new_accou
     author = new_account()
     readers = [new_account() for _ in range(5)]
     for reader in readers:
-        assert api.post(f"/v1/users/{author.username}:follow", headers=reader.auth).status_code == 200
+        assert (
+            api.post(f"/v1/users/{author.username}:follow", headers=reader.auth).status_code == 200
+        )
     seen, token, pages = [], "", 0
     while True:
         params = {"pageSize": 2, **({"pageToken": token} if token else {})}
@@ -182,7 +188,9 @@ def test_duplicate_username_or_email_is_409_and_keeps_the_first(api, new_account
 
 
 def test_malformed_json_is_400(api):
-    response = api.post("/v1/users", content=b'{"username": ', headers={"content-type": "application/json"})
+    response = api.post(
+        "/v1/users", content=b'{"username": ', headers={"content-type": "application/json"}
+    )
     assert error_of(response)[:2] == (400, "INVALID_ARGUMENT")
 
 
@@ -207,7 +215,9 @@ def test_follow_yourself_is_400_and_unknown_user_is_404(api, new_account):
 def test_wrong_password_and_unknown_user_get_the_same_401(api, new_account):
     account = new_account()
     wrong = api.post("/v1/sessions", json={"username": account.username, "password": "nope-nope-1"})
-    unknown = api.post("/v1/sessions", json={"username": unique("ghost"), "password": "nope-nope-1"})
+    unknown = api.post(
+        "/v1/sessions", json={"username": unique("ghost"), "password": "nope-nope-1"}
+    )
     assert error_of(wrong) == error_of(unknown)
     assert error_of(wrong)[:2] == (401, "UNAUTHENTICATED")
 
@@ -221,7 +231,12 @@ def test_a_burst_of_failed_log_ins_is_refused_with_429(api, new_account):
     assert (status, code) == (429, "RESOURCE_EXHAUSTED")
     assert "try again" in message
     other = new_account()  # other accounts are not affected
-    assert api.post("/v1/sessions", json={"username": other.username, "password": PASSWORD}).status_code == 200
+    assert (
+        api.post(
+            "/v1/sessions", json={"username": other.username, "password": PASSWORD}
+        ).status_code
+        == 200
+    )
 
 
 def test_missing_malformed_expired_and_forged_tokens_are_401(api, new_account, settings):
@@ -233,8 +248,13 @@ def test_missing_malformed_expired_and_forged_tokens_are_401(api, new_account, s
     expired = jwt.encode({**claims, "iat": now - 7200, "exp": now - 120}, private_key, "RS256")
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     forged = jwt.encode({**claims, "iat": now, "exp": now + 600}, stranger, "RS256")
-    for headers in [{}, {"Authorization": "Bearer"}, {"Authorization": "Bearer not.a.jwt"},
-                    {"Authorization": f"Bearer {expired}"}, {"Authorization": f"Bearer {forged}"}]:  # fmt: skip
+    for headers in [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer not.a.jwt"},
+        {"Authorization": f"Bearer {expired}"},
+        {"Authorization": f"Bearer {forged}"},
+    ]:
         response = api.patch("/v1/users/me", headers=headers, json={"bio": "changed"})
         assert error_of(response)[:2] == (401, "UNAUTHENTICATED"), (headers, response.text)
     assert api.get("/v1/users/me", headers=account.auth).json() == before
@@ -246,10 +266,14 @@ def test_bodies_over_the_limit_are_refused(api):
 
 
 def test_cors_preflight_from_an_allowed_origin(api):
-    response = api.options("/v1/users", headers={
-        "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization,content-type",
-    })  # fmt: skip
+    response = api.options(
+        "/v1/users",
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
 
@@ -262,5 +286,8 @@ def test_jwks_is_public_and_lists_the_signing_key(api, new_account):
 
 
 def test_a_request_id_is_unique_per_call(api):
-    ids = {api.get("/.well-known/jwks.json").headers.get("x-request-id", str(uuid.uuid4())) for _ in range(2)}
+    ids = {
+        api.get("/.well-known/jwks.json").headers.get("x-request-id", str(uuid.uuid4()))
+        for _ in range(2)
+    }
     assert len(ids) == 2

@@ -35,13 +35,39 @@ def new_topic(kafka_admin):
 
     created: list[str] = []
 
-    def create(prefix: str = "itest") -> str:
+    def create(prefix: str = "itest", *, dead_letters: bool = False) -> str:
         name = unique(prefix)
-        kafka_admin.create_topics([NewTopic(name, 1, 1)])[name].result(timeout=30)
-        created.append(name)
+        names = [name, f"{name}.dlt"] if dead_letters else [name]
+        for future in kafka_admin.create_topics([NewTopic(n, 1, 1) for n in names]).values():
+            future.result(timeout=30)
+        created.extend(names)
         return name
 
     yield create
     if created:
         for future in kafka_admin.delete_topics(created).values():
             future.result(timeout=30)
+
+
+@pytest.fixture
+def scratch_database(settings: Settings):
+    """A database of the test's own with the kit's tables; dropped after. Yields its async URL."""
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy import create_engine
+
+    from services.kit.tables import metadata
+    from tests.support import unique
+
+    name = unique("ztest").replace("-", "_")
+    admin_dsn = settings.postgres.dsn("postgres")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    pg = settings.postgres
+    url = f"postgresql+psycopg://{pg.user}:{pg.password}@{pg.host}:{pg.port}/{name}"
+    engine = create_engine(url)
+    metadata.create_all(engine)
+    engine.dispose()
+    yield url
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -34,14 +34,24 @@ def upgrade() -> None:
         sa.Column("celebrity", sa.Boolean, nullable=False, server_default="false"),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
-        sa.CheckConstraint("follower_count >= 0 AND following_count >= 0", name="counts_not_negative"),
+        sa.CheckConstraint(
+            "follower_count >= 0 AND following_count >= 0", name="counts_not_negative"
+        ),
     )
     op.create_table(
         "follows",
-        sa.Column("follower_id", postgresql.UUID(as_uuid=False), sa.ForeignKey("users.id"),
-                  primary_key=True),
-        sa.Column("followee_id", postgresql.UUID(as_uuid=False), sa.ForeignKey("users.id"),
-                  primary_key=True),
+        sa.Column(
+            "follower_id",
+            postgresql.UUID(as_uuid=False),
+            sa.ForeignKey("users.id"),
+            primary_key=True,
+        ),
+        sa.Column(
+            "followee_id",
+            postgresql.UUID(as_uuid=False),
+            sa.ForeignKey("users.id"),
+            primary_key=True,
+        ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
         sa.CheckConstraint("follower_id <> followee_id", name="no_self_follow"),
     )

@@ -1,0 +1,176 @@
+"""The consumer runner on real Kafka and PostgreSQL: once-only effects, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from opentelemetry import trace
+from sqlalchemy import text
+from zentry.events.v1 import envelope_pb2, user_events_pb2
+
+from services.kit import telemetry
+from services.kit.consumer import ConsumerRunner, Subscription
+from services.kit.db import Database
+from services.kit.events import envelope
+from tests.support import unique
+
+
+@pytest.fixture
+async def db(scratch_database):
+    database = Database(scratch_database)
+    async with database.transaction() as session:
+        await session.execute(text("CREATE TABLE applied (event_id text, follower_count bigint)"))
+    yield database
+    await database.dispose()
+
+
+def publish(bootstrap: str, topic: str, values: list[bytes], headers=None) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for value in values:
+        producer.produce(topic, key=b"u1", value=value, headers=headers)
+    assert producer.flush(30) == 0
+
+
+def event(n: int) -> envelope_pb2.EventEnvelope:
+    return envelope(
+        user_events_pb2.CelebrityStatusChanged(user_id="u1", follower_count=n), "u1", "test"
+    )
+
+
+async def record(env, payload, session) -> None:
+    await session.execute(
+        text("INSERT INTO applied VALUES (:id, :n)"),
+        {"id": env.event_id, "n": payload.follower_count},
+    )
+
+
+async def applied(db: Database) -> list[tuple[str, int]]:
+    async with db.transaction() as session:
+        return [tuple(r) for r in await session.execute(text("SELECT * FROM applied ORDER BY 2"))]
+
+
+async def run_until(runner: ConsumerRunner, done, timeout: float = 40) -> None:
+    task = asyncio.create_task(runner.run())
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline and not task.done():
+        await asyncio.sleep(0.05)
+    runner.stop()
+    await asyncio.wait_for(task, 30)
+    assert done(), "the runner did not get there before the deadline"
+
+
+def committed_offset(bootstrap: str, group: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    offset = consumer.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
+    consumer.close()
+    return offset
+
+
+async def test_each_event_takes_effect_once_under_redelivery_and_replay(
+    db, settings, new_topic, kafka_admin
+):
+    topic, bootstrap = new_topic("consume", dead_letters=True), settings.kafka.bootstrap_servers
+    events = [event(n) for n in range(20)]
+    # The outbox may publish an event twice (a relay killed after Kafka's ack): event 3 is doubled.
+    publish(bootstrap, topic, [e.SerializeToString() for e in events[:4] + events[3:]])
+    subscription = Subscription(
+        unique("group"), (topic,), {user_events_pb2.CelebrityStatusChanged: record}
+    )
+    runner = ConsumerRunner(db, bootstrap, subscription)
+    await run_until(runner, lambda: runner.applied + runner.skipped == 21)
+    assert runner.applied == 20 and runner.skipped == 1
+    assert committed_offset(bootstrap, subscription.group, topic) == 21
+
+    # Replay from the beginning (the group's offsets are gone): nothing applies twice.
+    kafka_admin.delete_consumer_groups([subscription.group])[subscription.group].result(timeout=30)
+    replay = ConsumerRunner(db, bootstrap, subscription)
+    await run_until(replay, lambda: replay.skipped == 21)
+    assert replay.applied == 0
+    assert await applied(db) == [(e.event_id, n) for n, e in enumerate(events)]
+
+
+async def test_a_failing_handler_is_retried_then_its_event_parked_with_reasons(
+    db, settings, new_topic
+):
+    topic, bootstrap = new_topic("consume", dead_letters=True), settings.kafka.bootstrap_servers
+    events = [event(n) for n in range(3)]
+    publish(
+        bootstrap,
+        topic,
+        [
+            events[0].SerializeToString(),
+            b"\x00not an envelope",
+            events[1].SerializeToString(),
+            events[2].SerializeToString(),
+        ],
+    )
+    attempts: dict[int, int] = {}
+
+    async def flaky(env, payload, session) -> None:
+        n = payload.follower_count
+        attempts[n] = attempts.get(n, 0) + 1
+        await record(env, payload, session)  # written, then rolled back when we raise
+        if n == 1:
+            raise ValueError("event 1 can never be applied")
+        if n == 2 and attempts[n] < 3:
+            raise ConnectionError("transient: works on the third try")
+
+    group = unique("group")
+    runner = ConsumerRunner(
+        db,
+        bootstrap,
+        Subscription(group, (topic,), {user_events_pb2.CelebrityStatusChanged: flaky}),
+        max_attempts=4,
+        first_backoff=0.01,
+    )
+    await run_until(runner, lambda: runner.applied == 2 and runner.dead_lettered == 2)
+    assert attempts == {0: 1, 1: 4, 2: 3}
+    assert [n for _, n in await applied(db)] == [0, 2], "no trace of the failed attempts"
+    assert committed_offset(bootstrap, group, topic) == 4
+
+    parked = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("dlt-reader"),
+            "auto.offset.reset": "earliest",
+        }
+    )
+    parked.subscribe([f"{topic}.dlt"])
+    dead = []
+    deadline = time.monotonic() + 20
+    while len(dead) < 2 and time.monotonic() < deadline:
+        message = parked.poll(0.5)
+        if message is not None and not message.error():
+            dead.append(message)
+    parked.close()
+    assert [m.value() for m in dead] == [b"\x00not an envelope", events[1].SerializeToString()]
+    undecodable, failing = (dict(m.headers()) for m in dead)
+    assert undecodable["zentry-dlt-attempts"] == b"1"
+    assert failing["zentry-dlt-group"] == group.encode()
+    assert failing["zentry-dlt-attempts"] == b"4"
+    assert b"event 1 can never be applied" in failing["zentry-dlt-error"]
+    assert failing["zentry-dlt-topic"] == topic.encode()
+    assert failing["zentry-dlt-offset"] == b"2"
+
+
+async def test_the_handler_runs_in_the_producers_trace(db, settings, new_topic):
+    topic, bootstrap = new_topic("consume", dead_letters=True), settings.kafka.bootstrap_servers
+    telemetry.configure("test", "test", otlp_endpoint="")
+    with telemetry.tracer().start_as_current_span("produce") as span:
+        trace_id = span.get_span_context().trace_id
+        publish(bootstrap, topic, [event(0).SerializeToString()], headers=telemetry.kafka_headers())
+    seen = []
+
+    async def remember(env, payload, session) -> None:
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+
+    runner = ConsumerRunner(
+        db,
+        bootstrap,
+        Subscription(unique("group"), (topic,), {user_events_pb2.CelebrityStatusChanged: remember}),
+    )
+    await run_until(runner, lambda: runner.applied == 1)
+    assert seen == [trace_id]

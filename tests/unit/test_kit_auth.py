@@ -1,0 +1,85 @@
+"""Tokens: issued by the user service, verified by the kit, the same way the gateway does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from zentry.user.v1 import user_service_pb2
+
+from services.kit.auth import TokenVerifier, public_methods
+from services.kit.errors import Unauthenticated
+from services.user.tokens import TokenIssuer, ensure_keypair
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keys")
+    ensure_keypair(folder / "private.pem", folder / "public.pem")
+    return (folder / "private.pem").read_bytes(), (folder / "public.pem").read_bytes()
+
+
+def issuer(keys, ttl=timedelta(hours=1)) -> TokenIssuer:
+    return TokenIssuer(keys[0], issuer="zentry", audience="zentry-api", ttl=ttl)
+
+
+def verifier(keys, audience="zentry-api") -> TokenVerifier:
+    return TokenVerifier(keys[1], issuer="zentry", audience=audience)
+
+
+def test_a_fresh_token_names_its_user(keys):
+    token, expires = issuer(keys).issue("id-1", "ada")
+    caller = verifier(keys).verify(f"Bearer {token}")
+    assert (caller.user_id, caller.username) == ("id-1", "ada")
+    assert timedelta(minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=1)
+
+
+def test_expiry_with_a_few_seconds_of_leeway(keys):
+    past = datetime.now(UTC) - timedelta(hours=1)
+    just_expired, _ = issuer(keys).issue("id-1", "ada", now=past + timedelta(seconds=2))
+    verifier(keys).verify(f"Bearer {just_expired}")  # 2 s over: forgiven clock skew
+    expired, _ = issuer(keys).issue("id-1", "ada", now=past - timedelta(seconds=30))
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier(keys).verify(f"Bearer {expired}")
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Basic abc", "Bearer not.a.token"])
+def test_missing_or_malformed(keys, header):
+    with pytest.raises(Unauthenticated):
+        verifier(keys).verify(header)
+
+
+def test_forged_and_wrong_audience_and_alg_none(keys):
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = stranger.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    forged, _ = TokenIssuer(pem, "zentry", "zentry-api", timedelta(hours=1)).issue("id-1", "ada")
+    token, _ = issuer(keys).issue("id-1", "ada")
+    unsigned = jwt.encode(jwt.decode(token, options={"verify_signature": False}), None, "none")
+    for bad in [forged, unsigned]:
+        with pytest.raises(Unauthenticated, match="not valid"):
+            verifier(keys).verify(f"Bearer {bad}")
+    with pytest.raises(Unauthenticated):
+        verifier(keys, audience="someone-else").verify(f"Bearer {token}")
+
+
+def test_jwks_kid_is_the_rfc7638_thumbprint_and_matches_tokens(keys):
+    one = issuer(keys)
+    jwk = one.jwks()["keys"][0]
+    assert jwk["kid"] == one.kid and jwk["alg"] == "RS256" and jwk["use"] == "sig"
+    token, _ = one.issue("id-1", "ada")
+    assert jwt.get_unverified_header(token)["kid"] == one.kid
+    assert jwt.PyJWK(jwk).key is not None
+
+
+def test_public_methods_come_from_the_proto_option():
+    service = user_service_pb2.DESCRIPTOR.services_by_name["UserService"]
+    assert public_methods(service) == {
+        "/zentry.user.v1.UserService/CreateUser",
+        "/zentry.user.v1.UserService/CreateSession",
+        "/zentry.user.v1.UserService/GetJwks",
+    }

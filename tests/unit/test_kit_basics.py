@@ -1,0 +1,61 @@
+"""Small kit pieces: error details, page tokens, settings."""
+
+from __future__ import annotations
+
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from services.kit import paging
+from services.kit.errors import InvalidArgument, NotFound
+from services.kit.settings import ConfigError, Env, ServiceSettings
+
+
+def test_a_field_error_carries_a_bad_request_detail():
+    error = InvalidArgument.field("email", "must be an email address")
+    status = status_pb2.Status.FromString(error.status_details())
+    assert status.code == 3 and status.message == "email: must be an email address"
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    assert bad_request.field_violations[0].field == "email"
+    assert NotFound("nope").status_details() is None
+
+
+def test_page_sizes():
+    assert paging.page_size(0) == 50
+    assert paging.page_size(7) == 7
+    assert paging.page_size(10_000) == 100
+    with pytest.raises(InvalidArgument, match="page_size"):
+        paging.page_size(-1)
+
+
+def test_page_tokens_round_trip_and_reject_foreign_ones():
+    token = paging.encode_token({"t": "2026-11-22T00:00:00+00:00", "id": "abc"})
+    assert paging.decode_token(token, {"t", "id"}) == {
+        "t": "2026-11-22T00:00:00+00:00",
+        "id": "abc",
+    }
+    assert paging.decode_token("", {"t"}) is None
+    for bad in ["!!!", "e30", paging.encode_token({"other": 1})]:
+        with pytest.raises(InvalidArgument, match="page_token"):
+            paging.decode_token(bad, {"t", "id"})
+
+
+def test_service_settings_defaults_and_errors(tmp_path):
+    key = tmp_path / "public.pem"
+    key.write_text("-----BEGIN PUBLIC KEY-----\n")
+    env = Env({"ZENTRY_JWT_PUBLIC_KEY_FILE": str(key), "ZENTRY_USER_PORT": "0"})
+    settings = ServiceSettings.load("user", 50051, env)
+    assert settings.port == 0 and settings.postgres_dsn.endswith("@127.0.0.1:5432/zentry_user")
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    with pytest.raises(ConfigError, match="ZENTRY_JWT_PUBLIC_KEY_FILE must be set"):
+        ServiceSettings.load("user", 50051, Env({}))
+    with pytest.raises(ConfigError, match="ZENTRY_USER_PORT"):
+        ServiceSettings.load(
+            "user",
+            50051,
+            Env({"ZENTRY_JWT_PUBLIC_KEY_FILE": str(key), "ZENTRY_USER_PORT": "99999"}),
+        )
+    with pytest.raises(ConfigError, match="not a readable file"):
+        ServiceSettings.load(
+            "user", 50051, Env({"ZENTRY_JWT_PUBLIC_KEY_FILE": str(tmp_path / "x")})
+        )
