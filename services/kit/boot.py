@@ -132,7 +132,8 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
     await server.stop(settings.shutdown_grace)
     for worker in assembly.workers:
         worker.stop()
-    await asyncio.wait(tasks, timeout=settings.shutdown_grace) if tasks else None
+    if tasks:
+        await asyncio.wait(tasks, timeout=settings.shutdown_grace)
     for close in assembly.closers:
         await close()
     await consul.aclose()

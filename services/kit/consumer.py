@@ -86,6 +86,7 @@ class ConsumerRunner:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "cooperative-sticky",
+                "logger": logging.getLogger("kafka.consumer"),
                 **(extra_config or {}),
             }
         )

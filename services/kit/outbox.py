@@ -65,6 +65,7 @@ def producer_config(bootstrap: str, client_id: str) -> dict:
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
+        "logger": logging.getLogger("kafka.producer"),
     }
 
 

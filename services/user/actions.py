@@ -159,40 +159,34 @@ class UserActions:
         return user
 
     async def follow(self, caller: Caller, username: str) -> UserRow:
+        """The caller follows `username`; idempotent. Returns the followee with its counts."""
+        return await self._set_follow(caller, username, following=True)
+
+    async def unfollow(self, caller: Caller, username: str) -> UserRow:
+        """The caller stops following `username`; idempotent."""
+        return await self._set_follow(caller, username, following=False)
+
+    async def _set_follow(self, caller: Caller, username: str, following: bool) -> UserRow:
+        """The follow row, both counts, the event and the celebrity check: one transaction."""
+        verb = "follow" if following else "unfollow"
         async with self._db.transaction() as session:
             followee = await self._resolve(session, caller, username)
             if followee.id == caller.user_id:
-                raise InvalidArgument.field("username", "you cannot follow yourself")
+                raise InvalidArgument.field("username", f"you cannot {verb} yourself")
             locked = await store.lock_pair(session, caller.user_id, followee.id)
             if caller.user_id not in locked:
                 raise NotFound("Your account no longer exists.")
-            if not await store.add_follow(session, caller.user_id, followee.id):
-                return locked[followee.id]
-            follower, followee = await store.change_counts(session, caller.user_id, followee.id, 1)
-            await self._outbox.add(
-                session,
-                ev.FollowCreated(
-                    follower_id=follower.id,
-                    followee_id=followee.id,
-                    followee_follower_count=followee.follower_count,
-                    follower_following_count=follower.following_count,
-                ),
-                follower.id,
+            change = store.add_follow if following else store.remove_follow
+            if not await change(session, caller.user_id, followee.id):
+                return locked[followee.id]  # already as asked: nothing changes, no event
+            delta = 1 if following else -1
+            follower, followee = await store.change_counts(
+                session, caller.user_id, followee.id, delta
             )
-            return await self._recheck_celebrity(session, followee)
-
-    async def unfollow(self, caller: Caller, username: str) -> UserRow:
-        async with self._db.transaction() as session:
-            followee = await self._resolve(session, caller, username)
-            if followee.id == caller.user_id:
-                raise InvalidArgument.field("username", "you cannot unfollow yourself")
-            locked = await store.lock_pair(session, caller.user_id, followee.id)
-            if not await store.remove_follow(session, caller.user_id, followee.id):
-                return locked[followee.id]
-            follower, followee = await store.change_counts(session, caller.user_id, followee.id, -1)
+            event = ev.FollowCreated if following else ev.FollowDeleted
             await self._outbox.add(
                 session,
-                ev.FollowDeleted(
+                event(
                     follower_id=follower.id,
                     followee_id=followee.id,
                     followee_follower_count=followee.follower_count,

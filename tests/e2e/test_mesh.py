@@ -7,8 +7,11 @@ import subprocess
 import threading
 import time
 
+import grpc
 import httpx
 import pytest
+from google.rpc import error_details_pb2, status_pb2
+from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from tests.e2e.conftest import PASSWORD, TEST_ENV, routed_ports, served_counts
 from tests.support import eventually
@@ -131,3 +134,32 @@ def test_grpcurl_lists_and_describes_through_reflection(mesh, settings):
         timeout=30,
     )
     assert '"status": "SERVING"' in health.stdout
+
+
+def test_services_check_tokens_themselves_behind_the_gateway(mesh, new_account):
+    """The mesh is reachable without Envoy (grpcurl, other services): each service checks again."""
+    account = new_account()
+    port = next(c.port for c in mesh.children if c.name.startswith("user-") and c.alive())
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = user_service_pb2_grpc.UserServiceStub(channel)
+        me = user_service_pb2.GetUserRequest(username="me")
+        for metadata in [(), (("authorization", "Bearer forged.token.here"),)]:
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.GetUser(me, metadata=metadata, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert stub.GetJwks(user_service_pb2.GetJwksRequest(), timeout=10).data  # public
+        auth = (("authorization", f"Bearer {account.token}"),)
+        assert stub.GetUser(me, metadata=auth, timeout=10).username == account.username
+
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.FollowUser(
+                user_service_pb2.FollowUserRequest(username=account.username),
+                metadata=auth,
+                timeout=10,
+            )
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        details = dict(bad.value.trailing_metadata())["grpc-status-details-bin"]
+        status = status_pb2.Status.FromString(details)
+        violation = error_details_pb2.BadRequest()
+        assert status.details[0].Unpack(violation)
+        assert violation.field_violations[0].field == "username"

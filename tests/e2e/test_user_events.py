@@ -1,0 +1,91 @@
+"""What the user service tells the rest of the mesh: its events on zentry.user.events."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+from zentry.events.v1 import envelope_pb2, user_events_pb2
+
+from services.kit.events import USER_EVENTS
+from tests.support import unique
+
+
+class TopicTail:
+    """Reads what is published on a topic from now on (every partition, from its end)."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": unique("tail"),
+                "enable.auto.commit": False,
+            }
+        )
+        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        start = []
+        for p in partitions:
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            start.append(TopicPartition(topic, p, high))
+        self._consumer.assign(start)
+
+    def read(self, until, timeout: float = 20) -> list[envelope_pb2.EventEnvelope]:
+        events, deadline = [], time.monotonic() + timeout
+        while not until(events) and time.monotonic() < deadline:
+            message = self._consumer.poll(0.5)
+            if message is not None and not message.error():
+                events.append(envelope_pb2.EventEnvelope.FromString(message.value()))
+        self._consumer.close()
+        return events
+
+
+def unpack(event: envelope_pb2.EventEnvelope, cls):
+    payload = cls()
+    assert event.payload.Unpack(payload)
+    return payload
+
+
+def test_account_profile_and_follow_events(api, new_account, settings):
+    tail = TopicTail(settings.kafka.bootstrap_servers, USER_EVENTS)
+    author = new_account(timeZone="America/St_Johns")
+    readers = [new_account() for _ in range(3)]
+    api.patch("/v1/users/me", headers=author.auth, json={"displayName": "The Author"})
+    api.patch("/v1/users/me", headers=author.auth, json={"displayName": "The Author"})  # no change
+    for reader in readers:
+        api.post(f"/v1/users/{author.username}:follow", headers=reader.auth)
+    api.post(f"/v1/users/{author.username}:follow", headers=readers[0].auth)  # already followed
+    api.post(f"/v1/users/{author.username}:unfollow", headers=readers[2].auth)
+    api.post(f"/v1/users/{author.username}:unfollow", headers=readers[1].auth)
+
+    ours = {author.id, *(r.id for r in readers)}
+    events = tail.read(lambda seen: sum(e.subject_user_id in ours for e in seen) >= 12)
+    mine = [e for e in events if e.subject_user_id in ours]
+    kinds = [e.event_type.rsplit(".", 1)[1] for e in mine]
+    assert kinds.count("UserRegistered") == 4
+    assert kinds.count("UserProfileUpdated") == 1, "an update that changes nothing is no event"
+    assert kinds.count("FollowCreated") == 3 and kinds.count("FollowDeleted") == 2
+    assert kinds.count("CelebrityStatusChanged") == 2  # promoted at 3, demoted below 2
+    assert len({e.event_id for e in mine}) == len(mine)
+
+    registered = next(
+        unpack(e, user_events_pb2.UserRegistered)
+        for e in mine
+        if e.event_type.endswith("UserRegistered") and e.subject_user_id == author.id
+    )
+    assert registered.profile.time_zone == "America/St_Johns"
+    follows = [
+        unpack(e, user_events_pb2.FollowCreated)
+        for e in mine
+        if e.event_type.endswith("FollowCreated")
+    ]
+    # Keyed by follower: different partitions, so no order across them.
+    assert sorted(f.followee_follower_count for f in follows) == [1, 2, 3]
+    assert all(f.followee_id == author.id for f in follows)
+    celebrity = [
+        unpack(e, user_events_pb2.CelebrityStatusChanged)
+        for e in mine
+        if e.event_type.endswith("CelebrityStatusChanged")
+    ]
+    assert [(c.celebrity, c.follower_count) for c in celebrity] == [(True, 3), (False, 1)]
+    follow_event = next(e for e in mine if e.event_type.endswith("FollowCreated"))
+    assert follow_event.subject_user_id == readers[0].id, "keyed by the follower"
