@@ -88,9 +88,13 @@ def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [service.full_name for service in assembly.services]
     reflection.enable([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise ConfigError(f"cannot listen on {settings.host}:{settings.port} (in use?)")
+        raise ConfigError(f"cannot listen on {address}: in use, or not an address of this host")
     return server, port, health_servicer
 
 
@@ -168,6 +172,9 @@ def run(load_settings: Callable[[], S], assemble: Callable[[S], Assembly]) -> No
 
     try:
         code = asyncio.run(main())
+    except ConfigError as error:
+        _log.error("cannot start: %s", error)
+        code = 2
     finally:
         provider.shutdown()
     sys.exit(code)

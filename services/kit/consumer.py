@@ -9,7 +9,8 @@ event type) and the kit does the rest. For each message, in order:
    replay change nothing twice;
 3. on an exception, roll back and retry with exponential backoff, up to
    `max_attempts`; then park the message on `<topic>.dlt` with headers naming
-   the group, the error and the attempt count;
+   the group, the error and the attempt count (an outage of the database is
+   retried until it ends instead: the message is not to blame);
 4. commit the Kafka offset, only after 2 or 3 is durable.
 
 Messages are handled one at a time per consumer, so one user's events (one
@@ -29,6 +30,7 @@ from google.protobuf.message import Message as Proto
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from zentry.events.v1 import envelope_pb2
 
@@ -39,6 +41,14 @@ from services.kit.outbox import producer_config
 from services.kit.tables import processed_events
 
 _log = logging.getLogger(__name__)
+
+# Failures of the infrastructure rather than of the message.
+OUTAGES = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+
+
+class Stopping(Exception):
+    """The runner was asked to stop while an outage kept a message from being applied."""
+
 
 Handler = Callable[[envelope_pb2.EventEnvelope, Proto, AsyncSession], Awaitable[None]]
 
@@ -110,7 +120,10 @@ class ConsumerRunner:
                     if message.error().code() != KafkaError._PARTITION_EOF:
                         _log.warning("kafka: %s", message.error())
                     continue
-                await self._handle(message)
+                try:
+                    await self._handle(message)
+                except Stopping:
+                    break
                 await asyncio.to_thread(self._consumer.commit, message=message, asynchronous=False)
         finally:
             await asyncio.to_thread(self._consumer.close)
@@ -137,8 +150,14 @@ class ConsumerRunner:
             otel_context.detach(token)
 
     async def _apply_with_retries(self, message, event, payload_class, handler) -> None:
-        backoff = self._first_backoff
-        for attempt in range(1, self._max_attempts + 1):
+        """Retry a failing handler; park the message after `max_attempts` failures of its own.
+
+        An outage (the database or a peer unreachable) is not the message's fault:
+        it is retried at the longest backoff until it passes or the runner stops,
+        and never dead-lettered.
+        """
+        backoff, failures = self._first_backoff, 0
+        while True:
             with telemetry.tracer().start_as_current_span(
                 f"consume {event.event_type}",
                 kind=SpanKind.CONSUMER,
@@ -153,21 +172,28 @@ class ConsumerRunner:
                     return
                 except asyncio.CancelledError:
                     raise
-                except Exception as error:
-                    _log.warning(
-                        "handling %s %s failed (attempt %d of %d): %r",
-                        event.event_type,
-                        event.event_id,
-                        attempt,
-                        self._max_attempts,
-                        error,
-                        extra={"group": self._sub.group, "event_id": event.event_id},
-                    )
+                except OUTAGES as error:
+                    outage = True
                     last_error = error
-            if attempt < self._max_attempts:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
-        await self._dead_letter(message, repr(last_error), attempts=self._max_attempts)
+                except Exception as error:
+                    outage = False
+                    failures += 1
+                    last_error = error
+            _log.warning(
+                "handling %s %s failed (%s): %r",
+                event.event_type,
+                event.event_id,
+                "outage" if outage else f"attempt {failures} of {self._max_attempts}",
+                last_error,
+                extra={"group": self._sub.group, "event_id": event.event_id},
+            )
+            if failures >= self._max_attempts:
+                await self._dead_letter(message, repr(last_error), attempts=failures)
+                return
+            if self._stopping.is_set() and outage:
+                raise Stopping from last_error  # not applied, not committed: redelivered later
+            await asyncio.sleep(self._max_backoff if outage else backoff)
+            backoff = min(backoff * 2, self._max_backoff)
 
     async def _apply_once(self, event, payload_class, handler) -> None:
         """The effect and the processed-event record commit together, or neither does."""

@@ -96,6 +96,7 @@ class UserActions:
 
     async def log_in(self, account: str, password: str) -> NewSession:
         """Same answer for a wrong password and an unknown account; 429 after repeated failures."""
+        account = account.strip()
         if not account or not password:
             raise Unauthenticated(WRONG_CREDENTIALS)
         wait = await self._guard.retry_after(account)
@@ -104,7 +105,7 @@ class UserActions:
                 f"Too many failed log-ins for this account; try again in {_minutes(wait)}."
             )
         async with self._db.transaction() as session:
-            user = await store.find_for_login(session, account.strip().casefold())
+            user = await store.find_for_login(session, account.casefold())
         if not await asyncio.to_thread(self._password_matches, user, password):
             await self._guard.failed(account)
             raise Unauthenticated(WRONG_CREDENTIALS)
@@ -113,13 +114,14 @@ class UserActions:
         return NewSession(token, expires, user)
 
     def _password_matches(self, user: UserRow | None, password: str) -> bool:
+        """Blocking (argon2). Hashes even for an unknown account, so timing tells nothing."""
         try:
-            return (
-                self._hasher.verify(user.password_hash if user else self._dummy_hash, password)
-                and user is not None
+            matches = self._hasher.verify(
+                user.password_hash if user else self._dummy_hash, password
             )
         except (VerificationError, InvalidHashError):
             return False
+        return matches and user is not None
 
     async def get(self, caller: Caller, username: str) -> UserRow:
         async with self._db.transaction() as session:
