@@ -34,6 +34,10 @@ class GatewaySettings:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def bootstrap_file(self) -> Path:
+        return self.config_dir / "bootstrap.json"
+
+    @property
     def jwks_url(self) -> str:
         return f"{self.base_url}/.well-known/jwks.json"
 

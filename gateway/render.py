@@ -9,10 +9,6 @@ from gateway.config import GatewaySettings
 from gateway.files import write_json
 
 
-def bootstrap_path(settings: GatewaySettings) -> Path:
-    return settings.config_dir / "bootstrap.json"
-
-
 def render(settings: GatewaySettings) -> list[str]:
     """Write every file; returns the upstream (Consul service) names the gateway routes to.
 
@@ -30,5 +26,5 @@ def render(settings: GatewaySettings) -> list[str]:
             write_json(eds, {"resources": [envoy_config.endpoints(upstream, [])]})
     write_json(settings.config_dir / "cds.json", envoy_config.clusters(settings, services))
     write_json(settings.config_dir / "lds.json", envoy_config.listeners(settings, services))
-    write_json(bootstrap_path(settings), envoy_config.bootstrap(settings))
+    write_json(settings.bootstrap_file, envoy_config.bootstrap(settings))
     return upstreams

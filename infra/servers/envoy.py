@@ -11,7 +11,6 @@ from __future__ import annotations
 import httpx
 
 from gateway.config import GatewaySettings
-from gateway.render import bootstrap_path, render
 from infra import install
 from infra.errors import InfraError
 from infra.servers.base import Command, Port, Server
@@ -53,6 +52,8 @@ class Envoy(Server):
         self._render()
 
     def _render(self) -> None:
+        from gateway.render import render  # needs the generated protos: not at import time
+
         try:
             render(self.gateway)
         except FileNotFoundError as error:
@@ -62,7 +63,7 @@ class Envoy(Server):
         return Command(
             argv=[
                 str(install.envoy_binary()),
-                "--config-path", str(bootstrap_path(self.gateway)),
+                "--config-path", str(self.gateway.bootstrap_file),
                 "--disable-hot-restart",
                 "--concurrency", "2",
                 "--log-format", LOG_FORMAT,
