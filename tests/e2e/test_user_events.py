@@ -87,5 +87,7 @@ def test_account_profile_and_follow_events(api, new_account, settings):
         if e.event_type.endswith("CelebrityStatusChanged")
     ]
     assert [(c.celebrity, c.follower_count) for c in celebrity] == [(True, 3), (False, 1)]
-    follow_event = next(e for e in mine if e.event_type.endswith("FollowCreated"))
-    assert follow_event.subject_user_id == readers[0].id, "keyed by the follower"
+    for e in mine:
+        if e.event_type.endswith(("FollowCreated", "FollowDeleted")):
+            payload = unpack(e, getattr(user_events_pb2, e.event_type.rsplit(".", 1)[1]))
+            assert e.subject_user_id == payload.follower_id, "keyed by the follower"
