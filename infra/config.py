@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.errors import InfraError
+from services.kit.settings import ConfigError, Env
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
@@ -114,45 +115,21 @@ class Settings:
         return self.log_dir / f"{server}.log"
 
 
-class _Env:
-    """Typed reads of `ZENTRY_*` variables; a bad value stops with a message naming it."""
-
-    def __init__(self, environ: Mapping[str, str]):
-        self._environ = environ
-
-    def str(self, name: str, default: str) -> str:
-        value = self._environ.get(f"ZENTRY_{name}", "").strip()
-        return value or default
-
-    def port(self, name: str, default: int) -> int:
-        raw = self.str(name, str(default))
-        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-            raise InfraError(f"ZENTRY_{name} must be a TCP port between 1 and 65535, got {raw!r}")
-        return int(raw)
-
-    def seconds(self, name: str, default: float) -> float:
-        raw = self.str(name, str(default))
-        try:
-            value = float(raw)
-        except ValueError:
-            value = -1.0
-        if value <= 0:
-            raise InfraError(f"ZENTRY_{name} must be a positive number of seconds, got {raw!r}")
-        return value
-
-    def path(self, name: str, default: Path) -> Path:
-        return Path(self.str(name, str(default))).resolve()
-
-
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings once; raises InfraError naming the variable that is wrong."""
-    env = _Env(os.environ if environ is None else environ)
+    try:
+        return _load(Env(os.environ if environ is None else environ))
+    except ConfigError as error:
+        raise InfraError(str(error)) from None
+
+
+def _load(env: Env) -> Settings:
     host = env.str("HOST", "127.0.0.1")
     return Settings(
         repo_dir=REPO_DIR,
         run_dir=env.path("RUN_DIR", REPO_DIR / ".run"),
         tools_dir=env.path("TOOLS_DIR", REPO_DIR / ".tools"),
-        ready_timeout=env.seconds("READY_TIMEOUT", 120.0),
+        ready_timeout=env.seconds("READY_TIMEOUT", 120.0, positive=True),
         java=env.str("JAVA", _java_from_java_home(os.environ.get("JAVA_HOME"))),
         go=env.str("GO", "go"),
         mvn=env.str("MVN", "mvn"),

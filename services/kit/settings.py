@@ -44,24 +44,33 @@ class Env:
         except ValueError:
             raise ConfigError(f"ZENTRY_{name} must be a whole number, got {raw!r}") from None
         if value < minimum:
-            raise ConfigError(f"ZENTRY_{name} must be at least {minimum}, got {value}")
+            raise ConfigError(f"ZENTRY_{name} must be at least {minimum}, got {raw!r}")
         return value
 
-    def port(self, name: str, default: int) -> int:
-        value = self.int(name, default)
-        if value > 65535:
-            raise ConfigError(f"ZENTRY_{name} must be a TCP port (0 picks a free one), got {value}")
-        return value
+    def port(self, name: str, default: int, *, zero_picks_free: bool = False) -> int:
+        """A TCP port; 0 ("any free port") only for a port this process listens on."""
+        raw = self.str(name, str(default))
+        low = 0 if zero_picks_free else 1
+        if not raw.isdigit() or not low <= int(raw) <= 65535:
+            free = " (0 picks a free one)" if zero_picks_free else ""
+            raise ConfigError(
+                f"ZENTRY_{name} must be a TCP port between {low} and 65535{free}, got {raw!r}"
+            )
+        return int(raw)
 
-    def seconds(self, name: str, default: float) -> float:
+    def seconds(self, name: str, default: float, *, positive: bool = False) -> float:
         raw = self.str(name, str(default))
         try:
             value = float(raw)
         except ValueError:
             value = -1.0
-        if value < 0:
-            raise ConfigError(f"ZENTRY_{name} must be a number of seconds >= 0, got {raw!r}")
+        if value < 0 or (positive and value == 0):
+            least = "> 0" if positive else ">= 0"
+            raise ConfigError(f"ZENTRY_{name} must be a number of seconds {least}, got {raw!r}")
         return value
+
+    def path(self, name: str, default: Path) -> Path:
+        return Path(self.str(name, str(default))).resolve()
 
     def file(self, name: str, why: str) -> Path:
         path = Path(self.required(name, why))
@@ -95,7 +104,7 @@ class ServiceSettings:
     def load(cls, service: str, default_port: int, env: Env | None = None) -> ServiceSettings:
         env = env or Env()
         host = env.str("HOST", "127.0.0.1")
-        port = env.port(f"{service.upper()}_PORT", default_port)
+        port = env.port(f"{service.upper()}_PORT", default_port, zero_picks_free=True)
         return cls(
             service=service,
             host=host,

@@ -1,8 +1,8 @@
 """End-to-end tests: REST through Envoy to real service instances found through Consul.
 
-The session starts the infrastructure (as `make infra-up`), the gateway's
+The package starts the infrastructure (as `make infra-up`), the gateway's
 endpoint feed and two user service instances on free ports, and stops what it
-started at the end. Thresholds are lowered so the tests can reach them.
+started when its last test is done. Thresholds are lowered so the tests can reach them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def settings() -> Settings:
     return config.load()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def mesh(settings: Settings) -> Iterator[Mesh]:
     lifecycle.up(settings, lifecycle.servers(settings))
     mesh = Mesh(settings)
@@ -46,7 +46,7 @@ def mesh(settings: Settings) -> Iterator[Mesh]:
         mesh.stop_all()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gateway(settings: Settings, mesh: Mesh) -> str:
     """The REST base URL, once Envoy routes to every instance of the session."""
     base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
