@@ -15,7 +15,7 @@ import pytest
 
 from infra import config, lifecycle
 from infra.config import Settings
-from infra.mesh import Child, Mesh
+from infra.mesh import Mesh
 from tests.support import eventually, unique
 
 TEST_ENV = {
@@ -128,10 +128,3 @@ def new_account(api: httpx.Client):
         )
 
     return make
-
-
-def instance_ports(mesh: Mesh) -> list[int]:
-    return [c.port for c in mesh.children if c.name.startswith("user-") and c.alive()]
-
-
-__all__ = ["Account", "Child", "register"]
