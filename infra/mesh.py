@@ -24,8 +24,8 @@ from infra.config import Settings
 from infra.errors import InfraError
 from infra.processes import wait_until
 
-#: Every service that exists, with the port it takes in `make dev`.
-SERVICES: dict[str, int] = {"user": 50051}
+#: Every service that exists (`python -m services.<name>`), in start order.
+SERVICES = ("user",)
 
 
 @dataclass
@@ -74,14 +74,16 @@ class Mesh:
     def start_service(
         self, service: str, port: int | None = None, extra_env: dict[str, str] | None = None
     ) -> Child:
-        """Start one instance (port 0 picks a free one); `wait_healthy` waits for it."""
+        """Start one instance; `wait_healthy` waits for it.
+
+        `port` None keeps the service's own (ZENTRY_<SERVICE>_PORT, else its default);
+        0 picks a free one.
+        """
         number = sum(1 for c in self.children if c.name.startswith(f"{service}-")) + 1
         instance_id = f"{service}-{number}-{uuid.uuid4().hex[:8]}"
-        env = {
-            f"ZENTRY_{service.upper()}_PORT": str(SERVICES[service] if port is None else port),
-            "ZENTRY_INSTANCE_ID": instance_id,
-            **(extra_env or {}),
-        }
+        env = {"ZENTRY_INSTANCE_ID": instance_id, **(extra_env or {})}
+        if port is not None:
+            env[f"ZENTRY_{service.upper()}_PORT"] = str(port)
         child = self._spawn(
             f"{service}-{number}", [sys.executable, "-m", f"services.{service}"], env
         )

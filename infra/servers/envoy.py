@@ -48,7 +48,20 @@ class Envoy(Server):
         self._render()
 
     def after_ready(self) -> None:
-        """Re-render, so that protos changed since Envoy started are served now."""
+        """Re-render, so that protos changed since Envoy started are served now.
+
+        Raises InfraError when the Envoy answering here reads another config
+        (another checkout's): it would never see our endpoints or routes.
+        """
+        info = httpx.get(f"{self.settings.envoy.admin_url}/server_info", timeout=2).json()
+        config_path = info.get("command_line_options", {}).get("config_path", "")
+        ours = str(self.gateway.bootstrap_file)
+        if config_path != ours:
+            raise InfraError(
+                f"the Envoy at {self.address} runs {config_path or 'an unknown config'}, not "
+                f"{ours}; stop it (`make infra-down` in its checkout) or set "
+                "ZENTRY_ENVOY_ADMIN_PORT and ZENTRY_GATEWAY_PORT to free ports"
+            )
         self._render()
 
     def _render(self) -> None:
