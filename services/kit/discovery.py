@@ -105,7 +105,7 @@ class Consul:
                 continue
             backoff = 0.5
             # Consul asks clients to reset when the index goes backwards.
-            index = new_index if new_index > index else 0
+            index = new_index if new_index >= index else 0
             if instances != last:
                 last = instances
                 yield instances
