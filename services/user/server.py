@@ -12,13 +12,11 @@ from zentry.user.v1 import user_pb2, user_service_pb2_grpc
 from zentry.user.v1 import user_service_pb2 as pb
 
 from services.kit import paging
-from services.kit.auth import Caller, current_caller
+from services.kit.auth import current_caller
 from services.kit.errors import InvalidArgument
 from services.user import domain
 from services.user.actions import UserActions
 from services.user.store import UserRow
-
-ANONYMOUS = Caller(user_id="", username="")
 
 
 class UserServicer(user_service_pb2_grpc.UserServiceServicer):
