@@ -1,4 +1,4 @@
-"""Small helpers shared by the test tiers: unique names and waiting with a deadline."""
+"""Small helpers shared by the test tiers: unique names, waiting with a deadline, topic tails."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import TypeVar
+
+from confluent_kafka import Consumer, TopicPartition
+from zentry.events.v1 import envelope_pb2
 
 T = TypeVar("T")
 
@@ -33,3 +36,51 @@ def eventually(check: Callable[[], T], *, timeout: float, what: str, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"after {timeout:.0f}s: {what}")
         time.sleep(interval)
+
+
+class TopicTail:
+    """Reads what is published on a topic from now on (every partition, from its end)."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": unique("tail"),
+                "enable.auto.commit": False,
+            }
+        )
+        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        start = []
+        for p in partitions:
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            start.append(TopicPartition(topic, p, high))
+        self._consumer.assign(start)
+        self.keys: dict[str, str] = {}
+
+    def read(
+        self, until, timeout: float = 20, settle: float = 0.0
+    ) -> list[envelope_pb2.EventEnvelope]:
+        """Events until `until(events)` holds, then `settle` seconds more (to catch extras).
+
+        `keys` maps each event id read to its Kafka message key.
+        """
+        events, deadline = [], time.monotonic() + timeout
+        settled_at = None
+        while time.monotonic() < deadline:
+            if settled_at is None and until(events):
+                settled_at = time.monotonic() + settle
+            if settled_at is not None and time.monotonic() >= settled_at:
+                break
+            message = self._consumer.poll(0.2)
+            if message is not None and not message.error():
+                event = envelope_pb2.EventEnvelope.FromString(message.value())
+                self.keys[event.event_id] = (message.key() or b"").decode()
+                events.append(event)
+        self._consumer.close()
+        return events
+
+
+def unpack(event: envelope_pb2.EventEnvelope, cls):
+    payload = cls()
+    assert event.payload.Unpack(payload)
+    return payload

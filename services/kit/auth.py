@@ -9,7 +9,7 @@ option; `public_methods` reads it from the service descriptors.
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
@@ -25,10 +25,15 @@ LEEWAY_SECONDS = 5  # clock skew we forgive; the gateway is set to the same
 
 @dataclass(frozen=True)
 class Caller:
-    """The authenticated user of the current call."""
+    """The authenticated user of the current call.
+
+    `authorization` is the header the call came with, to pass on when this
+    service calls another on the user's behalf.
+    """
 
     user_id: str
     username: str
+    authorization: str = field(default="", repr=False, compare=False)
 
 
 _caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
@@ -85,7 +90,11 @@ class TokenVerifier:
             raise Unauthenticated("The token has expired; log in again.") from None
         except jwt.PyJWTError:
             raise Unauthenticated("The token is not valid; log in again.") from None
-        return Caller(user_id=claims["sub"], username=claims.get("username", ""))
+        return Caller(
+            user_id=claims["sub"],
+            username=claims.get("username", ""),
+            authorization=authorization,
+        )
 
 
 class AuthInterceptor(Around):

@@ -89,6 +89,12 @@ class ResourceExhausted(DomainError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class Unavailable(DomainError):
+    """A peer this call needs cannot be reached now; the caller may retry."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 class ErrorInterceptor(Around):
     """DomainError → its status and message; anything else → INTERNAL, logged with the trace."""
 

@@ -10,8 +10,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from services.kit import zones
 from services.kit.errors import InvalidArgument
 
 USERNAME = re.compile(r"[A-Za-z0-9_]{3,30}")
@@ -98,12 +98,7 @@ def check_time_zone(name: str) -> str:
     """An IANA zone name such as Europe/Paris; empty means UTC."""
     if not name:
         return DEFAULT_TIME_ZONE
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidArgument.field(
-            "time_zone", f"{name!r} is not an IANA time zone name such as 'Europe/Paris'"
-        ) from None
+    zones.zone(name)
     return name
 
 

@@ -7,13 +7,14 @@ import uuid
 from datetime import datetime
 
 from google.api import httpbody_pb2
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 from zentry.user.v1 import user_pb2, user_service_pb2_grpc
 from zentry.user.v1 import user_service_pb2 as pb
 
 from services.kit import paging
 from services.kit.auth import current_caller
 from services.kit.errors import InvalidArgument
+from services.kit.wellknown import timestamp
 from services.user import domain
 from services.user.actions import UserActions
 from services.user.store import UserRow
@@ -37,7 +38,7 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         session = await self._actions.log_in(request.username, request.password)
         return pb.Session(
             access_token=session.token,
-            expire_time=_timestamp(session.expires),
+            expire_time=timestamp(session.expires),
             user=to_proto(session.user, with_email=True),
         )
 
@@ -121,12 +122,6 @@ def to_proto(user: UserRow, with_email: bool = False) -> user_pb2.User:
         follower_count=user.follower_count,
         following_count=user.following_count,
         celebrity=user.celebrity,
-        create_time=_timestamp(user.created_at),
-        update_time=_timestamp(user.updated_at),
+        create_time=timestamp(user.created_at),
+        update_time=timestamp(user.updated_at),
     )
-
-
-def _timestamp(when: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(when)
-    return stamp

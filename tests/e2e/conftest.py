@@ -1,8 +1,8 @@
 """End-to-end tests: REST through Envoy to real service instances found through Consul.
 
 The package starts the infrastructure (as `make infra-up`), the gateway's
-endpoint feed and two user service instances on free ports, and stops what it
-started when its last test is done. Thresholds are lowered so the tests can reach them.
+endpoint feed and two instances of each service on free ports, and stops what
+it started when its last test is done. Thresholds are lowered so the tests can reach them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from infra import config, lifecycle
 from infra.config import Settings
-from infra.mesh import Mesh
+from infra.mesh import SERVICES, Mesh
 from tests.support import eventually, unique
 
 TEST_ENV = {
@@ -39,7 +39,10 @@ def mesh(settings: Settings) -> Iterator[Mesh]:
     mesh = Mesh(settings)
     try:
         mesh.start_feed()
-        for child in [mesh.start_service("user", 0, TEST_ENV) for _ in range(2)]:
+        children = [
+            mesh.start_service(service, 0, TEST_ENV) for service in SERVICES for _ in range(2)
+        ]
+        for child in children:
             mesh.wait_healthy(child)
         yield mesh
     finally:
@@ -50,12 +53,13 @@ def mesh(settings: Settings) -> Iterator[Mesh]:
 def gateway(settings: Settings, mesh: Mesh) -> str:
     """The REST base URL, once Envoy routes to every instance of the session."""
     base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
-    ports = {child.port for child in mesh.children if child.port}
-    eventually(
-        lambda: ports <= routed_ports(settings),
-        timeout=30,
-        what=f"Envoy routes to the user instances {sorted(ports)}",
-    )
+    for service in SERVICES:
+        ports = {c.port for c in mesh.children if c.port and c.name.startswith(f"{service}-")}
+        eventually(
+            lambda service=service, ports=ports: ports <= routed_ports(settings, service),
+            timeout=30,
+            what=f"Envoy routes to the {service} instances {sorted(ports)}",
+        )
     eventually(
         lambda: httpx.get(f"{base}/.well-known/jwks.json").status_code == 200,
         timeout=30,

@@ -2,47 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
-from confluent_kafka import Consumer, TopicPartition
-from zentry.events.v1 import envelope_pb2, user_events_pb2
+from zentry.events.v1 import user_events_pb2
 
 from services.kit.events import USER_EVENTS
-from tests.support import unique
-
-
-class TopicTail:
-    """Reads what is published on a topic from now on (every partition, from its end)."""
-
-    def __init__(self, bootstrap: str, topic: str):
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": unique("tail"),
-                "enable.auto.commit": False,
-            }
-        )
-        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        start = []
-        for p in partitions:
-            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            start.append(TopicPartition(topic, p, high))
-        self._consumer.assign(start)
-
-    def read(self, until, timeout: float = 20) -> list[envelope_pb2.EventEnvelope]:
-        events, deadline = [], time.monotonic() + timeout
-        while not until(events) and time.monotonic() < deadline:
-            message = self._consumer.poll(0.5)
-            if message is not None and not message.error():
-                events.append(envelope_pb2.EventEnvelope.FromString(message.value()))
-        self._consumer.close()
-        return events
-
-
-def unpack(event: envelope_pb2.EventEnvelope, cls):
-    payload = cls()
-    assert event.payload.Unpack(payload)
-    return payload
+from tests.support import TopicTail, unpack
 
 
 def test_account_profile_and_follow_events(api, new_account, settings):

@@ -50,13 +50,11 @@ def new_topic(kafka_admin):
 
 
 @pytest.fixture
-def scratch_database(settings: Settings):
-    """A database of the test's own with the kit's tables; dropped after. Yields its async URL."""
+def blank_database(settings: Settings):
+    """An empty database of the test's own; dropped after. Yields its SQLAlchemy URL."""
     import psycopg
     from psycopg import sql
-    from sqlalchemy import create_engine
 
-    from services.kit.tables import metadata
     from tests.support import unique
 
     name = unique("ztest").replace("-", "_")
@@ -64,10 +62,19 @@ def scratch_database(settings: Settings):
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     pg = settings.postgres
-    url = f"postgresql+psycopg://{pg.user}:{pg.password}@{pg.host}:{pg.port}/{name}"
-    engine = create_engine(url)
-    metadata.create_all(engine)
-    engine.dispose()
-    yield url
+    yield f"postgresql+psycopg://{pg.user}:{pg.password}@{pg.host}:{pg.port}/{name}"
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def scratch_database(blank_database: str) -> str:
+    """A database of the test's own with the kit's tables (outbox, processed events)."""
+    from sqlalchemy import create_engine
+
+    from services.kit.tables import metadata
+
+    engine = create_engine(blank_database)
+    metadata.create_all(engine)
+    engine.dispose()
+    return blank_database

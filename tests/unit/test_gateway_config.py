@@ -27,9 +27,15 @@ def methods_by_name(services):
     return {m.name: m for s in services for m in s.methods}
 
 
+def test_each_package_is_one_upstream_named_by_its_domain(services):
+    assert {(s.full_name, s.upstream) for s in services} >= {
+        ("zentry.user.v1.UserService", "user"),
+        ("zentry.sleep.v1.SleepService", "sleep"),
+    }
+
+
 def test_the_user_service_and_its_http_rules(services):
-    assert [(s.full_name, s.upstream) for s in services] == [("zentry.user.v1.UserService", "user")]
-    methods = methods_by_name(services)
+    methods = methods_by_name([s for s in services if s.upstream == "user"])
     assert methods["FollowUser"].http == (HttpRule("POST", "/v1/users/{username}:follow"),)
     assert {n for n, m in methods.items() if m.public} == {"CreateUser", "CreateSession", "GetJwks"}
     assert methods["GetUser"].idempotent and methods["FollowUser"].idempotent
@@ -127,8 +133,9 @@ def test_limits_come_from_settings(settings, services):
 def test_admin_is_on_loopback_and_upstreams_speak_http2(settings, services):
     boot = envoy_config.bootstrap(settings)
     assert boot["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
-    user = envoy_config.clusters(settings, services)["resources"][0]
-    assert user["name"] == "user" and user["type"] == "EDS"
+    clusters = envoy_config.clusters(settings, services)["resources"]
+    user = next(c for c in clusters if c["name"] == "user")
+    assert user["type"] == "EDS"
     options = user["typed_extension_protocol_options"]
     assert "http2_protocol_options" in next(iter(options.values()))["explicit_http_config"]
     assert user["ignore_health_on_host_removal"] is True

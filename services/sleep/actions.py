@@ -1,0 +1,240 @@
+"""What the sleep service does, one method per use case: domain rules + store + events.
+
+Each change runs in one transaction (the unit of work) and writes its event
+to the outbox in that same transaction, keyed by the owner's id. Nothing here
+knows about gRPC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+from zentry.events.v1 import sleep_events_pb2 as ev
+
+from services.kit import zones
+from services.kit.auth import Caller
+from services.kit.db import Database
+from services.kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from services.kit.events import SLEEP_EVENTS
+from services.kit.outbox import Outbox
+from services.kit.wellknown import duration, timestamp
+from services.sleep import domain, privacy, store
+from services.sleep.directory import UserDirectory
+from services.sleep.domain import Night
+from services.sleep.store import EntryRow
+
+
+class SleepActions:
+    def __init__(
+        self,
+        db: Database,
+        directory: UserDirectory,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self._db = db
+        self._directory = directory
+        self._clock = clock
+        self._outbox = Outbox(SLEEP_EVENTS, producer="sleep")
+
+    async def create(
+        self,
+        caller: Caller,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        time_zone: str,
+        quality: int,
+        note: str,
+        tags: list[str],
+        request_id: str,
+    ) -> EntryRow:
+        """Record a night; with a request id, a retry returns the first result instead."""
+        request_id = domain.check_request_id(request_id)
+        zone = time_zone or (await self._directory.me(caller)).time_zone
+        night = domain.night(
+            start=start,
+            end=end,
+            time_zone=zone,
+            quality=quality,
+            note=note,
+            tags=tags,
+            now=self._clock(),
+        )
+        entry_id = str(uuid.uuid4())
+        async with self._db.transaction() as session:
+            if request_id:
+                fingerprint = domain.request_fingerprint(
+                    night.start, night.end, time_zone, night.quality, night.note, night.tags
+                )
+                first = await store.claim_request(
+                    session, caller.user_id, request_id, entry_id, fingerprint
+                )
+                if first is not None:
+                    return await self._replay(session, request_id, fingerprint, *first)
+            await self._refuse_overlap(session, caller.user_id, night)
+            try:
+                entry = await store.insert_entry(session, entry_id, caller.user_id, night)
+            except store.Overlap:
+                await self._refuse_overlap(session, caller.user_id, night)
+                raise
+            await self._outbox.add(session, ev.SleepEntryCreated(entry=state(entry)), entry.user_id)
+        return entry
+
+    async def _replay(
+        self, session, request_id: str, fingerprint: str, entry_id: str, first_fingerprint: str
+    ) -> EntryRow:
+        """The answer to a create retried with the same request id."""
+        if fingerprint != first_fingerprint:
+            raise AlreadyExists(
+                f"request_id {request_id!r} was already used for a different night "
+                f"(entry {entry_id}); use a new request_id for a new night."
+            )
+        entry = await store.get_entry(session, entry_id)
+        if entry is None:
+            raise FailedPrecondition(
+                f"The entry request_id {request_id!r} created ({entry_id}) has since been "
+                "deleted; use a new request_id to record the night again."
+            )
+        return entry
+
+    async def get(self, caller: Caller, entry_id: str) -> EntryRow:
+        entry_id = _check_id(entry_id)
+        async with self._db.transaction() as session:
+            entry = _found(await store.get_entry(session, entry_id), entry_id)
+        privacy.check_can_view(caller, entry.user_id)
+        return entry
+
+    async def update(
+        self, caller: Caller, entry_id: str, changes: dict, paths: list[str]
+    ) -> EntryRow:
+        """`changes` holds candidate values by proto field name; only `paths` are applied."""
+        entry_id = _check_id(entry_id)
+        async with self._db.transaction() as session:
+            entry = _found(await store.get_entry(session, entry_id, True), entry_id)
+            _check_owner(caller, entry, "change")
+            wanted = {
+                "start_time": entry.start_time,
+                "end_time": entry.end_time,
+                "time_zone": entry.time_zone,
+                "quality": entry.quality,
+                "note": entry.note,
+                "tags": entry.tags,
+            }
+            wanted.update({path: changes[path] for path in paths})
+            if not wanted["time_zone"]:
+                wanted["time_zone"] = (await self._directory.me(caller)).time_zone
+            night = domain.night(
+                start=wanted["start_time"],
+                end=wanted["end_time"],
+                time_zone=wanted["time_zone"],
+                quality=wanted["quality"],
+                note=wanted["note"],
+                tags=wanted["tags"],
+                now=self._clock(),
+            )
+            if night == entry.night:
+                return entry  # nothing changes, no event
+            await self._refuse_overlap(session, entry.user_id, night, except_id=entry.id)
+            try:
+                updated = await store.update_entry(session, entry.id, night)
+            except store.Overlap:
+                await self._refuse_overlap(session, entry.user_id, night, except_id=entry.id)
+                raise
+            before, after = state(entry), state(updated)
+            changed = [
+                f.name
+                for f in ev.SleepEntryState.DESCRIPTOR.fields
+                if f.name not in ("revision", "update_time")
+                and getattr(before, f.name) != getattr(after, f.name)
+            ]
+            await self._outbox.add(
+                session,
+                ev.SleepEntryUpdated(entry=after, previous=before, changed_fields=changed),
+                entry.user_id,
+            )
+        return updated
+
+    async def delete(self, caller: Caller, entry_id: str) -> None:
+        entry_id = _check_id(entry_id)
+        async with self._db.transaction() as session:
+            entry = _found(await store.get_entry(session, entry_id, True), entry_id)
+            _check_owner(caller, entry, "delete")
+            await store.delete_entry(session, entry.id)
+            await self._outbox.add(session, ev.SleepEntryDeleted(entry=state(entry)), entry.user_id)
+
+    async def owner_id(self, caller: Caller, username: str) -> str:
+        """`me` or a username → the user's id; NotFound if there is none."""
+        if username == domain.ME:
+            return caller.user_id
+        return (await self._directory.by_username(caller, username)).id
+
+    async def list(
+        self,
+        caller: Caller,
+        owner_id: str,
+        first: date | None,
+        last: date | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[EntryRow]:
+        privacy.check_can_view(caller, owner_id)
+        async with self._db.transaction() as session:
+            return await store.list_entries(session, owner_id, first, last, limit, after)
+
+    async def _refuse_overlap(
+        self, session, user_id: str, night: Night, except_id: str | None = None
+    ) -> None:
+        clash = await store.find_overlap(session, user_id, night, except_id)
+        if clash is not None:
+            zone = zones.zone(clash.time_zone)
+            raise FailedPrecondition(
+                f"This night overlaps your entry {clash.id} "
+                f"({clash.start_time.astimezone(zone):%Y-%m-%d %H:%M} to "
+                f"{clash.end_time.astimezone(zone):%Y-%m-%d %H:%M} {clash.time_zone}); "
+                "change the times or edit that entry instead."
+            )
+
+
+def _check_id(entry_id: str) -> str:
+    try:
+        return str(uuid.UUID(entry_id))
+    except ValueError:
+        raise InvalidArgument.field("id", f"{entry_id!r} is not a sleep entry id") from None
+
+
+def _found(entry: EntryRow | None, entry_id: str) -> EntryRow:
+    if entry is None:
+        raise NotFound(f"No sleep entry with id {entry_id}.")
+    return entry
+
+
+def _check_owner(caller: Caller, entry: EntryRow, verb: str) -> None:
+    if entry.user_id != caller.user_id:
+        raise PermissionDenied(f"Only the owner of a sleep entry can {verb} it.")
+
+
+def state(entry: EntryRow) -> ev.SleepEntryState:
+    """An entry as events carry it."""
+    return ev.SleepEntryState(
+        entry_id=entry.id,
+        user_id=entry.user_id,
+        start_time=timestamp(entry.start_time),
+        end_time=timestamp(entry.end_time),
+        duration=duration(entry.night.duration),
+        time_zone=entry.time_zone,
+        sleep_date=entry.sleep_date.isoformat(),
+        quality=entry.quality,
+        note=entry.note,
+        tags=entry.tags,
+        revision=entry.revision,
+        create_time=timestamp(entry.created_at),
+        update_time=timestamp(entry.updated_at),
+    )

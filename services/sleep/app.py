@@ -1,0 +1,43 @@
+"""Wires the sleep service together: what `python -m services.sleep` serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zentry.sleep.v1 import sleep_service_pb2, sleep_service_pb2_grpc
+
+from services.kit import telemetry
+from services.kit.boot import Assembly
+from services.kit.consumer import ConsumerRunner
+from services.kit.db import Database
+from services.kit.discovery import Balancer, Consul
+from services.kit.outbox import OutboxRelay
+from services.sleep.actions import SleepActions
+from services.sleep.config import SleepSettings
+from services.sleep.directory import UserDirectory
+from services.sleep.server import SleepServicer
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def assemble(settings: SleepSettings) -> Assembly:
+    """Build the clients and the servicer; must run inside the event loop."""
+    service = settings.service
+    db = Database(service.postgres_dsn)
+    consul = Consul(service.consul_url)
+    users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()])
+    users.start()
+    directory = UserDirectory(db, users, timeout=settings.user_lookup_timeout)
+    servicer = SleepServicer(SleepActions(db, directory))
+    return Assembly(
+        services=[sleep_service_pb2.DESCRIPTOR.services_by_name["SleepService"]],
+        add_servicers=lambda server: sleep_service_pb2_grpc.add_SleepServiceServicer_to_server(
+            servicer, server
+        ),
+        workers=[
+            OutboxRelay(db, service.kafka_bootstrap, client_id=service.instance_id),
+            ConsumerRunner(db, service.kafka_bootstrap, UserDirectory.subscription()),
+        ],
+        closers=[users.aclose, consul.aclose, db.dispose],
+        migrations_dir=MIGRATIONS,
+    )

@@ -1,0 +1,24 @@
+"""The sleep service's settings (ZENTRY_* variables; see README.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.kit.settings import Env, ServiceSettings
+
+DEFAULT_PORT = 50052
+
+
+@dataclass(frozen=True)
+class SleepSettings:
+    service: ServiceSettings
+    #: How long a directory miss may wait for the user service, per try.
+    user_lookup_timeout: float
+
+    @classmethod
+    def load(cls, env: Env | None = None) -> SleepSettings:
+        env = env or Env()
+        return cls(
+            service=ServiceSettings.load("sleep", DEFAULT_PORT, env),
+            user_lookup_timeout=env.seconds("USER_LOOKUP_TIMEOUT", 2.0, positive=True),
+        )

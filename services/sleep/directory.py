@@ -1,0 +1,93 @@
+"""Who the users are, as the sleep service needs them: id, username and time zone.
+
+The sleep service keeps its own copy, fed by the user service's events
+(UserRegistered, UserProfileUpdated on zentry.user.events), so recording and
+listing nights needs no call to another service and keeps working while the
+user service is down. A user the events have not brought yet (the moments
+after sign-up, or while this consumer catches up) is asked of the user service
+directly, through Consul, with the caller's own token; the answer serves that
+request only, so the events stay the one writer of the copy and an older
+answer can never overwrite a newer event.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from zentry.events.v1 import user_events_pb2 as ev
+from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
+
+from services.kit.auth import Caller
+from services.kit.consumer import Subscription
+from services.kit.db import Database
+from services.kit.discovery import Balancer, UnavailableError
+from services.kit.errors import NotFound, Unavailable
+from services.kit.events import USER_EVENTS
+from services.sleep import store
+from services.sleep.store import UserRow
+
+_log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "sleep.user-directory"
+#: Tries of the user service (on different instances) before giving up.
+ATTEMPTS = 2
+
+
+class UserDirectory:
+    def __init__(self, db: Database, users: Balancer, timeout: float = 2.0):
+        self._db = db
+        self._users = users
+        self._timeout = timeout
+
+    async def me(self, caller: Caller) -> UserRow:
+        """The caller; they exist, since the user service signed their token."""
+        async with self._db.transaction() as session:
+            user = await store.find_user(session, caller.user_id)
+        return user or await self._ask(caller, "me")
+
+    async def by_username(self, caller: Caller, username: str) -> UserRow:
+        """The user called `username` (any case); NotFound if there is none."""
+        async with self._db.transaction() as session:
+            user = await store.find_user_by_username(session, username)
+        return user or await self._ask(caller, username)
+
+    async def _ask(self, caller: Caller, username: str) -> UserRow:
+        """GetUser on the user service, on the caller's behalf."""
+        request = user_service_pb2.GetUserRequest(username=username)
+        metadata = (("authorization", caller.authorization),)
+        error: Exception | None = None
+        for _ in range(ATTEMPTS):
+            try:
+                await self._users.wait_ready(self._timeout)
+                stub = user_service_pb2_grpc.UserServiceStub(self._users.channel())
+                user = await stub.GetUser(request, metadata=metadata, timeout=self._timeout)
+                return UserRow(user.id, user.username, user.time_zone)
+            except grpc.aio.AioRpcError as failure:
+                if failure.code() == grpc.StatusCode.NOT_FOUND:
+                    raise NotFound(f"No user named {username!r}.") from None
+                if failure.code() not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
+                    raise
+                error = failure
+            except (UnavailableError, TimeoutError) as failure:
+                error = failure
+        _log.warning("user service unreachable for a directory miss: %r", error)
+        raise Unavailable("The user directory cannot be reached right now; try again shortly.")
+
+    @staticmethod
+    def subscription() -> Subscription:
+        """The consumer that keeps the copy: profile events replace the user's row."""
+        return Subscription(
+            group=CONSUMER_GROUP,
+            topics=(USER_EVENTS,),
+            handlers={ev.UserRegistered: _save_profile, ev.UserProfileUpdated: _save_profile},
+        )
+
+
+async def _save_profile(_envelope, payload, session) -> None:
+    """Events carry the whole profile after the change, and one user's arrive in order."""
+    profile = payload.profile
+    await store.save_user(session, profile.user_id, profile.username, profile.time_zone)

@@ -1,0 +1,122 @@
+"""The SleepService servicer: protos in, an action call, protos out. Nothing else."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from google.protobuf import empty_pb2
+from zentry.sleep.v1 import sleep_entry_pb2, sleep_service_pb2_grpc
+from zentry.sleep.v1 import sleep_service_pb2 as pb
+
+from services.kit import paging
+from services.kit.auth import current_caller
+from services.kit.errors import InvalidArgument
+from services.kit.wellknown import duration, instant, timestamp
+from services.sleep import domain
+from services.sleep.actions import SleepActions
+from services.sleep.store import EntryRow
+
+
+class SleepServicer(sleep_service_pb2_grpc.SleepServiceServicer):
+    def __init__(self, actions: SleepActions):
+        self._actions = actions
+
+    async def CreateSleepEntry(
+        self, request: pb.CreateSleepEntryRequest, context
+    ) -> sleep_entry_pb2.SleepEntry:
+        entry = await self._actions.create(
+            current_caller(),
+            start=instant(request, "start_time"),
+            end=instant(request, "end_time"),
+            time_zone=request.time_zone,
+            quality=request.quality,
+            note=request.note,
+            tags=list(request.tags),
+            request_id=request.request_id,
+        )
+        return to_proto(entry)
+
+    async def GetSleepEntry(
+        self, request: pb.GetSleepEntryRequest, context
+    ) -> sleep_entry_pb2.SleepEntry:
+        return to_proto(await self._actions.get(current_caller(), request.id))
+
+    async def UpdateSleepEntry(
+        self, request: pb.UpdateSleepEntryRequest, context
+    ) -> sleep_entry_pb2.SleepEntry:
+        given = request.sleep_entry
+        present = {f.name for f, _ in given.ListFields()}
+        paths = domain.check_update_mask(list(request.update_mask.paths), present)
+        changes = {
+            "start_time": instant(given, "start_time"),
+            "end_time": instant(given, "end_time"),
+            "time_zone": given.time_zone,
+            "quality": given.quality,
+            "note": given.note,
+            "tags": list(given.tags),
+        }
+        entry = await self._actions.update(current_caller(), request.id, changes, paths)
+        return to_proto(entry)
+
+    async def DeleteSleepEntry(
+        self, request: pb.DeleteSleepEntryRequest, context
+    ) -> empty_pb2.Empty:
+        await self._actions.delete(current_caller(), request.id)
+        return empty_pb2.Empty()
+
+    async def ListSleepEntries(
+        self, request: pb.ListSleepEntriesRequest, context
+    ) -> pb.ListSleepEntriesResponse:
+        caller = current_caller()
+        size = paging.page_size(request.page_size)
+        first = domain.parse_date(request.start_date, "start_date")
+        last = domain.parse_date(request.end_date, "end_date")
+        domain.check_date_range(first, last)
+        owner_id = await self._actions.owner_id(caller, request.username)
+        # A token is only good for the list it came from (AIP-158).
+        listing = f"{owner_id}|{first or ''}|{last or ''}"
+        after = _cursor(request.page_token, listing)
+        rows = await self._actions.list(caller, owner_id, first, last, size + 1, after)
+        page, more = rows[:size], len(rows) > size
+        token = ""
+        if more:
+            last_entry = page[-1]
+            token = paging.encode_token(
+                {"t": last_entry.end_time.isoformat(), "id": last_entry.id, "list": listing}
+            )
+        return pb.ListSleepEntriesResponse(
+            sleep_entries=[to_proto(entry) for entry in page], next_page_token=token
+        )
+
+
+def _cursor(token: str, listing: str) -> tuple[datetime, str] | None:
+    cursor = paging.decode_token(token, {"t", "id", "list"})
+    if cursor is None:
+        return None
+    if cursor["list"] != listing:
+        raise InvalidArgument.field(
+            "page_token",
+            "belongs to a list with another user or date range; start again without it",
+        )
+    try:
+        return datetime.fromisoformat(cursor["t"]), str(uuid.UUID(cursor["id"]))
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidArgument.field("page_token", "is damaged; start again without it") from None
+
+
+def to_proto(entry: EntryRow) -> sleep_entry_pb2.SleepEntry:
+    return sleep_entry_pb2.SleepEntry(
+        id=entry.id,
+        user_id=entry.user_id,
+        start_time=timestamp(entry.start_time),
+        end_time=timestamp(entry.end_time),
+        duration=duration(entry.night.duration),
+        time_zone=entry.time_zone,
+        sleep_date=entry.sleep_date.isoformat(),
+        quality=entry.quality,
+        note=entry.note,
+        tags=entry.tags,
+        create_time=timestamp(entry.created_at),
+        update_time=timestamp(entry.updated_at),
+    )

@@ -1,0 +1,294 @@
+"""The sleep service's tables and the queries over them (SQLAlchemy Core, async).
+
+Every function takes the session of the caller's transaction (the unit of
+work, services.kit.db); none commits. The database, not the code, has the last
+word on overlaps: an exclusion constraint refuses two overlapping nights of one
+user even when two requests race.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.sleep.domain import Night
+
+metadata = MetaData()
+
+sleep_entries = Table(
+    "sleep_entries",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("user_id", UUID(as_uuid=False), nullable=False),
+    Column("start_time", DateTime(timezone=True), nullable=False),
+    Column("end_time", DateTime(timezone=True), nullable=False),
+    Column("time_zone", Text, nullable=False),
+    Column("sleep_date", Date, nullable=False),
+    Column("quality", SmallInteger, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("tags", ARRAY(Text), nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+#: Request ids of idempotent creates. Kept after the entry is deleted, so a late retry
+#: cannot bring a deleted night back.
+create_requests = Table(
+    "create_requests",
+    metadata,
+    Column("user_id", UUID(as_uuid=False), primary_key=True),
+    Column("request_id", Text, primary_key=True),
+    Column("entry_id", UUID(as_uuid=False), nullable=False),
+    Column("fingerprint", Text, nullable=False),
+)
+
+#: The sleep service's copy of who the users are (services.sleep.directory).
+users = Table(
+    "users",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("username", Text, nullable=False),
+    Column("username_key", Text, nullable=False),
+    Column("time_zone", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    id: str
+    user_id: str
+    start_time: datetime
+    end_time: datetime
+    time_zone: str
+    sleep_date: date
+    quality: int
+    note: str
+    tags: list[str]
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def night(self) -> Night:
+        return Night(
+            self.start_time,
+            self.end_time,
+            self.time_zone,
+            self.quality,
+            self.note,
+            tuple(self.tags),
+        )
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: str
+    username: str
+    time_zone: str
+
+
+_ENTRY_COLUMNS = [sleep_entries.c[name] for name in EntryRow.__dataclass_fields__]
+
+
+class Overlap(Exception):
+    """The exclusion constraint refused a night that overlaps another of the same user."""
+
+
+def _night_values(night: Night) -> dict:
+    return {
+        "start_time": night.start,
+        "end_time": night.end,
+        "time_zone": night.time_zone,
+        "sleep_date": night.sleep_date,
+        "quality": night.quality,
+        "note": night.note,
+        "tags": list(night.tags),
+    }
+
+
+async def insert_entry(
+    session: AsyncSession, entry_id: str, user_id: str, night: Night
+) -> EntryRow:
+    """Raises Overlap if another of the user's nights overlaps this one."""
+    statement = (
+        insert(sleep_entries)
+        .values(id=entry_id, user_id=user_id, revision=1, **_night_values(night))
+        .returning(*_ENTRY_COLUMNS)
+    )
+    return await _write_night(session, statement)
+
+
+async def update_entry(session: AsyncSession, entry_id: str, night: Night) -> EntryRow:
+    """Replace the night's facts and bump the revision; raises Overlap like insert_entry."""
+    statement = (
+        update(sleep_entries)
+        .where(sleep_entries.c.id == entry_id)
+        .values(
+            **_night_values(night),
+            revision=sleep_entries.c.revision + 1,
+            updated_at=func.now(),
+        )
+        .returning(*_ENTRY_COLUMNS)
+    )
+    return await _write_night(session, statement)
+
+
+async def _write_night(session: AsyncSession, statement) -> EntryRow:
+    try:
+        async with session.begin_nested():
+            row = (await session.execute(statement)).one()
+    except IntegrityError as error:
+        if "no_overlapping_nights" in str(error.orig):
+            raise Overlap() from None
+        raise
+    return EntryRow(*row)
+
+
+async def find_overlap(
+    session: AsyncSession, user_id: str, night: Night, except_id: str | None = None
+) -> EntryRow | None:
+    """The earliest of the user's entries overlapping `night` (touching ends do not overlap)."""
+    query = (
+        select(*_ENTRY_COLUMNS)
+        .where(
+            sleep_entries.c.user_id == user_id,
+            sleep_entries.c.start_time < night.end,
+            sleep_entries.c.end_time > night.start,
+        )
+        .order_by(sleep_entries.c.start_time)
+        .limit(1)
+    )
+    if except_id is not None:
+        query = query.where(sleep_entries.c.id != except_id)
+    row = (await session.execute(query)).first()
+    return EntryRow(*row) if row else None
+
+
+async def get_entry(
+    session: AsyncSession, entry_id: str, for_update: bool = False
+) -> EntryRow | None:
+    query = select(*_ENTRY_COLUMNS).where(sleep_entries.c.id == entry_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await session.execute(query)).first()
+    return EntryRow(*row) if row else None
+
+
+async def delete_entry(session: AsyncSession, entry_id: str) -> None:
+    await session.execute(delete(sleep_entries).where(sleep_entries.c.id == entry_id))
+
+
+async def list_entries(
+    session: AsyncSession,
+    user_id: str,
+    first: date | None,
+    last: date | None,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[EntryRow]:
+    """The user's entries with a sleep date in [first, last], newest (latest end) first.
+
+    Keyset pagination on (end time, id): stable while entries come and go.
+    """
+    query = (
+        select(*_ENTRY_COLUMNS)
+        .where(sleep_entries.c.user_id == user_id)
+        .order_by(sleep_entries.c.end_time.desc(), sleep_entries.c.id.desc())
+        .limit(limit)
+    )
+    if first is not None:
+        query = query.where(sleep_entries.c.sleep_date >= first)
+    if last is not None:
+        query = query.where(sleep_entries.c.sleep_date <= last)
+    if after is not None:
+        cursor = tuple_(
+            literal(after[0], DateTime(timezone=True)), literal(after[1], UUID(as_uuid=False))
+        )
+        query = query.where(tuple_(sleep_entries.c.end_time, sleep_entries.c.id) < cursor)
+    return [EntryRow(*row) for row in (await session.execute(query)).all()]
+
+
+async def claim_request(
+    session: AsyncSession, user_id: str, request_id: str, entry_id: str, fingerprint: str
+) -> tuple[str, str] | None:
+    """Record that `request_id` creates `entry_id`; None if new, else the first claim.
+
+    The first claim is returned as (entry id, fingerprint).
+
+    A concurrent claim of the same id waits here until the first transaction ends.
+    """
+    claimed = await session.execute(
+        pg_insert(create_requests)
+        .values(user_id=user_id, request_id=request_id, entry_id=entry_id, fingerprint=fingerprint)
+        .on_conflict_do_nothing()
+        .returning(create_requests.c.entry_id)
+    )
+    if claimed.first() is not None:
+        return None
+    row = (
+        await session.execute(
+            select(create_requests.c.entry_id, create_requests.c.fingerprint).where(
+                create_requests.c.user_id == user_id, create_requests.c.request_id == request_id
+            )
+        )
+    ).one()
+    return row.entry_id, row.fingerprint
+
+
+async def save_user(session: AsyncSession, user_id: str, username: str, time_zone: str) -> None:
+    """Insert or replace the directory's copy of a user."""
+    values = {
+        "username": username,
+        "username_key": username.casefold(),
+        "time_zone": time_zone,
+        "updated_at": func.now(),
+    }
+    await session.execute(
+        pg_insert(users)
+        .values(id=user_id, **values)
+        .on_conflict_do_update(index_elements=[users.c.id], set_=values)
+    )
+
+
+async def find_user(session: AsyncSession, user_id: str) -> UserRow | None:
+    row = (
+        await session.execute(
+            select(users.c.id, users.c.username, users.c.time_zone).where(users.c.id == user_id)
+        )
+    ).first()
+    return UserRow(*row) if row else None
+
+
+async def find_user_by_username(session: AsyncSession, username: str) -> UserRow | None:
+    row = (
+        await session.execute(
+            select(users.c.id, users.c.username, users.c.time_zone).where(
+                users.c.username_key == username.casefold()
+            )
+        )
+    ).first()
+    return UserRow(*row) if row else None

@@ -1,0 +1,207 @@
+"""The sleep service's use cases against real PostgreSQL and Kafka: entries, overlaps, events.
+
+Each test has a database of its own, migrated like the service's; events go
+through the real outbox relay to the real zentry.sleep.events topic, where
+the test reads only its own user's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from zentry.events.v1 import sleep_events_pb2 as sev
+from zentry.events.v1 import user_events_pb2 as uev
+
+from services.kit.auth import Caller
+from services.kit.db import Database, migrate
+from services.kit.discovery import Balancer, Consul
+from services.kit.errors import AlreadyExists, FailedPrecondition, PermissionDenied
+from services.kit.events import SLEEP_EVENTS, envelope
+from services.kit.outbox import OutboxRelay
+from services.kit.tables import outbox
+from services.sleep import store
+from services.sleep.actions import SleepActions
+from services.sleep.app import MIGRATIONS
+from services.sleep.directory import UserDirectory
+from tests.support import TopicTail, unpack
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+NIGHT_START, NIGHT_END = NOW - timedelta(days=2, hours=9), NOW - timedelta(days=2, hours=1)
+
+
+@pytest.fixture
+async def db(blank_database):
+    await asyncio.to_thread(migrate, blank_database, MIGRATIONS)
+    database = Database(blank_database)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def actions(db, settings):
+    consul = Consul(settings.consul.http_url)
+    users = Balancer(consul, "user")  # never started: every user here is in the directory
+    yield SleepActions(db, UserDirectory(db, users, timeout=0.5))
+    await consul.aclose()
+
+
+async def known_user(db: Database, time_zone: str = "Europe/Paris") -> Caller:
+    """A user the directory has learnt of through a UserRegistered event."""
+    caller = Caller(user_id=str(uuid.uuid4()), username=f"u{uuid.uuid4().hex[:10]}")
+    await apply_profile_event(db, uev.UserRegistered, caller, time_zone)
+    return caller
+
+
+async def apply_profile_event(db: Database, event_class, caller: Caller, time_zone: str) -> None:
+    payload = event_class(
+        profile=uev.UserProfile(
+            user_id=caller.user_id, username=caller.username, time_zone=time_zone
+        )
+    )
+    handler = UserDirectory.subscription().handlers[event_class]
+    async with db.transaction() as session:
+        await handler(envelope(payload, caller.user_id, "user"), payload, session)
+
+
+def night(**fields) -> dict:
+    return {
+        "start": NIGHT_START,
+        "end": NIGHT_END,
+        "time_zone": "",
+        "quality": 0,
+        "note": "",
+        "tags": [],
+        "request_id": "",
+        **fields,
+    }
+
+
+async def outbox_rows(db: Database) -> int:
+    async with db.transaction() as session:
+        return (await session.execute(select(func.count()).select_from(outbox))).scalar_one()
+
+
+async def relay_everything(db: Database, bootstrap: str) -> None:
+    relay = OutboxRelay(db, bootstrap, client_id="itest-sleep")
+    while await relay.relay_batch():
+        pass
+
+
+async def test_each_accepted_change_publishes_exactly_one_event(actions, db, settings):
+    owner, stranger = await known_user(db, "America/St_Johns"), await known_user(db)
+    tail = TopicTail(settings.kafka.bootstrap_servers, SLEEP_EVENTS)
+
+    created = await actions.create(owner, **night(quality=3, tags=["Travel"], request_id="r-1"))
+    retried = await actions.create(owner, **night(quality=3, tags=["Travel"], request_id="r-1"))
+    assert retried == created
+    with pytest.raises(FailedPrecondition, match=f"overlaps your entry {created.id}"):
+        await actions.create(owner, **night(start=NIGHT_START + timedelta(hours=1)))
+    new_end = NIGHT_END + timedelta(minutes=30)
+    changes = {"end_time": new_end, "quality": 5}
+    updated = await actions.update(owner, created.id, changes, ["end_time", "quality"])
+    assert await actions.update(owner, created.id, changes, ["end_time", "quality"]) == updated
+    with pytest.raises(PermissionDenied):
+        await actions.update(stranger, created.id, {"quality": 1}, ["quality"])
+    with pytest.raises(PermissionDenied):
+        await actions.delete(stranger, created.id)
+    await actions.delete(owner, created.id)
+    assert await outbox_rows(db) == 3, "created, updated, deleted: nothing for the rest"
+
+    await relay_everything(db, settings.kafka.bootstrap_servers)
+    events = tail.read(
+        lambda seen: sum(e.subject_user_id == owner.user_id for e in seen) >= 3, settle=1.5
+    )
+    mine = [e for e in events if e.subject_user_id == owner.user_id]
+    assert [e.event_type for e in mine] == [
+        "zentry.events.v1.SleepEntryCreated",
+        "zentry.events.v1.SleepEntryUpdated",
+        "zentry.events.v1.SleepEntryDeleted",
+    ]
+    assert {tail.keys[e.event_id] for e in mine} == {owner.user_id}
+    assert {e.producer for e in mine} == {"sleep"}
+    assert not any(e.subject_user_id == stranger.user_id for e in events)
+
+    first = unpack(mine[0], sev.SleepEntryCreated).entry
+    assert first.entry_id == created.id and first.user_id == owner.user_id
+    assert first.start_time.ToDatetime(UTC) == NIGHT_START
+    assert first.end_time.ToDatetime(UTC) == NIGHT_END
+    assert first.duration.ToTimedelta() == timedelta(hours=8)
+    assert first.time_zone == "America/St_Johns", "the profile's zone when none is given"
+    assert first.sleep_date == created.sleep_date.isoformat()
+    assert (first.quality, list(first.tags), first.revision) == (3, ["travel"], 1)
+
+    change = unpack(mine[1], sev.SleepEntryUpdated)
+    assert change.previous == first, "the previous values, to take out of aggregates"
+    assert change.entry.end_time.ToDatetime(UTC) == new_end
+    assert change.entry.duration.ToTimedelta() == timedelta(hours=8, minutes=30)
+    assert (change.entry.quality, change.entry.revision) == (5, 2)
+    assert {"end_time", "duration", "quality"} <= set(change.changed_fields)
+    assert "start_time" not in change.changed_fields
+
+    gone = unpack(mine[2], sev.SleepEntryDeleted).entry
+    assert gone.entry_id == created.id and gone.revision == 2 and gone.quality == 5
+
+
+async def test_concurrent_retries_with_one_request_id_record_one_night(actions, db):
+    owner = await known_user(db)
+    results = await asyncio.gather(
+        *(actions.create(owner, **night(request_id="same-id")) for _ in range(6))
+    )
+    assert len({entry.id for entry in results}) == 1
+    async with db.transaction() as session:
+        entries = await store.list_entries(session, owner.user_id, None, None, 10, None)
+    assert [e.id for e in entries] == [results[0].id]
+    assert await outbox_rows(db) == 1
+
+
+async def test_racing_overlapping_creates_leave_exactly_one_night(actions, db):
+    owner = await known_user(db)
+    shifts = [timedelta(minutes=15 * n) for n in range(6)]
+    outcomes = await asyncio.gather(
+        *(actions.create(owner, **night(start=NIGHT_START + s, end=NIGHT_END + s)) for s in shifts),
+        return_exceptions=True,
+    )
+    winners = [o for o in outcomes if not isinstance(o, Exception)]
+    losers = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(winners) == 1, outcomes
+    assert all(isinstance(o, FailedPrecondition) for o in losers), losers
+    assert all(winners[0].id in o.message for o in losers), "the refusal names the night in the way"
+    assert await outbox_rows(db) == 1
+
+
+async def test_touching_nights_do_not_overlap(actions, db):
+    owner = await known_user(db)
+    await actions.create(owner, **night())
+    nap = await actions.create(owner, **night(start=NIGHT_END, end=NIGHT_END + timedelta(hours=1)))
+    assert nap.start_time == NIGHT_END
+
+
+async def test_a_request_id_names_one_night(actions, db):
+    owner, other = await known_user(db), await known_user(db)
+    first = await actions.create(owner, **night(request_id="r-7"))
+    with pytest.raises(AlreadyExists, match=f"'r-7' was already used .* {first.id}"):
+        await actions.create(owner, **night(request_id="r-7", quality=2))
+    # Request ids belong to their user: another user's r-7 is a new night.
+    assert (await actions.create(other, **night(request_id="r-7"))).user_id == other.user_id
+    await actions.delete(owner, first.id)
+    with pytest.raises(FailedPrecondition, match="has since been deleted"):
+        await actions.create(owner, **night(request_id="r-7"))
+    async with db.transaction() as session:
+        assert await store.list_entries(session, owner.user_id, None, None, 10, None) == []
+
+
+async def test_the_directory_follows_profile_events(actions, db):
+    owner = await known_user(db, "Asia/Tokyo")
+    tokyo = await actions.create(owner, **night())
+    assert tokyo.time_zone == "Asia/Tokyo"
+    await apply_profile_event(db, uev.UserProfileUpdated, owner, "Pacific/Kiritimati")
+    later = night(start=NIGHT_START + timedelta(days=1), end=NIGHT_END + timedelta(days=1))
+    kiritimati = await actions.create(owner, **later)
+    assert kiritimati.time_zone == "Pacific/Kiritimati"
+    assert tokyo.time_zone == "Asia/Tokyo", "an entry keeps the zone it was slept in"
+    given = night(start=NIGHT_START - timedelta(days=1), end=NIGHT_END - timedelta(days=1))
+    assert (await actions.create(owner, **{**given, "time_zone": "UTC"})).time_zone == "UTC"
