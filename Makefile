@@ -12,10 +12,10 @@ PYTEST_ARGS ?=
 PROTO_SOURCES := $(shell find protos -name '*.proto')
 
 .PHONY: help setup tools protos dev test test-unit test-integration test-e2e lint lock migrate \
-        infra-up infra-down infra-status infra-reset
+        k8s-validate infra-up infra-down infra-status infra-reset
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 setup: tools gen/.stamp ## venv, pinned servers and tools under .tools/, generated protos (idempotent)
 
@@ -43,7 +43,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 dev: setup ## run the mesh: servers, every service, the gateway; Ctrl-C stops what it started
 	@$(INFRA) dev
 
-test: infra-up ## set up, start the infrastructure, run every test tier
+test: infra-up k8s-validate ## set up, start the infrastructure, validate k8s/, run every test tier
 	@$(PY) -m pytest $(PYTEST_ARGS) tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure, not a pass" >&2; exit 1; fi; \
 	exit $$rc
@@ -56,6 +56,9 @@ test-integration: infra-up ## only the tests against the real servers
 
 test-e2e: infra-up ## only the REST-through-Envoy tests (they start their own service instances)
 	@$(PY) -m pytest $(PYTEST_ARGS) tests/e2e
+
+k8s-validate: setup ## render every k8s/ overlay (kustomize) and validate it offline against the Kubernetes schema
+	@$(INFRA) k8s
 
 migrate: infra-up ## apply every service's database migrations (services also do it at start)
 	@$(PY) -m services.kit.migrate

@@ -1,6 +1,10 @@
-"""`python -m gateway render|feed`: write Envoy's config, or also run the endpoint feed.
+"""`python -m gateway`: write Envoy's config, and feed it endpoints from Consul.
 
-`feed` renders first, then follows Consul until SIGTERM/SIGINT.
+render [--out DIR]        bootstrap, LDS and CDS (and empty EDS files); --out writes
+                          them to DIR instead, naming the configured in-place paths
+feed [--endpoints-only]   render, then follow Consul until SIGTERM/SIGINT; with
+                          --endpoints-only, only EDS files (the config is mounted)
+seed-endpoints            an empty EDS file per upstream that has none, then exit
 """
 
 from __future__ import annotations
@@ -10,26 +14,42 @@ import asyncio
 import contextlib
 import signal
 import sys
+from pathlib import Path
 
 from gateway.config import GatewaySettings
 from gateway.endpoints import feed
-from gateway.render import render
+from gateway.render import render, seed_endpoints
 from infra import config as infra_config
 from services.kit import logs
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
-    parser.add_argument("command", choices=["render", "feed"])
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=["render", "feed", "seed-endpoints"])
+    parser.add_argument("--out", type=Path, help="render: write the files here")
+    parser.add_argument("--endpoints-only", action="store_true", help="feed: only EDS files")
     args = parser.parse_args(argv)
     settings = GatewaySettings.load(infra_config.load())
     try:
-        upstreams = render(settings)
+        if args.command == "render":
+            upstreams = render(settings, args.out)
+            print(
+                f"gateway: config for {', '.join(upstreams)} in {args.out or settings.config_dir}"
+            )
+            return 0
+        if args.command == "seed-endpoints" or args.endpoints_only:
+            upstreams = seed_endpoints(settings)
+        else:
+            upstreams = render(settings)
     except FileNotFoundError as error:
         print(f"gateway: {error}", file=sys.stderr)
         return 1
-    if args.command == "render":
-        print(f"gateway: config for {', '.join(upstreams)} in {settings.config_dir}")
+    if args.command == "seed-endpoints":
+        print(f"gateway: endpoint files for {', '.join(upstreams)} in {settings.eds_dir}")
         return 0
     logs.configure("gateway-feed", "gateway-feed")
     asyncio.run(_feed_until_signal(settings, upstreams))

@@ -14,10 +14,12 @@ DESCRIPTOR_SET = REPO / "gen" / "zentry.descriptor.pb"
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    host: str
+    host: str  # where Envoy itself reaches the gateway and its admin (loopback)
+    listen_host: str  # where the gateway listener binds (0.0.0.0 in a container)
     port: int
     admin_port: int
-    config_dir: Path  # LDS, CDS and EDS files Envoy watches
+    config_dir: Path  # bootstrap, LDS and CDS files Envoy watches
+    eds_dir: Path  # one EDS file per upstream, written by the endpoint feed
     descriptor_set: Path
     consul_url: str
     jwt_issuer: str
@@ -45,11 +47,14 @@ class GatewaySettings:
     def load(cls, infra: Settings, env: Env | None = None) -> GatewaySettings:
         env = env or Env()
         origins = env.str("GATEWAY_CORS_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000")
+        config_dir = env.path("GATEWAY_CONFIG_DIR", infra.run_dir / "envoy")
         return cls(
             host=infra.envoy.host,
+            listen_host=env.str("GATEWAY_LISTEN_HOST", infra.envoy.host),
             port=infra.envoy.gateway_port,
             admin_port=infra.envoy.admin_port,
-            config_dir=infra.run_dir / "envoy",
+            config_dir=config_dir,
+            eds_dir=env.path("GATEWAY_EDS_DIR", config_dir / "eds"),
             descriptor_set=Path(env.str("GATEWAY_DESCRIPTOR_SET", str(DESCRIPTOR_SET))),
             consul_url=infra.consul.http_url,
             jwt_issuer=env.str("JWT_ISSUER", "zentry"),

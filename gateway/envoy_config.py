@@ -6,18 +6,24 @@ rendered from the descriptor set, and the endpoints (EDS) come from Consul
 so new protos or instances never need an Envoy restart.
 
 Request path through the listener's HTTP filters, in order:
-lua (adds the gRPC code name to JSON error bodies) → cors → local rate limit
+health_check (answers GET /healthz itself: 200, or 503 once Envoy is draining)
+→ lua (adds the gRPC code name to JSON error bodies) → cors → local rate limit
 (429) → jwt_authn (401) → buffer (request body limit, 413) → gRPC-JSON
 transcoder → router (retries, outlier detection, timeouts).
 """
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 from gateway.config import GatewaySettings
 from gateway.descriptors import ApiService
 
 T = "type.googleapis.com/envoy."
 JWKS_CLUSTER = "gateway_jwks"
+#: Answered by Envoy itself, with no token: what load balancers and Kubernetes probe.
+HEALTH_PATH = "/healthz"
 NO_UPSTREAM = "no_upstream"  # a cluster without endpoints, for routes never forwarded
 JWT_PROVIDER = "zentry"
 PER_TRY_TIMEOUT = "5s"
@@ -62,14 +68,8 @@ def bootstrap(settings: GatewaySettings) -> dict:
         "node": {"id": "zentry-gateway", "cluster": "zentry-gateway"},
         "admin": {"address": _address(settings.host, settings.admin_port)},
         "dynamic_resources": {
-            "lds_config": {
-                "path_config_source": {"path": str(config_dir / "lds.json")},
-                "resource_api_version": "V3",
-            },
-            "cds_config": {
-                "path_config_source": {"path": str(config_dir / "cds.json")},
-                "resource_api_version": "V3",
-            },
+            "lds_config": _watched_file(config_dir / "lds.json"),
+            "cds_config": _watched_file(config_dir / "cds.json"),
         },
         "overload_manager": {
             "resource_monitors": [
@@ -86,8 +86,23 @@ def bootstrap(settings: GatewaySettings) -> dict:
     }
 
 
+def _watched_file(path: Path) -> dict:
+    """A config file reloaded when anything is moved into its folder.
+
+    That catches both our atomic renames and the `..data` symlink swap with
+    which Kubernetes updates a mounted ConfigMap.
+    """
+    return {
+        "path_config_source": {
+            "path": str(path),
+            "watched_directory": {"path": str(path.parent)},
+        },
+        "resource_api_version": "V3",
+    }
+
+
 def eds_path(settings: GatewaySettings, upstream: str) -> str:
-    return str(settings.config_dir / "eds" / f"{upstream}.json")
+    return str(settings.eds_dir / f"{upstream}.json")
 
 
 def clusters(settings: GatewaySettings, services: list[ApiService]) -> dict:
@@ -182,6 +197,14 @@ def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
         "route_config": _routes(settings, services),
         "http_filters": [
             _filter(
+                "health_check",
+                "extensions.filters.http.health_check.v3.HealthCheck",
+                {
+                    "pass_through_mode": False,
+                    "headers": [{"name": ":path", "string_match": {"exact": HEALTH_PATH}}],
+                },
+            ),
+            _filter(
                 "lua",
                 "extensions.filters.http.lua.v3.Lua",
                 {"default_source_code": {"inline_string": ERROR_BODY_LUA}},
@@ -213,7 +236,7 @@ def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
     listener = {
         "@type": T + "config.listener.v3.Listener",
         "name": "gateway",
-        "address": _address(settings.host, settings.port),
+        "address": _address(settings.listen_host, settings.port),
         "per_connection_buffer_limit_bytes": 1024 * 1024,
         "filter_chains": [
             {
@@ -351,7 +374,9 @@ def _jwt(settings: GatewaySettings, services: list[ApiService]) -> dict:
 
 def _transcoder(settings: GatewaySettings, services: list[ApiService]) -> dict:
     return {
-        "proto_descriptor": str(settings.descriptor_set),
+        # Inline, so the listener file is the whole config: a proto change reloads
+        # it, and a Kubernetes ConfigMap carries it as it is.
+        "proto_descriptor_bin": base64.b64encode(settings.descriptor_set.read_bytes()).decode(),
         "services": [service.full_name for service in services],
         "convert_grpc_status": True,
         "print_options": {

@@ -9,22 +9,45 @@ from gateway.config import GatewaySettings
 from gateway.files import write_json
 
 
-def render(settings: GatewaySettings) -> list[str]:
-    """Write every file; returns the upstream (Consul service) names the gateway routes to.
+def upstreams(settings: GatewaySettings) -> list[str]:
+    """The upstream (Consul service) names the gateway routes to, from the descriptor set.
 
     Raises FileNotFoundError when the descriptor set has not been generated (`make protos`).
     """
+    return sorted({service.upstream for service in _services(settings)})
+
+
+def render(settings: GatewaySettings, out_dir: Path | None = None) -> list[str]:
+    """Write bootstrap, LDS and CDS, and an empty EDS file for each upstream that has none.
+
+    The files name the paths in `settings` (where Envoy reads them); `out_dir`
+    writes them elsewhere instead, e.g. into a Kubernetes ConfigMap's source,
+    and then no EDS file is written (the feed makes them where Envoy runs).
+    Returns the upstream names.
+    """
+    services = _services(settings)
+    target = out_dir or settings.config_dir
+    if out_dir is None:
+        seed_endpoints(settings)
+    write_json(target / "cds.json", envoy_config.clusters(settings, services))
+    write_json(target / "lds.json", envoy_config.listeners(settings, services))
+    write_json(target / settings.bootstrap_file.name, envoy_config.bootstrap(settings))
+    return sorted({service.upstream for service in services})
+
+
+def seed_endpoints(settings: GatewaySettings) -> list[str]:
+    """An empty EDS file for each upstream that has none (Envoy needs the file to exist)."""
+    names = upstreams(settings)
+    for upstream in names:
+        eds = Path(envoy_config.eds_path(settings, upstream))
+        if not eds.exists():
+            write_json(eds, {"resources": [envoy_config.endpoints(upstream, [])]})
+    return names
+
+
+def _services(settings: GatewaySettings) -> list[descriptors.ApiService]:
     if not settings.descriptor_set.is_file():
         raise FileNotFoundError(
             f"{settings.descriptor_set} is missing; run `make protos` to generate it"
         )
-    services = descriptors.api_services(descriptors.load(settings.descriptor_set))
-    upstreams = sorted({service.upstream for service in services})
-    for upstream in upstreams:  # clusters point at these; an instance-less one is empty
-        eds = Path(envoy_config.eds_path(settings, upstream))
-        if not eds.exists():
-            write_json(eds, {"resources": [envoy_config.endpoints(upstream, [])]})
-    write_json(settings.config_dir / "cds.json", envoy_config.clusters(settings, services))
-    write_json(settings.config_dir / "lds.json", envoy_config.listeners(settings, services))
-    write_json(settings.bootstrap_file, envoy_config.bootstrap(settings))
-    return upstreams
+    return descriptors.api_services(descriptors.load(settings.descriptor_set))

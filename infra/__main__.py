@@ -1,6 +1,7 @@
 """`python -m infra COMMAND [SERVER ...]`: install, start, stop and inspect the local servers.
 
-`python -m infra dev` runs the whole mesh in the foreground (what `make dev` does).
+`python -m infra dev` runs the whole mesh in the foreground (what `make dev` does);
+`python -m infra k8s` renders and validates the Kubernetes manifests (`make k8s-validate`).
 
 Exit codes: 0 done, 1 a failure explained in one line on stderr, 3 (status
 only) some server is not answering.
@@ -21,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("install", help="fetch or build the pinned tools").add_argument(
-        "tools", nargs="*", help="debian, kafka, consul, grpcurl, envoy (default: all)"
+        "tools",
+        nargs="*",
+        help="debian, kafka, consul, grpcurl, kustomize, envoy, buf (default: all)",
     )
     for name, text in [
         ("up", "start the servers and wait until they are ready"),
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     commands.add_parser("reset", help="stop our servers and delete .run/ (all local data)")
     commands.add_parser("dev", help="servers, every service and the gateway, until Ctrl-C")
+    commands.add_parser("k8s", help="render every k8s/ overlay and validate it offline")
     args = parser.parse_args(argv)
 
     try:
@@ -52,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
             lifecycle.reset(settings)
         elif args.command == "dev":
             return mesh.run_dev(settings)
+        elif args.command == "k8s":
+            from infra import k8s  # kubernetes-validate loads its schemas slowly
+
+            return k8s.validate_all(settings)
     except InfraError as exc:
         print(f"infra {args.command}: {exc}", file=sys.stderr)
         return 1

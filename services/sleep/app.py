@@ -34,10 +34,8 @@ def assemble(settings: SleepSettings) -> Assembly:
         add_servicers=lambda server: sleep_service_pb2_grpc.add_SleepServiceServicer_to_server(
             servicer, server
         ),
-        workers=[
-            OutboxRelay(db, service.kafka_bootstrap, client_id=service.instance_id),
-            ConsumerRunner(db, service.kafka_bootstrap, UserDirectory.subscription()),
-        ],
+        workers=[OutboxRelay(db, service.kafka_bootstrap, client_id=service.instance_id)],
+        consumers=[ConsumerRunner(db, service.kafka_bootstrap, UserDirectory.subscription())],
         closers=[users.aclose, consul.aclose, db.dispose],
         migrations_dir=MIGRATIONS,
     )

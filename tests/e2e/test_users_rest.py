@@ -265,6 +265,12 @@ def test_bodies_over_the_limit_are_refused(api):
     assert response.status_code == 413
 
 
+def test_healthz_is_answered_by_envoy_without_a_token(api):
+    response = api.get("/healthz")
+    assert response.status_code == 200
+    assert response.headers["x-envoy-upstream-healthchecked-cluster"] == "zentry-gateway"
+
+
 def test_cors_preflight_from_an_allowed_origin(api):
     response = api.options(
         "/v1/users",

@@ -21,7 +21,8 @@ from tests.support import eventually, free_port
 
 
 def test_dev_serves_the_api_and_ctrl_c_stops_what_it_started(settings):
-    env = {**os.environ, "ZENTRY_USER_PORT": "0"}  # beside a developer's own make dev
+    # Free ports, so it runs beside a developer's own make dev.
+    env = {**os.environ, "ZENTRY_USER_PORT": "0", "ZENTRY_SLEEP_PORT": "0"}
     dev = subprocess.Popen(
         [sys.executable, "-m", "infra", "dev"],
         cwd=settings.repo_dir,

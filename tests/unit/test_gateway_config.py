@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from gateway import descriptors, envoy_config
 from gateway.config import DESCRIPTOR_SET, GatewaySettings
 from gateway.descriptors import HttpRule
+from gateway.render import render, seed_endpoints
 from infra import config
 
 
@@ -67,6 +70,7 @@ def http_filters(settings, services):
 def test_filter_order(settings, services):
     names = [f["name"].rsplit(".", 1)[1] for f in http_filters(settings, services)["http_filters"]]
     assert names == [
+        "health_check",
         "lua",
         "cors",
         "local_ratelimit",
@@ -139,3 +143,31 @@ def test_admin_is_on_loopback_and_upstreams_speak_http2(settings, services):
     options = user["typed_extension_protocol_options"]
     assert "http2_protocol_options" in next(iter(options.values()))["explicit_http_config"]
     assert user["ignore_health_on_host_removal"] is True
+
+
+def test_render_elsewhere_names_the_in_place_paths_and_seeding_keeps_endpoints(tmp_path):
+    pod = replace(
+        GatewaySettings.load(config.load({})),
+        config_dir=Path("/etc/zentry/envoy"),
+        eds_dir=tmp_path / "eds",
+    )
+    upstreams = render(pod, out_dir=tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "bootstrap.json",
+        "cds.json",
+        "lds.json",
+    ]
+    assert not (tmp_path / "eds").exists(), "rendering elsewhere leaves endpoints to the feed"
+    boot = json.loads((tmp_path / "out" / "bootstrap.json").read_text())
+    lds = boot["dynamic_resources"]["lds_config"]["path_config_source"]
+    assert lds == {
+        "path": "/etc/zentry/envoy/lds.json",
+        "watched_directory": {"path": "/etc/zentry/envoy"},
+    }
+
+    assert seed_endpoints(pod) == upstreams
+    known = tmp_path / "eds" / f"{upstreams[0]}.json"
+    known.write_text('{"resources": ["as the feed wrote it"]}')
+    seed_endpoints(pod)
+    assert "as the feed wrote it" in known.read_text(), "seeding never overwrites the feed's file"
+    assert sorted(p.stem for p in (tmp_path / "eds").iterdir()) == upstreams

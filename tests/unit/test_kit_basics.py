@@ -6,6 +6,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from services.kit import paging
+from services.kit.boot import Assembly
 from services.kit.errors import InvalidArgument, NotFound
 from services.kit.settings import ConfigError, Env, ServiceSettings
 
@@ -59,3 +60,34 @@ def test_service_settings_defaults_and_errors(tmp_path):
         ServiceSettings.load(
             "user", 50051, Env({"ZENTRY_JWT_PUBLIC_KEY_FILE": str(tmp_path / "x")})
         )
+
+
+def test_roles_and_the_container_port(tmp_path):
+    key = tmp_path / "public.pem"
+    key.write_text("-----BEGIN PUBLIC KEY-----\n")
+    base = {"ZENTRY_JWT_PUBLIC_KEY_FILE": str(key)}
+    plain = ServiceSettings.load("sleep", 50052, Env(base))
+    assert (plain.role, plain.port) == ("all", 50052)
+    container = ServiceSettings.load("sleep", 50052, Env({**base, "ZENTRY_PORT": "8000"}))
+    assert container.port == 8000, "ZENTRY_PORT: one port for every service in a container"
+    own = Env({**base, "ZENTRY_PORT": "8000", "ZENTRY_SLEEP_PORT": "9000"})
+    assert ServiceSettings.load("sleep", 50052, own).port == 9000, "the service's own wins"
+    assert ServiceSettings.load("sleep", 1, Env({**base, "ZENTRY_ROLE": "consumer"})).role == (
+        "consumer"
+    )
+    with pytest.raises(ConfigError, match="ZENTRY_ROLE must be one of all, api, consumer"):
+        ServiceSettings.load("sleep", 50052, Env({**base, "ZENTRY_ROLE": "worker"}))
+
+
+def test_a_role_picks_what_an_instance_runs():
+    relay, consumer = object(), object()
+    assembly = Assembly(
+        services=["svc"], add_servicers=lambda s: None, workers=[relay], consumers=[consumer]
+    )
+    assert assembly.for_role("all") is assembly
+    api = assembly.for_role("api")
+    assert (api.services, api.workers, api.consumers) == (["svc"], [relay], [])
+    alone = assembly.for_role("consumer")
+    assert (alone.services, alone.workers, alone.consumers) == ([], [], [consumer])
+    with pytest.raises(ConfigError, match="consumes no topic"):
+        Assembly(services=["svc"], add_servicers=lambda s: None).for_role("consumer")
