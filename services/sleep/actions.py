@@ -224,17 +224,21 @@ def _check_owner(caller: Caller, entry: EntryRow, verb: str) -> None:
 def state(entry: EntryRow) -> ev.SleepEntryState:
     """An entry as events carry it."""
     return ev.SleepEntryState(
-        entry_id=entry.id,
-        user_id=entry.user_id,
-        start_time=timestamp(entry.start_time),
-        end_time=timestamp(entry.end_time),
-        duration=duration(entry.night.duration),
-        time_zone=entry.time_zone,
-        sleep_date=entry.sleep_date.isoformat(),
-        quality=entry.quality,
-        note=entry.note,
-        tags=entry.tags,
-        revision=entry.revision,
-        create_time=timestamp(entry.created_at),
-        update_time=timestamp(entry.updated_at),
+        entry_id=entry.id, user_id=entry.user_id, revision=entry.revision, **shared_fields(entry)
     )
+
+
+def shared_fields(entry: EntryRow) -> dict:
+    """The fields the API's SleepEntry and the events' SleepEntryState both have, as protos."""
+    return {
+        "start_time": timestamp(entry.start_time),
+        "end_time": timestamp(entry.end_time),
+        "duration": duration(entry.night.duration),
+        "time_zone": entry.time_zone,
+        "sleep_date": entry.sleep_date.isoformat(),
+        "quality": entry.quality,
+        "note": entry.note,
+        "tags": entry.tags,
+        "create_time": timestamp(entry.created_at),
+        "update_time": timestamp(entry.updated_at),
+    }

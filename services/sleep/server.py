@@ -12,9 +12,9 @@ from zentry.sleep.v1 import sleep_service_pb2 as pb
 from services.kit import paging
 from services.kit.auth import current_caller
 from services.kit.errors import InvalidArgument
-from services.kit.wellknown import duration, instant, timestamp
+from services.kit.wellknown import instant
 from services.sleep import domain
-from services.sleep.actions import SleepActions
+from services.sleep.actions import SleepActions, shared_fields
 from services.sleep.store import EntryRow
 
 
@@ -106,17 +106,4 @@ def _cursor(token: str, listing: str) -> tuple[datetime, str] | None:
 
 
 def to_proto(entry: EntryRow) -> sleep_entry_pb2.SleepEntry:
-    return sleep_entry_pb2.SleepEntry(
-        id=entry.id,
-        user_id=entry.user_id,
-        start_time=timestamp(entry.start_time),
-        end_time=timestamp(entry.end_time),
-        duration=duration(entry.night.duration),
-        time_zone=entry.time_zone,
-        sleep_date=entry.sleep_date.isoformat(),
-        quality=entry.quality,
-        note=entry.note,
-        tags=entry.tags,
-        create_time=timestamp(entry.created_at),
-        update_time=timestamp(entry.updated_at),
-    )
+    return sleep_entry_pb2.SleepEntry(id=entry.id, user_id=entry.user_id, **shared_fields(entry))
