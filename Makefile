@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PROTO_SOURCES := $(shell find protos -name '*.proto')
 
 .PHONY: help setup tools protos dev test test-unit test-integration test-e2e lint lock migrate \
-        k8s-validate infra-up infra-down infra-status infra-reset
+        k8s-validate replay-feed bench infra-up infra-down infra-status infra-reset
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ test-e2e: infra-up ## only the REST-through-Envoy tests (they start their own se
 
 k8s-validate: setup ## render every k8s/ overlay (kustomize) and validate it offline against the Kubernetes schema
 	@$(INFRA) k8s
+
+bench: infra-up ## benchmarks with their figures (not tests): feed reads, fan-out, memory; BENCH_SCALE=1
+	@$(PY) -m bench
+
+replay-feed: infra-up ## rebuild the feed's read models from Kafka's first event (stop the feed consumers first)
+	@$(INFRA) replay-feed
 
 migrate: infra-up ## apply every service's database migrations (services also do it at start)
 	@$(PY) -m services.kit.migrate

@@ -365,6 +365,8 @@ def _jwt(settings: GatewaySettings, services: list[ApiService]) -> dict:
                 "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
                 "forward": True,  # services check the token again
                 "clock_skew_seconds": 5,
+                # A token seen before is not verified again (its expiry still is).
+                "jwt_cache_config": {"jwt_cache_size": 10000},
             }
         },
         "rules": rules,

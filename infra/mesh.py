@@ -25,7 +25,7 @@ from infra.errors import InfraError
 from infra.processes import wait_until
 
 #: Every service that exists (`python -m services.<name>`), in start order.
-SERVICES = ("user", "sleep")
+SERVICES = ("user", "sleep", "feed")
 
 
 @dataclass
@@ -67,9 +67,11 @@ class Mesh:
             env["ZENTRY_JWT_PUBLIC_KEY_FILE"] = str(public)
         return env
 
-    def start_feed(self) -> Child:
-        """The Consul → Envoy endpoint feed (gateway.endpoints)."""
-        return self._spawn("gateway-feed", [sys.executable, "-m", "gateway", "feed"], {})
+    def start_feed(self, extra_env: dict[str, str] | None = None) -> Child:
+        """The Consul → Envoy endpoint feed (gateway.endpoints); it renders Envoy's config first."""
+        return self._spawn(
+            "gateway-feed", [sys.executable, "-m", "gateway", "feed"], extra_env or {}
+        )
 
     def start_service(
         self, service: str, port: int | None = None, extra_env: dict[str, str] | None = None
@@ -156,6 +158,13 @@ class Mesh:
         child = Child(name, argv, log, process)
         self.children.append(child)
         return child
+
+
+def run_module(settings: Settings, module: str) -> int:
+    """Run `python -m module` in the foreground with the environment services get."""
+    return subprocess.call(
+        [sys.executable, "-m", module], cwd=settings.repo_dir, env=Mesh(settings).env()
+    )
 
 
 def run_dev(settings: Settings) -> int:

@@ -53,6 +53,8 @@ class Redis(Server):
                 "--dir", str(self.data_dir),
                 "--daemonize", "no",
                 "--appendonly", "yes",
+                # Feed timelines (up to 1000 ids) stay compact listpacks: ~50 bytes an item.
+                "--zset-max-listpack-entries", "1024",
                 "--save", "",
                 "--logfile", "",
             ],

@@ -9,10 +9,12 @@ option; `public_methods` reads it from the service descriptors.
 from __future__ import annotations
 
 import contextvars
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from google.protobuf.descriptor import ServiceDescriptor
 from zentry.api.v1 import access_pb2
 
@@ -58,12 +60,20 @@ def public_methods(*services: ServiceDescriptor) -> frozenset[str]:
 
 
 class TokenVerifier:
-    """Checks an RS256 access token's signature, expiry, issuer and audience."""
+    """Checks an RS256 access token's signature, expiry, issuer and audience.
+
+    A client sends the same token with every call until it expires, so a token
+    verified once is remembered (up to `CACHE_SIZE` of them) with its expiry:
+    the same bytes verify the same way, and only the clock is checked again.
+    """
+
+    CACHE_SIZE = 10_000
 
     def __init__(self, public_key_pem: bytes, issuer: str, audience: str):
-        self._key = public_key_pem
+        self._key = load_pem_public_key(public_key_pem)  # parsed once, not per call
         self._issuer = issuer
         self._audience = audience
+        self._verified: dict[str, tuple[float, str, str]] = {}
 
     @classmethod
     def from_file(cls, path: Path, issuer: str, audience: str) -> TokenVerifier:
@@ -74,11 +84,15 @@ class TokenVerifier:
         if not authorization:
             raise Unauthenticated("Missing token: send 'Authorization: Bearer <token>'.")
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("Malformed Authorization header: expected 'Bearer <token>'.")
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[0] + LEEWAY_SECONDS:
+            return Caller(user_id=known[1], username=known[2], authorization=authorization)
         try:
             claims = jwt.decode(
-                token.strip(),
+                token,
                 self._key,
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
@@ -90,6 +104,9 @@ class TokenVerifier:
             raise Unauthenticated("The token has expired; log in again.") from None
         except jwt.PyJWTError:
             raise Unauthenticated("The token is not valid; log in again.") from None
+        if len(self._verified) >= self.CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (float(claims["exp"]), claims["sub"], claims.get("username", ""))
         return Caller(
             user_id=claims["sub"],
             username=claims.get("username", ""),

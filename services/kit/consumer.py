@@ -30,20 +30,17 @@ from google.protobuf.message import Message as Proto
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from zentry.events.v1 import envelope_pb2
 
 from infra.topics import dead_letter_topic
 from services.kit import telemetry
 from services.kit.db import Database
+from services.kit.errors import OUTAGES
 from services.kit.outbox import producer_config
 from services.kit.tables import processed_events
 
 _log = logging.getLogger(__name__)
-
-# Failures of the infrastructure rather than of the message.
-OUTAGES = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
 
 class Stopping(Exception):

@@ -4,7 +4,8 @@ Domain code raises these and knows nothing of gRPC; `ErrorInterceptor` turns
 them into a status with the same message. The gateway maps the status to HTTP:
 INVALID_ARGUMENT 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404,
 ALREADY_EXISTS 409 (also ABORTED), FAILED_PRECONDITION 400, RESOURCE_EXHAUSTED 429,
-UNAVAILABLE 503.
+UNAVAILABLE 503. An outage of a store the call needs (PostgreSQL, Redis) is
+UNAVAILABLE too: the request was fine, and a retry later may pass.
 """
 
 from __future__ import annotations
@@ -16,10 +17,23 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from services.kit.interceptors import Around
 
 _log = logging.getLogger(__name__)
+
+#: Failures of the infrastructure rather than of the request or the message.
+OUTAGES = (
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,11 @@ class ErrorInterceptor(Around):
             await context.abort(error.code, error.message, trailing_metadata=trailers)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
+        except OUTAGES as error:
+            _log.warning("%s: a store is unavailable: %r", method, error, extra={"rpc": method})
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "A store this call needs is unavailable; try again."
+            )
         except Exception:
             _log.exception("unhandled error in %s", method, extra={"rpc": method})
             await context.abort(

@@ -46,6 +46,20 @@ def test_expiry_with_a_few_seconds_of_leeway(keys):
         verifier(keys).verify(f"Bearer {expired}")
 
 
+def test_a_token_verified_once_is_remembered_until_it_expires(keys, monkeypatch):
+    check = verifier(keys)
+    token, expires = issuer(keys).issue("id-1", "ada")
+    check.verify(f"Bearer {token}")
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: pytest.fail("verified twice"))
+    again = check.verify(f"Bearer {token}")
+    assert (again.user_id, again.username) == ("id-1", "ada")
+    assert again.authorization == f"Bearer {token}"
+    later = expires.timestamp() + 60  # past its expiry: not answered from memory
+    monkeypatch.setattr("services.kit.auth.time.time", lambda: later)
+    with pytest.raises(pytest.fail.Exception, match="verified twice"):
+        check.verify(f"Bearer {token}")
+
+
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Basic abc", "Bearer not.a.token"])
 def test_missing_or_malformed(keys, header):
     with pytest.raises(Unauthenticated):

@@ -1,13 +1,16 @@
-"""Small kit pieces: error details, page tokens, settings."""
+"""Small kit pieces: error details and statuses, page tokens, settings."""
 
 from __future__ import annotations
 
+import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import OperationalError
 
 from services.kit import paging
 from services.kit.boot import Assembly
-from services.kit.errors import InvalidArgument, NotFound
+from services.kit.errors import ErrorInterceptor, InvalidArgument, NotFound
 from services.kit.settings import ConfigError, Env, ServiceSettings
 
 
@@ -91,3 +94,34 @@ def test_a_role_picks_what_an_instance_runs():
     assert (alone.services, alone.workers, alone.consumers) == ([], [], [consumer])
     with pytest.raises(ConfigError, match="consumes no topic"):
         Assembly(services=["svc"], add_servicers=lambda s: None).for_role("consumer")
+
+
+class _Context:
+    """What ErrorInterceptor uses of a grpc.aio context: abort records and raises."""
+
+    aborted: tuple | None = None
+
+    async def abort(self, code, message, trailing_metadata=()):
+        self.aborted = (code, message)
+        raise grpc.aio.AbortError()
+
+
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [
+        (OperationalError("SELECT 1", {}, Exception("connection refused")), "UNAVAILABLE"),
+        (RedisConnectionError("Error 111 connecting to 127.0.0.1:6379"), "UNAVAILABLE"),
+        (NotFound("No user named 'bob'."), "NOT_FOUND"),
+        (ZeroDivisionError(), "INTERNAL"),
+    ],
+)
+async def test_errors_become_statuses_and_outages_are_unavailable(raised, code):
+    async def call(_request, _context):
+        raise raised
+
+    context = _Context()
+    with pytest.raises(grpc.aio.AbortError):
+        await ErrorInterceptor().around(call, None, context, "/zentry.test/Call")
+    assert context.aborted[0] == getattr(grpc.StatusCode, code)
+    if code == "UNAVAILABLE":
+        assert "try again" in context.aborted[1]

@@ -1,0 +1,50 @@
+"""The Go load generator (bench/loadgen): built on first use, run with bounds, JSON back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from infra.config import Settings
+
+SOURCE = Path(__file__).parent / "loadgen"
+
+
+def binary(settings: Settings) -> Path:
+    """Build .tools/bin/zentry-loadgen when it is missing or older than its source."""
+    out = settings.tools_dir / "bin" / "zentry-loadgen"
+    newest = max(p.stat().st_mtime for p in SOURCE.iterdir())
+    if not out.exists() or out.stat().st_mtime < newest:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [settings.go, "build", "-trimpath", "-o", str(out), "."],
+            cwd=SOURCE,
+            check=True,
+            env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"},
+        )
+    return out
+
+
+def run(
+    settings: Settings,
+    url: str,
+    *,
+    concurrency: int,
+    seconds: float,
+    max_requests: int,
+    tokens: Path | None = None,
+) -> dict:
+    """GETs `url` at `concurrency` for `seconds` (at most `max_requests`); the tool's JSON."""
+    argv = [
+        str(binary(settings)),
+        "-url", url,
+        "-c", str(concurrency),
+        "-d", f"{seconds}s",
+        "-n", str(max_requests),
+    ]  # fmt: skip
+    if tokens is not None:
+        argv += ["-tokens", str(tokens)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    return json.loads(done.stdout)

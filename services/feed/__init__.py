@@ -1,0 +1,1 @@
+"""The feed service: hybrid fan-out on write / fan-in on read timelines in Redis."""

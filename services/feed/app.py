@@ -1,0 +1,62 @@
+"""Wires the feed service together: what `python -m services.feed` serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from redis.asyncio import Redis
+from zentry.feed.v1 import feed_service_pb2, feed_service_pb2_grpc
+
+from services.feed.activity import Activity
+from services.feed.config import FeedSettings
+from services.feed.projector import Projector
+from services.feed.reading import FeedReader
+from services.feed.server import FeedServicer
+from services.feed.timelines import Timelines
+from services.kit.boot import Assembly
+from services.kit.consumer import ConsumerRunner
+from services.kit.db import Database
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def redis_client(url: str) -> Redis:
+    """Short timeouts: a read falls back to PostgreSQL rather than wait on a sick Redis."""
+    return Redis.from_url(
+        url, socket_timeout=1.0, socket_connect_timeout=0.5, health_check_interval=30
+    )
+
+
+def parts(settings: FeedSettings, db: Database, redis: Redis):
+    """The timelines, the projector and the reader over the given clients (tests use it too)."""
+    timelines = Timelines(
+        redis,
+        length=settings.timeline_length,
+        reader_ttl=int(settings.inactive_after.total_seconds()),
+        batch=settings.fanout_batch,
+    )
+    activity = Activity(settings.inactive_after)
+    projector = Projector(timelines, activity)
+    reader = FeedReader(db, timelines, activity, settings.rebuild_wait)
+    return timelines, projector, reader
+
+
+def assemble(settings: FeedSettings) -> Assembly:
+    """Build the clients and the servicer; must run inside the event loop."""
+    service = settings.service
+    db = Database(service.postgres_dsn)
+    redis = redis_client(service.redis_url)
+    _timelines, projector, reader = parts(settings, db, redis)
+    servicer = FeedServicer(reader)
+    return Assembly(
+        services=[feed_service_pb2.DESCRIPTOR.services_by_name["FeedService"]],
+        add_servicers=lambda server: feed_service_pb2_grpc.add_FeedServiceServicer_to_server(
+            servicer, server
+        ),
+        consumers=[
+            ConsumerRunner(db, service.kafka_bootstrap, subscription)
+            for subscription in projector.subscriptions()
+        ],
+        closers=[redis.aclose, db.dispose],
+        migrations_dir=MIGRATIONS,
+    )

@@ -1,0 +1,353 @@
+"""The feed's durable read models in PostgreSQL, and the locks that order their users.
+
+Everything here is rebuilt from Kafka events (services.feed.projector): who
+the authors are and which are celebrities, who follows whom, every entry
+(with a tombstone once deleted, so a late or replayed event cannot bring it
+back), and when each reader last read their feed. Redis timelines are a
+cache of these tables, and a feed can always be computed from them.
+
+Locks. A timeline is written by event handlers (fan-out, backfill, removal)
+and rebuilt by readers; without an order between them, a rebuild could miss
+an entry whose fan-out skipped the then-missing timeline. So every writer
+takes transaction-scoped advisory locks: an author's entry events take the
+author's lock exclusively; follow changes and rebuilds take the reader's lock
+exclusively, then the authors' locks shared. Readers before authors, always,
+so no two transactions wait on each other in a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.feed.domain import Key
+
+metadata = MetaData()
+_uuid = UUID(as_uuid=False)
+
+authors = Table(
+    "authors",
+    metadata,
+    Column("user_id", _uuid, primary_key=True),
+    Column("username", Text, nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("celebrity", Boolean, nullable=False),
+)
+
+follows = Table(
+    "follows",
+    metadata,
+    Column("follower_id", _uuid, primary_key=True),
+    Column("followee_id", _uuid, primary_key=True),
+)
+
+#: `score` orders the feed (services.feed.domain.Key); `body` is the API's SleepEntry.
+#: `fanned_out`: pushed into followers' timelines (its author was not a celebrity then).
+entries = Table(
+    "entries",
+    metadata,
+    Column("entry_id", _uuid, primary_key=True),
+    Column("author_id", _uuid, nullable=False),
+    Column("score", BigInteger, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("fanned_out", Boolean, nullable=False),
+)
+
+readers = Table(
+    "readers",
+    metadata,
+    Column("user_id", _uuid, primary_key=True),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+)
+
+_AUTHOR_LOCKS, _READER_LOCKS = 1, 2
+
+
+async def lock_author(session: AsyncSession, author_id: str, *, shared: bool = False) -> None:
+    await lock_authors(session, [author_id], shared=shared)
+
+
+async def lock_authors(session: AsyncSession, author_ids: Iterable[str], *, shared: bool) -> None:
+    """In sorted order, so two transactions locking several authors cannot deadlock."""
+    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    ids = sorted(set(author_ids))
+    if ids:
+        await session.execute(
+            text(f"SELECT {fn}(:space, hashtext(a)) FROM unnest(CAST(:ids AS text[])) AS a"),
+            {"space": _AUTHOR_LOCKS, "ids": ids},
+        )
+
+
+async def lock_reader(session: AsyncSession, reader_id: str) -> None:
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:space, hashtext(:id))"),
+        {"space": _READER_LOCKS, "id": reader_id},
+    )
+
+
+@dataclass(frozen=True)
+class AuthorRow:
+    user_id: str
+    username: str
+    display_name: str
+    celebrity: bool
+
+
+async def save_author(
+    session: AsyncSession, user_id: str, username: str, display_name: str
+) -> None:
+    """Name and display name; the celebrity flag has its own writer (set_celebrity)."""
+    await session.execute(
+        pg_insert(authors)
+        .values(user_id=user_id, username=username, display_name=display_name, celebrity=False)
+        .on_conflict_do_update(
+            index_elements=[authors.c.user_id],
+            set_={"username": username, "display_name": display_name},
+        )
+    )
+
+
+async def set_celebrity(session: AsyncSession, user_id: str, celebrity: bool) -> bool:
+    """Sets the flag; returns whether it changed."""
+    before = await session.scalar(
+        select(authors.c.celebrity).where(authors.c.user_id == user_id).with_for_update()
+    )
+    if before is None:
+        await session.execute(
+            pg_insert(authors)
+            .values(user_id=user_id, username="", display_name="", celebrity=celebrity)
+            .on_conflict_do_nothing()
+        )
+        return celebrity
+    if before == celebrity:
+        return False
+    await session.execute(
+        update(authors).where(authors.c.user_id == user_id).values(celebrity=celebrity)
+    )
+    return True
+
+
+async def is_celebrity(session: AsyncSession, user_id: str) -> bool:
+    return bool(
+        await session.scalar(select(authors.c.celebrity).where(authors.c.user_id == user_id))
+    )
+
+
+async def find_authors(session: AsyncSession, ids: Iterable[str]) -> dict[str, AuthorRow]:
+    rows = await session.execute(select(authors).where(authors.c.user_id.in_(list(set(ids)))))
+    return {row.user_id: AuthorRow(**row._mapping) for row in rows}
+
+
+async def add_follow(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
+    """Returns whether the follow is new."""
+    result = await session.execute(
+        pg_insert(follows)
+        .values(follower_id=follower_id, followee_id=followee_id)
+        .on_conflict_do_nothing()
+        .returning(follows.c.follower_id)
+    )
+    return result.first() is not None
+
+
+async def remove_follow(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
+    """Returns whether there was a follow to remove."""
+    result = await session.execute(
+        delete(follows)
+        .where(follows.c.follower_id == follower_id, follows.c.followee_id == followee_id)
+        .returning(follows.c.follower_id)
+    )
+    return result.first() is not None
+
+
+async def followees(session: AsyncSession, reader_id: str) -> dict[str, bool]:
+    """Whom the reader follows, each with whether they are a celebrity."""
+    rows = await session.execute(
+        select(follows.c.followee_id, func.coalesce(authors.c.celebrity, False))
+        .select_from(follows.outerjoin(authors, authors.c.user_id == follows.c.followee_id))
+        .where(follows.c.follower_id == reader_id)
+    )
+    return {followee: bool(celebrity) for followee, celebrity in rows}
+
+
+async def active_followers(session: AsyncSession, author_id: str, since: datetime) -> list[str]:
+    """Followers who have read their feed since `since`: the only ones fan-out writes to."""
+    rows = await session.scalars(
+        select(follows.c.follower_id)
+        .join(readers, readers.c.user_id == follows.c.follower_id)
+        .where(follows.c.followee_id == author_id, readers.c.last_seen >= since)
+    )
+    return list(rows)
+
+
+class EntryChange:
+    """What saving an entry event changed (see save_entry)."""
+
+    NEW = "new"  # first seen: fan it out
+    UPDATED = "updated"  # a newer revision of a known entry
+    STALE = "stale"  # an older or equal revision, or the entry is deleted: nothing to do
+
+
+async def save_entry(
+    session: AsyncSession,
+    entry_id: str,
+    author_id: str,
+    key: Key,
+    revision: int,
+    body: bytes,
+    *,
+    fanned_out: bool,
+) -> str:
+    """Insert or update by revision; a tombstone or a newer revision wins (EntryChange).
+
+    `fanned_out` is recorded for a new entry only: whether it goes into timelines.
+    """
+    known = await _locked_entry(session, entry_id)
+    if known is None:
+        await _insert_entry(session, entry_id, author_id, key, revision, body, fanned_out)
+        return EntryChange.NEW
+    if known.deleted or known.revision >= revision:
+        return EntryChange.STALE
+    await session.execute(
+        update(entries).where(entries.c.entry_id == entry_id).values(revision=revision, body=body)
+    )
+    return EntryChange.UPDATED
+
+
+async def delete_entry(
+    session: AsyncSession, entry_id: str, author_id: str, key: Key, revision: int
+) -> bool | None:
+    """Leave a tombstone. Returns whether the entry had been fanned out (None: already gone)."""
+    known = await _locked_entry(session, entry_id)
+    if known is None:  # deleted before its creation arrived: the tombstone waits for it
+        await _insert_entry(session, entry_id, author_id, key, revision, None, False)
+        return None
+    if known.deleted:
+        return None
+    await session.execute(
+        update(entries).where(entries.c.entry_id == entry_id).values(deleted=True, body=b"")
+    )
+    return known.fanned_out
+
+
+async def _locked_entry(session: AsyncSession, entry_id: str):
+    query = select(entries.c.revision, entries.c.deleted, entries.c.fanned_out)
+    return (
+        await session.execute(query.where(entries.c.entry_id == entry_id).with_for_update())
+    ).first()
+
+
+async def _insert_entry(session, entry_id, author_id, key, revision, body, fanned_out) -> None:
+    """A live entry, or (body None) a tombstone."""
+    await session.execute(
+        entries.insert().values(
+            entry_id=entry_id,
+            author_id=author_id,
+            score=key.score,
+            revision=revision,
+            body=body or b"",
+            deleted=body is None,
+            fanned_out=fanned_out,
+        )
+    )
+
+
+async def mark_fanned_out(session: AsyncSession, entry_ids: Iterable[str]) -> None:
+    ids = list(entry_ids)
+    if ids:
+        await session.execute(
+            update(entries).where(entries.c.entry_id.in_(ids)).values(fanned_out=True)
+        )
+
+
+async def recent_entries(
+    session: AsyncSession, author_id: str, limit: int, *, not_fanned_out: bool = False
+) -> list[Key]:
+    """An author's newest live entries."""
+    query = select(entries.c.score, entries.c.entry_id).where(
+        entries.c.author_id == author_id, ~entries.c.deleted
+    )
+    if not_fanned_out:
+        query = query.where(~entries.c.fanned_out)
+    rows = await session.execute(
+        query.order_by(entries.c.score.desc(), entries.c.entry_id.desc()).limit(limit)
+    )
+    return [Key(score, str(entry_id)) for score, entry_id in rows]
+
+
+async def feed_keys(
+    session: AsyncSession,
+    reader_id: str,
+    cursor: Key | None,
+    limit: int,
+    *,
+    celebrities: bool = True,
+) -> list[Key]:
+    """The reader's feed computed from the read models alone: the slow path and the rebuild.
+
+    `celebrities=False` leaves out authors who are celebrities (a timeline holds
+    only what fan-out would have pushed into it).
+    """
+    followed = select(follows.c.followee_id).where(follows.c.follower_id == reader_id)
+    if not celebrities:
+        followed = followed.where(
+            ~follows.c.followee_id.in_(select(authors.c.user_id).where(authors.c.celebrity))
+        )
+    query = select(entries.c.score, entries.c.entry_id).where(
+        entries.c.author_id.in_(followed), ~entries.c.deleted
+    )
+    if cursor is not None:
+        query = query.where(
+            tuple_(entries.c.score, entries.c.entry_id)
+            < tuple_(literal(cursor.score, BigInteger), literal(cursor.entry_id, _uuid))
+        )
+    rows = await session.execute(
+        query.order_by(entries.c.score.desc(), entries.c.entry_id.desc()).limit(limit)
+    )
+    return [Key(score, str(entry_id)) for score, entry_id in rows]
+
+
+async def bodies(session: AsyncSession, entry_ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+    """Live entries by id: (author id, serialized SleepEntry)."""
+    ids = list(set(entry_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(entries.c.entry_id, entries.c.author_id, entries.c.body).where(
+            and_(entries.c.entry_id.in_(ids), ~entries.c.deleted)
+        )
+    )
+    return {str(e): (str(a), body) for e, a, body in rows}
+
+
+async def touch_reader(session: AsyncSession, reader_id: str, now: datetime) -> None:
+    """The reader reads: fan-out writes to their timeline again."""
+    await session.execute(
+        pg_insert(readers)
+        .values(user_id=reader_id, last_seen=now)
+        .on_conflict_do_update(index_elements=[readers.c.user_id], set_={"last_seen": now})
+    )

@@ -1,0 +1,233 @@
+"""The feed when things go wrong or time passes: Redis flushed or down, readers away, replay.
+
+Redis going down is a real redis-server of the test's own, stopped and started
+again on the same port; the suite's shared Redis stays up for everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from datetime import timedelta
+
+import pytest
+import redis
+from sqlalchemy import text
+
+from services.feed import store
+from services.feed.replay import ReplayRefused, replay
+from tests.feed_world import FeedWorld, flush, open_world, redis_url
+from tests.support import eventually, free_port
+
+
+@pytest.fixture
+async def world(settings, blank_database, new_topic):
+    await flush(redis_url(settings))
+    world = await open_world(settings, blank_database, new_topic)
+    yield world
+    await world.close()
+
+
+class OwnRedis:
+    """A redis-server for one test, on a free port; `stop()` and `start()` it at will."""
+
+    def __init__(self, data_dir):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = data_dir
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is installed by make setup"
+        self._process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self._dir),
+             "--save", "", "--appendonly", "no", "--zset-max-listpack-entries", "1024"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=self.port)
+        eventually(lambda: _pings(client), timeout=10, what="our redis-server answers")
+        client.close()
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+            self._process = None
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = OwnRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_a_flushed_redis_is_rebuilt_from_the_read_models(world, settings):
+    authors = [world.user() for _ in range(3)]
+    star = world.star()
+    reader = await world.active_reader(*authors, star)
+    for minute in range(1, 13):
+        world.post(authors[minute % 3] if minute % 4 else star, minute, note=f"night {minute}")
+    await world.settled()
+    before = await world.page(reader, size=50)
+
+    await flush(redis_url(settings))
+
+    after = await world.page(reader, size=50)
+    assert after.items == before.items  # entries, notes, authors: all rebuilt
+    assert not after.rebuilding
+    assert len(await world.timeline(reader)) == 9  # the three ordinary authors' entries
+
+
+async def test_with_redis_down_reads_come_from_postgres_and_redis_is_used_again_when_back(
+    settings, blank_database, new_topic, own_redis
+):
+    world = await open_world(settings, blank_database, new_topic, own_redis.url)
+    try:
+        author, reader = world.user("ada"), world.user()
+        world.follow(reader, author)
+        await world.settled()
+        await world.page(reader)
+        first = world.post(author, 20)
+        await world.settled()
+
+        own_redis.stop()
+        page = await world.page(reader)
+        assert [i.entry.id for i in page.items] == [first.entry_id]
+        assert page.items[0].author.username == "ada"  # hydrated from PostgreSQL too
+        second = world.post(author, 10)
+        await asyncio.sleep(1.0)
+        # The consumer waits for Redis instead of letting timelines miss the entry.
+        assert [i.entry.id for i in (await world.page(reader)).items] == [first.entry_id]
+
+        own_redis.start()  # back, and empty
+        await world.settled()
+        await asyncio.sleep(1.1)  # the reader tries Redis again a second after a failure
+        page = await world.page(reader)
+        assert [i.entry.id for i in page.items] == [second.entry_id, first.entry_id]
+        assert await world.timeline(reader) == [second.entry_id, first.entry_id]
+    finally:
+        await world.close()
+
+
+async def test_fan_out_skips_inactive_readers_who_get_a_rebuilt_timeline_back(
+    settings, blank_database, new_topic
+):
+    await flush(redis_url(settings))
+    world = await open_world(
+        settings, blank_database, new_topic, inactive_after=timedelta(seconds=1)
+    )
+    try:
+        author, active, away = world.user(), world.user(), world.user()
+        for reader in (active, away):
+            world.follow(reader, author)
+        await world.settled()
+        await world.page(away)
+        assert await world.timeline(away) == []
+        await asyncio.sleep(1.5)  # `away` does not read: their timeline expires
+        async with world.db.transaction() as session:  # ... and a month goes by
+            await session.execute(
+                text(
+                    "UPDATE readers SET last_seen = now() - interval '40 days' WHERE user_id = :r"
+                ),
+                {"r": away},
+            )
+        await world.page(active)
+
+        entry = world.post(author, 5)
+        await world.settled()
+        assert world.projector.last_fanout == 1
+        assert await world.timeline(away) is None  # not written to, not made partial
+
+        page = await world.page(away)  # back: rebuilt, and active again
+        assert [i.entry.id for i in page.items] == [entry.entry_id]
+        assert not page.rebuilding
+        assert await world.timeline(away) == [entry.entry_id]
+    finally:
+        await world.close()
+
+
+async def test_a_read_during_a_slow_rebuild_says_so_and_is_still_complete(
+    settings, blank_database, new_topic
+):
+    await flush(redis_url(settings))
+    world = await open_world(settings, blank_database, new_topic, rebuild_wait=0.2)
+    try:
+        author, star, reader = world.user(), world.star(), world.user()
+        world.follow(reader, author)
+        world.follow(reader, star)
+        entries = [world.post(author, 20), world.post(star, 10)]
+        await world.settled()
+
+        async with world.db.transaction() as session:
+            await store.lock_reader(session, reader)  # someone else is rebuilding this reader
+            page = await world.page(reader)
+            assert page.rebuilding
+            assert [i.entry.id for i in page.items] == [e.entry_id for e in reversed(entries)]
+            assert await world.timeline(reader) is None
+
+        async def rebuilt():
+            return (await world.timeline(reader)) is not None
+
+        for _ in range(50):
+            if await rebuilt():
+                break
+            await asyncio.sleep(0.1)
+        page = await world.page(reader)
+        assert not page.rebuilding
+        assert [i.entry.id for i in page.items] == [e.entry_id for e in reversed(entries)]
+    finally:
+        await world.close()
+
+
+async def test_replay_from_the_topics_rebuilds_the_same_feeds(world, settings):
+    users = [world.user() for _ in range(6)]
+    star = world.user("star")
+    for i, reader in enumerate(users):
+        world.follow(reader, star)
+        world.follow(reader, users[(i + 1) % 6])
+        world.follow(reader, users[(i + 2) % 6])
+    world.celebrity(star, True)
+    posts = [world.post(users[i % 6] if i % 5 else star, 60 - i, f"n{i}") for i in range(30)]
+    world.update(posts[3], "edited")
+    world.delete(posts[7])
+    world.unfollow(users[0], users[1])
+    world.celebrity(star, False)
+    world.post(star, 1, "after the demotion")
+    await world.settled()
+    for reader in users:
+        await world.page(reader)
+    live = {reader: (await world.page(reader, size=100)).items for reader in users}
+    assert all(live.values())
+
+    with pytest.raises(ReplayRefused, match="stop the feed service's consumers"):
+        await run_replay(world, settings)
+    await world.stop_consumers()
+    report = await run_replay(world, settings)
+
+    assert report.events == sum(world.published.values())
+    for reader in users:
+        assert await world.timeline(reader) is None  # wiped; rebuilt on the next read
+        assert (await world.page(reader, size=100)).items == live[reader]
+
+
+async def run_replay(world: FeedWorld, settings):
+    return await replay(
+        world.settings,
+        dsn=world.dsn,
+        redis_url=world.redis_url,
+        bootstrap=settings.kafka.bootstrap_servers,
+        user_topic=world.user_topic,
+        sleep_topic=world.sleep_topic,
+        groups=world.groups,
+    )
