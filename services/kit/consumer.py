@@ -11,10 +11,14 @@ event type) and the kit does the rest. For each message, in order:
    `max_attempts`; then park the message on `<topic>.dlt` with headers naming
    the group, the error and the attempt count (an outage of the database is
    retried until it ends instead: the message is not to blame);
-4. commit the Kafka offset, only after 2 or 3 is durable.
+4. store the message's offset for commit, only after 2 or 3 is durable;
+   librdkafka commits stored offsets every `COMMIT_INTERVAL_MS` and when the
+   consumer closes. An offset is never committed ahead of its effect, and a
+   crash before the commit redelivers events step 2 then skips.
 
-Messages are handled one at a time per consumer, so one user's events (one
-key, one partition) are applied in order, and nothing is buffered unbounded.
+Messages are fetched up to `FETCH_BATCH` at a time and handled one at a time,
+in order, so one user's events (one key, one partition) are applied in order,
+and nothing is buffered unbounded.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as Proto
 from opentelemetry import context as otel_context
@@ -41,6 +45,10 @@ from services.kit.outbox import producer_config
 from services.kit.tables import processed_events
 
 _log = logging.getLogger(__name__)
+
+
+FETCH_BATCH = 100
+COMMIT_INTERVAL_MS = 500
 
 
 class Stopping(Exception):
@@ -90,7 +98,10 @@ class ConsumerRunner:
         self._consumer_config = {
             "bootstrap.servers": bootstrap,
             "group.id": subscription.group,
-            "enable.auto.commit": False,
+            # Commits only what store_offsets() marked done (see the module docstring).
+            "enable.auto.commit": True,
+            "enable.auto.offset.store": False,
+            "auto.commit.interval.ms": COMMIT_INTERVAL_MS,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
             "logger": logging.getLogger("kafka.consumer"),
@@ -111,21 +122,30 @@ class ConsumerRunner:
         self._consumer.subscribe(list(self._sub.topics))
         try:
             while not self._stopping.is_set():
-                message = await asyncio.to_thread(self._consumer.poll, self._poll_timeout)
-                if message is None:
-                    continue
-                if message.error():
-                    if message.error().code() != KafkaError._PARTITION_EOF:
-                        _log.warning("kafka: %s", message.error())
-                    continue
-                try:
-                    await self._handle(message)
-                except Stopping:
-                    break
-                await asyncio.to_thread(self._consumer.commit, message=message, asynchronous=False)
+                messages = await asyncio.to_thread(
+                    self._consumer.consume, FETCH_BATCH, self._poll_timeout
+                )
+                for message in messages:
+                    if self._stopping.is_set():
+                        break  # not stored: the next owner of the partition gets it again
+                    if message.error():
+                        if message.error().code() != KafkaError._PARTITION_EOF:
+                            _log.warning("kafka: %s", message.error())
+                        continue
+                    try:
+                        await self._handle(message)
+                    except Stopping:
+                        break
+                    self._store_offset(message)
         finally:
             await asyncio.to_thread(self._consumer.close)
             await asyncio.to_thread(self._dlt.flush, 10)
+
+    def _store_offset(self, message: Message) -> None:
+        try:
+            self._consumer.store_offsets(message=message)
+        except KafkaException as error:  # the partition was revoked meanwhile: its new owner
+            _log.info("offset not stored (%s); the event may be seen again", error)
 
     async def _handle(self, message: Message) -> None:
         try:
