@@ -122,10 +122,7 @@ class ConsumerRunner:
         self._consumer.subscribe(list(self._sub.topics))
         try:
             while not self._stopping.is_set():
-                messages = await asyncio.to_thread(
-                    self._consumer.consume, FETCH_BATCH, self._poll_timeout
-                )
-                for message in messages:
+                for message in await asyncio.to_thread(self._fetch):
                     if self._stopping.is_set():
                         break  # not stored: the next owner of the partition gets it again
                     if message.error():
@@ -140,6 +137,13 @@ class ConsumerRunner:
         finally:
             await asyncio.to_thread(self._consumer.close)
             await asyncio.to_thread(self._dlt.flush, 10)
+
+    def _fetch(self) -> list[Message]:
+        """Waits for the first message only; then takes what has already arrived behind it."""
+        first = self._consumer.poll(self._poll_timeout)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(FETCH_BATCH - 1, 0)]
 
     def _store_offset(self, message: Message) -> None:
         try:
