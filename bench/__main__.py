@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bench import feed
+from bench import feed, leaderboard
 from infra import config, lifecycle
 from infra.mesh import Mesh
 from infra.processes import wait_until
 
-INSTANCES = {"user": 2, "feed": 2}
+INSTANCES = {"user": 2, "feed": 2, "leaderboard": 2}
 #: The gateway's rate limit would cap every figure at its rate; the bench lifts it, and
 #: renders the usual config again when it is done.
 UNLIMITED = {"ZENTRY_GATEWAY_RATE_LIMIT": "1000000", "ZENTRY_GATEWAY_RATE_BURST": "1000000"}
@@ -31,7 +31,8 @@ UNLIMITED = {"ZENTRY_GATEWAY_RATE_LIMIT": "1000000", "ZENTRY_GATEWAY_RATE_BURST"
 
 def main() -> int:
     settings = config.load()
-    scale = feed.Scale.times(float(os.environ.get("BENCH_SCALE", "1")))
+    factor = float(os.environ.get("BENCH_SCALE", "1"))
+    scale = feed.Scale.times(factor)
     lifecycle.up(settings, lifecycle.servers(settings))
     mesh = Mesh(settings)
     base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
@@ -53,12 +54,17 @@ def main() -> int:
             log_file=settings.log_file("envoy"),
         )
         time.sleep(3)  # Envoy picks up every new instance (the endpoint feed polls Consul)
+        feed_results, tokens, readers = feed.run(settings, base, mesh.env(), scale)
         results = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count()},
             "instances": _instances(settings),
-            "feed": feed.run(settings, base, mesh.env(), scale),
+            "feed": feed_results,
+            "leaderboard": leaderboard.run(
+                settings, base, tokens, readers, leaderboard.Scale.times(factor)
+            ),
         }
+        tokens.unlink(missing_ok=True)
     finally:
         mesh.stop_all()
         subprocess.run([sys.executable, "-m", "gateway", "render"], check=False)
@@ -116,6 +122,21 @@ def report(results: dict) -> str:
         f"| Redis bytes per timeline item | {memory['bytes_per_item']} "
         f"({memory['items']} items in {memory['timelines']} timelines, {memory['encoding']}) |",
     ]
+    lb = results["leaderboard"]
+    ingestion = lb["ingestion"]
+    lines += [
+        f"| leaderboard ingestion: {ingestion['events']} events by {ingestion['users']} users, "
+        f"one batch runner, topic to committed board | {ingestion['events_per_s']} events/s "
+        f"({ingestion['of_target']:.0%} of the {ingestion['target_per_s']}/s target; "
+        f"{ingestion['batches']} batches) |",
+    ]
+    for r in lb["queries"]:
+        lines.append(
+            f"| {r['scenario']} through Envoy, concurrency {r['concurrency']} | "
+            f"{r['rps']:.0f} req/s, "
+            f"p50 {r['p50_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
+            f"{r['errors']} errors |"
+        )
     return "\n".join(lines)
 
 

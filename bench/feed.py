@@ -65,7 +65,8 @@ class Scale:
         )
 
 
-def run(settings: Settings, base_url: str, env: dict[str, str], scale: Scale) -> dict:
+def run(settings: Settings, base_url: str, env: dict[str, str], scale: Scale):
+    """The figures, and the readers (their tokens in a file) for the benchmarks after it."""
     publisher = Publisher(settings.kafka.bootstrap_servers)
     results: dict = {"scale": scale.__dict__ | {"concurrencies": list(scale.concurrencies)}}
     tokens_file, readers = _populate(settings, base_url, publisher, scale, results)
@@ -73,7 +74,7 @@ def run(settings: Settings, base_url: str, env: dict[str, str], scale: Scale) ->
     feed_settings = FeedSettings.load(Env(env))
     results["fanout"] = asyncio.run(_fan_out(settings, feed_settings, publisher, scale))
     results["memory"] = asyncio.run(_memory(feed_settings, readers))
-    return results
+    return results, tokens_file, readers
 
 
 def _populate(settings, base_url, publisher: Publisher, scale: Scale, results: dict):

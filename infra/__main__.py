@@ -2,7 +2,7 @@
 
 `python -m infra dev` runs the whole mesh in the foreground (what `make dev` does);
 `python -m infra k8s` renders and validates the Kubernetes manifests (`make k8s-validate`);
-`python -m infra replay-feed` rebuilds the feed from Kafka (`make replay-feed`).
+`python -m infra replay-feed` and `replay-leaderboard` rebuild those read models from Kafka.
 
 Exit codes: 0 done, 1 a failure explained in one line on stderr, 3 (status
 only) some server is not answering.
@@ -38,9 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("reset", help="stop our servers and delete .run/ (all local data)")
     commands.add_parser("dev", help="servers, every service and the gateway, until Ctrl-C")
     commands.add_parser("k8s", help="render every k8s/ overlay and validate it offline")
-    commands.add_parser(
-        "replay-feed", help="rebuild the feed's read models from Kafka (feed consumers stopped)"
-    )
+    for name in ("feed", "leaderboard"):
+        commands.add_parser(
+            f"replay-{name}",
+            help=f"rebuild the {name}'s read models from Kafka (consumers stopped)",
+        )
     args = parser.parse_args(argv)
 
     try:
@@ -64,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             from infra import k8s  # kubernetes-validate loads its schemas slowly
 
             return k8s.validate_all(settings)
-        elif args.command == "replay-feed":
-            return mesh.run_module(settings, "services.feed.replay")
+        elif args.command.startswith("replay-"):
+            return mesh.run_module(settings, f"services.{args.command[7:]}.replay")
     except InfraError as exc:
         print(f"infra {args.command}: {exc}", file=sys.stderr)
         return 1

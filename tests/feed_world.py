@@ -1,26 +1,9 @@
-"""A feed service's back end for one test: real PostgreSQL, Redis and Kafka, its own names.
-
-Each world has a database of its own (migrated like the service's), topics of
-its own (so its consumer groups read only its events, from the start), its
-own consumer groups, and a Redis database index the rest of the suite leaves
-alone. Events are published as the user and sleep services publish them:
-EventEnvelopes keyed by user id. `settled()` waits until the consumers have
-handled everything published so far.
-"""
+"""The feed service's back end for one test (see tests/event_world.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-
-from confluent_kafka import Producer
-from google.protobuf import duration_pb2, timestamp_pb2
-from redis.asyncio import Redis
-from zentry.events.v1 import sleep_events_pb2 as sev
-from zentry.events.v1 import user_events_pb2 as uev
+from datetime import timedelta
 
 from services.feed import app
 from services.feed.config import FeedSettings
@@ -28,15 +11,10 @@ from services.feed.domain import Key
 from services.feed.reading import FeedPage
 from services.feed.timelines import SENTINEL, timeline_key
 from services.kit.consumer import ConsumerRunner
-from services.kit.db import Database, migrate
-from services.kit.events import envelope
+from tests import event_world
+from tests.event_world import RUNNER_OPTIONS, EventWorld
 
 TEST_REDIS_DB = 13
-NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-def ago(minutes: float) -> datetime:
-    return NOW - timedelta(minutes=minutes)
 
 
 def feed_settings(**overrides) -> FeedSettings:
@@ -51,93 +29,22 @@ def feed_settings(**overrides) -> FeedSettings:
     return replace(base, **overrides)
 
 
-def ts(when: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
-
-
 @dataclass
-class FeedWorld:
-    dsn: str
-    redis_url: str
-    bootstrap: str
-    user_topic: str
-    sleep_topic: str
-    settings: FeedSettings
+class FeedWorld(EventWorld):
+    settings: FeedSettings = None  # type: ignore[assignment]
 
-    async def start(self) -> FeedWorld:
-        await asyncio.to_thread(migrate, self.dsn, app.MIGRATIONS)
-        self.db = Database(self.dsn)
-        self.redis = app.redis_client(self.redis_url)
+    def assemble(self) -> None:
         self.timelines, self.projector, self.reader = app.parts(self.settings, self.db, self.redis)
         self.groups = (f"{self.user_topic}.graph", f"{self.sleep_topic}.entries")
-        self.producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 0})
-        self.published = {self.user_topic: 0, self.sleep_topic: 0}
-        self.runners: list[ConsumerRunner] = []
-        self.tasks: list[asyncio.Task] = []
-        self.start_consumers()
-        return self
 
-    def start_consumers(self) -> None:
-        subscriptions = self.projector.subscriptions(self.user_topic, self.sleep_topic, self.groups)
-        self.runners = [
-            ConsumerRunner(
-                self.db,
-                self.bootstrap,
-                s,
-                first_backoff=0.05,
-                max_backoff=0.3,
-                extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
-            )
-            for s in subscriptions
-        ]
-        self.tasks = [asyncio.create_task(r.run()) for r in self.runners]
-
-    async def stop_consumers(self) -> None:
-        for runner in self.runners:
-            runner.stop()
-        await asyncio.gather(*self.tasks)
-
-    async def close(self) -> None:
-        await self.stop_consumers()
-        await self.redis.aclose()
-        await self.db.dispose()
-
-    # -- publishing, as the user and sleep services do -----------------------------
-
-    def publish(self, payload, subject: str, event=None):
-        """Publish `payload` (or re-publish `event` as it was); returns the envelope."""
-        event = event or envelope(payload, subject, "test")
-        topic = self.sleep_topic if payload.DESCRIPTOR.file is sev.DESCRIPTOR else self.user_topic
-        self.producer.produce(topic, key=subject.encode(), value=event.SerializeToString())
-        assert self.producer.flush(10) == 0, "Kafka did not take the event"
-        self.published[topic] += 1
-        return event
-
-    async def settled(self, timeout: float = 30) -> None:
-        """Wait until the consumers have handled every event published so far."""
-        deadline = time.monotonic() + timeout
-        while True:
-            handled = [r.applied + r.skipped + r.dead_lettered for r in self.runners]
-            wanted = [self.published[self.user_topic], self.published[self.sleep_topic]]
-            if handled == wanted:
-                return
-            for task in self.tasks:
-                if task.done():
-                    task.result()
-            if time.monotonic() > deadline:
-                raise AssertionError(f"consumers handled {handled} of {wanted} events")
-            await asyncio.sleep(0.05)
-
-    def user(self, name: str = "", display_name: str = "") -> str:
-        user_id = str(uuid.uuid4())
-        name = name or f"u{user_id[:8]}"
-        profile = uev.UserProfile(
-            user_id=user_id, username=name, display_name=display_name or name.title()
+    def make_runners(self):
+        graph, entries = self.projector.subscriptions(
+            self.user_topic, self.sleep_topic, self.groups
         )
-        self.publish(uev.UserRegistered(profile=profile), user_id)
-        return user_id
+        return [
+            (ConsumerRunner(self.db, self.bootstrap, graph, **RUNNER_OPTIONS), self.user_topic),
+            (ConsumerRunner(self.db, self.bootstrap, entries, **RUNNER_OPTIONS), self.sleep_topic),
+        ]
 
     def star(self, name: str = "") -> str:
         """A user who is a celebrity."""
@@ -154,51 +61,6 @@ class FeedWorld:
         await self.page(reader)
         assert await self.timeline(reader) is not None
         return reader
-
-    def follow(self, reader: str, author: str) -> None:
-        self.publish(uev.FollowCreated(follower_id=reader, followee_id=author), reader)
-
-    def unfollow(self, reader: str, author: str) -> None:
-        self.publish(uev.FollowDeleted(follower_id=reader, followee_id=author), reader)
-
-    def celebrity(self, author: str, celebrity: bool) -> None:
-        self.publish(uev.CelebrityStatusChanged(user_id=author, celebrity=celebrity), author)
-
-    def entry(self, author: str, created: datetime, note: str = "") -> sev.SleepEntryState:
-        """A night as the sleep service describes it, recorded at `created`."""
-        end = created - timedelta(minutes=30)
-        start = end - timedelta(hours=7, minutes=30)
-        return sev.SleepEntryState(
-            entry_id=str(uuid.uuid4()),
-            user_id=author,
-            start_time=ts(start),
-            end_time=ts(end),
-            duration=duration_pb2.Duration(seconds=int((end - start).total_seconds())),
-            time_zone="UTC",
-            sleep_date=end.date().isoformat(),
-            quality=4,
-            note=note,
-            revision=1,
-            create_time=ts(created),
-            update_time=ts(created),
-        )
-
-    def post(self, author: str, minutes_ago: float, note: str = "") -> sev.SleepEntryState:
-        state = self.entry(author, ago(minutes_ago), note)
-        self.publish(sev.SleepEntryCreated(entry=state), author)
-        return state
-
-    def update(self, state: sev.SleepEntryState, note: str) -> sev.SleepEntryState:
-        new = sev.SleepEntryState()
-        new.CopyFrom(state)
-        new.note, new.revision = note, state.revision + 1
-        self.publish(
-            sev.SleepEntryUpdated(entry=new, previous=state, changed_fields=["note"]), state.user_id
-        )
-        return new
-
-    def delete(self, state: sev.SleepEntryState) -> None:
-        self.publish(sev.SleepEntryDeleted(entry=state), state.user_id)
 
     # -- reading -------------------------------------------------------------------
 
@@ -232,15 +94,10 @@ async def open_world(settings, dsn: str, new_topic, url: str | None = None, **ov
         settings.kafka.bootstrap_servers,
         new_topic("feed-users", dead_letters=True),
         new_topic("feed-sleep", dead_letters=True),
+        app.MIGRATIONS,
         feed_settings(**overrides),
     ).start()
 
 
 def redis_url(settings) -> str:
-    return f"redis://{settings.redis.host}:{settings.redis.port}/{TEST_REDIS_DB}"
-
-
-async def flush(url: str) -> None:
-    client = Redis.from_url(url)
-    await client.flushdb()
-    await client.aclose()
+    return event_world.redis_url(settings, TEST_REDIS_DB)

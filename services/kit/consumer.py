@@ -94,6 +94,7 @@ class ConsumerRunner:
         self._first_backoff = first_backoff
         self._max_backoff = max_backoff
         self._poll_timeout = poll_timeout
+        self._fetch_batch = FETCH_BATCH
         # Clients are made in run(): an assembled but idle runner (ZENTRY_ROLE=api) holds none.
         self._consumer_config = {
             "bootstrap.servers": bootstrap,
@@ -104,6 +105,10 @@ class ConsumerRunner:
             "auto.commit.interval.ms": COMMIT_INTERVAL_MS,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
+            # A member that vanished without leaving (killed mid-rebalance) holds up its
+            # group's next rebalance until this expires: seconds, not the 45 s default.
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 2000,
             "logger": logging.getLogger("kafka.consumer"),
             **(extra_config or {}),
         }
@@ -122,18 +127,10 @@ class ConsumerRunner:
         self._consumer.subscribe(list(self._sub.topics))
         try:
             while not self._stopping.is_set():
-                for message in await asyncio.to_thread(self._fetch):
-                    if self._stopping.is_set():
-                        break  # not stored: the next owner of the partition gets it again
-                    if message.error():
-                        if message.error().code() != KafkaError._PARTITION_EOF:
-                            _log.warning("kafka: %s", message.error())
-                        continue
-                    try:
-                        await self._handle(message)
-                    except Stopping:
-                        break
-                    self._store_offset(message)
+                try:
+                    await self._handle_fetched(await asyncio.to_thread(self._fetch))
+                except Stopping:
+                    break
         finally:
             await asyncio.to_thread(self._consumer.close)
             await asyncio.to_thread(self._dlt.flush, 10)
@@ -143,7 +140,19 @@ class ConsumerRunner:
         first = self._consumer.poll(self._poll_timeout)
         if first is None:
             return []
-        return [first, *self._consumer.consume(FETCH_BATCH - 1, 0)]
+        return [first, *self._consumer.consume(self._fetch_batch - 1, 0)]
+
+    async def _handle_fetched(self, messages: list[Message]) -> None:
+        """One message at a time, in order; each offset stored once its effect is durable."""
+        for message in messages:
+            if self._stopping.is_set():
+                return  # not stored: the next owner of the partition gets it again
+            if message.error():
+                if message.error().code() != KafkaError._PARTITION_EOF:
+                    _log.warning("kafka: %s", message.error())
+                continue
+            await self._handle(message)
+            self._store_offset(message)
 
     def _store_offset(self, message: Message) -> None:
         try:

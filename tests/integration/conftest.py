@@ -78,3 +78,14 @@ def scratch_database(blank_database: str) -> str:
     metadata.create_all(engine)
     engine.dispose()
     return blank_database
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of the test's own on a free port, to stop and start (tests/own_redis.py)."""
+    from tests.own_redis import OwnRedis
+
+    server = OwnRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -1,4 +1,4 @@
-"""The consumer runner on real Kafka and PostgreSQL: once-only effects, retries, dead letters."""
+"""The consumer runners on real Kafka and PostgreSQL: once-only effects, retries, dead letters."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import text
 from zentry.events.v1 import envelope_pb2, user_events_pb2
 
 from services.kit import telemetry
+from services.kit.batch_consumer import BatchConsumerRunner, BatchSubscription
 from services.kit.consumer import ConsumerRunner, Subscription
 from services.kit.db import Database
 from services.kit.events import envelope
@@ -175,3 +176,37 @@ async def test_the_handler_runs_in_the_producers_trace(db, settings, new_topic):
     )
     await run_until(runner, lambda: runner.applied == 1)
     assert seen == [trace_id]
+
+
+async def test_the_batch_runner_applies_a_batch_at_once_and_parks_only_its_poison(
+    db, settings, new_topic
+):
+    topic, bootstrap = new_topic("batch", dead_letters=True), settings.kafka.bootstrap_servers
+    events = [event(n) for n in range(10)]
+    publish(bootstrap, topic, [e.SerializeToString() for e in events])
+    calls: list[int] = []
+    outages = {"left": 2}
+
+    async def apply_all(batch, session) -> None:
+        calls.append(len(batch))
+        if outages["left"]:
+            outages["left"] -= 1
+            raise ConnectionError("PostgreSQL restarting")  # an outage: retried, never parked
+        for env, payload in batch:
+            if payload.follower_count == 7:
+                raise ValueError("event 7 can never be applied")
+            await record(env, payload, session)
+
+    group = unique("group")
+    runner = BatchConsumerRunner(
+        db,
+        bootstrap,
+        BatchSubscription(group, (topic,), (user_events_pb2.CelebrityStatusChanged,), apply_all),
+        max_attempts=2,
+        first_backoff=0.01,
+        max_backoff=0.05,
+    )
+    await run_until(runner, lambda: runner.applied == 9 and runner.dead_lettered == 1)
+    assert [n for _, n in await applied(db)] == [0, 1, 2, 3, 4, 5, 6, 8, 9]
+    assert max(calls) > 1 and calls[-1] == 1, "whole batches first, then one by one"
+    assert committed_offset(bootstrap, group, topic) == 10

@@ -7,18 +7,15 @@ again on the same port; the suite's shared Redis stays up for everyone else.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from datetime import timedelta
 
 import pytest
-import redis
 from sqlalchemy import text
 
 from services.feed import store
 from services.feed.replay import ReplayRefused, replay
-from tests.feed_world import FeedWorld, flush, open_world, redis_url
-from tests.support import eventually, free_port
+from tests.event_world import flush
+from tests.feed_world import FeedWorld, open_world, redis_url
 
 
 @pytest.fixture
@@ -27,49 +24,6 @@ async def world(settings, blank_database, new_topic):
     world = await open_world(settings, blank_database, new_topic)
     yield world
     await world.close()
-
-
-class OwnRedis:
-    """A redis-server for one test, on a free port; `stop()` and `start()` it at will."""
-
-    def __init__(self, data_dir):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._dir = data_dir
-        self._process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is installed by make setup"
-        self._process = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self._dir),
-             "--save", "", "--appendonly", "no", "--zset-max-listpack-entries", "1024"],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port)
-        eventually(lambda: _pings(client), timeout=10, what="our redis-server answers")
-        client.close()
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(10)
-            self._process = None
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    server = OwnRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_a_flushed_redis_is_rebuilt_from_the_read_models(world, settings):
@@ -210,7 +164,7 @@ async def test_replay_from_the_topics_rebuilds_the_same_feeds(world, settings):
     live = {reader: (await world.page(reader, size=100)).items for reader in users}
     assert all(live.values())
 
-    with pytest.raises(ReplayRefused, match="stop the feed service's consumers"):
+    with pytest.raises(ReplayRefused, match=r"running member.*stop them, then replay"):
         await run_replay(world, settings)
     await world.stop_consumers()
     report = await run_replay(world, settings)

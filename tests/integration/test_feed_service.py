@@ -13,7 +13,8 @@ import pytest
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
-from tests.feed_world import FeedWorld, ago, flush, open_world, redis_url
+from tests.event_world import ago, flush
+from tests.feed_world import FeedWorld, open_world, redis_url
 
 
 @pytest.fixture

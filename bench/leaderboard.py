@@ -1,0 +1,196 @@
+"""Leaderboard benchmarks: ingestion from topic to committed board, and query latency.
+
+1. Ingestion: `events` SleepEntryCreated events for `users` users are
+   published first on a topic of the bench's own (6 partitions, like
+   zentry.sleep.events), then the service's batch runner (one, in this
+   process) applies them into a scratch database and Redis database, with
+   every window the events touch already in Redis (as boards people look at
+   are), so each batch writes the boards too; the figure is events applied
+   per second, from start to the last committed batch. Topic and database
+   are deleted afterwards.
+2. Queries: the readers registered by the feed bench get nights on the real
+   topic; then GET /v1/leaderboards/total-duration/all-time (top 20) and
+   ...:aroundMe (radius 5) through Envoy, with the Go load generator, at
+   concurrency 1 and 8.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from confluent_kafka.admin import AdminClient, NewTopic
+from google.protobuf import duration_pb2
+from psycopg import sql
+from redis.asyncio import Redis
+from zentry.events.v1 import sleep_events_pb2 as sev
+
+from bench import loadgen
+from bench.population import Publisher, wait_consumed
+from infra.config import Settings
+from services.kit.batch_consumer import BatchConsumerRunner
+from services.kit.db import Database, migrate
+from services.kit.events import SLEEP_EVENTS, envelope
+from services.leaderboard import app, domain
+from services.leaderboard.config import LeaderboardSettings
+from services.leaderboard.projector import SCORES_GROUP
+
+TARGET_PER_S = 1_000_000 / 60  # the design note's 1M events a minute
+
+
+@dataclass(frozen=True)
+class Scale:
+    events: int = 200_000
+    users: int = 20_000
+    seconds: float = 10.0
+
+    @classmethod
+    def times(cls, factor: float) -> Scale:
+        return cls(events=max(5000, int(200_000 * factor)), users=max(500, int(20_000 * factor)))
+
+
+def run(settings: Settings, base_url: str, tokens: Path, readers: list[str], scale: Scale) -> dict:
+    ingestion = asyncio.run(_ingestion(settings, scale))
+    queries = _queries(settings, base_url, tokens, readers, scale)
+    return {"ingestion": ingestion, "queries": queries}
+
+
+async def _ingestion(settings: Settings, scale: Scale) -> dict:
+    bootstrap = settings.kafka.bootstrap_servers
+    name = f"bench-lb-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [NewTopic(name, 6, 1), NewTopic(f"{name}.dlt", 1, 1)]
+    for future in admin.create_topics(topics).values():
+        future.result(timeout=30)
+    database = name.replace("-", "_")
+    admin_dsn = settings.postgres.dsn("postgres")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    pg = settings.postgres
+    dsn = f"postgresql+psycopg://{pg.user}:{pg.password}@{pg.host}:{pg.port}/{database}"
+    redis_url = f"redis://{settings.redis.host}:{settings.redis.port}/11"
+    try:
+        print(f"bench leaderboard: publishing {scale.events} sleep events", flush=True)
+        published = time.monotonic()
+        _publish_nights(bootstrap, name, scale)
+        publish_s = time.monotonic() - published
+        await asyncio.to_thread(migrate, dsn, app.MIGRATIONS)
+        db, redis = Database(dsn), Redis.from_url(redis_url)
+        await redis.flushdb()
+        lb = LeaderboardSettings(
+            service=None,  # type: ignore[arg-type]
+            min_nights={"daily": 1, "weekly": 3, "monthly": 7, "all-time": 14},
+            retention=timedelta(days=14),
+            batch_size=5000,
+        )
+        boards, projector, _reader = app.parts(lb, db, redis)
+        today = datetime.now(UTC).date()
+        windows = {w for d in range(61) for w in domain.windows_of(today - timedelta(days=d))}
+        for window in windows:  # boards people look at: every window of the events is in Redis
+            await boards.write_window(window, [], datetime.now(UTC))
+        scores, _directory = projector.subscriptions(sleep_topic=name, groups=(name, f"{name}.d"))
+        runner = BatchConsumerRunner(db, bootstrap, scores, max_batch=lb.batch_size)
+        print("bench leaderboard: applying them with one batch runner", flush=True)
+        started = time.monotonic()
+        task = asyncio.create_task(runner.run())
+        while runner.applied + runner.dead_lettered < scale.events:
+            if task.done():
+                task.result()
+            if time.monotonic() - started > 600:
+                raise TimeoutError(f"only {runner.applied} of {scale.events} applied in 600 s")
+            await asyncio.sleep(0.05)
+        seconds = time.monotonic() - started
+        runner.stop()
+        await task
+        boards = len([k async for k in redis.scan_iter(match="lb:board:*", count=1000)])
+        await redis.flushdb()
+        await redis.aclose()
+        await db.dispose()
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+        for future in admin.delete_topics([name, f"{name}.dlt"]).values():
+            future.result(timeout=30)
+    rate = scale.events / seconds
+    return {
+        "events": scale.events,
+        "users": scale.users,
+        "batches": runner.batches,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(rate),
+        "target_per_s": round(TARGET_PER_S),
+        "of_target": round(rate / TARGET_PER_S, 3),
+        "publish_per_s": round(scale.events / publish_s),
+        "boards_written": boards,
+        "windows_in_redis": len(windows),
+    }
+
+
+def _publish_nights(bootstrap: str, topic: str, scale: Scale) -> None:
+    """Created nights for `users` users over the last 60 days, keyed by user."""
+    from confluent_kafka import Producer
+
+    rng = random.Random(11)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000})
+    users = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(scale.users)]
+    today = datetime.now(UTC).date()
+    now = datetime.now(UTC)
+    for i in range(scale.events):
+        user = users[i % scale.users]
+        day = today - timedelta(days=(i // scale.users) % 60)
+        state = _state(user, day, rng.randint(5 * 3600, 9 * 3600))
+        event = envelope(sev.SleepEntryCreated(entry=state), user, "bench", now)
+        while True:
+            try:
+                producer.produce(topic, key=user, value=event.SerializeToString())
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    if producer.flush(120):
+        raise RuntimeError("Kafka did not take every bench event")
+
+
+def _state(user: str, day: date, seconds: int) -> sev.SleepEntryState:
+    return sev.SleepEntryState(
+        entry_id=str(uuid.uuid4()),
+        user_id=user,
+        duration=duration_pb2.Duration(seconds=seconds),
+        sleep_date=day.isoformat(),
+        time_zone="UTC",
+        revision=1,
+    )
+
+
+def _queries(settings: Settings, base: str, tokens: Path, readers: list[str], scale: Scale):
+    publisher = Publisher(settings.kafka.bootstrap_servers)
+    for reader in readers:  # the readers sleep too, so that they are on the boards
+        for day in range(1, 6):
+            publisher.night(reader, day, fresh=True)
+    publisher.flush()
+    wait_consumed(settings.kafka.bootstrap_servers, {SCORES_GROUP: SLEEP_EVENTS}, timeout=300)
+    rows = []
+    for concurrency in (1, 8):
+        for name, path in (
+            ("leaderboard top 20", "/v1/leaderboards/total-duration/all-time?pageSize=20"),
+            ("leaderboard around me", "/v1/leaderboards/total-duration/all-time:aroundMe?radius=5"),
+        ):
+            print(f"bench leaderboard: {name} at concurrency {concurrency}", flush=True)
+            result = loadgen.run(
+                settings,
+                f"{base}{path}",
+                concurrency=concurrency,
+                seconds=scale.seconds,
+                max_requests=200_000,
+                tokens=tokens,
+            )
+            rows.append({"scenario": name, **result})
+    return rows

@@ -1,0 +1,181 @@
+"""Rebuilding a read model from Kafka's first event, with the handlers the live consumers run.
+
+The domain topics keep every event, so a service can throw its read models
+away and apply everything again (`python -m services.<name>.replay`):
+
+1. refuse while any of its consumers runs (a group with members), as Kafka's
+   own offset reset does: stop those consumers first;
+2. note where each topic ends now;
+3. let the service empty its read models (`wipe`);
+4. delete the consumer groups, so they start again from the beginning;
+5. run the service's consumer runners until their committed offsets reach the
+   ends noted in 2, then stop them. The live consumers, started again,
+   continue from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from redis.asyncio import Redis
+
+from services.kit.consumer import ConsumerRunner
+from services.kit.settings import ConfigError
+
+S = TypeVar("S")
+
+
+class ReplayRefused(Exception):
+    """The replay would race a running consumer; the message says what to stop."""
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    events: int
+    seconds: float
+
+
+async def replay(
+    bootstrap: str,
+    topics: dict[str, str],
+    wipe: Callable[[], Awaitable[None]],
+    runners: Callable[[], list[ConsumerRunner]],
+    progress: Callable[[str], None] = lambda _line: None,
+) -> ReplayReport:
+    """`topics` maps each consumer group to the topic it reads; see the module's docstring."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    groups = list(topics)
+    await asyncio.to_thread(_refuse_if_running, admin, groups)
+    ends = await asyncio.to_thread(_end_offsets, bootstrap, topics)
+    progress("emptying the read models")
+    await wipe()
+    await asyncio.to_thread(_delete_groups, admin, groups)
+    started = time.monotonic()
+    running = runners()
+    tasks = [asyncio.create_task(runner.run()) for runner in running]
+    try:
+        while not await asyncio.to_thread(_caught_up, admin, ends):
+            for task in tasks:
+                if task.done():
+                    task.result()  # a runner that died: raise its error
+            progress(f"{_handled(running)} events replayed")
+            await asyncio.sleep(0.5)
+    finally:
+        for runner in running:
+            runner.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return ReplayReport(_handled(running), time.monotonic() - started)
+
+
+async def unlink_matching(redis: Redis, pattern: str) -> None:
+    """Delete every key matching `pattern`, a thousand at a time (SCAN, then UNLINK)."""
+    batch: list[bytes] = []
+    async for key in redis.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            await redis.unlink(*batch)
+            batch.clear()
+    if batch:
+        await redis.unlink(*batch)
+
+
+def main(
+    prog: str,
+    doc: str,
+    load_settings: Callable[[], S],
+    run: Callable[[S, Callable[[str], None]], Awaitable[ReplayReport]],
+    afterwards: str,
+) -> int:
+    """A service's replay command: settings, the replay, a report; exit 1 when refused."""
+    argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(run(settings, lambda line: print(f"replay: {line}", flush=True)))
+    except ReplayRefused as error:
+        print(f"replay refused: {error}", file=sys.stderr)
+        return 1
+    rate = report.events / report.seconds if report.seconds else 0.0
+    print(
+        f"replay: {report.events} events applied in {report.seconds:.1f} s ({rate:.0f} events/s); "
+        + afterwards
+    )
+    return 0
+
+
+def _handled(runners: list[ConsumerRunner]) -> int:
+    return sum(r.applied + r.skipped + r.dead_lettered for r in runners)
+
+
+def _refuse_if_running(admin: AdminClient, groups) -> None:
+    for group in admin.describe_consumer_groups(list(groups)).values():
+        try:
+            description = group.result(timeout=15)
+        except KafkaException:
+            continue  # no such group yet
+        if description.members:
+            clients = ", ".join(sorted({m.client_id or m.host for m in description.members}))
+            raise ReplayRefused(
+                f"consumer group {description.group_id} has {len(description.members)} running "
+                f"member(s) ({clients}); stop them, then replay"
+            )
+
+
+def _end_offsets(bootstrap: str, topics: dict[str, str]):
+    """{group: [TopicPartition at the topic's current end]} for every partition."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "replay-probe"})
+    try:
+        ends = {}
+        for group, topic in topics.items():
+            metadata = consumer.list_topics(topic, timeout=15).topics[topic]
+            if metadata.error is not None:
+                raise ReplayRefused(f"topic {topic}: {metadata.error}")
+            ends[group] = [
+                TopicPartition(
+                    topic,
+                    p,
+                    consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1],
+                )
+                for p in sorted(metadata.partitions)
+            ]
+        return ends
+    finally:
+        consumer.close()
+
+
+def _delete_groups(admin: AdminClient, groups) -> None:
+    for future in admin.delete_consumer_groups(list(groups)).values():
+        try:
+            future.result(timeout=15)
+        except KafkaException as error:
+            if "GROUP_ID_NOT_FOUND" not in str(error):
+                raise
+
+
+def _caught_up(admin: AdminClient, ends) -> bool:
+    for group, partitions in ends.items():
+        request = ConsumerGroupTopicPartitions(
+            group, [TopicPartition(p.topic, p.partition) for p in partitions]
+        )
+        try:
+            result = admin.list_consumer_group_offsets([request])[group].result(timeout=15)
+        except KafkaException:
+            return False
+        committed = {(p.topic, p.partition): p.offset for p in result.topic_partitions}
+        for end in partitions:
+            if end.offset > 0 and committed.get((end.topic, end.partition), -1) < end.offset:
+                return False
+    return True

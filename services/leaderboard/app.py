@@ -1,0 +1,60 @@
+"""Wires the leaderboard service together: what `python -m services.leaderboard` serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from redis.asyncio import Redis
+from zentry.leaderboard.v1 import leaderboard_service_pb2, leaderboard_service_pb2_grpc
+
+from services.kit.batch_consumer import BatchConsumerRunner
+from services.kit.boot import Assembly
+from services.kit.db import Database
+from services.leaderboard.boards import Boards
+from services.leaderboard.config import LeaderboardSettings
+from services.leaderboard.directory import Directory
+from services.leaderboard.projector import Projector
+from services.leaderboard.reading import LeaderboardReader
+from services.leaderboard.server import LeaderboardServicer
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def redis_client(url: str) -> Redis:
+    """Short timeouts: a query ranks from PostgreSQL rather than wait on a sick Redis."""
+    return Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=0.5)
+
+
+def parts(settings: LeaderboardSettings, db: Database, redis: Redis):
+    """The boards, the projector and the reader over the given clients (tests use it too)."""
+    boards = Boards(redis, settings.min_nights, settings.retention)
+    reader = LeaderboardReader(db, boards, Directory(db, settings.directory_ttl))
+    return boards, Projector(boards), reader
+
+
+def consumers(
+    settings: LeaderboardSettings, db: Database, projector: Projector, bootstrap: str, **topics
+):
+    """The scores' and the directory's batch runners (replay and tests name the topics)."""
+    return [
+        BatchConsumerRunner(db, bootstrap, subscription, max_batch=settings.batch_size)
+        for subscription in projector.subscriptions(**topics)
+    ]
+
+
+def assemble(settings: LeaderboardSettings) -> Assembly:
+    """Build the clients and the servicer; must run inside the event loop."""
+    service = settings.service
+    db = Database(service.postgres_dsn)
+    redis = redis_client(service.redis_url)
+    _boards, projector, reader = parts(settings, db, redis)
+    servicer = LeaderboardServicer(reader)
+    return Assembly(
+        services=[leaderboard_service_pb2.DESCRIPTOR.services_by_name["LeaderboardService"]],
+        add_servicers=lambda server: (
+            leaderboard_service_pb2_grpc.add_LeaderboardServiceServicer_to_server(servicer, server)
+        ),
+        consumers=consumers(settings, db, projector, service.kafka_bootstrap),
+        closers=[redis.aclose, db.dispose],
+        migrations_dir=MIGRATIONS,
+    )

@@ -1,0 +1,221 @@
+"""The boards in Redis: one sorted set per metric and window, and the window's totals.
+
+    lb:totals:{window}          hash: user id -> "seconds:nights" (what a standing shows)
+    lb:board:{metric}:{window}  sorted set: user id -> domain.board_score
+
+A window's four keys are written together by a rebuild (from PostgreSQL),
+each with a sentinel (`~`) so an empty board differs from a missing one; the
+consumer updates only windows whose totals exist (a script), so it never
+creates a partial board. A board missing (evicted, flushed, expired) is
+rebuilt on demand. Past windows expire `retention` after they end; all-time
+never does.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from redis.asyncio import Redis
+
+from services.leaderboard import domain
+from services.leaderboard.domain import METRICS, Totals
+from services.leaderboard.store import Score
+
+SENTINEL = "~"
+
+# KEYS: the window's totals, then its boards in METRICS order; ARGV: per user, the user,
+# "seconds:nights" ('' when nothing is left) and one score per board ('' = not on it).
+_UPDATE = """
+if redis.call('HEXISTS', KEYS[1], '~') == 0 then return 0 end
+local boards = #KEYS - 1
+for i = 1, #ARGV, boards + 2 do
+  local user = ARGV[i]
+  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], user)
+  else redis.call('HSET', KEYS[1], user, ARGV[i + 1]) end
+  for b = 1, boards do
+    local score = ARGV[i + 1 + b]
+    if score == '' then redis.call('ZREM', KEYS[1 + b], user)
+    else redis.call('ZADD', KEYS[1 + b], score, user) end
+  end
+end
+return 1
+"""
+
+# KEYS: board, totals; ARGV: cursor score ('' for the top), cursor user, size.
+# {'missing'} or {'ok', rank of the first (1-based), n, user1, score1, ..., totals1, ...}
+_PAGE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local size, rows = tonumber(ARGV[3]), {}
+if ARGV[1] ~= '' then
+  local ties = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1], 'WITHSCORES')
+  for i = #ties - 1, 1, -2 do
+    if ties[i] < ARGV[2] then rows[#rows + 1] = ties[i]; rows[#rows + 1] = ties[i + 1] end
+  end
+end
+local top = ARGV[1] == '' and '+inf' or ('(' .. ARGV[1])
+local rest = redis.call('ZREVRANGEBYSCORE', KEYS[1], top, '(-inf', 'WITHSCORES',
+                        'LIMIT', 0, size + 1)
+for i = 1, #rest do rows[#rows + 1] = rest[i] end
+local n = math.min(#rows / 2, size + 1)
+local out = {'ok', 0, n}
+if n > 0 then out[2] = redis.call('ZREVRANK', KEYS[1], rows[1]) + 1 end
+for i = 1, 2 * n do out[#out + 1] = rows[i] end
+for i = 1, 2 * n, 2 do out[#out + 1] = redis.call('HGET', KEYS[2], rows[i]) end
+return out
+"""
+
+# KEYS: board, totals; ARGV: user, radius. {'missing'}, {'ok', 0} (not on the board) or
+# {'ok', rank of the first, n, user1, score1, ..., totals1, ...}.
+_AROUND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local rank = redis.call('ZREVRANK', KEYS[1], ARGV[1])
+if not rank then return {'ok', 0} end
+local first = math.max(0, rank - tonumber(ARGV[2]))
+local rows = redis.call('ZREVRANGE', KEYS[1], first, rank + tonumber(ARGV[2]), 'WITHSCORES')
+if rows[#rows - 1] == '~' then rows[#rows] = nil; rows[#rows] = nil end
+local out = {'ok', first + 1, #rows / 2}
+for i = 1, #rows do out[#out + 1] = rows[i] end
+for i = 1, #rows, 2 do out[#out + 1] = redis.call('HGET', KEYS[2], rows[i]) end
+return out
+"""
+
+
+def totals_key(window_id: str) -> str:
+    return f"lb:totals:{window_id}"
+
+
+def board_key(metric: str, window_id: str) -> str:
+    return f"lb:board:{metric}:{window_id}"
+
+
+def _keys(window_id: str) -> list[str]:
+    return [totals_key(window_id), *(board_key(m, window_id) for m in METRICS)]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One user on a board: their score there and their sums in the window."""
+
+    user_id: str
+    score: int
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class Slice:
+    first_rank: int  # of rows[0]; 0 when the user asked about is not on the board
+    rows: list[Row]
+
+
+class Boards:
+    def __init__(self, redis: Redis, min_nights: dict[str, int], retention: timedelta):
+        self.redis = redis
+        self.min_nights = min_nights
+        self.retention = retention
+        self._update = redis.register_script(_UPDATE)
+        self._page = redis.register_script(_PAGE)
+        self._around = redis.register_script(_AROUND)
+
+    def scores(self, score: Score) -> list[str]:
+        """The user's score on each board of the window ('' where they do not qualify)."""
+        kind = domain.kind_of(score.window_id)
+        totals = Totals(score.seconds, score.nights)
+        return [
+            str(domain.board_score(domain.value(m, totals), score.reached_at))
+            if domain.qualifies(m, kind, totals, self.min_nights)
+            else ""
+            for m in METRICS
+        ]
+
+    async def update(self, changed: Iterable[Score]) -> None:
+        """Changed scores into the windows that are in Redis; one round trip."""
+        by_window: dict[str, list[str]] = defaultdict(list)
+        for score in changed:
+            totals = f"{score.seconds}:{score.nights}" if score.nights > 0 else ""
+            by_window[score.window_id] += [score.user_id, totals, *self.scores(score)]
+        if not by_window:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for window_id, args in by_window.items():
+                await self._update(_keys(window_id), args, client=pipe)
+            await pipe.execute()
+
+    async def write_window(self, window_id: str, scores: list[Score], now: datetime) -> None:
+        """Replace the window's totals and boards (a rebuild), with its expiry."""
+        keys = _keys(window_id)
+        boards: list[dict[str, float]] = [{SENTINEL: float("-inf")} for _ in METRICS]
+        totals = {SENTINEL: "0:0"}
+        for score in scores:
+            totals[score.user_id] = f"{score.seconds}:{score.nights}"
+            for board, value in zip(boards, self.scores(score), strict=True):
+                if value:
+                    board[score.user_id] = int(value)
+        ttl = self._ttl(window_id, now)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*keys)
+            pipe.hset(keys[0], mapping=totals)
+            for key, board in zip(keys[1:], boards, strict=True):
+                pipe.zadd(key, board)
+            if ttl is not None:
+                for key in keys:
+                    pipe.expire(key, ttl)
+            await pipe.execute()
+
+    def _ttl(self, window_id: str, now: datetime) -> int | None:
+        """Seconds until `retention` after the window has ended everywhere; None for all-time."""
+        kind = domain.kind_of(window_id)
+        if kind == domain.ALL_TIME:
+            return None
+        _first, last = domain.first_and_last_day(kind, domain.day_of(window_id))
+        ended = datetime.combine(last + timedelta(days=2), time(), UTC)  # every zone is past it
+        return max(60, int((ended + self.retention - now).total_seconds()))
+
+    async def page(self, metric: str, window_id: str, cursor, size: int) -> Slice | None:
+        """Up to size + 1 rows below `cursor` (a (score, user) pair); None if not in Redis."""
+        args = [cursor[0], cursor[1], size] if cursor else ["", "", size]
+        reply = await self._page([board_key(metric, window_id), totals_key(window_id)], args)
+        return _slice(reply)
+
+    async def around(self, metric: str, window_id: str, user_id: str, radius: int):
+        reply = await self._around(
+            [board_key(metric, window_id), totals_key(window_id)], [user_id, radius]
+        )
+        return _slice(reply)
+
+    async def rows_of(self, metric: str, window_id: str, user_ids: list[str]):
+        """Those of `user_ids` on the board (for the following scope); None if not in Redis."""
+        board, totals = board_key(metric, window_id), totals_key(window_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(board)
+            pipe.zmscore(board, user_ids)
+            pipe.hmget(totals, user_ids)
+            exists, scores, sums = await pipe.execute()
+        if not exists:
+            return None
+        return [
+            Row(user, int(score), _totals(sum_))
+            for user, score, sum_ in zip(user_ids, scores, sums, strict=True)
+            if score is not None
+        ]
+
+
+def _totals(raw: bytes | None) -> Totals:
+    seconds, _, nights = (raw or b"0:0").decode().partition(":")
+    return Totals(int(seconds), int(nights))
+
+
+def _slice(reply: list) -> Slice | None:
+    if reply[0] == b"missing":
+        return None
+    if reply[1] == 0:
+        return Slice(0, [])
+    count = reply[2]
+    flat, sums = reply[3 : 3 + 2 * count], reply[3 + 2 * count :]
+    rows = [
+        Row(flat[2 * i].decode(), int(float(flat[2 * i + 1])), _totals(sums[i]))
+        for i in range(count)
+    ]
+    return Slice(reply[1], rows)

@@ -1,0 +1,39 @@
+"""The leaderboard service's settings (ZENTRY_* variables; see README.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from services.kit.settings import ConfigError, Env, ServiceSettings
+from services.leaderboard.domain import parse_min_nights
+
+DEFAULT_PORT = 50054
+
+
+@dataclass(frozen=True)
+class LeaderboardSettings:
+    service: ServiceSettings
+    #: Nights a user needs in a window to appear on its average-duration board.
+    min_nights: dict[str, int]
+    #: How long a past window's boards stay in Redis after it ends (rebuilt when asked).
+    retention: timedelta
+    #: Sleep events applied per transaction, at most.
+    batch_size: int
+    #: Seconds a process remembers a user's name and time zone.
+    directory_ttl: float = 30.0
+
+    @classmethod
+    def load(cls, env: Env | None = None) -> LeaderboardSettings:
+        env = env or Env()
+        try:
+            min_nights = parse_min_nights(env.str("LEADERBOARD_MIN_NIGHTS", ""))
+        except ValueError as error:
+            raise ConfigError(f"ZENTRY_LEADERBOARD_MIN_NIGHTS: {error}") from None
+        return cls(
+            service=ServiceSettings.load("leaderboard", DEFAULT_PORT, env),
+            min_nights=min_nights,
+            retention=timedelta(days=env.int("LEADERBOARD_RETENTION_DAYS", 14, minimum=1)),
+            batch_size=env.int("LEADERBOARD_BATCH", 2000, minimum=1),
+            directory_ttl=env.seconds("LEADERBOARD_DIRECTORY_TTL", 30.0),
+        )

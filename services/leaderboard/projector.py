@@ -1,0 +1,116 @@
+"""Applies events to the leaderboards: sleep events in batches, user events one at a time.
+
+`leaderboard.scores` reads zentry.sleep.events with the kit's batch runner:
+each fetched batch becomes score changes (a created night adds to the four
+windows of its sleep date, a deleted one takes away, an update does both with
+the values the event carries from before), applied in one statement that
+skips events already recorded, then written to the boards in one Redis round
+trip, all in one transaction. `leaderboard.directory` keeps the names, time
+zones and follows the queries show and scope by, also a batch at a time:
+each event sets state (a whole profile, a follow present or absent), so
+applying a redelivered suffix of a partition again, in order, ends the same.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date
+
+from zentry.events.v1 import sleep_events_pb2 as sev
+from zentry.events.v1 import user_events_pb2 as uev
+
+from services.kit.batch_consumer import BatchSubscription, Event
+from services.kit.events import SLEEP_EVENTS, USER_EVENTS
+from services.leaderboard import domain, store
+from services.leaderboard.boards import Boards
+
+SCORES_GROUP = "leaderboard.scores"
+DIRECTORY_GROUP = "leaderboard.directory"
+
+
+def changes_of(events: list[Event]) -> list[store.Change]:
+    """What each event does to each window, in order.
+
+    A change is keyed by what happened to the entry (created, updated to revision
+    r, deleted), not by the event's id: a redelivered event, and an event
+    published twice under two ids, both count once.
+    """
+    changes = []
+    for envelope, payload in events:
+        added = removed = None
+        if isinstance(payload, sev.SleepEntryDeleted):
+            removed = _night(payload.entry)
+        else:
+            added = _night(payload.entry)
+            if isinstance(payload, sev.SleepEntryUpdated) and payload.HasField("previous"):
+                removed = _night(payload.previous)
+        when = envelope.occur_time.ToDatetime(tzinfo=UTC)
+        happened = f"{payload.entry.entry_id}/{type(payload).__name__}/{payload.entry.revision}"
+        for window, (seconds, nights) in domain.deltas(added, removed).items():
+            changes.append(
+                store.Change(happened, window, payload.entry.user_id, seconds, nights, when)
+            )
+    return changes
+
+
+def _night(state: sev.SleepEntryState) -> tuple[date, int]:
+    return date.fromisoformat(state.sleep_date), state.duration.seconds
+
+
+class Projector:
+    def __init__(self, boards: Boards):
+        self._boards = boards
+
+    def subscriptions(
+        self,
+        user_topic: str = USER_EVENTS,
+        sleep_topic: str = SLEEP_EVENTS,
+        groups: tuple[str, str] = (SCORES_GROUP, DIRECTORY_GROUP),
+    ) -> tuple[BatchSubscription, BatchSubscription]:
+        """The two consumer groups (tests give their own topics and group names)."""
+        return (
+            BatchSubscription(
+                groups[0],
+                (sleep_topic,),
+                (sev.SleepEntryCreated, sev.SleepEntryUpdated, sev.SleepEntryDeleted),
+                self.apply_batch,
+            ),
+            BatchSubscription(
+                groups[1],
+                (user_topic,),
+                tuple(_DIRECTORY),
+                apply_directory,
+            ),
+        )
+
+    async def apply_batch(self, events: list[Event], session) -> None:
+        changes = changes_of(events)
+        await store.lock_windows(session, {c.window_id for c in changes}, shared=True)
+        await self._boards.update(await store.apply(session, changes))
+
+
+async def apply_directory(events: list[Event], session) -> None:
+    for _envelope, payload in events:
+        await _DIRECTORY[type(payload)](payload, session)
+
+
+async def _save_profile(payload, session) -> None:
+    p = payload.profile
+    await store.save_user(
+        session, store.UserRow(p.user_id, p.username, p.display_name, p.time_zone or "UTC")
+    )
+
+
+async def _follow(payload, session) -> None:
+    await store.add_follow(session, payload.follower_id, payload.followee_id)
+
+
+async def _unfollow(payload, session) -> None:
+    await store.remove_follow(session, payload.follower_id, payload.followee_id)
+
+
+_DIRECTORY = {
+    uev.UserRegistered: _save_profile,
+    uev.UserProfileUpdated: _save_profile,
+    uev.FollowCreated: _follow,
+    uev.FollowDeleted: _unfollow,
+}

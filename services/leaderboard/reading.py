@@ -1,0 +1,260 @@
+"""Answering board queries: which window, whose standings, from Redis or PostgreSQL.
+
+A window is picked in the caller's calendar (their profile's time zone): the
+one containing `date`, or today. The global scope reads the board's sorted
+set (one script call per page or neighbourhood); the following scope reads the
+scores of the people the caller follows and the caller, and ranks them among
+themselves. A board missing from Redis is rebuilt from `scores` first; with
+Redis unreachable, every query ranks `scores` itself, in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from google.protobuf import duration_pb2
+from redis.exceptions import RedisError
+from zentry.leaderboard.v1 import leaderboard_service_pb2 as pb
+
+from services.kit import paging, wellknown
+from services.kit.auth import Caller
+from services.kit.db import Database
+from services.kit.errors import InvalidArgument
+from services.leaderboard import domain, store
+from services.leaderboard.boards import Boards, Row, Slice
+from services.leaderboard.directory import Directory
+from services.leaderboard.domain import Totals
+
+_log = logging.getLogger(__name__)
+
+REDIS_RETRY = 1.0  # seconds on the PostgreSQL path after a Redis failure
+
+
+@dataclass(frozen=True)
+class Query:
+    metric: str
+    kind: str
+    scope: str
+    window: pb.Window
+
+    @property
+    def board(self) -> str:
+        """What a page token is bound to (AIP-158)."""
+        return f"{self.metric}/{self.window.id}/{self.scope}"
+
+
+class LeaderboardReader:
+    def __init__(self, db: Database, boards: Boards, directory: Directory):
+        self._db = db
+        self._boards = boards
+        self._directory = directory
+        self._redis_down_until = 0.0
+
+    async def query(self, caller: Caller, metric: str, kind: str, day: str, scope: str) -> Query:
+        metric, kind = domain.parse_metric(metric), domain.parse_window(kind)
+        scope = domain.parse_scope(scope)
+        me = (await self._directory.users([caller.user_id])).get(caller.user_id)
+        return Query(metric, kind, scope, window_view(kind, day, me.time_zone if me else "UTC"))
+
+    async def top(self, caller: Caller, query: Query, size: int, token: str) -> pb.Leaderboard:
+        cursor = _decode(token, query.board)
+        if query.scope == "global":
+            part = await self._global_page(query, cursor, size)
+        else:
+            rows = await self._following_rows(caller, query)
+            below = [r for r in rows if cursor is None or (r.score, r.user_id) < cursor]
+            first = len(rows) - len(below) + 1
+            part = Slice(first, below[: size + 1])
+        more = len(part.rows) > size
+        rows = part.rows[:size]
+        return pb.Leaderboard(
+            metric=query.metric,
+            scope=query.scope,
+            window=query.window,
+            standings=await self._standings(rows, part.first_rank),
+            next_page_token=_encode(rows[-1], query.board) if more else "",
+        )
+
+    async def around(self, caller: Caller, query: Query, radius: int) -> pb.Leaderboard:
+        if query.scope == "global":
+            part = await self._global_around(query, caller.user_id, radius)
+        else:
+            rows = await self._following_rows(caller, query)
+            mine = next((i for i, r in enumerate(rows) if r.user_id == caller.user_id), None)
+            if mine is None:
+                part = Slice(0, [])
+            else:
+                first = max(0, mine - radius)
+                part = Slice(first + 1, rows[first : mine + radius + 1])
+        standings = await self._standings(part.rows, part.first_rank)
+        me = next((s for s in standings if s.user_id == caller.user_id), None)
+        if me is None:  # not on this board (yet): rank 0, with what the user has so far
+            me = (await self._standings([await self._own_row(caller, query)], 0))[0]
+        return pb.Leaderboard(
+            metric=query.metric,
+            scope=query.scope,
+            window=query.window,
+            standings=standings,
+            me=me,
+        )
+
+    # -- global scope --------------------------------------------------------------
+
+    async def _global_page(self, query: Query, cursor, size: int) -> Slice:
+        async def from_redis():
+            return await self._boards.page(query.metric, query.window.id, cursor, size)
+
+        part = await self._from_redis(query, from_redis)
+        if part is not None:
+            return part
+        rows = await self._ranked_from_db(query)
+        below = [r for r in rows if cursor is None or (r.score, r.user_id) < cursor]
+        return Slice(len(rows) - len(below) + 1, below[: size + 1])
+
+    async def _global_around(self, query: Query, user_id: str, radius: int) -> Slice:
+        async def from_redis():
+            return await self._boards.around(query.metric, query.window.id, user_id, radius)
+
+        part = await self._from_redis(query, from_redis)
+        if part is not None:
+            return part
+        rows = await self._ranked_from_db(query)
+        mine = next((i for i, r in enumerate(rows) if r.user_id == user_id), None)
+        if mine is None:
+            return Slice(0, [])
+        first = max(0, mine - radius)
+        return Slice(first + 1, rows[first : mine + radius + 1])
+
+    # -- following scope -----------------------------------------------------------
+
+    async def _following_rows(self, caller: Caller, query: Query) -> list[Row]:
+        """The caller and those they follow who are on the board, best first."""
+        async with self._db.transaction() as session:
+            people = [caller.user_id, *await store.followees(session, caller.user_id)]
+
+        async def from_redis():
+            return await self._boards.rows_of(query.metric, query.window.id, people)
+
+        rows = await self._from_redis(query, from_redis)
+        if rows is None:
+            wanted = set(people)
+            rows = [r for r in await self._ranked_from_db(query) if r.user_id in wanted]
+        return sorted(rows, key=lambda r: (r.score, r.user_id), reverse=True)
+
+    # -- where the rows come from --------------------------------------------------
+
+    async def _from_redis(self, query: Query, read):
+        """`read()` from Redis, rebuilding the window if it is missing; None: use PostgreSQL."""
+        if time.monotonic() < self._redis_down_until:
+            return None
+        try:
+            found = await read()
+            if found is None:
+                await self._rebuild(query.window.id)
+                found = await read()
+            return found
+        except RedisError as error:
+            _log.warning("redis unavailable, ranking from PostgreSQL: %r", error)
+            self._redis_down_until = time.monotonic() + REDIS_RETRY
+            return None
+
+    async def _rebuild(self, window_id: str) -> None:
+        async with self._db.transaction() as session:
+            await store.lock_windows(session, [window_id], shared=False)
+            scores = await store.window_scores(session, window_id)
+            await self._boards.write_window(window_id, scores, datetime.now(UTC))
+
+    async def _ranked_from_db(self, query: Query) -> list[Row]:
+        """The whole board from `scores`, in the boards' order: slower, but the same answer."""
+        async with self._db.transaction() as session:
+            scores = await store.window_scores(session, query.window.id)
+        rows = []
+        for score in scores:
+            board_scores = dict(zip(domain.METRICS, self._boards.scores(score), strict=True))
+            if board_scores[query.metric]:
+                rows.append(
+                    Row(
+                        score.user_id,
+                        int(board_scores[query.metric]),
+                        Totals(score.seconds, score.nights),
+                    )
+                )
+        return sorted(rows, key=lambda r: (r.score, r.user_id), reverse=True)
+
+    async def _own_row(self, caller: Caller, query: Query) -> Row:
+        async with self._db.transaction() as session:
+            scores = await store.window_scores(session, query.window.id)
+        mine = next((s for s in scores if s.user_id == caller.user_id), None)
+        totals = Totals(mine.seconds, mine.nights) if mine else Totals(0, 0)
+        return Row(caller.user_id, 0, totals)
+
+    async def _standings(self, rows: list[Row], first_rank: int) -> list[pb.Standing]:
+        users = await self._directory.users(r.user_id for r in rows)
+        standings = []
+        for i, row in enumerate(rows):
+            user = users.get(row.user_id)
+            t = row.totals
+            standings.append(
+                pb.Standing(
+                    rank=first_rank + i if first_rank else 0,
+                    user_id=row.user_id,
+                    username=user.username if user else "",
+                    display_name=user.display_name if user else "",
+                    total_duration=duration_pb2.Duration(seconds=t.seconds),
+                    nights=t.nights,
+                    average_duration=duration_pb2.Duration(
+                        seconds=t.seconds // t.nights if t.nights else 0
+                    ),
+                )
+            )
+        return standings
+
+
+def window_view(kind: str, day: str, time_zone: str, now: datetime | None = None) -> pb.Window:
+    """The window of `kind` containing `day` (default: today), as seen from `time_zone`."""
+    zone = ZoneInfo(time_zone)
+    today = (now or datetime.now(UTC)).astimezone(zone).date()
+    picked = _parse_day(day) if day else today
+    window = pb.Window(kind=kind, id=domain.window_id(kind, picked), time_zone=time_zone)
+    span = domain.first_and_last_day(kind, picked)
+    if span is None:
+        window.current = True
+        return window
+    first, last = span
+    window.start_date, window.end_date = first.isoformat(), last.isoformat()
+    start = datetime.combine(first, datetime.min.time(), zone)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), zone)
+    window.start_time.CopyFrom(wellknown.timestamp(start))
+    window.end_time.CopyFrom(wellknown.timestamp(end))
+    window.current = first <= today <= last
+    return window
+
+
+def _parse_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else _bad_date(text)
+    except ValueError:
+        return _bad_date(text)
+
+
+def _bad_date(text: str):
+    raise InvalidArgument.field("date", f"must be a date as YYYY-MM-DD, got {text!r}")
+
+
+def _encode(row: Row, board: str) -> str:
+    return paging.encode_token({"s": row.score, "u": row.user_id, "b": board})
+
+
+def _decode(token: str, board: str):
+    cursor = paging.decode_token(token, {"s", "u", "b"})
+    if cursor is None:
+        return None
+    if cursor["b"] != board or not isinstance(cursor["s"], int) or not isinstance(cursor["u"], str):
+        raise InvalidArgument.field(
+            "page_token", "belongs to another board or window; start again without it"
+        )
+    return cursor["s"], cursor["u"]

@@ -1,0 +1,184 @@
+"""The leaderboards' durable state in PostgreSQL: the ledger of score changes, and scores.
+
+`score_changes` has one row per (change, window) a sleep event made, keyed by
+what happened to the entry (projector.changes_of): a redelivered or replayed
+event inserts nothing, and only what was inserted moves `scores`, in the same
+statement. So the database, not
+luck, makes each event count once, and a whole batch is one round trip.
+`scores` holds each user's sums per window and when they last changed (the
+tie-break); the Redis boards are a cache of it.
+
+Locks: a batch takes each window it touches shared, a board rebuild takes
+its window exclusively (transaction-scoped advisory locks), so a rebuild never
+reads scores that a batch is about to write past it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Column, MetaData, Table, Text, delete, select, text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+metadata = MetaData()
+_uuid = UUID(as_uuid=False)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", _uuid, primary_key=True),
+    Column("username", Text, nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("time_zone", Text, nullable=False),
+)
+
+follows = Table(
+    "follows",
+    metadata,
+    Column("follower_id", _uuid, primary_key=True),
+    Column("followee_id", _uuid, primary_key=True),
+)
+
+_WINDOW_LOCKS = 3
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one change of an entry did to one user's sums in one window."""
+
+    change_id: str
+    window_id: str
+    user_id: str
+    seconds: int
+    nights: int
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Score:
+    window_id: str
+    user_id: str
+    seconds: int
+    nights: int
+    reached_at: datetime
+
+
+@dataclass(frozen=True)
+class UserRow:
+    user_id: str
+    username: str
+    display_name: str
+    time_zone: str
+
+
+async def lock_windows(session: AsyncSession, windows: Iterable[str], *, shared: bool) -> None:
+    """In sorted order, so two transactions locking several windows cannot deadlock."""
+    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    ids = sorted(set(windows))
+    if ids:
+        await session.execute(
+            text(f"SELECT {fn}(:space, hashtext(w)) FROM unnest(CAST(:ids AS text[])) AS w"),
+            {"space": _WINDOW_LOCKS, "ids": ids},
+        )
+
+
+_APPLY = text(
+    """
+    WITH new AS (
+        INSERT INTO score_changes (change_id, window_id, user_id, seconds, nights, occurred_at)
+        SELECT * FROM unnest(
+            string_to_array(:change_ids, ','), string_to_array(:window_ids, ','),
+            CAST(string_to_array(:user_ids, ',') AS uuid[]),
+            CAST(string_to_array(:seconds, ',') AS bigint[]),
+            CAST(string_to_array(:nights, ',') AS integer[]),
+            CAST(string_to_array(:occurred, ',') AS timestamptz[]))
+        ON CONFLICT DO NOTHING
+        RETURNING window_id, user_id, seconds, nights, occurred_at
+    ), summed AS (
+        SELECT window_id, user_id, sum(seconds) AS seconds, sum(nights) AS nights,
+               max(occurred_at) AS reached_at
+        FROM new GROUP BY window_id, user_id
+    )
+    INSERT INTO scores AS s (window_id, user_id, seconds, nights, reached_at)
+    SELECT window_id, user_id, seconds, nights, reached_at FROM summed
+    ON CONFLICT (window_id, user_id) DO UPDATE SET
+        seconds = s.seconds + excluded.seconds,
+        nights = s.nights + excluded.nights,
+        reached_at = greatest(s.reached_at, excluded.reached_at)
+    RETURNING window_id, user_id, seconds, nights, reached_at
+    """
+)
+
+
+async def apply(session: AsyncSession, changes: list[Change]) -> list[Score]:
+    """Record the changes not seen before and add them to the scores; the scores changed.
+
+    Each column travels as one comma-joined string (no value contains a comma):
+    quoting thousands of array elements one by one cost more than the statement.
+    """
+    if not changes:
+        return []
+    rows = await session.execute(
+        _APPLY,
+        {
+            "change_ids": ",".join(c.change_id for c in changes),
+            "window_ids": ",".join(c.window_id for c in changes),
+            "user_ids": ",".join(c.user_id for c in changes),
+            "seconds": ",".join(str(c.seconds) for c in changes),
+            "nights": ",".join(str(c.nights) for c in changes),
+            "occurred": ",".join(c.occurred_at.isoformat() for c in changes),
+        },
+    )
+    return [Score(w, str(u), s, n, t) for w, u, s, n, t in rows]
+
+
+async def window_scores(session: AsyncSession, window_id: str) -> list[Score]:
+    rows = await session.execute(
+        text(
+            "SELECT user_id, seconds, nights, reached_at FROM scores "
+            "WHERE window_id = :w AND nights > 0"
+        ),
+        {"w": window_id},
+    )
+    return [Score(window_id, str(u), s, n, t) for u, s, n, t in rows]
+
+
+async def save_user(session: AsyncSession, row: UserRow) -> None:
+    values = row.__dict__
+    await session.execute(
+        pg_insert(users)
+        .values(**values)
+        .on_conflict_do_update(index_elements=[users.c.user_id], set_=values)
+    )
+
+
+async def find_users(session: AsyncSession, ids: Iterable[str]) -> dict[str, UserRow]:
+    rows = await session.execute(select(users).where(users.c.user_id.in_(list(set(ids)))))
+    return {r.user_id: UserRow(**r._mapping) for r in rows}
+
+
+async def add_follow(session: AsyncSession, follower_id: str, followee_id: str) -> None:
+    await session.execute(
+        pg_insert(follows)
+        .values(follower_id=follower_id, followee_id=followee_id)
+        .on_conflict_do_nothing()
+    )
+
+
+async def remove_follow(session: AsyncSession, follower_id: str, followee_id: str) -> None:
+    await session.execute(
+        delete(follows).where(
+            follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
+        )
+    )
+
+
+async def followees(session: AsyncSession, follower_id: str) -> list[str]:
+    rows = await session.scalars(
+        select(follows.c.followee_id).where(follows.c.follower_id == follower_id)
+    )
+    return [str(r) for r in rows]

@@ -1,0 +1,83 @@
+"""Leaderboards over REST, through Envoy, fed by nights recorded through the sleep API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from tests.e2e.test_feed_rest import follow
+from tests.e2e.test_users_rest import error_of
+from tests.support import eventually
+
+#: A day of its own for this module: nine days ago, 07:00 UTC.
+DAY = (datetime.now(UTC) - timedelta(days=9)).replace(hour=7, minute=0, second=0, microsecond=0)
+
+
+def record(api: httpx.Client, account, hours: float) -> None:
+    body = {
+        "startTime": (DAY - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "endTime": DAY.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    response = api.post("/v1/sleepEntries", headers=account.auth, json=body)
+    assert response.status_code == 200, response.text
+
+
+def board(api: httpx.Client, account, path: str, **params) -> dict:
+    response = api.get(f"/v1/leaderboards/{path}", headers=account.auth, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_nights_show_up_on_the_right_boards(api, new_account):
+    me, best, worst = new_account(timeZone="UTC"), new_account(), new_account()
+    for account, hours in ((me, 7), (best, 9), (worst, 5)):
+        record(api, account, hours)
+    follow(api, me, best)
+    follow(api, me, worst)
+    day = DAY.date().isoformat()
+
+    def names(path: str, **params) -> list[str]:
+        found = board(api, me, path, date=day, **params).get("standings", [])
+        return [s["username"] for s in found]
+
+    ours = [best.username, me.username, worst.username]
+
+    eventually(
+        lambda: names("total-duration/daily", scope="following") == ours,
+        timeout=20,
+        what=f"the following board of {day} is {ours}",
+    )
+    everyone, token = [], ""
+    while True:  # the global board of that day, page by page
+        page = board(api, me, "total-duration/daily", date=day, pageSize=100, pageToken=token)
+        everyone += [s["username"] for s in page.get("standings", [])]
+        token = page.get("nextPageToken", "")
+        if not token:
+            break
+    assert [n for n in everyone if n in ours] == ours
+    page = board(api, me, "total-duration/daily", date=day, scope="following", pageSize=2)
+    assert [s["rank"] for s in page["standings"]] == ["1", "2"] and page["nextPageToken"]
+    window = page["window"]
+    assert (window["kind"], window["id"], window["timeZone"]) == ("daily", day, "UTC")
+    assert window["startTime"] == f"{day}T00:00:00Z" and not window.get("current", False)
+
+    around = board(api, me, "total-duration/daily:aroundMe", date=day, scope="following", radius=1)
+    assert around["me"]["username"] == me.username and around["me"]["rank"] == "2"
+    assert around["me"]["totalDuration"] == f"{7 * 3600}s"
+    assert [s["username"] for s in around["standings"]] == ours
+
+
+def test_bad_board_requests_are_400_naming_the_field(api, new_account):
+    account = new_account()
+    for path, params, field in [
+        ("longest/daily", {}, "metric"),
+        ("nights/yearly", {}, "window"),
+        ("nights/daily", {"scope": "friends"}, "scope"),
+        ("nights/daily", {"date": "22.11.2026"}, "date"),
+        ("nights/daily:aroundMe", {"radius": 99}, "radius"),
+    ]:
+        response = api.get(f"/v1/leaderboards/{path}", headers=account.auth, params=params)
+        status, code, message = error_of(response)
+        assert (status, code) == (400, "INVALID_ARGUMENT") and message.startswith(field), message
+    assert api.get("/v1/leaderboards/nights/daily").status_code == 401

@@ -1,0 +1,201 @@
+"""A service's back end for one test: real PostgreSQL, Redis and Kafka, with names of its own.
+
+Each world has a database of its own (migrated like the service's), topics of
+its own (so its consumer groups read only its events, from the start), its
+own consumer groups, and a Redis database index the rest of the suite leaves
+alone. Events are published as the user and sleep services publish them:
+EventEnvelopes keyed by user id. `settled()` waits until the consumers have
+handled everything published so far. Subclasses (tests/feed_world.py,
+tests/leaderboard_world.py) add the service's own parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from confluent_kafka import Producer
+from google.protobuf import duration_pb2, timestamp_pb2
+from redis.asyncio import Redis
+from zentry.events.v1 import sleep_events_pb2 as sev
+from zentry.events.v1 import user_events_pb2 as uev
+
+from services.kit.consumer import ConsumerRunner
+from services.kit.db import Database, migrate
+from services.kit.events import envelope
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+#: Quick retries and rebalances for test consumers.
+RUNNER_OPTIONS = {
+    "first_backoff": 0.05,
+    "max_backoff": 0.3,
+    "extra_config": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+}
+
+
+def ago(minutes: float) -> datetime:
+    return NOW - timedelta(minutes=minutes)
+
+
+def ts(when: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+@dataclass
+class EventWorld:
+    dsn: str
+    redis_url: str
+    bootstrap: str
+    user_topic: str
+    sleep_topic: str
+
+    migrations: Path = Path()
+
+    async def start(self):
+        await asyncio.to_thread(migrate, self.dsn, self.migrations)
+        self.db = Database(self.dsn)
+        self.redis = Redis.from_url(self.redis_url, socket_timeout=1.0, socket_connect_timeout=0.5)
+        self.producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 0})
+        self.published = {self.user_topic: 0, self.sleep_topic: 0}
+        self.assemble()
+        self.start_consumers()
+        return self
+
+    def assemble(self) -> None:
+        """Build the service's parts over self.db and self.redis."""
+        raise NotImplementedError
+
+    def make_runners(self) -> list[tuple[ConsumerRunner, str]]:
+        """Fresh consumer runners, each with the topic it reads."""
+        raise NotImplementedError
+
+    def start_consumers(self) -> None:
+        self.topics_of = self.make_runners()
+        self.runners = [runner for runner, _topic in self.topics_of]
+        self.tasks = [asyncio.create_task(r.run()) for r in self.runners]
+
+    async def stop_consumers(self) -> None:
+        for runner in self.runners:
+            runner.stop()
+        await asyncio.gather(*self.tasks)
+
+    async def close(self) -> None:
+        await self.stop_consumers()
+        await self.redis.aclose()
+        await self.db.dispose()
+
+    # -- publishing, as the user and sleep services do -----------------------------
+
+    def publish(self, payload, subject: str, event=None):
+        """Publish `payload`, or `event` as it is (a redelivery); returns the envelope."""
+        event = event or envelope(payload, subject, "test")
+        topic = (
+            self.sleep_topic
+            if event.event_type.startswith("zentry.events.v1.SleepEntry")
+            else self.user_topic
+        )
+        self.producer.produce(topic, key=subject.encode(), value=event.SerializeToString())
+        assert self.producer.flush(10) == 0, "Kafka did not take the event"
+        self.published[topic] += 1
+        return event
+
+    async def settled(self, timeout: float = 30) -> None:
+        """Wait until the consumers have handled every event published so far."""
+        deadline = time.monotonic() + timeout
+        while True:
+            handled = [r.applied + r.skipped + r.dead_lettered for r in self.runners]
+            wanted = [self.published[topic] for _runner, topic in self.topics_of]
+            if handled == wanted:
+                return
+            for task in self.tasks:
+                if task.done():
+                    task.result()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"consumers handled {handled} of {wanted} events")
+            await asyncio.sleep(0.05)
+
+    def user(self, name: str = "", display_name: str = "", time_zone: str = "UTC") -> str:
+        user_id = str(uuid.uuid4())
+        name = name or f"u{user_id[:8]}"
+        profile = uev.UserProfile(
+            user_id=user_id,
+            username=name,
+            display_name=display_name or name.title(),
+            time_zone=time_zone,
+        )
+        self.publish(uev.UserRegistered(profile=profile), user_id)
+        return user_id
+
+    def follow(self, reader: str, author: str) -> None:
+        self.publish(uev.FollowCreated(follower_id=reader, followee_id=author), reader)
+
+    def unfollow(self, reader: str, author: str) -> None:
+        self.publish(uev.FollowDeleted(follower_id=reader, followee_id=author), reader)
+
+    def celebrity(self, author: str, celebrity: bool) -> None:
+        self.publish(uev.CelebrityStatusChanged(user_id=author, celebrity=celebrity), author)
+
+    def entry(
+        self,
+        author: str,
+        created: datetime,
+        note: str = "",
+        *,
+        hours: float = 7.5,
+        sleep_date: date | None = None,
+        time_zone: str = "UTC",
+    ) -> sev.SleepEntryState:
+        """A night as the sleep service describes it, recorded at `created`, ending 30 min before.
+
+        `sleep_date` is the night's local date (the sleep service's rule); by default
+        the UTC date it ended on.
+        """
+        end = created - timedelta(minutes=30)
+        start = end - timedelta(hours=hours)
+        return sev.SleepEntryState(
+            entry_id=str(uuid.uuid4()),
+            user_id=author,
+            start_time=ts(start),
+            end_time=ts(end),
+            duration=duration_pb2.Duration(seconds=int((end - start).total_seconds())),
+            time_zone=time_zone,
+            sleep_date=(sleep_date or end.date()).isoformat(),
+            quality=4,
+            note=note,
+            revision=1,
+            create_time=ts(created),
+            update_time=ts(created),
+        )
+
+    def post(self, author: str, minutes_ago: float, note: str = "") -> sev.SleepEntryState:
+        state = self.entry(author, ago(minutes_ago), note)
+        self.publish(sev.SleepEntryCreated(entry=state), author)
+        return state
+
+    def update(self, state: sev.SleepEntryState, note: str) -> sev.SleepEntryState:
+        new = sev.SleepEntryState()
+        new.CopyFrom(state)
+        new.note, new.revision = note, state.revision + 1
+        self.publish(
+            sev.SleepEntryUpdated(entry=new, previous=state, changed_fields=["note"]), state.user_id
+        )
+        return new
+
+    def delete(self, state: sev.SleepEntryState) -> None:
+        self.publish(sev.SleepEntryDeleted(entry=state), state.user_id)
+
+
+def redis_url(settings, db: int) -> str:
+    return f"redis://{settings.redis.host}:{settings.redis.port}/{db}"
+
+
+async def flush(url: str) -> None:
+    client = Redis.from_url(url)
+    await client.flushdb()
+    await client.aclose()

@@ -1,0 +1,126 @@
+"""Leaderboards when Redis loses them, goes down, lets them expire, or the log is replayed."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+
+import pytest
+from zentry.events.v1 import sleep_events_pb2 as sev
+
+from services.kit.replay import ReplayRefused
+from services.leaderboard import domain
+from services.leaderboard.boards import board_key, totals_key
+from services.leaderboard.replay import replay
+from tests.event_world import flush
+from tests.leaderboard_world import LeaderboardWorld, open_world, redis_url
+
+MONDAY, THURSDAY = date(2026, 11, 16), date(2026, 11, 19)
+
+
+@pytest.fixture
+async def world(settings, blank_database, new_topic):
+    await flush(redis_url(settings))
+    world = await open_world(settings, blank_database, new_topic)
+    yield world
+    await world.close()
+
+
+async def every_board(world: LeaderboardWorld, user: str) -> dict:
+    """Every metric over every window kind around MONDAY, and all-time: the standings."""
+    out = {}
+    for kind in domain.WINDOWS:
+        for metric in domain.METRICS:
+            _window, standings = await world.board(user, metric, kind, MONDAY.isoformat())
+            out[(kind, metric)] = [(s.user_id, s.rank, s.total_duration.seconds) for s in standings]
+    return out
+
+
+def populate(world: LeaderboardWorld) -> list[str]:
+    users = [world.user(f"u{i}") for i in range(5)]
+    for i, user in enumerate(users):
+        world.night(user, MONDAY, 6 + i)
+        world.night(user, THURSDAY, 9 - i / 2)
+    doomed = world.night(users[0], date(2026, 11, 20), 4)
+    world.publish(sev.SleepEntryDeleted(entry=doomed), users[0])
+    return users
+
+
+async def test_a_flushed_board_is_rebuilt_the_same(world, settings):
+    users = populate(world)
+    await world.settled()
+    before = await every_board(world, users[0])
+    assert before[("weekly", "total-duration")], "the weekly board has people on it"
+
+    await flush(redis_url(settings))
+
+    assert await every_board(world, users[0]) == before
+    assert await world.redis.exists(board_key("nights", domain.window_id("weekly", MONDAY)))
+
+
+async def test_with_redis_down_boards_come_from_postgres_and_redis_is_used_when_back(
+    settings, blank_database, new_topic, own_redis
+):
+    world = await open_world(settings, blank_database, new_topic, own_redis.url)
+    try:
+        users = populate(world)
+        await world.settled()
+        before = await every_board(world, users[0])
+        around = await world.around(users[2], "total-duration", "weekly", 1, day=MONDAY.isoformat())
+
+        own_redis.stop()
+        assert await every_board(world, users[0]) == before
+        down = await world.around(users[2], "total-duration", "weekly", 1, day=MONDAY.isoformat())
+        assert down == around
+
+        own_redis.start()  # back, and empty
+        await asyncio.sleep(1.1)  # the reader tries Redis again a second after a failure
+        assert await every_board(world, users[0]) == before
+        assert await world.redis.exists(totals_key(domain.window_id("daily", MONDAY)))
+    finally:
+        await world.close()
+
+
+async def test_past_windows_expire_after_the_retention_and_all_time_never(world):
+    users = populate(world)
+    await world.settled()
+    await every_board(world, users[0])
+    daily = board_key("total-duration", domain.window_id("daily", MONDAY))
+    retention = world.settings.retention.total_seconds()
+    ttl = await world.redis.ttl(daily)
+    # MONDAY is in the past: kept `retention` after it has ended in every zone, at most.
+    assert 0 < ttl <= retention + 3 * 86400
+    assert await world.redis.ttl(board_key("total-duration", domain.ALL_TIME)) == -1
+    await world.redis.delete(daily)  # as the expiry would
+    _window, standings = await world.board(users[0], "total-duration", "daily", MONDAY.isoformat())
+    assert len(standings) == 5
+
+
+async def test_replay_from_the_topics_ends_with_the_same_boards(world, settings):
+    users = populate(world)
+    world.follow(users[0], users[1])
+    await world.settled()
+    before = await every_board(world, users[0])
+    following = await world.board(users[0], "nights", "all-time", scope="following")
+
+    with pytest.raises(ReplayRefused):
+        await run_replay(world, settings)
+    await world.stop_consumers()
+    report = await run_replay(world, settings)
+
+    assert report.events == sum(world.published.values())
+    assert not await world.redis.exists(totals_key(domain.ALL_TIME))  # wiped; rebuilt when asked
+    assert await every_board(world, users[0]) == before
+    assert await world.board(users[0], "nights", "all-time", scope="following") == following
+
+
+async def run_replay(world: LeaderboardWorld, settings):
+    return await replay(
+        world.settings,
+        dsn=world.dsn,
+        redis_url=world.redis_url,
+        bootstrap=settings.kafka.bootstrap_servers,
+        user_topic=world.user_topic,
+        sleep_topic=world.sleep_topic,
+        groups=world.groups,
+    )
