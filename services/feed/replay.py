@@ -10,7 +10,6 @@ tables, exactly as after a Redis flush.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from redis.asyncio import Redis
@@ -21,7 +20,7 @@ from services.feed.config import FeedSettings
 from services.feed.projector import ENTRIES_GROUP, GRAPH_GROUP
 from services.kit import replay as kit_replay
 from services.kit.consumer import ConsumerRunner
-from services.kit.db import Database, migrate
+from services.kit.db import Database
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 from services.kit.replay import ReplayRefused, ReplayReport
 
@@ -39,9 +38,7 @@ async def replay(
     groups: tuple[str, str] = (GRAPH_GROUP, ENTRIES_GROUP),
     progress=lambda _line: None,
 ) -> ReplayReport:
-    await asyncio.to_thread(migrate, dsn, app.MIGRATIONS)
-    db, redis = Database(dsn), app.redis_client(redis_url)
-    try:
+    async with kit_replay.stores(dsn, redis_url, app.MIGRATIONS) as (db, redis):
         _timelines, projector, _reader = app.parts(settings, db, redis)
         return await kit_replay.replay(
             bootstrap,
@@ -53,9 +50,6 @@ async def replay(
             ],
             progress=progress,
         )
-    finally:
-        await redis.aclose()
-        await db.dispose()
 
 
 async def _wipe(db: Database, redis: Redis, groups) -> None:
@@ -70,21 +64,11 @@ async def _wipe(db: Database, redis: Redis, groups) -> None:
 
 
 def main() -> int:
-    def run(settings: FeedSettings, progress):
-        service = settings.service
-        return replay(
-            settings,
-            dsn=service.postgres_dsn,
-            redis_url=service.redis_url,
-            bootstrap=service.kafka_bootstrap,
-            progress=progress,
-        )
-
     return kit_replay.main(
         "python -m services.feed.replay",
         __doc__,
         FeedSettings.load,
-        run,
+        replay,
         "timelines are rebuilt on each reader's next read",
     )
 

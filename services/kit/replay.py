@@ -19,8 +19,10 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -28,6 +30,7 @@ from confluent_kafka.admin import AdminClient
 from redis.asyncio import Redis
 
 from services.kit.consumer import ConsumerRunner
+from services.kit.db import Database, migrate
 from services.kit.settings import ConfigError
 
 S = TypeVar("S")
@@ -87,14 +90,28 @@ async def unlink_matching(redis: Redis, pattern: str) -> None:
         await redis.unlink(*batch)
 
 
+@asynccontextmanager
+async def stores(
+    dsn: str, redis_url: str, migrations: Path
+) -> AsyncIterator[tuple[Database, Redis]]:
+    """The service's database (migrated) and Redis for the length of a replay."""
+    await asyncio.to_thread(migrate, dsn, migrations)
+    db, redis = Database(dsn), Redis.from_url(redis_url)
+    try:
+        yield db, redis
+    finally:
+        await redis.aclose()
+        await db.dispose()
+
+
 def main(
-    prog: str,
-    doc: str,
-    load_settings: Callable[[], S],
-    run: Callable[[S, Callable[[str], None]], Awaitable[ReplayReport]],
-    afterwards: str,
+    prog: str, doc: str, load_settings: Callable[[], S], service_replay, afterwards: str
 ) -> int:
-    """A service's replay command: settings, the replay, a report; exit 1 when refused."""
+    """A service's replay command: settings, the replay, a report; exit 1 when refused.
+
+    `service_replay(settings, dsn=, redis_url=, bootstrap=, progress=)` is the
+    service's own `replay` function.
+    """
     argparse.ArgumentParser(
         prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     ).parse_args()
@@ -103,8 +120,17 @@ def main(
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    service = settings.service
     try:
-        report = asyncio.run(run(settings, lambda line: print(f"replay: {line}", flush=True)))
+        report = asyncio.run(
+            service_replay(
+                settings,
+                dsn=service.postgres_dsn,
+                redis_url=service.redis_url,
+                bootstrap=service.kafka_bootstrap,
+                progress=lambda line: print(f"replay: {line}", flush=True),
+            )
+        )
     except ReplayRefused as error:
         print(f"replay refused: {error}", file=sys.stderr)
         return 1

@@ -9,14 +9,13 @@ on their next query.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from redis.asyncio import Redis
 from sqlalchemy import text
 
 from services.kit import replay as kit_replay
-from services.kit.db import Database, migrate
+from services.kit.db import Database
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 from services.kit.replay import ReplayReport
 from services.leaderboard import app
@@ -35,9 +34,7 @@ async def replay(
     groups: tuple[str, str] = (SCORES_GROUP, DIRECTORY_GROUP),
     progress=lambda _line: None,
 ) -> ReplayReport:
-    await asyncio.to_thread(migrate, dsn, app.MIGRATIONS)
-    db, redis = Database(dsn), app.redis_client(redis_url)
-    try:
+    async with kit_replay.stores(dsn, redis_url, app.MIGRATIONS) as (db, redis):
         _boards, projector, _reader = app.parts(settings, db, redis)
         return await kit_replay.replay(
             bootstrap,
@@ -54,9 +51,6 @@ async def replay(
             ),
             progress=progress,
         )
-    finally:
-        await redis.aclose()
-        await db.dispose()
 
 
 async def _wipe(db: Database, redis: Redis, groups) -> None:
@@ -70,21 +64,11 @@ async def _wipe(db: Database, redis: Redis, groups) -> None:
 
 
 def main() -> int:
-    def run(settings: LeaderboardSettings, progress):
-        service = settings.service
-        return replay(
-            settings,
-            dsn=service.postgres_dsn,
-            redis_url=service.redis_url,
-            bootstrap=service.kafka_bootstrap,
-            progress=progress,
-        )
-
     return kit_replay.main(
         "python -m services.leaderboard.replay",
         __doc__,
         LeaderboardSettings.load,
-        run,
+        replay,
         "boards are written to Redis again when next asked for",
     )
 
