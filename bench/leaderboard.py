@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from google.protobuf import duration_pb2
 from psycopg import sql
@@ -136,8 +137,6 @@ async def _ingestion(settings: Settings, scale: Scale) -> dict:
 
 def _publish_nights(bootstrap: str, topic: str, scale: Scale) -> None:
     """Created nights for `users` users over the last 60 days, keyed by user."""
-    from confluent_kafka import Producer
-
     rng = random.Random(11)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000})
     users = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(scale.users)]

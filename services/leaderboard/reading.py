@@ -187,8 +187,7 @@ class LeaderboardReader:
 
     async def _own_row(self, caller: Caller, query: Query) -> Row:
         async with self._db.transaction() as session:
-            scores = await store.window_scores(session, query.window.id)
-        mine = next((s for s in scores if s.user_id == caller.user_id), None)
+            mine = await store.user_score(session, query.window.id, caller.user_id)
         totals = Totals(mine.seconds, mine.nights) if mine else Totals(0, 0)
         return Row(caller.user_id, 0, totals)
 

@@ -147,6 +147,19 @@ async def window_scores(session: AsyncSession, window_id: str) -> list[Score]:
     return [Score(window_id, str(u), s, n, t) for u, s, n, t in rows]
 
 
+async def user_score(session: AsyncSession, window_id: str, user_id: str) -> Score | None:
+    row = (
+        await session.execute(
+            text(
+                "SELECT seconds, nights, reached_at FROM scores "
+                "WHERE window_id = :w AND user_id = :u"
+            ),
+            {"w": window_id, "u": user_id},
+        )
+    ).first()
+    return Score(window_id, user_id, *row) if row else None
+
+
 async def save_user(session: AsyncSession, row: UserRow) -> None:
     values = row.__dict__
     await session.execute(
