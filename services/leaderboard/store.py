@@ -1,9 +1,9 @@
 """The leaderboards' durable state in PostgreSQL: the ledger of score changes, and scores.
 
-`score_changes` has one row per (change, window) a sleep event made, keyed by
-what happened to the entry (projector.changes_of): a redelivered or replayed
-event inserts nothing, and only what was inserted moves `scores`, in the same
-statement. So the database, not
+`score_changes` has one row per change a sleep event made, keyed by what
+happened to the entry (projector.changes_of): a redelivered or replayed event
+inserts nothing, and only the deltas of what was inserted move `scores`, in
+the same statement. So the database, not
 luck, makes each event count once, and a whole batch is one round trip.
 `scores` holds each user's sums per window and when they last changed (the
 tie-break); the Redis boards are a cache of it.
@@ -89,19 +89,26 @@ async def lock_windows(session: AsyncSession, windows: Iterable[str], *, shared:
 _APPLY = text(
     """
     WITH new AS (
-        INSERT INTO score_changes (change_id, window_id, user_id, seconds, nights, occurred_at)
+        INSERT INTO score_changes (change_id, user_id, occurred_at)
+        SELECT DISTINCT ON (change_id) change_id, CAST(user_id AS uuid), occurred_at
+        FROM unnest(string_to_array(:change_ids, ','), string_to_array(:user_ids, ','),
+                    CAST(string_to_array(:occurred, ',') AS timestamptz[]))
+             AS c (change_id, user_id, occurred_at)
+        ON CONFLICT DO NOTHING
+        RETURNING change_id
+    ), deltas AS (
         SELECT * FROM unnest(
-            string_to_array(:change_ids, ','), string_to_array(:window_ids, ','),
-            CAST(string_to_array(:user_ids, ',') AS uuid[]),
+            string_to_array(:delta_changes, ','), string_to_array(:window_ids, ','),
+            CAST(string_to_array(:delta_users, ',') AS uuid[]),
             CAST(string_to_array(:seconds, ',') AS bigint[]),
             CAST(string_to_array(:nights, ',') AS integer[]),
-            CAST(string_to_array(:occurred, ',') AS timestamptz[]))
-        ON CONFLICT DO NOTHING
-        RETURNING window_id, user_id, seconds, nights, occurred_at
+            CAST(string_to_array(:delta_times, ',') AS timestamptz[]))
+            AS d (change_id, window_id, user_id, seconds, nights, occurred_at)
     ), summed AS (
-        SELECT window_id, user_id, sum(seconds) AS seconds, sum(nights) AS nights,
-               max(occurred_at) AS reached_at
-        FROM new GROUP BY window_id, user_id
+        SELECT d.window_id, d.user_id, sum(d.seconds) AS seconds, sum(d.nights) AS nights,
+               max(d.occurred_at) AS reached_at
+        FROM deltas d JOIN new USING (change_id)
+        GROUP BY d.window_id, d.user_id
     )
     INSERT INTO scores AS s (window_id, user_id, seconds, nights, reached_at)
     SELECT window_id, user_id, seconds, nights, reached_at FROM summed
@@ -115,22 +122,28 @@ _APPLY = text(
 
 
 async def apply(session: AsyncSession, changes: list[Change]) -> list[Score]:
-    """Record the changes not seen before and add them to the scores; the scores changed.
+    """Record the changes not seen before and add their deltas to the scores; the scores changed.
 
-    Each column travels as one comma-joined string (no value contains a comma):
-    quoting thousands of array elements one by one cost more than the statement.
+    The ledger has one row per change; its deltas (one per window) only travel
+    with the statement. Each column is one comma-joined string (no value holds
+    a comma): quoting thousands of array elements one by one cost more than
+    the statement itself.
     """
     if not changes:
         return []
+    times = [c.occurred_at.isoformat() for c in changes]
     rows = await session.execute(
         _APPLY,
         {
             "change_ids": ",".join(c.change_id for c in changes),
-            "window_ids": ",".join(c.window_id for c in changes),
             "user_ids": ",".join(c.user_id for c in changes),
+            "occurred": ",".join(times),
+            "delta_changes": ",".join(c.change_id for c in changes),
+            "window_ids": ",".join(c.window_id for c in changes),
+            "delta_users": ",".join(c.user_id for c in changes),
             "seconds": ",".join(str(c.seconds) for c in changes),
             "nights": ",".join(str(c.nights) for c in changes),
-            "occurred": ",".join(c.occurred_at.isoformat() for c in changes),
+            "delta_times": ",".join(times),
         },
     )
     return [Score(w, str(u), s, n, t) for w, u, s, n, t in rows]

@@ -22,10 +22,7 @@ def upgrade() -> None:
         "score_changes",
         # "<entry id>/<event type>/<revision>": what happened, whichever event said so.
         sa.Column("change_id", sa.Text, primary_key=True),
-        sa.Column("window_id", sa.Text, primary_key=True),
         sa.Column("user_id", uuid, nullable=False),
-        sa.Column("seconds", sa.BigInteger, nullable=False),
-        sa.Column("nights", sa.Integer, nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_table(
