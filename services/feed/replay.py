@@ -1,7 +1,7 @@
 """`python -m services.feed.replay` (make replay-feed): rebuild the feed from Kafka's first event.
 
 The kit's replay (services/kit/replay.py) refuses while a feed consumer runs,
-empties the read models with `_wipe` below, and runs the feed's consumer
+empties the read models (`kit_replay.empty`), and runs the feed's consumer
 groups from the beginning of zentry.user.events and zentry.sleep.events.
 The wipe keeps when readers were last active, since no event records it.
 Timelines are built again on each reader's next read, from the rebuilt
@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import sys
 
-from redis.asyncio import Redis
-from sqlalchemy import text
-
-from services.feed import app, store
+from services.feed import app
 from services.feed.config import FeedSettings
 from services.feed.projector import ENTRIES_GROUP, GRAPH_GROUP
 from services.kit import replay as kit_replay
 from services.kit.consumer import ConsumerRunner
-from services.kit.db import Database
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 from services.kit.replay import ReplayRefused, ReplayReport
 
@@ -43,24 +39,15 @@ async def replay(
         return await kit_replay.replay(
             bootstrap,
             {groups[0]: user_topic, groups[1]: sleep_topic},
-            wipe=lambda: _wipe(db, redis, groups),
+            wipe=lambda: kit_replay.empty(
+                db, redis, ["authors", "follows", "entries"], "feed:*", groups
+            ),
             runners=lambda: [
                 ConsumerRunner(db, bootstrap, s)
                 for s in projector.subscriptions(user_topic, sleep_topic, groups)
             ],
             progress=progress,
         )
-
-
-async def _wipe(db: Database, redis: Redis, groups) -> None:
-    async with db.transaction() as session:
-        tables = ", ".join(t.name for t in (store.authors, store.follows, store.entries))
-        await session.execute(text(f"TRUNCATE {tables}"))
-        await session.execute(
-            text("DELETE FROM processed_events WHERE consumer = ANY(:groups)"),
-            {"groups": list(groups)},
-        )
-    await kit_replay.unlink_matching(redis, "feed:*")
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ from typing import TypeVar
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from redis.asyncio import Redis
+from sqlalchemy import text
 
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database, migrate
@@ -76,6 +77,18 @@ async def replay(
             runner.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
     return ReplayReport(_handled(running), time.monotonic() - started)
+
+
+async def empty(db: Database, redis: Redis, tables: list[str], key_pattern: str, groups=()) -> None:
+    """Truncate `tables`, forget what `groups` processed, and delete the keys matching."""
+    async with db.transaction() as session:
+        await session.execute(text(f"TRUNCATE {', '.join(tables)}"))
+        if groups:
+            await session.execute(
+                text("DELETE FROM processed_events WHERE consumer = ANY(:groups)"),
+                {"groups": list(groups)},
+            )
+    await unlink_matching(redis, key_pattern)
 
 
 async def unlink_matching(redis: Redis, pattern: str) -> None:

@@ -2,7 +2,7 @@
 
 The kit's replay (services/kit/replay.py) refuses while a leaderboard consumer
 runs, empties the ledger, the scores, the directory and every board with
-`_wipe` below, and runs both consumer groups from the beginning of
+`kit_replay.empty`, and runs both consumer groups from the beginning of
 zentry.sleep.events and zentry.user.events. Boards are written to Redis again
 on their next query.
 """
@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from redis.asyncio import Redis
-from sqlalchemy import text
-
 from services.kit import replay as kit_replay
-from services.kit.db import Database
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 from services.kit.replay import ReplayReport
 from services.leaderboard import app
@@ -39,7 +35,9 @@ async def replay(
         return await kit_replay.replay(
             bootstrap,
             {groups[0]: sleep_topic, groups[1]: user_topic},
-            wipe=lambda: _wipe(db, redis, groups),
+            wipe=lambda: kit_replay.empty(
+                db, redis, ["score_changes", "scores", "users", "follows"], "lb:*"
+            ),
             runners=lambda: app.consumers(
                 settings,
                 db,
@@ -51,16 +49,6 @@ async def replay(
             ),
             progress=progress,
         )
-
-
-async def _wipe(db: Database, redis: Redis, groups) -> None:
-    async with db.transaction() as session:
-        await session.execute(text("TRUNCATE score_changes, scores, users, follows"))
-        await session.execute(
-            text("DELETE FROM processed_events WHERE consumer = ANY(:groups)"),
-            {"groups": list(groups)},
-        )
-    await kit_replay.unlink_matching(redis, "lb:*")
 
 
 def main() -> int:

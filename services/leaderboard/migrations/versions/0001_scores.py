@@ -1,4 +1,4 @@
-"""Score changes (the ledger), scores per window, the user directory, follows, processed events.
+"""Score changes (the ledger), scores per window, the user directory and follows.
 
 Revision ID: 0001
 Revises:
@@ -16,7 +16,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-    now = sa.text("now()")
     uuid = postgresql.UUID(as_uuid=False)
     op.create_table(
         "score_changes",
@@ -44,10 +43,4 @@ def upgrade() -> None:
         "follows",
         sa.Column("follower_id", uuid, primary_key=True),
         sa.Column("followee_id", uuid, primary_key=True),
-    )
-    op.create_table(
-        "processed_events",
-        sa.Column("consumer", sa.Text, primary_key=True),
-        sa.Column("event_id", sa.Text, primary_key=True),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=now),
     )
