@@ -35,7 +35,6 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    text,
     tuple_,
     update,
 )
@@ -44,6 +43,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.feed.domain import Key
+from services.kit.db import lock_keys
 
 metadata = MetaData()
 _uuid = UUID(as_uuid=False)
@@ -89,25 +89,15 @@ _AUTHOR_LOCKS, _READER_LOCKS = 1, 2
 
 
 async def lock_author(session: AsyncSession, author_id: str, *, shared: bool = False) -> None:
-    await lock_authors(session, [author_id], shared=shared)
+    await lock_keys(session, _AUTHOR_LOCKS, [author_id], shared=shared)
 
 
 async def lock_authors(session: AsyncSession, author_ids: Iterable[str], *, shared: bool) -> None:
-    """In sorted order, so two transactions locking several authors cannot deadlock."""
-    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    ids = sorted(set(author_ids))
-    if ids:
-        await session.execute(
-            text(f"SELECT {fn}(:space, hashtext(a)) FROM unnest(CAST(:ids AS text[])) AS a"),
-            {"space": _AUTHOR_LOCKS, "ids": ids},
-        )
+    await lock_keys(session, _AUTHOR_LOCKS, author_ids, shared=shared)
 
 
 async def lock_reader(session: AsyncSession, reader_id: str) -> None:
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(:space, hashtext(:id))"),
-        {"space": _READER_LOCKS, "id": reader_id},
-    )
+    await lock_keys(session, _READER_LOCKS, [reader_id])
 
 
 @dataclass(frozen=True)

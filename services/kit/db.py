@@ -8,7 +8,7 @@ a PostgreSQL advisory lock keeps instances starting together from racing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -34,6 +34,23 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def lock_keys(
+    session: AsyncSession, space: int, keys: Iterable[str], *, shared: bool = False
+) -> None:
+    """Transaction-scoped advisory locks on `keys` (strings) within `space`.
+
+    Taken in sorted order, so two transactions locking several keys cannot
+    deadlock; released at commit or rollback.
+    """
+    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    ids = sorted(set(keys))
+    if ids:
+        await session.execute(
+            text(f"SELECT {fn}(:space, hashtext(k)) FROM unnest(CAST(:ids AS text[])) AS k"),
+            {"space": space, "ids": ids},
+        )
 
 
 def migrate(dsn: str, migrations_dir: Path, revision: str = "head") -> None:

@@ -24,6 +24,8 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.kit.db import lock_keys
+
 metadata = MetaData()
 _uuid = UUID(as_uuid=False)
 
@@ -76,14 +78,7 @@ class UserRow:
 
 
 async def lock_windows(session: AsyncSession, windows: Iterable[str], *, shared: bool) -> None:
-    """In sorted order, so two transactions locking several windows cannot deadlock."""
-    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    ids = sorted(set(windows))
-    if ids:
-        await session.execute(
-            text(f"SELECT {fn}(:space, hashtext(w)) FROM unnest(CAST(:ids AS text[])) AS w"),
-            {"space": _WINDOW_LOCKS, "ids": ids},
-        )
+    await lock_keys(session, _WINDOW_LOCKS, windows, shared=shared)
 
 
 _APPLY = text(

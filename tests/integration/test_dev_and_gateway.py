@@ -16,13 +16,14 @@ import pytest
 from infra import install
 from infra.config import EnvoySettings
 from infra.errors import InfraError
+from infra.mesh import SERVICES
 from infra.servers.envoy import Envoy
 from tests.support import eventually, free_port
 
 
 def test_dev_serves_the_api_and_ctrl_c_stops_what_it_started(settings):
     # Free ports, so it runs beside a developer's own make dev.
-    env = {**os.environ, "ZENTRY_USER_PORT": "0", "ZENTRY_SLEEP_PORT": "0"}
+    env = {**os.environ, **{f"ZENTRY_{name.upper()}_PORT": "0" for name in SERVICES}}
     dev = subprocess.Popen(
         [sys.executable, "-m", "infra", "dev"],
         cwd=settings.repo_dir,
