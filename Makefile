@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PROTO_SOURCES := $(shell find protos -name '*.proto')
 
 .PHONY: help setup tools protos dev test test-unit test-integration test-e2e lint lock migrate \
-        k8s-validate replay-feed replay-leaderboard bench infra-up infra-down infra-status infra-reset
+        k8s-validate replay-feed replay-leaderboard replay-analytics bench infra-up infra-down infra-status infra-reset
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ replay-feed: infra-up ## rebuild the feed's read models from Kafka's first event
 
 replay-leaderboard: infra-up ## rebuild the leaderboards from Kafka's first event (stop the leaderboard consumers first)
 	@$(INFRA) replay-leaderboard
+
+replay-analytics: infra-up ## rebuild the sleep statistics from Kafka's first event (stop the analytics consumers first)
+	@$(INFRA) replay-analytics
 
 migrate: infra-up ## apply every service's database migrations (services also do it at start)
 	@$(PY) -m services.kit.migrate

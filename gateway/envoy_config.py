@@ -27,6 +27,9 @@ HEALTH_PATH = "/healthz"
 NO_UPSTREAM = "no_upstream"  # a cluster without endpoints, for routes never forwarded
 JWT_PROVIDER = "zentry"
 PER_TRY_TIMEOUT = "5s"
+#: Request headers the gateway sets for the services (services.analytics.server reads them).
+CLIENT_ADDRESS_HEADER = "x-zentry-client-address"
+CLIENT_USER_AGENT_HEADER = "x-zentry-user-agent"
 
 #: HTTP status of a local reply → the gRPC code it stands for (number, name).
 LOCAL_REPLY_CODES = {
@@ -304,6 +307,14 @@ def _routes(settings: GatewaySettings, services: list[ApiService]) -> dict:
                 "domains": ["*"],
                 "routes": routes,
                 "typed_per_filter_config": {"envoy.filters.http.cors": cors},
+                # Who the client is, for product analytics (its visitor hash and bot
+                # filter): set here from the connection, so a client cannot forge them.
+                "request_headers_to_add": [
+                    _header(
+                        CLIENT_ADDRESS_HEADER, "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%", True
+                    ),
+                    _header(CLIENT_USER_AGENT_HEADER, "%REQ(user-agent)%", True),
+                ],
             }
         ],
     }
@@ -330,20 +341,25 @@ def _retry_policy(idempotent: bool) -> dict:
 
 
 def _jwt(settings: GatewaySettings, services: list[ApiService]) -> dict:
-    """Public methods (REST and native gRPC paths) need no token; everything else does."""
+    """Public methods (REST and native gRPC paths) need no token, but one that is sent must
+    be valid (as in each service's auth interceptor); everything else needs a token."""
+    optional = {
+        "requires_any": {"requirements": [{"provider_name": JWT_PROVIDER}, {"allow_missing": {}}]}
+    }
     rules = []
     for service in services:
         for method in service.methods:
             if not method.public:
                 continue
-            rules.append({"match": {"path": method.grpc_path}})
+            rules.append({"match": {"path": method.grpc_path}, "requires": optional})
             for http in method.http:
                 rules.append(
                     {
                         "match": {
                             "safe_regex": {"regex": http.path_regex()},
                             "headers": [{"name": ":method", "string_match": {"exact": http.verb}}],
-                        }
+                        },
+                        "requires": optional,
                     }
                 )
     rules.append({"match": {"prefix": "/"}, "requires": {"provider_name": JWT_PROVIDER}})
@@ -469,5 +485,8 @@ def _address(host: str, port: int) -> dict:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def _header(key: str, value: str) -> dict:
-    return {"header": {"key": key, "value": value}}
+def _header(key: str, value: str, overwrite: bool = False) -> dict:
+    header = {"header": {"key": key, "value": value}}
+    if overwrite:
+        header["append_action"] = "OVERWRITE_IF_EXISTS_OR_ADD"
+    return header

@@ -2,7 +2,8 @@
 
 `python -m infra dev` runs the whole mesh in the foreground (what `make dev` does);
 `python -m infra k8s` renders and validates the Kubernetes manifests (`make k8s-validate`);
-`python -m infra replay-feed` and `replay-leaderboard` rebuild those read models from Kafka.
+`python -m infra replay-feed`, `replay-leaderboard` and `replay-analytics` rebuild those read
+models from Kafka.
 
 Exit codes: 0 done, 1 a failure explained in one line on stderr, 3 (status
 only) some server is not answering.
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("reset", help="stop our servers and delete .run/ (all local data)")
     commands.add_parser("dev", help="servers, every service and the gateway, until Ctrl-C")
     commands.add_parser("k8s", help="render every k8s/ overlay and validate it offline")
-    for name in ("feed", "leaderboard"):
+    for name in ("feed", "leaderboard", "analytics"):
         commands.add_parser(
             f"replay-{name}",
             help=f"rebuild the {name}'s read models from Kafka (consumers stopped)",

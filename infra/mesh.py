@@ -25,7 +25,7 @@ from infra.errors import InfraError
 from infra.processes import wait_until
 
 #: Every service that exists (`python -m services.<name>`), in start order.
-SERVICES = ("user", "sleep", "feed", "leaderboard")
+SERVICES = ("user", "sleep", "feed", "leaderboard", "analytics")
 
 
 @dataclass

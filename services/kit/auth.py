@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jwt
@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from google.protobuf.descriptor import ServiceDescriptor
 from zentry.api.v1 import access_pb2
 
-from services.kit.errors import Unauthenticated
+from services.kit.errors import PermissionDenied, Unauthenticated
 from services.kit.interceptors import INFRASTRUCTURE_PREFIXES, Around, metadata_value
 
 ALGORITHM = "RS256"
@@ -36,17 +36,32 @@ class Caller:
     user_id: str
     username: str
     authorization: str = field(default="", repr=False, compare=False)
+    #: Granted by an operator (e.g. "admin"), from the token's `roles` claim.
+    roles: frozenset[str] = frozenset()
+
+    def require_role(self, role: str) -> None:
+        """PermissionDenied unless the token carries `role`."""
+        if role not in self.roles:
+            raise PermissionDenied(
+                f"This call needs the {role!r} role; "
+                "ask an operator to grant it, then log in again."
+            )
 
 
 _caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("caller", default=None)
 
 
 def current_caller() -> Caller:
-    """The caller of the RPC being served; raises Unauthenticated on a public RPC."""
+    """The caller of the RPC being served; raises Unauthenticated if nobody signed in."""
     caller = _caller.get()
     if caller is None:
         raise Unauthenticated("This call needs a signed-in user.")
     return caller
+
+
+def optional_caller() -> Caller | None:
+    """On a public RPC: the signed-in caller if the call carried a token, else None."""
+    return _caller.get()
 
 
 def public_methods(*services: ServiceDescriptor) -> frozenset[str]:
@@ -73,7 +88,7 @@ class TokenVerifier:
         self._key = load_pem_public_key(public_key_pem)  # parsed once, not per call
         self._issuer = issuer
         self._audience = audience
-        self._verified: dict[str, tuple[float, str, str]] = {}
+        self._verified: dict[str, tuple[float, Caller]] = {}
 
     @classmethod
     def from_file(cls, path: Path, issuer: str, audience: str) -> TokenVerifier:
@@ -89,7 +104,7 @@ class TokenVerifier:
             raise Unauthenticated("Malformed Authorization header: expected 'Bearer <token>'.")
         known = self._verified.get(token)
         if known is not None and time.time() < known[0] + LEEWAY_SECONDS:
-            return Caller(user_id=known[1], username=known[2], authorization=authorization)
+            return replace(known[1], authorization=authorization)
         try:
             claims = jwt.decode(
                 token,
@@ -104,28 +119,39 @@ class TokenVerifier:
             raise Unauthenticated("The token has expired; log in again.") from None
         except jwt.PyJWTError:
             raise Unauthenticated("The token is not valid; log in again.") from None
-        if len(self._verified) >= self.CACHE_SIZE:
-            self._verified.clear()
-        self._verified[token] = (float(claims["exp"]), claims["sub"], claims.get("username", ""))
-        return Caller(
+        roles = claims.get("roles", [])
+        caller = Caller(
             user_id=claims["sub"],
             username=claims.get("username", ""),
             authorization=authorization,
+            roles=frozenset(roles if isinstance(roles, list) else ()),
         )
+        if len(self._verified) >= self.CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (float(claims["exp"]), caller)
+        return caller
 
 
 class AuthInterceptor(Around):
-    """Every RPC but the public ones and health/reflection needs a valid bearer token."""
+    """Every RPC but the public ones and health/reflection needs a valid bearer token.
+
+    A public RPC needs none, but a token it is sent must be valid: it says who
+    the caller is (optional_caller), and a stale one is a 401 the client can
+    act on rather than a call silently made as nobody. The gateway does the same.
+    """
 
     def __init__(self, verifier: TokenVerifier, public: frozenset[str]):
         self._verifier = verifier
         self._public = public
 
     def applies_to(self, method: str) -> bool:
-        return method not in self._public and not method.startswith(INFRASTRUCTURE_PREFIXES)
+        return not method.startswith(INFRASTRUCTURE_PREFIXES)
 
     async def around(self, call, request, context, method):
-        caller = self._verifier.verify(metadata_value(context, "authorization"))
+        authorization = metadata_value(context, "authorization")
+        if method in self._public and not authorization:
+            return await call(request, context)
+        caller = self._verifier.verify(authorization)
         token = _caller.set(caller)
         try:
             return await call(request, context)

@@ -11,6 +11,7 @@ from zentry.events.v1 import envelope_pb2
 
 USER_EVENTS = "zentry.user.events"
 SLEEP_EVENTS = "zentry.sleep.events"
+CLIENT_EVENTS = "zentry.analytics.client-events"
 
 
 def envelope(

@@ -79,8 +79,10 @@ async def replay(
     return ReplayReport(_handled(running), time.monotonic() - started)
 
 
-async def empty(db: Database, redis: Redis, tables: list[str], key_pattern: str, groups=()) -> None:
-    """Truncate `tables`, forget what `groups` processed, and delete the keys matching."""
+async def empty(
+    db: Database, redis: Redis, tables: list[str], key_pattern: str | None, groups=()
+) -> None:
+    """Truncate `tables`, forget what `groups` processed, and delete the keys matching (if any)."""
     async with db.transaction() as session:
         await session.execute(text(f"TRUNCATE {', '.join(tables)}"))
         if groups:
@@ -88,7 +90,8 @@ async def empty(db: Database, redis: Redis, tables: list[str], key_pattern: str,
                 text("DELETE FROM processed_events WHERE consumer = ANY(:groups)"),
                 {"groups": list(groups)},
             )
-    await unlink_matching(redis, key_pattern)
+    if key_pattern:
+        await unlink_matching(redis, key_pattern)
 
 
 async def unlink_matching(redis: Redis, pattern: str) -> None:

@@ -23,3 +23,11 @@ def zone(name: str, field: str = "time_zone") -> ZoneInfo:
         raise InvalidArgument.field(
             field, f"{name!r} is not an IANA time zone name such as 'Europe/Paris'"
         ) from None
+
+
+def zone_or_utc(name: str) -> ZoneInfo:
+    """For names already stored (a profile, an event): UTC rather than fail on a bad one."""
+    try:
+        return zone(name)
+    except InvalidArgument:
+        return _load("UTC")

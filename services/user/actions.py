@@ -110,7 +110,7 @@ class UserActions:
             await self._guard.failed(account)
             raise Unauthenticated(WRONG_CREDENTIALS)
         await self._guard.succeeded(account)
-        token, expires = self._issuer.issue(user.id, user.username)
+        token, expires = self._issuer.issue(user.id, user.username, user.roles)
         return NewSession(token, expires, user)
 
     def _password_matches(self, user: UserRow | None, password: str) -> bool:

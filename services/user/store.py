@@ -30,7 +30,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,6 +55,8 @@ users = Table(
     Column("celebrity", Boolean, nullable=False, server_default="false"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Granted by an operator (python -m services.user.roles), carried in the access token.
+    Column("roles", ARRAY(Text), nullable=False, server_default="{}"),
 )
 
 follows = Table(
@@ -83,6 +85,7 @@ class UserRow:
     celebrity: bool
     created_at: datetime
     updated_at: datetime
+    roles: list[str]
 
 
 _USER_COLUMNS = [users.c[name] for name in UserRow.__dataclass_fields__]
@@ -260,3 +263,19 @@ async def list_follows(
         query = query.where(tuple_(follows.c.created_at, other) < cursor)
     rows = (await session.execute(query)).all()
     return [(UserRow(*row[:-1]), row[-1]) for row in rows]
+
+
+async def change_role(session: AsyncSession, username_key: str, role: str, held: bool) -> bool:
+    """Grant (held) or revoke `role`; False if there is no such user."""
+    roles = (
+        func.array_append(func.array_remove(users.c.roles, role), role)
+        if held
+        else func.array_remove(users.c.roles, role)
+    )
+    row = await session.execute(
+        update(users)
+        .where(users.c.username_key == username_key)
+        .values(roles=roles)
+        .returning(users.c.id)
+    )
+    return row.first() is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,9 +36,13 @@ class TokenIssuer:
         self._jwks = {"keys": [{**public_jwk, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}]}
 
     def issue(
-        self, user_id: str, username: str, now: datetime | None = None
+        self,
+        user_id: str,
+        username: str,
+        roles: Iterable[str] = (),
+        now: datetime | None = None,
     ) -> tuple[str, datetime]:
-        """A signed token for the user and the moment it expires."""
+        """A signed token for the user (and their roles) and the moment it expires."""
         now = now or datetime.now(UTC)
         expires = now + self._ttl
         claims = {
@@ -45,6 +50,7 @@ class TokenIssuer:
             "aud": self._audience,
             "sub": user_id,
             "username": username,
+            "roles": sorted(roles),
             "iat": int(now.timestamp()),
             "exp": int(expires.timestamp()),
         }

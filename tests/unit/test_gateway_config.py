@@ -86,12 +86,16 @@ def test_only_public_methods_skip_the_token(settings, services):
     jwt = next(f for f in manager["http_filters"] if f["name"].endswith("jwt_authn"))[
         "typed_config"
     ]
-    open_rules = [r["match"] for r in jwt["rules"] if "requires" not in r]
+    optional = {
+        "requires_any": {"requirements": [{"provider_name": "zentry"}, {"allow_missing": {}}]}
+    }
+    open_rules = [r["match"] for r in jwt["rules"] if r["requires"] == optional]
     open_paths = {m.get("path") for m in open_rules} - {None}
     assert open_paths == {
         "/zentry.user.v1.UserService/CreateUser",
         "/zentry.user.v1.UserService/CreateSession",
         "/zentry.user.v1.UserService/GetJwks",
+        "/zentry.analytics.v1.ProductAnalyticsService/TrackEvents",
     }
     rest = {
         (m["headers"][0]["string_match"]["exact"], m["safe_regex"]["regex"])
@@ -102,7 +106,9 @@ def test_only_public_methods_skip_the_token(settings, services):
         ("POST", "/v1/users"),
         ("POST", "/v1/sessions"),
         ("GET", re.escape("/.well-known/jwks.json")),
+        ("POST", re.escape("/v1/analytics/events:batchCreate")),
     }
+    assert all("requires" in r for r in jwt["rules"]), "no rule skips a sent token's check"
     assert jwt["rules"][-1] == {"match": {"prefix": "/"}, "requires": {"provider_name": "zentry"}}
     provider = jwt["providers"]["zentry"]
     assert provider["clock_skew_seconds"] == 5 and provider["forward"] is True

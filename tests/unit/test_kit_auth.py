@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from zentry.user.v1 import user_service_pb2
 
-from services.kit.auth import TokenVerifier, public_methods
-from services.kit.errors import Unauthenticated
+from services.kit.auth import AuthInterceptor, TokenVerifier, optional_caller, public_methods
+from services.kit.errors import PermissionDenied, Unauthenticated
 from services.user.tokens import TokenIssuer, ensure_keypair
 
 
@@ -97,3 +97,44 @@ def test_public_methods_come_from_the_proto_option():
         "/zentry.user.v1.UserService/CreateSession",
         "/zentry.user.v1.UserService/GetJwks",
     }
+
+
+def test_roles_travel_in_the_token_and_are_required_by_name(keys):
+    token, _ = issuer(keys).issue("id-1", "ada", roles=["admin"])
+    admin = verifier(keys).verify(f"Bearer {token}")
+    assert admin.roles == {"admin"}
+    admin.require_role("admin")
+    again = verifier(keys)
+    plain, _ = issuer(keys).issue("id-2", "bob")
+    bob = again.verify(f"Bearer {plain}")
+    assert bob.roles == frozenset()
+    assert again.verify(f"Bearer {plain}").roles == frozenset()  # from the cache, the same
+    with pytest.raises(PermissionDenied, match="needs the 'admin' role"):
+        bob.require_role("admin")
+
+
+class _Context:
+    def __init__(self, authorization: str | None):
+        self._metadata = [("authorization", authorization)] if authorization else []
+
+    def invocation_metadata(self):
+        return self._metadata
+
+
+async def test_a_public_rpc_needs_no_token_but_a_sent_one_must_be_valid(keys):
+    public = "/zentry.user.v1.UserService/CreateSession"
+    interceptor = AuthInterceptor(verifier(keys), frozenset({public}))
+    seen = []
+
+    async def call(_request, _context):
+        seen.append(optional_caller())
+        return "done"
+
+    assert await interceptor.around(call, None, _Context(None), public) == "done"
+    token, _ = issuer(keys).issue("id-1", "ada")
+    await interceptor.around(call, None, _Context(f"Bearer {token}"), public)
+    assert seen[0] is None and seen[1].user_id == "id-1"
+    with pytest.raises(Unauthenticated, match="not valid"):
+        await interceptor.around(call, None, _Context("Bearer stale"), public)
+    with pytest.raises(Unauthenticated, match="Missing token"):
+        await interceptor.around(call, None, _Context(None), "/zentry.user.v1.UserService/GetUser")

@@ -1,0 +1,92 @@
+"""Wires the analytics service together: what `python -m services.analytics` serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from redis.asyncio import Redis
+from zentry.analytics.v1 import (
+    product_analytics_service_pb2,
+    product_analytics_service_pb2_grpc,
+    sleep_stats_service_pb2,
+    sleep_stats_service_pb2_grpc,
+)
+
+from services.analytics import rollups, sleep_projector
+from services.analytics.config import AnalyticsSettings
+from services.analytics.intake import Intake, Publisher, Salts
+from services.analytics.reports import Reports
+from services.analytics.retention import Sweeper
+from services.analytics.rollups import Rollups
+from services.analytics.server import ProductAnalyticsServicer, SleepStatsServicer
+from services.analytics.sleep_reading import SleepStatsReader
+from services.analytics.uniques import Uniques
+from services.kit.batch_consumer import BatchConsumerRunner
+from services.kit.boot import Assembly
+from services.kit.db import Database
+from services.kit.events import CLIENT_EVENTS, SLEEP_EVENTS, USER_EVENTS
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def consumers(
+    settings: AnalyticsSettings,
+    db: Database,
+    redis: Redis,
+    bootstrap: str,
+    *,
+    sleep_topic: str = SLEEP_EVENTS,
+    user_topic: str = USER_EVENTS,
+    client_topic: str = CLIENT_EVENTS,
+    group_suffix: str = "",
+    **options,
+) -> list[BatchConsumerRunner]:
+    """The nights', the sleepers' and the rollups' batch runners (tests name their own)."""
+    subscriptions = (
+        *sleep_projector.subscriptions(
+            sleep_topic,
+            user_topic,
+            (
+                sleep_projector.NIGHTS_GROUP + group_suffix,
+                sleep_projector.SLEEPERS_GROUP + group_suffix,
+            ),
+        ),
+        Rollups(Uniques(redis)).subscription(client_topic, rollups.GROUP + group_suffix),
+    )
+    return [
+        BatchConsumerRunner(db, bootstrap, subscription, max_batch=settings.batch_size, **options)
+        for subscription in subscriptions
+    ]
+
+
+def assemble(settings: AnalyticsSettings) -> Assembly:
+    """Build the clients and the servicers; must run inside the event loop."""
+    service = settings.service
+    db = Database(service.postgres_dsn)
+    redis = Redis.from_url(service.redis_url, socket_timeout=2.0, socket_connect_timeout=0.5)
+    publisher = Publisher(service.kafka_bootstrap, service.instance_id)
+    stats = SleepStatsServicer(SleepStatsReader(db))
+    product = ProductAnalyticsServicer(
+        Intake(Salts(db), publisher, settings.limits),
+        Reports(db, Uniques(redis), settings.raw_retention),
+    )
+
+    def add_servicers(server) -> None:
+        sleep_stats_service_pb2_grpc.add_SleepStatsServiceServicer_to_server(stats, server)
+        product_analytics_service_pb2_grpc.add_ProductAnalyticsServiceServicer_to_server(
+            product, server
+        )
+
+    return Assembly(
+        services=[
+            sleep_stats_service_pb2.DESCRIPTOR.services_by_name["SleepStatsService"],
+            product_analytics_service_pb2.DESCRIPTOR.services_by_name["ProductAnalyticsService"],
+        ],
+        add_servicers=add_servicers,
+        consumers=[
+            *consumers(settings, db, redis, service.kafka_bootstrap),
+            Sweeper(db, settings.raw_retention, settings.sweep_interval),
+        ],
+        closers=[publisher.close, redis.aclose, db.dispose],
+        migrations_dir=MIGRATIONS,
+    )

@@ -1,0 +1,47 @@
+"""The analytics service's settings (ZENTRY_* variables; see README.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from services.analytics.tracking import Limits
+from services.kit.settings import ConfigError, Env, ServiceSettings
+
+DEFAULT_PORT = 50055
+
+
+@dataclass(frozen=True)
+class AnalyticsSettings:
+    service: ServiceSettings
+    #: How long raw client events (and the per-minute counts) are kept; rollups stay.
+    raw_retention: timedelta
+    #: What TrackEvents accepts (batch size, how old or how far ahead an event may be).
+    limits: Limits
+    #: Events applied per transaction, at most.
+    batch_size: int
+    #: Seconds between retention sweeps.
+    sweep_interval: float = 3600.0
+
+    @classmethod
+    def load(cls, env: Env | None = None) -> AnalyticsSettings:
+        env = env or Env()
+        limits = Limits(
+            max_batch=env.int("ANALYTICS_MAX_BATCH", 500, minimum=1),
+            max_age=timedelta(hours=env.int("ANALYTICS_MAX_EVENT_AGE_HOURS", 72, minimum=1)),
+        )
+        retention = timedelta(days=env.int("ANALYTICS_RAW_RETENTION_DAYS", 30, minimum=1))
+        if retention <= limits.max_age:
+            # Duplicates are caught against the raw events: keep them longer than
+            # a resent event can be old.
+            raise ConfigError(
+                "ZENTRY_ANALYTICS_RAW_RETENTION_DAYS must be longer than "
+                "ZENTRY_ANALYTICS_MAX_EVENT_AGE_HOURS"
+            )
+        return cls(
+            service=ServiceSettings.load("analytics", DEFAULT_PORT, env),
+            raw_retention=retention,
+            limits=limits,
+            batch_size=env.int("ANALYTICS_BATCH", 2000, minimum=1),
+            sweep_interval=env.seconds("ANALYTICS_SWEEP_INTERVAL", 3600.0, positive=True),
+        )

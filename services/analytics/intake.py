@@ -1,0 +1,134 @@
+"""TrackEvents: check a batch, drop bots, hash visitors, append to Kafka, answer.
+
+Accepting is quick because counting is not done here: the events are
+appended to zentry.analytics.client-events (acks=all, waiting for the
+acknowledgement, so an accepted event is never lost) and the rollup consumer
+counts them moments later. A batch that fails to append is UNAVAILABLE; the
+app sends it again, and the event ids make the resend count once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+
+from confluent_kafka import KafkaError, Producer
+from zentry.analytics.v1 import product_analytics_service_pb2 as pb
+from zentry.events.v1 import analytics_events_pb2 as aev
+
+from services.analytics import product_store, tracking
+from services.kit.auth import Caller
+from services.kit.db import Database
+from services.kit.errors import Unavailable
+from services.kit.events import CLIENT_EVENTS, envelope
+from services.kit.outbox import producer_config
+
+DELIVERY_TIMEOUT_MS = 5000
+RETRY = "resend the same batch: events already counted are counted once"
+
+
+class Publisher:
+    """A Kafka producer whose acknowledgements resolve asyncio futures.
+
+    librdkafka calls delivery callbacks from `poll`, which a daemon thread
+    runs; each callback hands its result to the event loop that is waiting.
+    """
+
+    def __init__(self, bootstrap: str, client_id: str, topic: str = CLIENT_EVENTS):
+        config = producer_config(bootstrap, client_id)
+        self._producer = Producer({**config, "message.timeout.ms": DELIVERY_TIMEOUT_MS})
+        self._topic = topic
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="kafka-acks", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.05)
+
+    async def publish(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Append (key, value) messages; returns once Kafka has acknowledged all of them."""
+        loop = asyncio.get_running_loop()
+        futures = []
+        for key, value in messages:
+            future = loop.create_future()
+            futures.append(future)
+
+            def delivered(error, _message, future=future):
+                loop.call_soon_threadsafe(_settle, future, error)
+
+            try:
+                self._producer.produce(self._topic, key=key, value=value, on_delivery=delivered)
+            except BufferError:
+                raise Unavailable(f"Too many events in flight; {RETRY}.") from None
+        errors = [e for e in await asyncio.gather(*futures) if e is not None]
+        if errors:
+            raise Unavailable(f"Kafka did not take the events ({errors[0]}); {RETRY}.")
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._producer.flush, DELIVERY_TIMEOUT_MS / 1000)
+        self._closed.set()
+        await asyncio.to_thread(self._poller.join, 1.0)
+
+
+def _settle(future: asyncio.Future, error: KafkaError | None) -> None:
+    if not future.done():
+        future.set_result(error)
+
+
+class Salts:
+    """The day's salt, remembered by each process for the day."""
+
+    def __init__(self, db: Database):
+        self._db = db
+        self._known: dict[date, bytes] = {}
+
+    async def of(self, day: date) -> bytes:
+        salt = self._known.get(day)
+        if salt is None:
+            async with self._db.transaction() as session:
+                salt = await product_store.salt_of(session, day)
+            self._known = {day: salt}  # yesterday's is not needed again
+        return salt
+
+
+class Intake:
+    def __init__(self, salts: Salts, publisher: Publisher, limits: tracking.Limits):
+        self._salts = salts
+        self._publisher = publisher
+        self._limits = limits
+
+    async def track(
+        self,
+        request: pb.TrackEventsRequest,
+        caller: Caller | None,
+        address: str,
+        user_agent: str,
+    ) -> pb.TrackEventsResponse:
+        now = datetime.now(UTC)
+        user_id = caller.user_id if caller else None
+        tracking.check_batch(request.events, now, self._limits, user_id)
+        if tracking.is_bot(user_agent):
+            return pb.TrackEventsResponse(accepted_count=0, dropped_count=len(request.events))
+        salt = await self._salts.of(now.date())
+        messages = []
+        for event in request.events:
+            visitor = tracking.visitor_id(salt, user_id, address, user_agent, event.anonymous_id)
+            accepted = aev.ClientEventAccepted(
+                event_id=event.event_id,
+                name=event.name,
+                event_time=event.event_time,
+                visitor_id=visitor,
+                user_id=user_id or "",
+                client_session_id=event.session_id,
+                page=event.page,
+                referrer=event.referrer,
+                properties=event.properties,
+            )
+            accepted.receive_time.FromDatetime(now)
+            wrapped = envelope(accepted, visitor, "analytics", occur_time=now)
+            messages.append((visitor, wrapped.SerializeToString()))
+        await self._publisher.publish(messages)
+        return pb.TrackEventsResponse(accepted_count=len(messages), dropped_count=0)

@@ -1,0 +1,270 @@
+"""Product analytics in PostgreSQL: raw events, rollups, sessions, visitor sketches, salts.
+
+`raw_events` is keyed by the client's event id, so inserting a batch with ON
+CONFLICT DO NOTHING ... RETURNING says which events are new: only those move
+the rollups, in the same transaction. `counts` holds events per name per
+15-minute bucket (every real time zone's hours and days are whole 15-minute
+buckets), in total (dimension "") and split by page, referrer and each
+property; `minute_counts` per minute, kept only as long as raw events.
+Sessions and the visitors' HyperLogLog sketches stay too; raw events and
+minute counts are swept after the retention period.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.analytics.sessions import GAP, Session
+from services.kit.db import lock_keys
+
+metadata = MetaData()
+_ts = DateTime(timezone=True)
+_VISITOR_LOCKS = 5
+_ROWS_PER_STATEMENT = 5000
+
+raw_events = Table(
+    "raw_events",
+    metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("event_time", _ts, nullable=False),
+    Column("receive_time", _ts, nullable=False),
+    Column("visitor_id", Text, nullable=False),
+    Column("user_id", Text),
+    Column("client_session_id", Text, nullable=False),
+    Column("page", Text, nullable=False),
+    Column("referrer", Text, nullable=False),
+    Column("properties", JSONB, nullable=False),
+)
+counts = Table(
+    "counts",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("dimension", Text, primary_key=True),
+    Column("value", Text, primary_key=True),
+    Column("bucket", _ts, primary_key=True),
+    Column("events", BigInteger, nullable=False),
+)
+minute_counts = Table(
+    "minute_counts",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("minute", _ts, primary_key=True),
+    Column("events", BigInteger, nullable=False),
+)
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_id", Text, primary_key=True),
+    Column("visitor_id", Text, nullable=False),
+    Column("started_at", _ts, nullable=False),
+    Column("ended_at", _ts, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("page_views", Integer, nullable=False),
+)
+visitor_sketches = Table(
+    "visitor_sketches",
+    metadata,
+    Column("bucket", _ts, primary_key=True),
+    Column("sketch", LargeBinary, nullable=False),
+)
+salts = Table(
+    "salts",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("salt", LargeBinary, nullable=False),
+)
+
+
+async def insert_new(session: AsyncSession, rows: list[dict]) -> set[str]:
+    """Insert raw events; the ids of those not seen before."""
+    if not rows:
+        return set()
+    result = await session.execute(
+        pg_insert(raw_events)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(raw_events.c.event_id)
+    )
+    return set(result.scalars())
+
+
+async def add_counts(session: AsyncSession, totals: dict[tuple, int]) -> None:
+    """Add to (name, dimension, value, bucket) counts; in key order, so batches never deadlock."""
+    await _add(session, counts, ("name", "dimension", "value", "bucket"), totals)
+
+
+async def add_minute_counts(session: AsyncSession, totals: dict[tuple, int]) -> None:
+    await _add(session, minute_counts, ("name", "minute"), totals)
+
+
+async def _add(session, table: Table, key: tuple[str, ...], totals: dict[tuple, int]) -> None:
+    if not totals:
+        return
+    rows = [{**dict(zip(key, k, strict=True)), "events": n} for k, n in sorted(totals.items())]
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):  # PostgreSQL takes 65535 parameters
+        stmt = pg_insert(table).values(rows[start : start + _ROWS_PER_STATEMENT])
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=list(key), set_={"events": table.c.events + stmt.excluded.events}
+            )
+        )
+
+
+async def visitor_sessions(
+    session: AsyncSession, spans: dict[str, tuple[datetime, datetime]]
+) -> dict[str, list[Session]]:
+    """Each visitor's sessions near [first, last] of their events, locked for this batch."""
+    await lock_keys(session, _VISITOR_LOCKS, spans)
+    found: dict[str, list[Session]] = {visitor: [] for visitor in spans}
+    if not spans:
+        return found
+    near = [
+        and_(
+            sessions.c.visitor_id == visitor,
+            sessions.c.ended_at >= first - GAP,
+            sessions.c.started_at <= last + GAP,
+        )
+        for visitor, (first, last) in spans.items()
+    ]
+    rows = await session.execute(
+        select(*sessions.c).where(or_(*near)).order_by(sessions.c.started_at)
+    )
+    for row in rows:
+        found[row.visitor_id].append(Session(**row._mapping))
+    return found
+
+
+async def save_sessions(session: AsyncSession, changed: Sequence[Session]) -> None:
+    if not changed:
+        return
+    rows = [
+        {
+            "session_id": s.session_id,
+            "visitor_id": s.visitor_id,
+            "started_at": s.started_at,
+            "ended_at": s.ended_at,
+            "events": s.events,
+            "page_views": s.page_views,
+        }
+        for s in sorted(changed, key=lambda s: s.session_id)
+    ]
+    stmt = pg_insert(sessions).values(rows)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["session_id"],
+            set_={c: stmt.excluded[c] for c in ("started_at", "ended_at", "events", "page_views")},
+        )
+    )
+
+
+async def lock_sketches(
+    session: AsyncSession, buckets: Iterable[datetime]
+) -> dict[datetime, bytes]:
+    """The sketches of these buckets (empty for new ones), row-locked until commit."""
+    wanted = sorted(set(buckets))
+    if not wanted:
+        return {}
+    await session.execute(
+        pg_insert(visitor_sketches)
+        .values([{"bucket": b, "sketch": b""} for b in wanted])
+        .on_conflict_do_nothing(index_elements=["bucket"])
+    )
+    rows = await session.execute(
+        select(visitor_sketches.c.bucket, visitor_sketches.c.sketch)
+        .where(visitor_sketches.c.bucket.in_(wanted))
+        .order_by(visitor_sketches.c.bucket)
+        .with_for_update()
+    )
+    return {row.bucket: row.sketch for row in rows}
+
+
+async def save_sketches(session: AsyncSession, sketches: dict[datetime, bytes]) -> None:
+    for bucket, sketch in sorted(sketches.items()):
+        await session.execute(
+            visitor_sketches.update()
+            .where(visitor_sketches.c.bucket == bucket)
+            .values(sketch=sketch)
+        )
+
+
+async def sketch_buckets(session: AsyncSession, start: datetime, end: datetime) -> list[datetime]:
+    """Buckets in [start, end) that saw any visitor, in order."""
+    rows = await session.execute(
+        select(visitor_sketches.c.bucket)
+        .where(
+            visitor_sketches.c.bucket >= start,
+            visitor_sketches.c.bucket < end,
+            func.length(visitor_sketches.c.sketch) > 0,
+        )
+        .order_by(visitor_sketches.c.bucket)
+    )
+    return list(rows.scalars())
+
+
+async def sketches(session: AsyncSession, buckets: Sequence[datetime]) -> dict[datetime, bytes]:
+    if not buckets:
+        return {}
+    rows = await session.execute(
+        select(visitor_sketches.c.bucket, visitor_sketches.c.sketch).where(
+            visitor_sketches.c.bucket.in_(list(buckets))
+        )
+    )
+    return {row.bucket: row.sketch for row in rows}
+
+
+async def salt_of(session: AsyncSession, day: date) -> bytes:
+    """The day's secret salt, made by whichever instance asks first."""
+    await session.execute(
+        pg_insert(salts)
+        .values(day=day, salt=os.urandom(32))
+        .on_conflict_do_nothing(index_elements=["day"])
+    )
+    return (await session.execute(select(salts.c.salt).where(salts.c.day == day))).scalar_one()
+
+
+SWEEP_CHUNK = 10_000
+
+
+async def sweep_chunk(session: AsyncSession, raw_before: datetime, salts_before: date) -> int:
+    """Delete up to SWEEP_CHUNK expired rows of each kind; how many went (0: all done).
+
+    Raw events and minute counts older than the retention go, and salts
+    before `salts_before`, so no hash can be made again for those days.
+    """
+    gone = 0
+    for table, column, limit in (
+        (raw_events, raw_events.c.receive_time, raw_before),
+        (minute_counts, minute_counts.c.minute, raw_before),
+        (salts, salts.c.day, salts_before),
+    ):
+        expired = select(*table.primary_key.columns).where(column < limit).limit(SWEEP_CHUNK)
+        keys = list(table.primary_key.columns)
+        match = keys[0].in_(expired) if len(keys) == 1 else tuple_(*keys).in_(expired)
+        result = await session.execute(delete(table).where(match).returning(literal(1)))
+        gone += len(result.all())
+    return gone

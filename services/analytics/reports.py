@@ -1,0 +1,228 @@
+"""The product analytics queries: counts over time, breakdowns, top pages, traffic.
+
+Each query reads rollups only (never raw events), in the caller's time zone:
+counts per minute from `minute_counts` (kept as long as raw events), per
+hour and day from the 15-minute `counts`, visitors from the sketches
+(services.analytics.uniques) and sessions from `sessions`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf import duration_pb2, timestamp_pb2
+from sqlalchemy import func, select, text
+from zentry.analytics.v1 import product_analytics_service_pb2 as pb
+
+from services.analytics import periods, tracking
+from services.analytics.periods import Period
+from services.analytics.product_store import counts, minute_counts
+from services.analytics.uniques import Uniques
+from services.kit.db import Database
+from services.kit.errors import FailedPrecondition, InvalidArgument
+from services.kit.zones import zone
+
+#: The longest range each granularity may cover in one query.
+MAX_SPAN = {"minute": timedelta(hours=24), "hour": timedelta(days=31), "day": timedelta(days=400)}
+#: Traffic merges visitor sketches per period: shorter ranges keep that quick.
+MAX_TRAFFIC_SPAN = {"hour": timedelta(days=7), "day": timedelta(days=92)}
+DEFAULT_LIMIT, MAX_LIMIT = 10, 100
+
+_SESSIONS = text(
+    """
+    SELECT date_bin('15 minutes', started_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+           count(*) AS sessions,
+           count(*) FILTER (WHERE page_views <= 1) AS bounces,
+           sum(extract(epoch FROM ended_at - started_at)) AS seconds
+    FROM sessions WHERE started_at >= :start AND started_at < :end
+    GROUP BY 1
+    """
+)
+
+
+class Reports:
+    def __init__(self, db: Database, uniques: Uniques, raw_retention: timedelta):
+        self._db = db
+        self._uniques = uniques
+        self._raw_retention = raw_retention
+
+    async def event_counts(self, request: pb.GetEventCountsRequest) -> pb.EventCounts:
+        name = _event_name(request.name)
+        granularity = periods.granularity_of(request.granularity, ("minute", "hour", "day"))
+        tz_name, tz = _zone(request.time_zone)
+        now = datetime.now(UTC)
+        start, end = periods.time_range(
+            _time(request, "start_time"), _time(request, "end_time"), granularity, now
+        )
+        spans = periods.split(start, end, granularity, tz, MAX_SPAN[granularity])
+        first = spans[0].start
+        async with self._db.transaction() as session:
+            if granularity == "minute":
+                if first < now - self._raw_retention:
+                    raise FailedPrecondition(
+                        f"Per-minute counts are kept for {self._raw_retention.days} days; "
+                        "ask for hour or day granularity for older ranges."
+                    )
+                query = select(minute_counts.c.minute, minute_counts.c.events).where(
+                    minute_counts.c.name == name,
+                    minute_counts.c.minute >= first,
+                    minute_counts.c.minute < end,
+                )
+            else:
+                query = select(counts.c.bucket, counts.c.events).where(
+                    counts.c.name == name,
+                    counts.c.dimension == "",
+                    counts.c.value == "",
+                    counts.c.bucket >= first,
+                    counts.c.bucket < end,
+                )
+            found = dict((await session.execute(query)).all())
+        points = [pb.CountPoint(period=_period(p), count=_sum(found, p)) for p in spans]
+        return pb.EventCounts(
+            name=name,
+            granularity=granularity,
+            time_zone=tz_name,
+            points=points,
+            total=sum(p.count for p in points),
+        )
+
+    async def breakdown(self, name: str, dimension: str, request, limit: int) -> pb.EventBreakdown:
+        name = _event_name(name)
+        _check_dimension(dimension)
+        limit = _limit(limit)
+        _name, tz = _zone(request.time_zone)
+        start, end = periods.time_range(
+            _time(request, "start_time"), _time(request, "end_time"), "day", datetime.now(UTC)
+        )
+        if end - start > MAX_SPAN["day"]:
+            raise InvalidArgument.field("start_time", "a breakdown covers at most 400 days")
+        first = periods.align(start, "day", tz)  # whole local days, as a day query counts
+        in_range = (counts.c.name == name, counts.c.bucket >= first, counts.c.bucket < end)
+        async with self._db.transaction() as session:
+            total = (
+                await session.execute(
+                    select(func.coalesce(func.sum(counts.c.events), 0)).where(
+                        *in_range, counts.c.dimension == ""
+                    )
+                )
+            ).scalar_one()
+            rows = (
+                await session.execute(
+                    select(counts.c.value, func.sum(counts.c.events).label("n"))
+                    .where(*in_range, counts.c.dimension == dimension)
+                    .group_by(counts.c.value)
+                )
+            ).all()
+        values = {value: int(n) for value, n in rows}
+        without = int(total) - sum(values.values())
+        if without > 0:
+            values[""] = without
+        top = sorted(values.items(), key=lambda item: (-item[1], item[0]))[:limit]
+        return pb.EventBreakdown(
+            name=name,
+            dimension=dimension,
+            rows=[pb.BreakdownRow(value=v, count=n) for v, n in top],
+            total=int(total),
+        )
+
+    async def traffic(self, request: pb.GetTrafficRequest) -> pb.Traffic:
+        granularity = periods.granularity_of(request.granularity, ("hour", "day"))
+        tz_name, tz = _zone(request.time_zone)
+        start, end = periods.time_range(
+            _time(request, "start_time"), _time(request, "end_time"), granularity, datetime.now(UTC)
+        )
+        spans = periods.split(start, end, granularity, tz, MAX_TRAFFIC_SPAN[granularity])
+        first = spans[0].start
+        totals = (counts.c.dimension == "", counts.c.bucket >= first, counts.c.bucket < end)
+        async with self._db.transaction() as session:
+            events = dict(
+                (
+                    await session.execute(
+                        select(counts.c.bucket, func.sum(counts.c.events))
+                        .where(*totals)
+                        .group_by(counts.c.bucket)
+                    )
+                ).all()
+            )
+            views = dict(
+                (
+                    await session.execute(
+                        select(counts.c.bucket, counts.c.events).where(
+                            *totals, counts.c.name == tracking.PAGE_VIEW
+                        )
+                    )
+                ).all()
+            )
+            visits = {
+                row.bucket: row
+                for row in await session.execute(_SESSIONS, {"start": first, "end": end})
+            }
+            visitors, all_visitors = await self._uniques.count(session, [p.buckets for p in spans])
+        points = []
+        for period, unique in zip(spans, visitors, strict=True):
+            rows = [visits[b] for b in period.buckets if b in visits]
+            sessions = sum(r.sessions for r in rows)
+            seconds = sum(float(r.seconds) for r in rows)
+            points.append(
+                pb.TrafficPoint(
+                    period=_period(period),
+                    events=_sum(events, period),
+                    page_views=_sum(views, period),
+                    unique_visitors=unique,
+                    sessions=sessions,
+                    bounce_rate=sum(r.bounces for r in rows) / sessions if sessions else 0.0,
+                    average_session_duration=_duration(seconds / sessions if sessions else 0.0),
+                )
+            )
+        return pb.Traffic(
+            granularity=granularity,
+            time_zone=tz_name,
+            points=points,
+            unique_visitors=all_visitors,
+            sessions=sum(p.sessions for p in points),
+        )
+
+
+def _event_name(name: str) -> str:
+    if not tracking.EVENT_NAME.fullmatch(name):
+        raise InvalidArgument.field("name", "must be an event name such as 'page_view'")
+    return name
+
+
+def _check_dimension(dimension: str) -> None:
+    if dimension in ("page", "referrer"):
+        return
+    key = dimension.removeprefix("property.")
+    if key == dimension or not tracking.PROPERTY_KEY.fullmatch(key):
+        raise InvalidArgument.field(
+            "dimension", "must be 'page', 'referrer' or 'property.<key>', e.g. 'property.plan'"
+        )
+
+
+def _limit(limit: int) -> int:
+    if not 0 <= limit <= MAX_LIMIT:
+        raise InvalidArgument.field("limit", f"must be 1 to {MAX_LIMIT} (0 means {DEFAULT_LIMIT})")
+    return limit or DEFAULT_LIMIT
+
+
+def _zone(name: str):
+    name = name or "UTC"
+    return name, zone(name)
+
+
+def _time(request, field: str) -> datetime | None:
+    return getattr(request, field).ToDatetime(tzinfo=UTC) if request.HasField(field) else None
+
+
+def _sum(found: dict, period: Period) -> int:
+    return int(sum(found.get(b, 0) for b in period.buckets))
+
+
+def _period(period: Period) -> pb.Period:
+    start = timestamp_pb2.Timestamp()
+    start.FromDatetime(period.start)
+    return pb.Period(start_time=start, label=period.label)
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=round(seconds))

@@ -1,0 +1,56 @@
+"""Sweeps what is kept only for a while: raw events, per-minute counts, old salts.
+
+Runs beside the rollup consumer. Rollups, sessions and visitor sketches stay.
+Each instance sweeps on its own in small transactions; deleting what another
+instance deleted already costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+from services.analytics import product_store
+from services.kit.db import Database
+from services.kit.errors import OUTAGES
+
+_log = logging.getLogger(__name__)
+
+
+class Sweeper:
+    def __init__(self, db: Database, raw_retention: timedelta, interval: float):
+        self._db = db
+        self._retention = raw_retention
+        self._interval = interval
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.sweep()
+            except OUTAGES as error:
+                _log.warning("retention sweep failed, trying again later: %r", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+
+    async def sweep(self, now: datetime | None = None) -> int:
+        """Delete everything past its time, a chunk per transaction; how many rows went."""
+        now = now or datetime.now(UTC)
+        gone = 0
+        while not self._stopping.is_set():
+            async with self._db.transaction() as session:
+                # Today's and yesterday's salts stay: a request at midnight may still use either.
+                chunk = await product_store.sweep_chunk(
+                    session, now - self._retention, now.date() - timedelta(days=1)
+                )
+            gone += chunk
+            if chunk == 0:
+                break
+        if gone:
+            _log.info("retention sweep", extra={"rows": gone})
+        return gone

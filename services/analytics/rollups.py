@@ -1,0 +1,95 @@
+"""Applies accepted client events: raw rows, counts, sessions and unique visitors.
+
+One fetched batch is one transaction (the kit's batch runner). The raw insert
+says which events are new (an event id seen before inserts nothing), and only
+those are counted, sessionized and added to the visitor sketches, so a
+redelivered or resent event counts once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import UTC
+
+from zentry.events.v1 import analytics_events_pb2 as aev
+
+from services.analytics import periods, product_store, sessions
+from services.analytics.tracking import PAGE_VIEW
+from services.analytics.uniques import Uniques
+from services.kit.batch_consumer import BatchSubscription, Event
+from services.kit.events import CLIENT_EVENTS
+
+GROUP = "analytics.rollups"
+
+
+def dimensions(event: aev.ClientEventAccepted) -> list[tuple[str, str]]:
+    """What an event is counted under: its total, and its page, referrer and properties."""
+    found = [("", "")]
+    if event.page:
+        found.append(("page", event.page))
+    if event.referrer:
+        found.append(("referrer", event.referrer))
+    found += [(f"property.{k}", v) for k, v in event.properties.items()]
+    return found
+
+
+class Rollups:
+    def __init__(self, uniques: Uniques):
+        self._uniques = uniques
+
+    def subscription(self, topic: str = CLIENT_EVENTS, group: str = GROUP) -> BatchSubscription:
+        return BatchSubscription(group, (topic,), (aev.ClientEventAccepted,), self.apply)
+
+    async def apply(self, events: list[Event], session) -> None:
+        rows = {}
+        for _envelope, e in events:
+            rows.setdefault(e.event_id, (e, _raw_row(e)))
+        new_ids = await product_store.insert_new(session, [row for _e, row in rows.values()])
+        new = sorted(
+            (e for e, _row in rows.values() if e.event_id in new_ids),
+            key=lambda e: (e.visitor_id, e.event_time.ToNanoseconds()),
+        )
+        if not new:
+            return
+        totals: Counter = Counter()
+        minutes: Counter = Counter()
+        visitors: dict = defaultdict(set)
+        spans: dict = {}
+        for e in new:
+            when = e.event_time.ToDatetime(tzinfo=UTC)
+            bucket = periods.bucket_of(when)
+            for dimension, value in dimensions(e):
+                totals[(e.name, dimension, value, bucket)] += 1
+            minutes[(e.name, when.replace(second=0, microsecond=0))] += 1
+            visitors[bucket].add(e.visitor_id)
+            first, last = spans.get(e.visitor_id, (when, when))
+            spans[e.visitor_id] = (min(first, when), max(last, when))
+        await product_store.add_counts(session, totals)
+        await product_store.add_minute_counts(session, minutes)
+        known = await product_store.visitor_sessions(session, spans)
+        for e in new:
+            sessions.assign(
+                known[e.visitor_id],
+                e.visitor_id,
+                e.event_time.ToDatetime(tzinfo=UTC),
+                e.name == PAGE_VIEW,
+            )
+        await product_store.save_sessions(
+            session, [s for found in known.values() for s in found if s.changed]
+        )
+        await self._uniques.add(session, visitors)
+
+
+def _raw_row(e: aev.ClientEventAccepted) -> dict:
+    return {
+        "event_id": e.event_id,
+        "name": e.name,
+        "event_time": e.event_time.ToDatetime(tzinfo=UTC),
+        "receive_time": e.receive_time.ToDatetime(tzinfo=UTC),
+        "visitor_id": e.visitor_id,
+        "user_id": e.user_id or None,
+        "client_session_id": e.client_session_id,
+        "page": e.page,
+        "referrer": e.referrer,
+        "properties": dict(e.properties),
+    }

@@ -1,0 +1,74 @@
+"""The analytics servicers: personal sleep statistics, and product analytics for admins."""
+
+from __future__ import annotations
+
+from zentry.analytics.v1 import product_analytics_service_pb2 as pb
+from zentry.analytics.v1 import product_analytics_service_pb2_grpc, sleep_stats_service_pb2_grpc
+from zentry.analytics.v1 import sleep_stats_service_pb2 as stats_pb
+
+from services.analytics.intake import Intake
+from services.analytics.reports import Reports
+from services.analytics.sleep_reading import SleepStatsReader
+from services.analytics.tracking import PAGE_VIEW
+from services.kit.auth import current_caller, optional_caller
+from services.kit.interceptors import metadata_value
+
+ADMIN = "admin"
+#: Set by the gateway from the connection and the request (a client cannot set them).
+CLIENT_ADDRESS, CLIENT_USER_AGENT = "x-zentry-client-address", "x-zentry-user-agent"
+
+
+class SleepStatsServicer(sleep_stats_service_pb2_grpc.SleepStatsServiceServicer):
+    def __init__(self, reader: SleepStatsReader):
+        self._reader = reader
+
+    async def GetSleepStats(self, request: stats_pb.GetSleepStatsRequest, context):
+        caller = current_caller()
+        return await self._reader.stats(caller.user_id, request.start_date, request.end_date)
+
+    async def GetSleepTrend(self, request: stats_pb.GetSleepTrendRequest, context):
+        caller = current_caller()
+        return await self._reader.trend(caller.user_id, request.start_date, request.end_date)
+
+
+class ProductAnalyticsServicer(product_analytics_service_pb2_grpc.ProductAnalyticsServiceServicer):
+    def __init__(self, intake: Intake, reports: Reports):
+        self._intake = intake
+        self._reports = reports
+
+    async def TrackEvents(self, request: pb.TrackEventsRequest, context):
+        return await self._intake.track(
+            request,
+            optional_caller(),
+            client_address(context),
+            metadata_value(context, CLIENT_USER_AGENT)
+            or metadata_value(context, "user-agent")
+            or "",
+        )
+
+    async def GetEventCounts(self, request: pb.GetEventCountsRequest, context):
+        current_caller().require_role(ADMIN)
+        return await self._reports.event_counts(request)
+
+    async def GetEventBreakdown(self, request: pb.GetEventBreakdownRequest, context):
+        current_caller().require_role(ADMIN)
+        return await self._reports.breakdown(
+            request.name, request.dimension, request, request.limit
+        )
+
+    async def ListTopPages(self, request: pb.ListTopPagesRequest, context):
+        current_caller().require_role(ADMIN)
+        return await self._reports.breakdown(PAGE_VIEW, "page", request, request.limit)
+
+    async def GetTraffic(self, request: pb.GetTrafficRequest, context):
+        current_caller().require_role(ADMIN)
+        return await self._reports.traffic(request)
+
+
+def client_address(context) -> str:
+    """The client's address: from the gateway, or the peer of a direct gRPC call."""
+    forwarded = metadata_value(context, CLIENT_ADDRESS)
+    if forwarded:
+        return forwarded
+    peer = context.peer() or ""  # "ipv4:127.0.0.1:5555", "ipv6:[::1]:5555"
+    return peer.partition(":")[2].rsplit(":", 1)[0].strip("[]")

@@ -1,0 +1,100 @@
+"""Applies sleep and profile events to the sleep statistics, a fetched batch at a time.
+
+`analytics.nights` reads zentry.sleep.events: each entry is kept at the
+highest revision seen (a delete wins over anything not newer), and every
+night an event touched, before and after an update that moved it, is
+recomputed from its live entries. Applying a batch again changes nothing.
+`analytics.sleepers` reads zentry.user.events for each user's time zone and
+nightly goal; each event sets the whole profile, so order within a user's
+partition is all it needs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date
+
+from zentry.events.v1 import sleep_events_pb2 as sev
+from zentry.events.v1 import user_events_pb2 as uev
+
+from services.analytics import sleep_store
+from services.analytics.sleep_store import EntryRow, Sleeper
+from services.kit.batch_consumer import BatchSubscription, Event
+from services.kit.events import SLEEP_EVENTS, USER_EVENTS
+from services.kit.zones import zone_or_utc
+
+NIGHTS_GROUP = "analytics.nights"
+SLEEPERS_GROUP = "analytics.sleepers"
+DEFAULT_GOAL_SECONDS = 8 * 3600
+
+
+def subscriptions(
+    sleep_topic: str = SLEEP_EVENTS,
+    user_topic: str = USER_EVENTS,
+    groups: tuple[str, str] = (NIGHTS_GROUP, SLEEPERS_GROUP),
+) -> tuple[BatchSubscription, BatchSubscription]:
+    return (
+        BatchSubscription(
+            groups[0],
+            (sleep_topic,),
+            (sev.SleepEntryCreated, sev.SleepEntryUpdated, sev.SleepEntryDeleted),
+            apply_sleep_events,
+        ),
+        BatchSubscription(
+            groups[1], (user_topic,), (uev.UserRegistered, uev.UserProfileUpdated), apply_profiles
+        ),
+    )
+
+
+def entry_row(state: sev.SleepEntryState, deleted: bool) -> EntryRow:
+    """An entry as the statistics keep it: clock times in the zone the night was slept in."""
+    tz = zone_or_utc(state.time_zone)
+    start = state.start_time.ToDatetime(tzinfo=UTC)
+    local_start = start.astimezone(tz)
+    local_end = state.end_time.ToDatetime(tzinfo=UTC).astimezone(tz)
+    return EntryRow(
+        entry_id=state.entry_id,
+        user_id=state.user_id,
+        revision=state.revision,
+        deleted=deleted,
+        sleep_date=date.fromisoformat(state.sleep_date),
+        start_time=start,
+        seconds=state.duration.seconds,
+        bedtime=local_start.hour * 60 + local_start.minute,
+        wake_time=local_end.hour * 60 + local_end.minute,
+        quality=state.quality,
+    )
+
+
+def supersedes(new: EntryRow, old: EntryRow | None) -> bool:
+    """A higher revision wins; at the same revision, only a delete (of a live entry)."""
+    if old is None:
+        return True
+    if new.revision != old.revision:
+        return new.revision > old.revision
+    return new.deleted and not old.deleted
+
+
+async def apply_sleep_events(events: list[Event], session) -> None:
+    incoming = [entry_row(p.entry, isinstance(p, sev.SleepEntryDeleted)) for _envelope, p in events]
+    stored = await sleep_store.current_entries(session, {row.entry_id for row in incoming})
+    latest = dict(stored)
+    touched: set[tuple[str, date]] = set()
+    for row in incoming:
+        old = latest.get(row.entry_id)
+        if supersedes(row, old):
+            latest[row.entry_id] = row
+            touched.add((row.user_id, row.sleep_date))
+            if old is not None:
+                touched.add((old.user_id, old.sleep_date))
+    changed = [row for entry_id, row in latest.items() if stored.get(entry_id) != row]
+    await sleep_store.save_entries(session, changed)
+    await sleep_store.recompute_nights(session, touched)
+
+
+async def apply_profiles(events: list[Event], session) -> None:
+    for _envelope, payload in events:
+        profile = payload.profile
+        goal = profile.sleep_goal.seconds or DEFAULT_GOAL_SECONDS
+        await sleep_store.save_sleeper(
+            session, profile.user_id, Sleeper(profile.time_zone or "UTC", goal)
+        )

@@ -1,0 +1,130 @@
+"""GetSleepStats and GetSleepTrend: the caller's nights, summarized (sleep_stats) as protos."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from google.protobuf import duration_pb2
+from zentry.analytics.v1 import sleep_stats_service_pb2 as pb
+
+from services.analytics import sleep_stats, sleep_store
+from services.analytics.sleep_projector import DEFAULT_GOAL_SECONDS
+from services.analytics.sleep_stats import ClockMean, Night
+from services.kit.db import Database
+from services.kit.errors import InvalidArgument
+from services.kit.zones import zone_or_utc
+
+DEFAULT_DAYS = 30
+MAX_STATS_DAYS = 3660  # ten years
+MAX_TREND_DAYS = 732  # two years of daily points
+
+
+class SleepStatsReader:
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def stats(self, user_id: str, start_date: str, end_date: str) -> pb.SleepStats:
+        async with self._db.transaction() as session:
+            sleeper = await sleep_store.sleeper(session, user_id)
+            start, end = _dates(start_date, end_date, sleeper, MAX_STATS_DAYS)
+            nights = await sleep_store.nights_between(session, user_id, start, end)
+        goal = sleeper.goal_seconds if sleeper else DEFAULT_GOAL_SECONDS
+        s = sleep_stats.summarize(nights, goal)
+        return pb.SleepStats(
+            start_date=start.isoformat(),
+            end_date=end.isoformat(),
+            nights_logged=s.nights,
+            average_duration=_duration(s.average_seconds),
+            median_duration=_duration(s.median_seconds),
+            duration_stddev=_duration(s.stddev_seconds),
+            average_bedtime=_clock(s.bedtime),
+            average_wake_time=_clock(s.wake_time),
+            bedtime_spread_minutes=round(s.bedtime.spread, 1) if s.bedtime else 0.0,
+            wake_time_spread_minutes=round(s.wake_time.spread, 1) if s.wake_time else 0.0,
+            consistency_score=s.consistency,
+            sleep_goal=_duration(s.goal_seconds),
+            sleep_debt=_duration(s.debt_seconds),
+            nights_below_goal=s.nights_below_goal,
+            best_night=_summary(s.best),
+            worst_night=_summary(s.worst),
+            average_quality=round(s.average_quality, 2),
+            rated_nights=s.rated_nights,
+            weekdays=[
+                pb.WeekdayStats(
+                    weekday=w.weekday,
+                    nights=w.nights,
+                    average_duration=_duration(w.average_seconds),
+                    average_quality=round(w.average_quality, 2),
+                )
+                for w in s.weekdays
+            ],
+        )
+
+    async def trend(self, user_id: str, start_date: str, end_date: str) -> pb.SleepTrend:
+        async with self._db.transaction() as session:
+            sleeper = await sleep_store.sleeper(session, user_id)
+            start, end = _dates(start_date, end_date, sleeper, MAX_TREND_DAYS)
+            before = await sleep_store.nights_before(session, user_id, start, 29)
+            nights = await sleep_store.nights_between(session, user_id, start, end)
+        points = []
+        for p in sleep_stats.trend([*before, *nights], start, end):
+            point = pb.TrendPoint(sleep_date=p.sleep_date.isoformat(), logged=p.night is not None)
+            if p.night is not None:
+                point.duration.CopyFrom(_duration(p.night.seconds))
+                point.bedtime.CopyFrom(_clock(ClockMean(p.night.bedtime, 0.0)))
+            for avg, duration, bedtime, count in (
+                (p.avg_7, "duration_avg_7", "bedtime_avg_7", "avg_7_nights"),
+                (p.avg_30, "duration_avg_30", "bedtime_avg_30", "avg_30_nights"),
+            ):
+                if avg is not None:
+                    getattr(point, duration).CopyFrom(_duration(avg.seconds))
+                    getattr(point, bedtime).CopyFrom(_clock(ClockMean(avg.bedtime, 0.0)))
+                    setattr(point, count, avg.nights)
+            points.append(point)
+        return pb.SleepTrend(start_date=start.isoformat(), end_date=end.isoformat(), points=points)
+
+
+def _dates(
+    start_text: str, end_text: str, sleeper: sleep_store.Sleeper | None, max_days: int
+) -> tuple[date, date]:
+    """The range asked for; an empty end is today in the caller's zone, an empty start 29 days
+    before it."""
+    end = _date(end_text, "end_date") if end_text else _today(sleeper)
+    start = _date(start_text, "start_date") if start_text else end - timedelta(DEFAULT_DAYS - 1)
+    if start > end:
+        raise InvalidArgument.field("start_date", "must not be after end_date")
+    if (end - start).days + 1 > max_days:
+        raise InvalidArgument.field("start_date", f"a range covers at most {max_days} days")
+    return start, end
+
+
+def _date(text: str, field: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgument.field(field, f"{text!r} is not a date like 2026-11-21") from None
+
+
+def _today(sleeper: sleep_store.Sleeper | None) -> date:
+    return datetime.now(zone_or_utc(sleeper.time_zone) if sleeper else UTC).date()
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=round(seconds))  # whole seconds are precise enough
+
+
+def _clock(mean: ClockMean | None) -> pb.ClockTime | None:
+    if mean is None:
+        return None
+    return pb.ClockTime(
+        time=sleep_stats.clock_text(mean.minutes),
+        minutes_from_midnight=sleep_stats.from_midnight(mean.minutes),
+    )
+
+
+def _summary(night: Night | None) -> pb.NightSummary | None:
+    if night is None:
+        return None
+    return pb.NightSummary(
+        sleep_date=night.sleep_date.isoformat(), duration=_duration(night.seconds)
+    )
