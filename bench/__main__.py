@@ -1,10 +1,12 @@
 """`python -m bench` (make bench): start the mesh, run the benchmarks, print and keep the figures.
 
 The servers start as `make infra-up` starts them; the bench then runs its own
-service instances (2 of each it uses, on free ports, registered in Consul so
-the gateway spreads load over them) and stops them at the end. Figures go to
-stdout as a Markdown table and to .run/bench/ as JSON and Markdown.
-`BENCH_SCALE` (default 1) multiplies the population.
+service instances (2 of each, on free ports, registered in Consul so the
+gateway spreads load over them) and stops them at the end. Every figure is
+shown beside the limit of this machine measured in the same run
+(bench.limits). Figures go to stdout as Markdown tables and to .run/bench/ as
+JSON and Markdown. `BENCH_SCALE` (default 1) multiplies the population;
+`BENCH_SCALE=10` adds fan-out to 100,000 followers.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bench import feed, leaderboard
+from bench import analytics, feed, leaderboard, limits, sleep
+from bench.memory import PeakRss, rss_mib
 from infra import config, lifecycle
 from infra.mesh import Mesh
 from infra.processes import wait_until
 
-INSTANCES = {"user": 2, "feed": 2, "leaderboard": 2}
+INSTANCES = {"user": 2, "sleep": 2, "feed": 2, "leaderboard": 2, "analytics": 2}
 #: The gateway's rate limit would cap every figure at its rate; the bench lifts it, and
 #: renders the usual config again when it is done.
 UNLIMITED = {"ZENTRY_GATEWAY_RATE_LIMIT": "1000000", "ZENTRY_GATEWAY_RATE_BURST": "1000000"}
@@ -54,16 +57,31 @@ def main() -> int:
             log_file=settings.log_file("envoy"),
         )
         time.sleep(3)  # Envoy picks up every new instance (the endpoint feed polls Consul)
-        feed_results, tokens, readers = feed.run(settings, base, mesh.env(), scale)
+        pids = {child.name: child.pid for child in children}
+        idle = {name: rss_mib(pid) for name, pid in pids.items()}
+        user = next(c for c in children if c.name.startswith("user-"))
         results = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count()},
             "instances": _instances(settings),
-            "feed": feed_results,
-            "leaderboard": leaderboard.run(
-                settings, base, tokens, readers, leaderboard.Scale.times(factor)
-            ),
+            "limits": {
+                "redis": limits.redis_rates(settings),
+                "trivial_direct": limits.trivial_rpc_direct(
+                    settings,
+                    f"{settings.envoy.host}:{user.port}",
+                    scale.concurrencies,
+                    scale.seconds,
+                ),
+            },
         }
+        with PeakRss(pids) as peak:
+            results["feed"], tokens, readers = feed.run(settings, base, mesh.env(), scale)
+            results["sleep"] = sleep.run(settings, base, tokens, scale.seconds)
+            results["leaderboard"] = leaderboard.run(
+                settings, base, tokens, readers, leaderboard.Scale.times(factor)
+            )
+            results["analytics"] = analytics.run(settings, base, analytics.Scale.times(factor))
+        results["memory"] = {"rss_idle_mib": idle, "rss_peak_mib": peak.peak}
         tokens.unlink(missing_ok=True)
     finally:
         mesh.stop_all()
@@ -88,9 +106,20 @@ def _instances(settings) -> dict[str, int]:
     return counts
 
 
+def _row(r: dict, limit: dict | None, label: str) -> str:
+    ratio = f"{r['rps'] / limit['rps']:.0%} of {label}" if limit and limit["rps"] else "(the limit)"
+    return (
+        f"| {r['scenario']} | {r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
+        f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {ratio} |"
+    )
+
+
 def report(results: dict) -> str:
-    f = results["feed"]
+    f, lim = results["feed"], results["limits"]
+    redis = lim["redis"]
+    direct = {r["concurrency"]: r for r in lim["trivial_direct"]}
     reads = {(r["scenario"], r["concurrency"]): r for r in f["reads"]}
+    envoy = {c: r for (name, c), r in reads.items() if name.startswith("trivial")}
     lines = [
         f"## Zentry bench, {results['when']} ({results['machine']['cpus']} CPUs, "
         f"instances {results['instances']}, {results['seconds']} s)",
@@ -100,43 +129,115 @@ def report(results: dict) -> str:
         f"{f['scale']['readers']} readers following {f['population']['follows_per_reader']} each; "
         f"{f['population']['events']} events consumed at {f['population']['events_per_s']}/s.",
         "",
-        "| scenario | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors | vs trivial |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "### Limits of this machine, measured in this run",
+        "",
+        "| limit | value |",
+        "|---|---|",
     ]
-    for (scenario, concurrency), r in reads.items():
-        trivial = reads[("trivial RPC (GetJwks)", concurrency)]["rps"]
+    if "error" in redis:
+        lines.append(f"| Redis (redis-benchmark) | {redis['error']} |")
+    else:
+        lines += [
+            f"| Redis ZADD, concurrency 8 | {redis['zadd']['rps']} ops/s, "
+            f"p50 {redis['zadd']['p50_ms']} ms |",
+            f"| Redis ZREVRANGE (20 of 1000), concurrency 8 | "
+            f"{redis['zrevrange_page']['rps']} ops/s, p50 {redis['zrevrange_page']['p50_ms']} ms |",
+        ]
+    for name in ("leaderboard", "analytics"):
+        part = results[name]["ingestion" if name == "leaderboard" else "rollup"]
+        raw = part["raw_consume"]
         lines.append(
-            f"| {scenario} | {concurrency} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
-            f"{r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['rps'] / trivial:.0%} |"
+            f"| one plain Kafka consumer, {raw['messages']} {name} events (6 partitions) | "
+            f"{raw['per_s']} messages/s |"
         )
-    fan = f["fanout"]
-    memory = f["memory"]
     lines += [
         "",
-        "| figure | value |",
-        "|---|---|",
-        f"| fan-out: entry event to all {fan['followers']} followers' timelines | "
-        f"median {fan['median_s']} s (runs {fan['seconds']}) |",
-        f"| same, author with 1 follower (Kafka + consumer floor) | "
-        f"median {fan['one_follower_median_s']} s (runs {fan['one_follower_seconds']}) |",
-        f"| Redis bytes per timeline item | {memory['bytes_per_item']} "
-        f"({memory['items']} items in {memory['timelines']} timelines, {memory['encoding']}) |",
+        "### Requests (the load generator is Go; 'errors' are non-2xx and are not in req/s)",
+        "",
+        "| scenario | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors | vs limit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    lb = results["leaderboard"]
-    ingestion = lb["ingestion"]
-    lines += [
-        f"| leaderboard ingestion: {ingestion['events']} events by {ingestion['users']} users, "
-        f"one batch runner, topic to committed board | {ingestion['events_per_s']} events/s "
-        f"({ingestion['of_target']:.0%} of the {ingestion['target_per_s']}/s target; "
-        f"{ingestion['batches']} batches) |",
-    ]
-    for r in lb["queries"]:
-        lines.append(
-            f"| {r['scenario']} through Envoy, concurrency {r['concurrency']} | "
-            f"{r['rps']:.0f} req/s, "
-            f"p50 {r['p50_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
-            f"{r['errors']} errors |"
+    for c, r in direct.items():
+        lines.append(_row(r, None, ""))
+        lines.append(_row(envoy[c], r, "direct"))
+    for (name, c), r in reads.items():
+        if not name.startswith("trivial"):
+            lines.append(_row(r, envoy[c], "trivial via Envoy"))
+    for r in results["sleep"]:
+        lines.append(_row(r, envoy.get(r["concurrency"]), "trivial via Envoy"))
+    for r in results["leaderboard"]["queries"]:
+        lines.append(_row(r, envoy.get(r["concurrency"]), "trivial via Envoy"))
+    intake = results["analytics"]["intake"]
+    lines.append(
+        _row(
+            {**intake, "scenario": f"TrackEvents ({intake['batch']} events a call)"},
+            envoy.get(intake["concurrency"]),
+            "trivial via Envoy",
         )
+    )
+    lines += [
+        "",
+        "### Feed read latency against followed celebrities (concurrency 1)",
+        "",
+        "| celebrities followed | req/s | p50 ms | p95 ms | p99 ms |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in f["celebrity_curve"]:
+        lines.append(
+            f"| {r['celebrities']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} |"
+        )
+    fan = f["fanout"]
+    zadd = redis.get("zadd", {}).get("rps")
+    lines += [
+        "",
+        "### Fan-out: an entry's event until it is in every follower's timeline",
+        "",
+        "| followers | median s (3 runs) | followers/s | vs Redis ZADD rate |",
+        "|---:|---:|---:|---:|",
+    ]
+    for r in fan["curve"]:
+        ratio = f"{r['followers_per_s'] / zadd:.0%}" if zadd else "n/a"
+        lines.append(
+            f"| {r['followers']} | {r['median_s']} ({r['seconds']}) | {r['followers_per_s']} | "
+            f"{ratio} |"
+        )
+    lines.append(
+        f"| 1 (Kafka and consumer floor) | {fan['one_follower_median_s']} "
+        f"({fan['one_follower_seconds']}) | | |"
+    )
+    ingestion, rollup = results["leaderboard"]["ingestion"], results["analytics"]["rollup"]
+    lines += [
+        "",
+        "### Ingestion, from topic to committed read model",
+        "",
+        "| pipeline | events/s | vs one plain consumer |",
+        "|---|---:|---:|",
+        f"| leaderboard: {ingestion['events']} nights of {ingestion['users']} users, one batch "
+        f"runner ({ingestion['of_target']:.0%} of the {ingestion['target_per_s']}/s target) | "
+        f"{ingestion['events_per_s']} | {ingestion['of_raw_consume']:.0%} |",
+        f"| analytics rollup: {rollup['events']} events of {rollup['visitors']} visitors, one "
+        f"batch runner | {rollup['events_per_s']} | {rollup['of_raw_consume']:.0%} |",
+        f"| TrackEvents accepted at the gateway, concurrency 8 | {intake['events_per_s']} | |",
+        f"| the same, rolled up by the running consumers (until caught up, "
+        f"{intake['rolled_up_after_s']} s after the load) | "
+        f"{intake['live_rollup_events_per_s']} | |",
+    ]
+    memory = f["memory"]
+    rss = results["memory"]
+    lines += [
+        "",
+        "### Memory",
+        "",
+        f"Redis: {memory['bytes_per_item']} bytes per timeline item ({memory['items']} items in "
+        f"{memory['timelines']} timelines, {memory['encoding']}); "
+        f"{ingestion['redis_bytes_per_member']} bytes per leaderboard member (all-time boards).",
+        "",
+        "| process | RSS idle MiB | RSS peak under load MiB |",
+        "|---|---:|---:|",
+    ]
+    for name, idle in rss["rss_idle_mib"].items():
+        lines.append(f"| {name} | {idle} | {rss['rss_peak_mib'].get(name)} |")
     return "\n".join(lines)
 
 

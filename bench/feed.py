@@ -2,14 +2,18 @@
 
 1. Population (bulk events, see bench.population): `authors` ordinary authors
    and `celebrities` celebrities with `nights` nights each; `readers` readers
-   registered through the gateway, each following every author and celebrity.
+   registered through the gateway, each following every author and
+   `followed_celebrities` of the celebrities.
 2. Feed reads: GET /v1/feed (first page of 20) through Envoy at several
    concurrencies, readers in turn, beside GET /.well-known/jwks.json (GetJwks:
    an RPC that does no work) through the same gateway in the same run.
-3. Fan-out: one ordinary author with `fanout_followers` active followers
-   records a night; the time from publishing its event until every follower's
-   timeline holds it, beside the same for an author with one follower.
-4. Redis memory per timeline item, from MEMORY USAGE of full timelines.
+3. The celebrity curve: readers who follow every author and 0, 5 or 50
+   celebrities (merged in at read time), read at concurrency 1.
+4. The fan-out curve: for each of `fanout_sizes`, an ordinary author with
+   that many active followers records a night; the time from publishing its
+   event until every follower's timeline holds it, beside the same for an
+   author with one follower.
+5. Redis memory per timeline item, from MEMORY USAGE of full timelines.
 """
 
 from __future__ import annotations
@@ -49,10 +53,12 @@ return n
 @dataclass(frozen=True)
 class Scale:
     authors: int = 300
-    celebrities: int = 5
+    celebrities: int = 50
+    followed_celebrities: int = 5
     nights: int = 30
     readers: int = 20
-    fanout_followers: int = 10_000
+    fanout_sizes: tuple[int, ...] = (1_000, 10_000)
+    celebrity_curve: tuple[int, ...] = (0, 5, 50)
     seconds: float = 10.0
     concurrencies: tuple[int, ...] = (1, 8, 32)
 
@@ -61,16 +67,21 @@ class Scale:
         return cls(
             authors=max(10, int(300 * factor)),
             nights=max(5, int(30 * min(factor, 3))),
-            fanout_followers=max(100, int(10_000 * factor)),
+            fanout_sizes=tuple(max(100, int(n * factor)) for n in (1_000, 10_000, 100_000))
+            if factor >= 10
+            else tuple(max(100, int(n * factor)) for n in (1_000, 10_000)),
         )
 
 
 def run(settings: Settings, base_url: str, env: dict[str, str], scale: Scale):
     """The figures, and the readers (their tokens in a file) for the benchmarks after it."""
     publisher = Publisher(settings.kafka.bootstrap_servers)
-    results: dict = {"scale": scale.__dict__ | {"concurrencies": list(scale.concurrencies)}}
-    tokens_file, readers = _populate(settings, base_url, publisher, scale, results)
+    results: dict = {
+        "scale": {k: list(v) if isinstance(v, tuple) else v for k, v in scale.__dict__.items()}
+    }
+    tokens_file, readers, curve = _populate(settings, base_url, publisher, scale, results)
     results["reads"] = _read_load(settings, base_url, tokens_file, scale)
+    results["celebrity_curve"] = _celebrity_curve(settings, base_url, curve, scale)
     feed_settings = FeedSettings.load(Env(env))
     results["fanout"] = asyncio.run(_fan_out(settings, feed_settings, publisher, scale))
     results["memory"] = asyncio.run(_memory(feed_settings, readers))
@@ -78,8 +89,10 @@ def run(settings: Settings, base_url: str, env: dict[str, str], scale: Scale):
 
 
 def _populate(settings, base_url, publisher: Publisher, scale: Scale, results: dict):
-    print(f"bench feed: registering {scale.readers} readers through the gateway", flush=True)
-    readers, tokens = _register_readers(base_url, scale.readers, publisher)
+    count = scale.readers + len(scale.celebrity_curve)
+    print(f"bench feed: registering {count} readers through the gateway", flush=True)
+    everyone, all_tokens = _register_readers(base_url, count, publisher)
+    readers, tokens = everyone[: scale.readers], all_tokens[: scale.readers]
     print(
         f"bench feed: publishing {scale.authors} authors and {scale.celebrities} celebrities "
         f"with {scale.nights} nights each, and the readers' follows",
@@ -93,7 +106,11 @@ def _populate(settings, base_url, publisher: Publisher, scale: Scale, results: d
         for day in range(scale.nights, 0, -1):
             publisher.night(author, day)
     for reader in readers:
-        for author in authors + celebrities:
+        for author in authors + celebrities[: scale.followed_celebrities]:
+            publisher.follow(reader, author)
+    curve = list(zip(scale.celebrity_curve, all_tokens[scale.readers :], strict=True))
+    for (followed, _token), reader in zip(curve, everyone[scale.readers :], strict=True):
+        for author in authors + celebrities[:followed]:
             publisher.follow(reader, author)
     started = time.monotonic()
     publisher.flush()
@@ -109,15 +126,15 @@ def _populate(settings, base_url, publisher: Publisher, scale: Scale, results: d
         "seconds_to_consume": round(elapsed, 1),
         "events_per_s": round(sent / elapsed, 1),
         "entries": (scale.authors + scale.celebrities) * scale.nights,
-        "follows_per_reader": scale.authors + scale.celebrities,
+        "follows_per_reader": scale.authors + scale.followed_celebrities,
     }
     print(f"bench feed: {sent} events consumed in {elapsed:.1f} s (waited {seconds:.1f} s)")
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        for token in tokens:  # first reads: each reader's timeline is built
+        for token in all_tokens:  # first reads: each reader's timeline is built
             assert client.get("/v1/feed", headers={"Authorization": f"Bearer {token}"}).is_success
     tokens_file = Path(tempfile.mkstemp(prefix="zentry-bench-tokens-")[1])
     tokens_file.write_text("\n".join(tokens) + "\n")
-    return tokens_file, readers
+    return tokens_file, readers, curve
 
 
 def _register_readers(base_url: str, count: int, publisher: Publisher):
@@ -158,17 +175,43 @@ def _read_load(settings: Settings, base_url: str, tokens: Path, scale: Scale) ->
     return rows
 
 
+def _celebrity_curve(settings: Settings, base_url: str, curve, scale: Scale) -> list[dict]:
+    rows = []
+    for followed, token in curve:
+        print(f"bench feed: a reader following {followed} celebrities", flush=True)
+        one = Path(tempfile.mkstemp(prefix="zentry-bench-token-")[1])
+        one.write_text(token + "\n")
+        try:
+            result = loadgen.run(
+                settings,
+                f"{base_url}/v1/feed?pageSize=20",
+                concurrency=1,
+                seconds=scale.seconds / 2,
+                max_requests=50_000,
+                tokens=one,
+            )
+        finally:
+            one.unlink(missing_ok=True)
+        rows.append({"celebrities": followed, **result})
+    return rows
+
+
 async def _fan_out(settings: Settings, feed: FeedSettings, publisher: Publisher, scale: Scale):
-    """Entry-to-every-timeline time for an author with many active followers, and with one."""
-    author = publisher.user("fanout_author")
+    """Entry-to-every-timeline time for authors with each number of active followers, and one."""
+    sizes = sorted(scale.fanout_sizes)
+    authors = {size: publisher.user(f"fanout_author_{size}") for size in sizes}
     lone_author = publisher.user("fanout_lone_author")
-    followers = [publisher.uuid() for _ in range(scale.fanout_followers)]
-    for follower in followers:
-        publisher.follow(follower, author)
+    followers = [publisher.uuid() for _ in range(sizes[-1])]
+    for size, author in authors.items():
+        for follower in followers[:size]:
+            publisher.follow(follower, author)
+    publisher.flush()
     publisher.follow(followers[0], lone_author)
     publisher.flush()
-    print(f"bench feed: {len(followers)} followers published; activating them", flush=True)
+    print(f"bench feed: {sum(sizes)} follows published; activating {len(followers)} followers")
+    started = time.monotonic()
     wait_consumed(settings.kafka.bootstrap_servers, {GRAPH_GROUP: USER_EVENTS}, timeout=900)
+    follows_s = time.monotonic() - started
     db = Database(feed.service.postgres_dsn)
     redis = app.redis_client(feed.service.redis_url)
     try:
@@ -179,20 +222,35 @@ async def _fan_out(settings: Settings, feed: FeedSettings, publisher: Publisher,
             async with gate:
                 await reader.page(follower, None, 20)  # what a first read does: rebuild, activate
 
+        started = time.monotonic()
         await asyncio.gather(*(first_read(f) for f in followers))
+        activation_s = time.monotonic() - started
         holding = redis.register_script(_HOLDING)
         keys = [timeline_key(f) for f in followers]
-        many = [await _time_to_all(publisher, holding, author, keys) for _ in range(3)]
+        curve = []
+        for size in sizes:
+            print(f"bench feed: fan-out to {size} followers", flush=True)
+            runs = [
+                await _time_to_all(publisher, holding, authors[size], keys[:size]) for _ in range(3)
+            ]
+            curve.append(
+                {
+                    "followers": size,
+                    "seconds": [round(s, 3) for s in runs],
+                    "median_s": round(statistics.median(runs), 3),
+                    "followers_per_s": round(size / statistics.median(runs)),
+                }
+            )
         one = [await _time_to_all(publisher, holding, lone_author, keys[:1]) for _ in range(3)]
     finally:
         await redis.aclose()
         await db.dispose()
     return {
-        "followers": len(followers),
-        "seconds": [round(s, 3) for s in many],
-        "median_s": round(statistics.median(many), 3),
+        "curve": curve,
         "one_follower_seconds": [round(s, 3) for s in one],
         "one_follower_median_s": round(statistics.median(one), 3),
+        "follow_events_per_s": round(sum(sizes) / follows_s),
+        "activation_s": round(activation_s, 1),
     }
 
 

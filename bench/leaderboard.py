@@ -24,16 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import psycopg
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 from google.protobuf import duration_pb2
-from psycopg import sql
 from redis.asyncio import Redis
 from zentry.events.v1 import sleep_events_pb2 as sev
 
 from bench import loadgen
+from bench.limits import raw_consume_rate
 from bench.population import Publisher, wait_consumed
+from bench.scratch import drain, produce_all, scratch
 from infra.config import Settings
 from services.kit.batch_consumer import BatchConsumerRunner
 from services.kit.db import Database, migrate
@@ -64,25 +62,14 @@ def run(settings: Settings, base_url: str, tokens: Path, readers: list[str], sca
 
 async def _ingestion(settings: Settings, scale: Scale) -> dict:
     bootstrap = settings.kafka.bootstrap_servers
-    name = f"bench-lb-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    topics = [NewTopic(name, 6, 1), NewTopic(f"{name}.dlt", 1, 1)]
-    for future in admin.create_topics(topics).values():
-        future.result(timeout=30)
-    database = name.replace("-", "_")
-    admin_dsn = settings.postgres.dsn("postgres")
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    pg = settings.postgres
-    dsn = f"postgresql+psycopg://{pg.user}:{pg.password}@{pg.host}:{pg.port}/{database}"
-    redis_url = f"redis://{settings.redis.host}:{settings.redis.port}/11"
-    try:
+    with scratch(settings, f"bench-lb-{uuid.uuid4().hex[:8]}") as place:
         print(f"bench leaderboard: publishing {scale.events} sleep events", flush=True)
         published = time.monotonic()
-        _publish_nights(bootstrap, name, scale)
+        produce_all(bootstrap, place.topic, _nights(scale))
         publish_s = time.monotonic() - published
-        await asyncio.to_thread(migrate, dsn, app.MIGRATIONS)
-        db, redis = Database(dsn), Redis.from_url(redis_url)
+        raw = raw_consume_rate(bootstrap, place.topic, scale.events)  # the limit, same topic
+        await asyncio.to_thread(migrate, place.dsn, app.MIGRATIONS)
+        db, redis = Database(place.dsn), Redis.from_url(place.redis_url)
         await redis.flushdb()
         lb = LeaderboardSettings(
             service=None,  # type: ignore[arg-type]
@@ -95,31 +82,17 @@ async def _ingestion(settings: Settings, scale: Scale) -> dict:
         windows = {w for d in range(61) for w in domain.windows_of(today - timedelta(days=d))}
         for window in windows:  # boards people look at: every window of the events is in Redis
             await boards.write_window(window, [], datetime.now(UTC))
-        scores, _directory = projector.subscriptions(sleep_topic=name, groups=(name, f"{name}.d"))
+        scores, _directory = projector.subscriptions(
+            sleep_topic=place.topic, groups=(place.topic, f"{place.topic}.d")
+        )
         runner = BatchConsumerRunner(db, bootstrap, scores, max_batch=lb.batch_size)
         print("bench leaderboard: applying them with one batch runner", flush=True)
-        started = time.monotonic()
-        task = asyncio.create_task(runner.run())
-        while runner.applied + runner.dead_lettered < scale.events:
-            if task.done():
-                task.result()
-            if time.monotonic() - started > 600:
-                raise TimeoutError(f"only {runner.applied} of {scale.events} applied in 600 s")
-            await asyncio.sleep(0.05)
-        seconds = time.monotonic() - started
-        runner.stop()
-        await task
+        seconds = await drain(runner, scale.events, "leaderboard ingestion")
         boards = len([k async for k in redis.scan_iter(match="lb:board:*", count=1000)])
+        members = await _member_bytes(redis)
         await redis.flushdb()
         await redis.aclose()
         await db.dispose()
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
-        for future in admin.delete_topics([name, f"{name}.dlt"]).values():
-            future.result(timeout=30)
     rate = scale.events / seconds
     return {
         "events": scale.events,
@@ -132,13 +105,24 @@ async def _ingestion(settings: Settings, scale: Scale) -> dict:
         "publish_per_s": round(scale.events / publish_s),
         "boards_written": boards,
         "windows_in_redis": len(windows),
+        "redis_bytes_per_member": members,
+        "raw_consume": raw,
+        "of_raw_consume": round(rate / raw["per_s"], 3),
     }
 
 
-def _publish_nights(bootstrap: str, topic: str, scale: Scale) -> None:
+async def _member_bytes(redis: Redis) -> float | None:
+    """Redis bytes per board member, over the all-time boards (every user is on them)."""
+    used = members = 0
+    async for key in redis.scan_iter(match="lb:board:*:all-time", count=1000):
+        members += await redis.zcard(key)
+        used += await redis.memory_usage(key, samples=0)
+    return round(used / members, 1) if members else None
+
+
+def _nights(scale: Scale):
     """Created nights for `users` users over the last 60 days, keyed by user."""
     rng = random.Random(11)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000})
     users = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(scale.users)]
     today = datetime.now(UTC).date()
     now = datetime.now(UTC)
@@ -147,15 +131,7 @@ def _publish_nights(bootstrap: str, topic: str, scale: Scale) -> None:
         day = today - timedelta(days=(i // scale.users) % 60)
         state = _state(user, day, rng.randint(5 * 3600, 9 * 3600))
         event = envelope(sev.SleepEntryCreated(entry=state), user, "bench", now)
-        while True:
-            try:
-                producer.produce(topic, key=user, value=event.SerializeToString())
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    if producer.flush(120):
-        raise RuntimeError("Kafka did not take every bench event")
+        yield user, event.SerializeToString()
 
 
 def _state(user: str, day: date, seconds: int) -> sev.SleepEntryState:

@@ -29,22 +29,37 @@ def binary(settings: Settings) -> Path:
 
 def run(
     settings: Settings,
-    url: str,
+    url: str = "",
     *,
     concurrency: int,
     seconds: float,
     max_requests: int,
     tokens: Path | None = None,
+    method: str = "GET",
+    body: Path | None = None,
+    headers: dict[str, str] | None = None,
+    grpc: tuple[str, str] | None = None,
+    origin: str = "",
 ) -> dict:
-    """GETs `url` at `concurrency` for `seconds` (at most `max_requests`); the tool's JSON."""
+    """Sends to `url` (or calls `grpc` = (host:port, method)) at `concurrency` for `seconds`,
+    at most `max_requests`; the tool's JSON. `body` is a template (bench/loadgen/main.go)."""
     argv = [
         str(binary(settings)),
-        "-url", url,
         "-c", str(concurrency),
         "-d", f"{seconds}s",
         "-n", str(max_requests),
     ]  # fmt: skip
+    if grpc is not None:
+        argv += ["-grpc", grpc[0], "-rpc", grpc[1]]
+    else:
+        argv += ["-url", url, "-method", method]
     if tokens is not None:
         argv += ["-tokens", str(tokens)]
+    if body is not None:
+        argv += ["-body", str(body)]
+    if origin:
+        argv += ["-origin", origin]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)
     return json.loads(done.stdout)

@@ -15,14 +15,16 @@ import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from google.protobuf import duration_pb2, timestamp_pb2
+from zentry.events.v1 import analytics_events_pb2 as aev
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
-from services.kit.events import SLEEP_EVENTS, USER_EVENTS, envelope
+from services.kit.events import CLIENT_EVENTS, SLEEP_EVENTS, USER_EVENTS, envelope
 
 ZONES = ("America/Los_Angeles", "America/New_York", "Europe/London", "Europe/Berlin",
          "Asia/Kolkata", "Asia/Tokyo", "Australia/Sydney", "America/Sao_Paulo")  # fmt: skip
@@ -64,18 +66,25 @@ class Publisher:
 
     def user(self, name: str, celebrity: bool = False) -> str:
         user_id = self.uuid()
+        self.profile(user_id, name, self.random.choice(ZONES))
+        if celebrity:
+            self.celebrity(user_id)
+        return user_id
+
+    def profile(self, user_id: str, name: str, time_zone: str) -> None:
         profile = uev.UserProfile(
             user_id=user_id,
             username=name,
             display_name=name.replace("_", " ").title(),
-            time_zone=self.random.choice(ZONES),
+            time_zone=time_zone,
+            sleep_goal=duration_pb2.Duration(seconds=8 * 3600),
         )
         self._send(USER_EVENTS, uev.UserRegistered(profile=profile), user_id)
-        if celebrity:
-            self._send(
-                USER_EVENTS, uev.CelebrityStatusChanged(user_id=user_id, celebrity=True), user_id
-            )
-        return user_id
+
+    def celebrity(self, user_id: str) -> None:
+        self._send(
+            USER_EVENTS, uev.CelebrityStatusChanged(user_id=user_id, celebrity=True), user_id
+        )
 
     def follow(self, reader: str, author: str) -> None:
         self._send(USER_EVENTS, uev.FollowCreated(follower_id=reader, followee_id=author), reader)
@@ -89,16 +98,23 @@ class Publisher:
         start = (now - timedelta(days=days_ago)).replace(hour=23, minute=0, second=0, microsecond=0)
         start += timedelta(minutes=self.random.gauss(0, 45))
         end = start + timedelta(minutes=self.random.uniform(330, 540))
+        return self.entry(author, start, end, "UTC", str(uuid.uuid4()) if fresh else None)
+
+    def entry(
+        self, author: str, start: datetime, end: datetime, time_zone: str, entry_id=None
+    ) -> str:
+        """A SleepEntryCreated as the sleep service publishes it (sleep date in `time_zone`)."""
+        now = datetime.now(UTC)
         created = min(end + timedelta(minutes=self.random.uniform(1, 90)), now)
-        entry_id = str(uuid.uuid4()) if fresh else self.uuid()
+        entry_id = entry_id or self.uuid()
         state = sev.SleepEntryState(
             entry_id=entry_id,
             user_id=author,
             start_time=_ts(start),
             end_time=_ts(end),
             duration=duration_pb2.Duration(seconds=int((end - start).total_seconds())),
-            time_zone="UTC",
-            sleep_date=end.date().isoformat(),
+            time_zone=time_zone,
+            sleep_date=end.astimezone(ZoneInfo(time_zone)).date().isoformat(),
             quality=self.random.randint(1, 5),
             note=self.random.choice(("", "", "woke once", "late coffee", "slept like a log")),
             revision=1,
@@ -107,6 +123,16 @@ class Publisher:
         )
         self._send(SLEEP_EVENTS, sev.SleepEntryCreated(entry=state), author)
         return entry_id
+
+    def page_view(self, user_id: str, at: datetime, page: str) -> None:
+        """A ClientEventAccepted as the analytics intake publishes it for a signed-in user."""
+        visitor = f"u:{user_id}"
+        event = aev.ClientEventAccepted(
+            event_id=self.uuid(), name="page_view", visitor_id=visitor, user_id=user_id, page=page
+        )
+        event.event_time.CopyFrom(_ts(at))
+        event.receive_time.CopyFrom(_ts(datetime.now(UTC)))
+        self._send(CLIENT_EVENTS, event, visitor)
 
 
 def wait_consumed(bootstrap: str, groups: dict[str, str], timeout: float) -> float:

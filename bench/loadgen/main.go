@@ -1,4 +1,4 @@
-// Command loadgen sends GET requests at a fixed concurrency, bounded in time and
+// Command loadgen sends requests at a fixed concurrency, bounded in time and
 // count, and prints one JSON object: throughput and latency percentiles of the
 // successful responses (errors are counted apart).
 //
@@ -6,12 +6,19 @@
 // services need; this one costs little and measures from send to last byte.
 //
 //	loadgen -url http://127.0.0.1:8080/v1/feed -c 8 -d 10s -n 200000 -tokens tokens.txt
+//	loadgen -url http://127.0.0.1:8080/v1/sleepEntries -method POST -body night.json -tokens t.txt
+//	loadgen -grpc 127.0.0.1:50051 -rpc /zentry.user.v1.UserService/GetJwks -c 8 -d 10s
 //
-// With -tokens, request i carries "Authorization: Bearer <line i mod N>".
+// With -tokens, request n carries "Authorization: Bearer <line n mod N>". A -body
+// file is a template: {{n}} becomes the request's number, {{now}} the time it is
+// sent, and {{start}} and {{end}} the bounds of a slot -span long; each token's
+// slots go back from -origin, -step apart, so one user's nights never overlap. -grpc calls a method whose request is empty, on one HTTP/2
+// connection per worker.
 package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -19,10 +26,15 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
 )
 
 type result struct {
@@ -38,30 +50,71 @@ type result struct {
 	Concurrency int            `json:"concurrency"`
 }
 
+// call sends request number i; it returns a status label and whether it succeeded.
+type call func(i int64) (string, bool)
+
+type headers []string
+
+func (h *headers) String() string     { return strings.Join(*h, ", ") }
+func (h *headers) Set(v string) error { *h = append(*h, v); return nil }
+
 func main() {
-	url := flag.String("url", "", "URL to GET")
+	url := flag.String("url", "", "URL to send to")
+	method := flag.String("method", http.MethodGet, "HTTP method")
+	bodyFile := flag.String("body", "", "request body template (see the package doc)")
+	var extra headers
+	flag.Var(&extra, "H", `extra header "Name: value" (repeatable)`)
+	grpcTarget := flag.String("grpc", "", "host:port to call over gRPC instead of -url")
+	rpc := flag.String("rpc", "", "gRPC method, e.g. /zentry.user.v1.UserService/GetJwks")
 	concurrency := flag.Int("c", 8, "requests in flight")
 	duration := flag.Duration("d", 10*time.Second, "how long to send")
 	limit := flag.Int64("n", 1_000_000, "at most this many requests")
 	warmup := flag.Duration("warmup", time.Second, "sent first and not counted")
 	tokensFile := flag.String("tokens", "", "file of bearer tokens, one per line")
+	step := flag.Duration("step", 2*time.Hour, "how far apart the {{start}} slots are")
+	span := flag.Duration("span", time.Hour, "from {{start}} to {{end}}")
+	originText := flag.String("origin", "", "where the {{start}} slots begin, RFC 3339 (default: a day ago)")
 	flag.Parse()
-	if *url == "" {
-		fmt.Fprintln(os.Stderr, "loadgen: -url is required")
-		os.Exit(2)
-	}
 	tokens, err := readTokens(*tokensFile)
+	fail(err)
+	var send func() call
+	switch {
+	case *grpcTarget != "" && *rpc != "":
+		send = grpcCaller(*grpcTarget, *rpc)
+	case *url != "":
+		template := ""
+		if *bodyFile != "" {
+			raw, err := os.ReadFile(*bodyFile)
+			fail(err)
+			template = string(raw)
+		}
+		client := &http.Client{
+			Timeout:   10 * time.Second,
+			Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency, MaxConnsPerHost: *concurrency},
+		}
+		origin := time.Now().Add(-24 * time.Hour).Truncate(time.Hour)
+		if *originText != "" {
+			parsed, err := time.Parse(time.RFC3339, *originText)
+			fail(err)
+			origin = parsed
+		}
+		var counter atomic.Int64 // numbers stay unique across the warm-up and the run
+		send = func() call {
+			return httpCaller(client, *method, *url, template, extra, tokens, &counter, origin, *step, *span)
+		}
+	default:
+		fail(fmt.Errorf("give -url, or -grpc and -rpc"))
+	}
+	run(send, *concurrency, *warmup, 1<<62) // warm connections and caches
+	out := run(send, *concurrency, *duration, *limit)
+	json.NewEncoder(os.Stdout).Encode(out)
+}
+
+func fail(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(2)
 	}
-	client := &http.Client{
-		Timeout:   10 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency, MaxConnsPerHost: *concurrency},
-	}
-	run(client, *url, tokens, *concurrency, *warmup, 1<<62) // warm connections and caches
-	out := run(client, *url, tokens, *concurrency, *duration, *limit)
-	json.NewEncoder(os.Stdout).Encode(out)
 }
 
 func readTokens(path string) ([]string, error) {
@@ -84,7 +137,73 @@ func readTokens(path string) ([]string, error) {
 	return tokens, scanner.Err()
 }
 
-func run(client *http.Client, url string, tokens []string, concurrency int, duration time.Duration, limit int64) result {
+func httpCaller(
+	client *http.Client, method, url, template string, extra headers, tokens []string,
+	counter *atomic.Int64, origin time.Time, step, span time.Duration,
+) call {
+	return func(int64) (string, bool) {
+		n := counter.Add(1)
+		slot := n // each token's requests take that user's slots one after another
+		if len(tokens) > 0 {
+			slot = n / int64(len(tokens))
+		}
+		var body io.Reader
+		if template != "" {
+			start := origin.Add(-time.Duration(slot) * step)
+			body = strings.NewReader(strings.NewReplacer(
+				"{{n}}", strconv.FormatInt(n, 10),
+				"{{now}}", time.Now().UTC().Format(time.RFC3339),
+				"{{start}}", start.UTC().Format(time.RFC3339),
+				"{{end}}", start.Add(span).UTC().Format(time.RFC3339),
+			).Replace(template))
+		}
+		request, _ := http.NewRequest(method, url, body)
+		if len(tokens) > 0 {
+			request.Header.Set("Authorization", "Bearer "+tokens[int(n)%len(tokens)])
+		}
+		for _, h := range extra {
+			name, value, _ := strings.Cut(h, ":")
+			request.Header.Set(strings.TrimSpace(name), strings.TrimSpace(value))
+		}
+		response, err := client.Do(request)
+		if err != nil {
+			return "transport error", false
+		}
+		io.Copy(io.Discard, response.Body)
+		response.Body.Close()
+		return strconv.Itoa(response.StatusCode), response.StatusCode < 400
+	}
+}
+
+// rawCodec sends and receives message bytes as they are: the request is empty.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*(v.(*[]byte)) = append((*(v.(*[]byte)))[:0], data...)
+	return nil
+}
+func (rawCodec) Name() string { return "raw" }
+
+func init() { encoding.RegisterCodec(rawCodec{}) }
+
+func grpcCaller(target, rpc string) func() call {
+	return func() call {
+		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		fail(err)
+		return func(int64) (string, bool) {
+			request, reply := []byte{}, []byte{}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := conn.Invoke(ctx, rpc, &request, &reply, grpc.ForceCodec(rawCodec{})); err != nil {
+				return "grpc error", false
+			}
+			return "OK", true
+		}
+	}
+}
+
+func run(send func() call, concurrency int, duration time.Duration, limit int64) result {
 	var sent atomic.Int64
 	var mu sync.Mutex
 	var latencies []float64
@@ -95,6 +214,7 @@ func run(client *http.Client, url string, tokens []string, concurrency int, dura
 	var wg sync.WaitGroup
 	for w := 0; w < concurrency; w++ {
 		wg.Add(1)
+		do := send()
 		go func() {
 			defer wg.Done()
 			var mine []float64
@@ -105,20 +225,10 @@ func run(client *http.Client, url string, tokens []string, concurrency int, dura
 				if i > limit {
 					break
 				}
-				request, _ := http.NewRequest(http.MethodGet, url, nil)
-				if len(tokens) > 0 {
-					request.Header.Set("Authorization", "Bearer "+tokens[int(i)%len(tokens)])
-				}
 				begin := time.Now()
-				response, err := client.Do(request)
-				if err != nil {
-					myErrors++
-					continue
-				}
-				io.Copy(io.Discard, response.Body)
-				response.Body.Close()
-				myStatuses[fmt.Sprint(response.StatusCode)]++
-				if response.StatusCode >= 400 {
+				status, ok := do(i)
+				myStatuses[status]++
+				if !ok {
 					myErrors++ // not a latency, and not counted in the rate
 					continue
 				}

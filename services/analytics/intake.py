@@ -50,20 +50,26 @@ class Publisher:
 
     async def publish(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """Append (key, value) messages; returns once Kafka has acknowledged all of them."""
+        if not messages:
+            return
         loop = asyncio.get_running_loop()
-        futures = []
+        done = loop.create_future()
+        waiting = [len(messages)]  # only the poll thread counts down (callbacks run in poll)
+        errors: list[KafkaError] = []
+
+        def delivered(error, _message):
+            if error is not None:
+                errors.append(error)
+            waiting[0] -= 1
+            if waiting[0] == 0:  # one wake-up of the event loop per batch, not per message
+                loop.call_soon_threadsafe(_settle, done)
+
         for key, value in messages:
-            future = loop.create_future()
-            futures.append(future)
-
-            def delivered(error, _message, future=future):
-                loop.call_soon_threadsafe(_settle, future, error)
-
             try:
                 self._producer.produce(self._topic, key=key, value=value, on_delivery=delivered)
             except BufferError:
                 raise Unavailable(f"Too many events in flight; {RETRY}.") from None
-        errors = [e for e in await asyncio.gather(*futures) if e is not None]
+        await done
         if errors:
             raise Unavailable(f"Kafka did not take the events ({errors[0]}); {RETRY}.")
 
@@ -73,9 +79,9 @@ class Publisher:
         await asyncio.to_thread(self._poller.join, 1.0)
 
 
-def _settle(future: asyncio.Future, error: KafkaError | None) -> None:
+def _settle(future: asyncio.Future) -> None:
     if not future.done():
-        future.set_result(error)
+        future.set_result(None)
 
 
 class Salts:

@@ -12,6 +12,7 @@ minute counts are swept after the retention period.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
@@ -26,12 +27,11 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    and_,
     delete,
     func,
     literal,
-    or_,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -44,7 +44,6 @@ from services.kit.db import lock_keys
 metadata = MetaData()
 _ts = DateTime(timezone=True)
 _VISITOR_LOCKS = 5
-_ROWS_PER_STATEMENT = 5000
 
 raw_events = Table(
     "raw_events",
@@ -100,39 +99,78 @@ salts = Table(
 )
 
 
+# One fixed statement whatever the batch size, its rows as arrays: PostgreSQL parses
+# and plans it once per connection, and the client sends a dozen parameters.
+_INSERT_RAW = text(
+    """
+    INSERT INTO raw_events (event_id, name, event_time, receive_time, visitor_id, user_id,
+                            client_session_id, page, referrer, properties)
+    SELECT * FROM unnest(CAST(:event_id AS text[]), CAST(:name AS text[]),
+                         CAST(:event_time AS timestamptz[]), CAST(:receive_time AS timestamptz[]),
+                         CAST(:visitor_id AS text[]), CAST(:user_id AS text[]),
+                         CAST(:client_session_id AS text[]), CAST(:page AS text[]),
+                         CAST(:referrer AS text[]), CAST(:properties AS jsonb[]))
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+    """
+)
+_ADD_COUNTS = text(
+    """
+    INSERT INTO counts (name, dimension, value, bucket, events)
+    SELECT * FROM unnest(CAST(:name AS text[]), CAST(:dimension AS text[]),
+                         CAST(:value AS text[]), CAST(:bucket AS timestamptz[]),
+                         CAST(:events AS bigint[]))
+    ON CONFLICT (name, dimension, value, bucket)
+    DO UPDATE SET events = counts.events + EXCLUDED.events
+    """
+)
+_ADD_MINUTE_COUNTS = text(
+    """
+    INSERT INTO minute_counts (name, minute, events)
+    SELECT * FROM unnest(CAST(:name AS text[]), CAST(:minute AS timestamptz[]),
+                         CAST(:events AS bigint[]))
+    ON CONFLICT (name, minute) DO UPDATE SET events = minute_counts.events + EXCLUDED.events
+    """
+)
+
+
 async def insert_new(session: AsyncSession, rows: list[dict]) -> set[str]:
-    """Insert raw events; the ids of those not seen before."""
+    """Insert raw events (dicts of raw_events' columns); the ids of those not seen before."""
     if not rows:
         return set()
-    result = await session.execute(
-        pg_insert(raw_events)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(raw_events.c.event_id)
-    )
-    return set(result.scalars())
+    columns = {c.name: [row[c.name] for row in rows] for c in raw_events.c}
+    columns["properties"] = [json.dumps(p) for p in columns["properties"]]
+    return set((await session.execute(_INSERT_RAW, columns)).scalars())
 
 
 async def add_counts(session: AsyncSession, totals: dict[tuple, int]) -> None:
     """Add to (name, dimension, value, bucket) counts; in key order, so batches never deadlock."""
-    await _add(session, counts, ("name", "dimension", "value", "bucket"), totals)
+    await _add(session, _ADD_COUNTS, ("name", "dimension", "value", "bucket"), totals)
 
 
 async def add_minute_counts(session: AsyncSession, totals: dict[tuple, int]) -> None:
-    await _add(session, minute_counts, ("name", "minute"), totals)
+    await _add(session, _ADD_MINUTE_COUNTS, ("name", "minute"), totals)
 
 
-async def _add(session, table: Table, key: tuple[str, ...], totals: dict[tuple, int]) -> None:
+async def _add(session, statement, key: tuple[str, ...], totals: dict[tuple, int]) -> None:
     if not totals:
         return
-    rows = [{**dict(zip(key, k, strict=True)), "events": n} for k, n in sorted(totals.items())]
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):  # PostgreSQL takes 65535 parameters
-        stmt = pg_insert(table).values(rows[start : start + _ROWS_PER_STATEMENT])
-        await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=list(key), set_={"events": table.c.events + stmt.excluded.events}
-            )
-        )
+    ordered = sorted(totals.items())
+    params = {name: [k[i] for k, _n in ordered] for i, name in enumerate(key)}
+    params["events"] = [n for _k, n in ordered]
+    await session.execute(statement, params)
+
+
+_NEAR = text(
+    """
+    SELECT s.session_id, s.visitor_id, s.started_at, s.ended_at, s.events, s.page_views
+    FROM sessions s
+    JOIN unnest(CAST(:visitors AS text[]), CAST(:firsts AS timestamptz[]),
+                CAST(:lasts AS timestamptz[])) AS v(visitor_id, first, last)
+      ON s.visitor_id = v.visitor_id AND s.ended_at >= v.first AND s.started_at <= v.last
+    ORDER BY s.started_at
+    """
+)
 
 
 async def visitor_sessions(
@@ -143,16 +181,14 @@ async def visitor_sessions(
     found: dict[str, list[Session]] = {visitor: [] for visitor in spans}
     if not spans:
         return found
-    near = [
-        and_(
-            sessions.c.visitor_id == visitor,
-            sessions.c.ended_at >= first - GAP,
-            sessions.c.started_at <= last + GAP,
-        )
-        for visitor, (first, last) in spans.items()
-    ]
+    visitors = sorted(spans)
     rows = await session.execute(
-        select(*sessions.c).where(or_(*near)).order_by(sessions.c.started_at)
+        _NEAR,
+        {
+            "visitors": visitors,
+            "firsts": [spans[v][0] - GAP for v in visitors],
+            "lasts": [spans[v][1] + GAP for v in visitors],
+        },
     )
     for row in rows:
         found[row.visitor_id].append(Session(**row._mapping))
@@ -173,12 +209,13 @@ async def save_sessions(session: AsyncSession, changed: Sequence[Session]) -> No
         }
         for s in sorted(changed, key=lambda s: s.session_id)
     ]
-    stmt = pg_insert(sessions).values(rows)
+    stmt = pg_insert(sessions)
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=["session_id"],
             set_={c: stmt.excluded[c] for c in ("started_at", "ended_at", "events", "page_views")},
-        )
+        ),
+        rows,
     )
 
 

@@ -1,0 +1,82 @@
+"""A scratch topic, database and Redis database for an ingestion benchmark; gone afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from psycopg import sql
+
+from infra.config import Settings
+
+BENCH_REDIS_DB = 10  # the tests use 11 to 13
+
+
+@dataclass(frozen=True)
+class Scratch:
+    topic: str  # 6 partitions, like the domain topics, with its .dlt
+    dsn: str  # an empty database
+    redis_url: str
+
+
+@contextmanager
+def scratch(settings: Settings, name: str) -> Iterator[Scratch]:
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    topics = [NewTopic(name, 6, 1), NewTopic(f"{name}.dlt", 1, 1)]
+    for future in admin.create_topics(topics).values():
+        future.result(timeout=30)
+    database = name.replace("-", "_")
+    admin_dsn = settings.postgres.dsn("postgres")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    pg = settings.postgres
+    try:
+        yield Scratch(
+            name,
+            f"postgresql+psycopg://{pg.user}:{pg.password}@{pg.host}:{pg.port}/{database}",
+            f"redis://{settings.redis.host}:{settings.redis.port}/{BENCH_REDIS_DB}",
+        )
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+        for future in admin.delete_topics([name, f"{name}.dlt"]).values():
+            future.result(timeout=30)
+
+
+async def drain(runner, expected: int, what: str, timeout: float = 600) -> float:
+    """Run `runner` until it has handled `expected` events; the seconds that took."""
+    started = time.monotonic()
+    task = asyncio.create_task(runner.run())
+    while runner.applied + runner.dead_lettered < expected:
+        if task.done():
+            task.result()
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{what}: only {runner.applied} of {expected} in {timeout:.0f} s")
+        await asyncio.sleep(0.05)
+    seconds = time.monotonic() - started
+    runner.stop()
+    await task
+    return seconds
+
+
+def produce_all(bootstrap: str, topic: str, messages) -> None:
+    """Publish (key, value) pairs as fast as Kafka takes them."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000})
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    if producer.flush(120):
+        raise RuntimeError("Kafka did not take every bench event")
