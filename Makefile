@@ -60,7 +60,7 @@ test-e2e: infra-up ## only the REST-through-Envoy tests (they start their own se
 k8s-validate: setup ## render every k8s/ overlay (kustomize) and validate it offline against the Kubernetes schema
 	@$(INFRA) k8s
 
-bench: infra-up ## benchmarks with their figures (not tests): feed reads, fan-out, memory; BENCH_SCALE=1
+bench: infra-up ## benchmarks with their figures (not tests), beside this machine's limits; BENCH_SCALE=1
 	@$(PY) -m bench
 
 replay-feed: infra-up ## rebuild the feed's read models from Kafka's first event (stop the feed consumers first)

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -67,10 +68,16 @@ class Scale:
         return cls(
             authors=max(10, int(300 * factor)),
             nights=max(5, int(30 * min(factor, 3))),
-            fanout_sizes=tuple(max(100, int(n * factor)) for n in (1_000, 10_000, 100_000))
-            if factor >= 10
-            else tuple(max(100, int(n * factor)) for n in (1_000, 10_000)),
+            fanout_sizes=fanout_sizes(factor),
         )
+
+
+def fanout_sizes(factor: float) -> tuple[int, ...]:
+    """BENCH_FANOUT (e.g. "1000,10000,100000") as it is, or 1,000 and 10,000 times the scale."""
+    given = os.environ.get("BENCH_FANOUT", "")
+    if given:
+        return tuple(int(n) for n in given.split(","))
+    return tuple(max(100, int(n * factor)) for n in (1_000, 10_000))
 
 
 def run(settings: Settings, base_url: str, env: dict[str, str], scale: Scale):

@@ -1,7 +1,8 @@
 """What this machine allows, measured in the same run: each figure is shown beside its limit.
 
 - Redis: ZADD and ZREVRANGE (a 20-item page of a 1000-item sorted set, like
-  a timeline) with redis-benchmark at concurrency 8, pipelining off.
+  a timeline) with redis-benchmark at concurrency 8, pipelining off; and ZADD
+  100 to a round trip, the fair limit for fan-out (500 ZADDs to a script call).
 - Kafka: how fast one plain confluent-kafka consumer reads a topic (no
   processing), for the ingestion benchmarks' own topics and sizes.
 - gRPC: a trivial RPC (GetJwks) straight to one user instance, beside the same
@@ -43,11 +44,25 @@ def redis_rates(settings: Settings, requests: int = 200_000) -> dict:
             [*base, "-r", "1000000", "ZADD", f"{key}:zadd", "__rand_int__", "m:__rand_int__"]
         )
         page = _bench([*base, "ZREVRANGE", f"{key}:page", "0", str(PAGE - 1), "WITHSCORES"])
+        # fan-out sends its ZADDs 500 to a script call: compare it with ZADDs sent in bulk
+        piped = _bench(
+            [
+                *base,
+                "-P",
+                "100",
+                "-r",
+                "1000000",
+                "ZADD",
+                f"{key}:zadd",
+                "__rand_int__",
+                "m:__rand_int__",
+            ]
+        )
     finally:
         subprocess.run(
             [*cli, "DEL", f"{key}:page", f"{key}:zadd"], check=False, capture_output=True
         )
-    return {"zadd": zadd, "zrevrange_page": page, "concurrency": 8}
+    return {"zadd": zadd, "zadd_pipelined": piped, "zrevrange_page": page, "concurrency": 8}
 
 
 def _bench(argv: list[str]) -> dict:
