@@ -34,15 +34,23 @@ class Publisher:
 
     librdkafka calls delivery callbacks from `poll`, which a daemon thread
     runs; each callback hands its result to the event loop that is waiting.
+    Both start with the first batch, so a consumer-only instance, which never
+    serves TrackEvents, opens no producer.
     """
 
     def __init__(self, bootstrap: str, client_id: str, topic: str = CLIENT_EVENTS):
         config = producer_config(bootstrap, client_id)
-        self._producer = Producer({**config, "message.timeout.ms": DELIVERY_TIMEOUT_MS})
+        self._config = {**config, "message.timeout.ms": DELIVERY_TIMEOUT_MS}
         self._topic = topic
+        self._producer: Producer | None = None
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-acks", daemon=True)
-        self._poller.start()
+
+    def _started(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(self._config)
+            self._poller.start()
+        return self._producer
 
     def _poll(self) -> None:
         while not self._closed.is_set():
@@ -52,6 +60,7 @@ class Publisher:
         """Append (key, value) messages; returns once Kafka has acknowledged all of them."""
         if not messages:
             return
+        producer = self._started()
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         waiting = [len(messages)]  # only the poll thread counts down (callbacks run in poll)
@@ -66,7 +75,7 @@ class Publisher:
 
         for key, value in messages:
             try:
-                self._producer.produce(self._topic, key=key, value=value, on_delivery=delivered)
+                producer.produce(self._topic, key=key, value=value, on_delivery=delivered)
             except BufferError:
                 raise Unavailable(f"Too many events in flight; {RETRY}.") from None
         await done
@@ -74,6 +83,8 @@ class Publisher:
             raise Unavailable(f"Kafka did not take the events ({errors[0]}); {RETRY}.")
 
     async def close(self) -> None:
+        if self._producer is None:
+            return
         await asyncio.to_thread(self._producer.flush, DELIVERY_TIMEOUT_MS / 1000)
         self._closed.set()
         await asyncio.to_thread(self._poller.join, 1.0)
