@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -76,6 +77,7 @@ class EventWorld:
         raise NotImplementedError
 
     def start_consumers(self) -> None:
+        self.counted_from = dict.fromkeys(self.published, 0)
         self.topics_of = self.make_runners()
         self.runners = [runner for runner, _topic in self.topics_of]
         self.tasks = [asyncio.create_task(r.run()) for r in self.runners]
@@ -84,6 +86,20 @@ class EventWorld:
         for runner in self.runners:
             runner.stop()
         await asyncio.gather(*self.tasks)
+
+    @asynccontextmanager
+    async def paused(self):
+        """Consumers stopped for the block, as a lagging consumer would be.
+
+        What was published before is handled and committed first; what the block
+        publishes reaches the new consumers after it, in one fetch.
+        """
+        await self.settled()
+        await self.stop_consumers()
+        handled = dict(self.published)
+        yield
+        self.start_consumers()
+        self.counted_from = handled
 
     async def close(self) -> None:
         await self.stop_consumers()
@@ -110,7 +126,10 @@ class EventWorld:
         deadline = time.monotonic() + timeout
         while True:
             handled = [r.applied + r.skipped + r.dead_lettered for r in self.runners]
-            wanted = [self.published[topic] for _runner, topic in self.topics_of]
+            wanted = [
+                self.published[topic] - self.counted_from.get(topic, 0)
+                for _runner, topic in self.topics_of
+            ]
             if handled == wanted:
                 return
             for task in self.tasks:
@@ -151,27 +170,8 @@ class EventWorld:
         sleep_date: date | None = None,
         time_zone: str = "UTC",
     ) -> sev.SleepEntryState:
-        """A night as the sleep service describes it, recorded at `created`, ending 30 min before.
-
-        `sleep_date` is the night's local date (the sleep service's rule); by default
-        the UTC date it ended on.
-        """
-        end = created - timedelta(minutes=30)
-        start = end - timedelta(hours=hours)
-        return sev.SleepEntryState(
-            entry_id=str(uuid.uuid4()),
-            user_id=author,
-            start_time=ts(start),
-            end_time=ts(end),
-            duration=duration_pb2.Duration(seconds=int((end - start).total_seconds())),
-            time_zone=time_zone,
-            sleep_date=(sleep_date or end.date()).isoformat(),
-            quality=4,
-            note=note,
-            revision=1,
-            create_time=ts(created),
-            update_time=ts(created),
-        )
+        """A night as the sleep service describes it (see `night`)."""
+        return night(author, created, note, hours=hours, sleep_date=sleep_date, time_zone=time_zone)
 
     def post(self, author: str, minutes_ago: float, note: str = "") -> sev.SleepEntryState:
         state = self.entry(author, ago(minutes_ago), note)
@@ -189,6 +189,38 @@ class EventWorld:
 
     def delete(self, state: sev.SleepEntryState) -> None:
         self.publish(sev.SleepEntryDeleted(entry=state), state.user_id)
+
+
+def night(
+    author: str,
+    created: datetime,
+    note: str = "",
+    *,
+    hours: float = 7.5,
+    sleep_date: date | None = None,
+    time_zone: str = "UTC",
+) -> sev.SleepEntryState:
+    """A night as the sleep service describes it, recorded at `created`, ending 30 min before.
+
+    `sleep_date` is the night's local date (the sleep service's rule); by default
+    the UTC date it ended on.
+    """
+    end = created - timedelta(minutes=30)
+    start = end - timedelta(hours=hours)
+    return sev.SleepEntryState(
+        entry_id=str(uuid.uuid4()),
+        user_id=author,
+        start_time=ts(start),
+        end_time=ts(end),
+        duration=duration_pb2.Duration(seconds=int((end - start).total_seconds())),
+        time_zone=time_zone,
+        sleep_date=(sleep_date or end.date()).isoformat(),
+        quality=4,
+        note=note,
+        revision=1,
+        create_time=ts(created),
+        update_time=ts(created),
+    )
 
 
 def redis_url(settings, db: int) -> str:

@@ -2,12 +2,13 @@
 --
 -- KEYS[1] the reader's timeline, KEYS[2] the reader's celebrity set.
 -- ARGV: cursor score ('' on the first page), cursor entry id, page size,
---       timeline length, reader ttl, cache ttl (seconds).
+--       reader ttl, cache ttl (seconds).
 --
 -- Reads the timeline's slice below the cursor and the slice of each followed
 -- celebrity's posts, merges them newest first (score, then id, descending)
--- without repeats, stops at the floor of any full (so possibly trimmed) set,
--- and returns the first size + 1 with the cached entries and authors:
+-- without repeats, stops at the highest floor (the sentinel's score: a set may
+-- lack what lies at or below it), and returns the first size + 1 with the
+-- cached entries and authors:
 --   {'missing'}                          the timeline or celebrity set is not built
 --   {'posts', author...}                 these celebrities' posts are not cached
 --   {'ok', short, n, id1, score1, ..., idn, scoren,
@@ -19,10 +20,11 @@
 
 local timeline, celebs = KEYS[1], KEYS[2]
 local cursor, cursor_id = ARGV[1], ARGV[2]
-local size, length = tonumber(ARGV[3]), tonumber(ARGV[4])
-local reader_ttl, cache_ttl = ARGV[5], ARGV[6]
+local size = tonumber(ARGV[3])
+local reader_ttl, cache_ttl = ARGV[4], ARGV[5]
 
-if redis.call('EXISTS', timeline) == 0 or redis.call('SISMEMBER', celebs, '~') == 0 then
+local timeline_floor = redis.call('ZSCORE', timeline, '~')
+if not timeline_floor or redis.call('SISMEMBER', celebs, '~') == 0 then
   return {'missing'}
 end
 redis.call('EXPIRE', timeline, reader_ttl)
@@ -30,9 +32,9 @@ redis.call('EXPIRE', celebs, reader_ttl)
 
 -- Each source is one sorted set's slice, newest first: parallel arrays and a read position.
 local sources = {}
-local floor_score, floor_id = nil, nil
+local floor_score = nil  -- the highest floor above -inf among the sources
 
-local function slice(key)
+local function slice(key, floor_raw)
   local ids, nums, raws, n = {}, {}, {}, 0
   local function add(id, score)
     n = n + 1
@@ -41,30 +43,28 @@ local function slice(key)
   if cursor ~= '' then  -- equal scores below the cursor's id come first, highest id first
     local ties = redis.call('ZRANGEBYSCORE', key, cursor, cursor, 'WITHSCORES')
     for i = #ties - 1, 1, -2 do
-      if ties[i] < cursor_id then add(ties[i], ties[i + 1]) end
+      if ties[i] ~= '~' and ties[i] < cursor_id then add(ties[i], ties[i + 1]) end
     end
   end
   local top = cursor == '' and '+inf' or ('(' .. cursor)
-  local rows = redis.call('ZREVRANGEBYSCORE', key, top, '(-inf', 'WITHSCORES', 'LIMIT', 0, size + 1)
+  local rows = redis.call('ZREVRANGEBYSCORE', key, top, '(' .. floor_raw, 'WITHSCORES', 'LIMIT', 0, size + 1)
   for i = 1, #rows, 2 do add(rows[i], rows[i + 1]) end
-  if redis.call('ZCARD', key) - 1 >= length then  -- full: anything older may be trimmed
-    local oldest = redis.call('ZRANGE', key, 1, 1, 'WITHSCORES')
-    local score, id = tonumber(oldest[2]), oldest[1]
-    if floor_score == nil or score > floor_score or (score == floor_score and id > floor_id) then
-      floor_score, floor_id = score, id
-    end
+  local floor = tonumber(floor_raw)
+  if floor ~= -math.huge and (floor_score == nil or floor > floor_score) then
+    floor_score = floor
   end
   sources[#sources + 1] = {ids = ids, nums = nums, raws = raws, n = n, at = 1}
 end
 
-slice(timeline)
+slice(timeline, timeline_floor)
 local missing = {'posts'}
 for _, author in ipairs(redis.call('SMEMBERS', celebs)) do
   if author ~= '~' then
     local posts = 'feed:posts:' .. author
-    if redis.call('EXISTS', posts) == 1 then
+    local floor_raw = redis.call('ZSCORE', posts, '~')
+    if floor_raw then
       redis.call('EXPIRE', posts, cache_ttl)
-      slice(posts)
+      slice(posts, floor_raw)
     else
       missing[#missing + 1] = author
     end
@@ -86,9 +86,7 @@ while #page_ids <= size do
     end
   end
   if best == nil then break end
-  if floor_score ~= nil and (best_num < floor_score or (best_num == floor_score and best_id < floor_id)) then
-    break
-  end
+  if floor_score ~= nil and best_num <= floor_score then break end
   if not seen[best_id] then
     seen[best_id] = true
     page_ids[#page_ids + 1] = best_id

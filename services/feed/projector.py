@@ -14,7 +14,7 @@ rather than let timelines miss what happened meanwhile.
   timeline, or adds them to the reader's celebrities; unfollowing removes both.
 - Becoming a celebrity adds the author to their followers' celebrity sets; what
   is already in timelines stays (a feed read shows an entry once). Ceasing to
-  be one removes them and pushes the entries that were not fanned out.
+  be one removes them and pushes their recent entries into the timelines.
 - An update replaces the cached entry; a delete removes it from everywhere it
   was pushed, and leaves a tombstone so a late event cannot bring it back.
 """
@@ -33,7 +33,7 @@ from services.feed import store
 from services.feed.activity import Activity
 from services.feed.domain import Key, entry_from_state, score
 from services.feed.store import EntryChange
-from services.feed.timelines import Timelines, celebs_key, posts_key, timeline_key
+from services.feed.timelines import Timelines, celebs_key, newest, posts_key, timeline_key
 from services.kit.consumer import Subscription
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 
@@ -111,11 +111,12 @@ class Projector:
             await self._timelines.add_celebrity(followers, author_id)
             return
         await self._timelines.remove([celebs_key(f) for f in followers], [author_id], sets=True)
-        unpushed = await store.recent_entries(
-            session, author_id, self._timelines.length, not_fanned_out=True
-        )
-        await self._timelines.push([timeline_key(f) for f in followers], unpushed)
-        await store.mark_fanned_out(session, [k.entry_id for k in unpushed])
+        # All their recent entries, not only those never fanned out: a timeline rebuilt
+        # while they were a celebrity left out the ones pushed before.
+        length = self._timelines.length
+        recent = await store.recent_entries(session, author_id, length + 1)
+        await self._timelines.push([timeline_key(f) for f in followers], *newest(recent, length))
+        await store.mark_fanned_out(session, author_id)
 
     async def on_follow(self, _envelope, payload, session) -> None:
         reader, author = payload.follower_id, payload.followee_id
@@ -126,8 +127,9 @@ class Projector:
         if await store.is_celebrity(session, author):
             await self._timelines.add_celebrity([reader], author)
         else:
-            recent = await store.recent_entries(session, author, self._timelines.length)
-            await self._timelines.push([timeline_key(reader)], recent)
+            length = self._timelines.length
+            recent = await store.recent_entries(session, author, length + 1)
+            await self._timelines.push([timeline_key(reader)], *newest(recent, length))
 
     async def on_unfollow(self, _envelope, payload, session) -> None:
         reader, author = payload.follower_id, payload.followee_id

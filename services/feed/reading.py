@@ -4,8 +4,8 @@ The fast path is one Redis round trip (page.lua): the timeline's slice and
 the slices of the followed celebrities' recent posts (fan-in), merged, with
 the cached entries and authors attached. Whatever Redis lacks is rebuilt from
 PostgreSQL under the store's locks (a new reader, an expired or flushed key),
-and where a capped sorted set may have trimmed older entries the page
-continues from PostgreSQL, so deep pages are complete too.
+and where a page reaches the floor of a capped sorted set (below which it
+may lack entries) it continues from PostgreSQL, so deep pages are complete too.
 
 A reader whose timeline takes longer than `rebuild_wait` to rebuild gets
 this page from PostgreSQL with `rebuilding` set, while the rebuild goes on;
@@ -29,7 +29,7 @@ from zentry.sleep.v1 import sleep_entry_pb2
 from services.feed import store
 from services.feed.activity import Activity
 from services.feed.domain import Key
-from services.feed.timelines import Page, Timelines
+from services.feed.timelines import Page, Timelines, newest
 from services.kit.db import Database
 
 _log = logging.getLogger(__name__)
@@ -124,18 +124,21 @@ class FeedReader:
             )
             await store.touch_reader(session, reader_id, datetime.now(UTC))
             followed = await store.followees(session, reader_id)
-            items = await store.feed_keys(
-                session, reader_id, None, self._timelines.length, celebrities=False
+            length = self._timelines.length
+            items, floor = newest(
+                await store.feed_keys(session, reader_id, None, length + 1, celebrities=False),
+                length,
             )
             celebrities = [author for author, celebrity in followed.items() if celebrity]
-            await self._timelines.write_reader(reader_id, items, celebrities)
+            await self._timelines.write_reader(reader_id, items, floor, celebrities)
 
     async def _rebuild_posts(self, author_ids: Sequence[str]) -> None:
         async with self._db.transaction() as session:
             await store.lock_authors(session, author_ids, shared=True)
+            length = self._timelines.length
             for author in author_ids:
-                recent = await store.recent_entries(session, author, self._timelines.length)
-                await self._timelines.write_posts(author, recent)
+                recent = await store.recent_entries(session, author, length + 1)
+                await self._timelines.write_posts(author, *newest(recent, length))
 
     # -- what each entry shows -----------------------------------------------------
 

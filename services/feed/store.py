@@ -65,7 +65,8 @@ follows = Table(
 )
 
 #: `score` orders the feed (services.feed.domain.Key); `body` is the API's SleepEntry.
-#: `fanned_out`: pushed into followers' timelines (its author was not a celebrity then).
+#: `fanned_out`: may be in followers' timelines (its author was no celebrity then, or has
+#: stopped being one since).
 entries = Table(
     "entries",
     metadata,
@@ -231,11 +232,16 @@ async def save_entry(
 async def delete_entry(
     session: AsyncSession, entry_id: str, author_id: str, key: Key, revision: int
 ) -> bool | None:
-    """Leave a tombstone. Returns whether the entry had been fanned out (None: already gone)."""
+    """Leave a tombstone. Returns whether the entry may be in followers' timelines
+    (None: it was deleted before, and removed from Redis then).
+
+    An entry this store never saw counts as fanned out: its creation may have
+    reached Redis in a transaction that never committed.
+    """
     known = await _locked_entry(session, entry_id)
     if known is None:  # deleted before its creation arrived: the tombstone waits for it
         await _insert_entry(session, entry_id, author_id, key, revision, None, False)
-        return None
+        return True
     if known.deleted:
         return None
     await session.execute(
@@ -266,23 +272,21 @@ async def _insert_entry(session, entry_id, author_id, key, revision, body, fanne
     )
 
 
-async def mark_fanned_out(session: AsyncSession, entry_ids: Iterable[str]) -> None:
-    ids = list(entry_ids)
-    if ids:
-        await session.execute(
-            update(entries).where(entries.c.entry_id.in_(ids)).values(fanned_out=True)
-        )
+async def mark_fanned_out(session: AsyncSession, author_id: str) -> None:
+    """The author is no celebrity now: any of their entries may be in timelines from here on
+    (pushed, or read by a rebuild), so a delete must look there."""
+    await session.execute(
+        update(entries)
+        .where(entries.c.author_id == author_id, ~entries.c.fanned_out)
+        .values(fanned_out=True)
+    )
 
 
-async def recent_entries(
-    session: AsyncSession, author_id: str, limit: int, *, not_fanned_out: bool = False
-) -> list[Key]:
+async def recent_entries(session: AsyncSession, author_id: str, limit: int) -> list[Key]:
     """An author's newest live entries."""
     query = select(entries.c.score, entries.c.entry_id).where(
         entries.c.author_id == author_id, ~entries.c.deleted
     )
-    if not_fanned_out:
-        query = query.where(~entries.c.fanned_out)
     rows = await session.execute(
         query.order_by(entries.c.score.desc(), entries.c.entry_id.desc()).limit(limit)
     )

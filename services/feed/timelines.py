@@ -8,10 +8,17 @@
 
 Timelines hold ids, never copies of entries: an entry is cached once however
 many timelines hold it. Each sorted set and set carries a sentinel member
-(`~`, at score -inf in the sorted sets) written with its contents, so "empty"
-and "missing" differ: a missing key (never built, expired, evicted, flushed)
-is rebuilt from PostgreSQL, and writers only ever touch keys that exist (the
-scripts below), so a fan-out can never make a partial timeline look whole.
+(`~`) written with its contents, so "empty" and "missing" differ: a missing
+key (never built, expired, evicted, flushed) is rebuilt from PostgreSQL, and
+writers only ever touch keys that exist (the scripts below), so a fan-out can
+never make a partial timeline look whole.
+
+A sorted set is capped at the `length` newest, so it may lack older entries.
+The sentinel's score is its floor: it holds every entry it should above the
+floor and none at or below it. The floor is -inf until something is left out
+(trimmed by a push, or cut off by a rebuild or a backfill of the newest
+`length`) and only ever rises, whatever is removed later; a page that reaches
+a floor continues from PostgreSQL.
 Timelines and celebrity sets expire after the reader's inactivity period;
 every read renews them, so fan-out cost follows active readers. A page is
 read by one script (page.lua): the slices, the merge and the cached entries
@@ -33,20 +40,35 @@ from redis.asyncio import Redis
 from services.feed.domain import Key
 
 SENTINEL = "~"
+NO_FLOOR = float("-inf")  # the floor of a set that has never left anything out
 PAGE_SCRIPT = Path(__file__).parent / "page.lua"
 CACHE_TTL = 3 * 86400  # entry, author and posts caches: seconds
 
-# KEYS: sorted sets; ARGV: length, then score, member pairs. Adds to the sets that exist,
-# one member at a time, trimming each to its sentinel plus the `length` newest as it goes
-# (so a set never outgrows the compact listpack encoding). Returns how many it wrote to.
+# KEYS: sorted sets; ARGV: length, floor, then score, member pairs. Adds to the sets that
+# exist, one member at a time; a set that outgrows its sentinel plus the `length` newest
+# drops its oldest and raises its floor to it (so a set never outgrows the compact listpack
+# encoding). A member at or below a set's floor is not added: the store serves it. Returns
+# how many sets it wrote to.
 _PUSH = """
 local length = tonumber(ARGV[1])
 local written = 0
+local function raise(key, floor)  -- nothing at or below `floor` stays; the sentinel marks it
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', floor)
+  redis.call('ZADD', key, floor, '~')
+  return tonumber(floor)
+end
 for _, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
-    for i = 2, #ARGV, 2 do
-      redis.call('ZADD', key, ARGV[i], ARGV[i + 1])
-      if redis.call('ZCARD', key) > length + 1 then redis.call('ZREMRANGEBYRANK', key, 1, 1) end
+  local held = redis.call('ZSCORE', key, '~')
+  if held then
+    local floor = tonumber(held)
+    if tonumber(ARGV[2]) > floor then floor = raise(key, ARGV[2]) end
+    for i = 3, #ARGV, 2 do
+      if tonumber(ARGV[i]) > floor then
+        redis.call('ZADD', key, ARGV[i], ARGV[i + 1])
+        if redis.call('ZCARD', key) > length + 1 then
+          floor = raise(key, redis.call('ZRANGE', key, 1, 1, 'WITHSCORES')[2])
+        end
+      end
     end
     written = written + 1
   end
@@ -94,8 +116,8 @@ def author_key(user_id: str) -> str:
 class Page:
     """What page.lua found: up to size + 1 keys, and the cached entries and authors.
 
-    `short`: a capped set ran out before the page was full, and older entries
-    may have been trimmed from it, so the rest of the page is in PostgreSQL.
+    `short`: the page stopped at a floor before it was full (a capped set may
+    lack what lies below), so the rest of the page is in PostgreSQL.
     `bodies` maps entry ids to serialized SleepEntries, `authors` user ids to
     serialized Authors; what the cache lacked is absent.
     """
@@ -119,14 +141,15 @@ class Timelines:
 
     # -- writers (event handlers), existing keys only -------------------------------
 
-    async def push(self, keys: Sequence[str], items: Sequence[Key]) -> int:
+    async def push(self, keys: Sequence[str], items: Sequence[Key], floor: float = NO_FLOOR) -> int:
         """Add `items` to the existing sorted sets among `keys`; one round trip for all.
 
-        Returns how many of the sets existed (were written).
+        `floor`: the items are all there is above it (see `newest`), so each set's
+        floor rises to it. Returns how many of the sets existed (were written).
         """
-        if not keys or not items:
+        if not keys or (not items and floor == NO_FLOOR):
             return 0
-        args = [self.length]
+        args = [self.length, floor]
         for item in items:
             args += [item.score, item.entry_id]
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -167,22 +190,28 @@ class Timelines:
 
     # -- rebuilds (under the store's locks) ------------------------------------------
 
-    async def write_reader(self, reader_id: str, items: Sequence[Key], celebs: Iterable[str]):
-        """Replace a reader's timeline and celebrity set, atomically, with the sentinels."""
+    async def write_reader(
+        self, reader_id: str, items: Sequence[Key], floor: float, celebs: Iterable[str]
+    ):
+        """Replace a reader's timeline and celebrity set, atomically, with the sentinels.
+
+        `items` and `floor` as `newest` cuts them.
+        """
         timeline, celebrities = timeline_key(reader_id), celebs_key(reader_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(timeline, celebrities)
-            pipe.zadd(timeline, {SENTINEL: float("-inf"), **_mapping(items)})
+            pipe.zadd(timeline, {SENTINEL: floor, **_mapping(items)})
             pipe.sadd(celebrities, SENTINEL, *celebs)
             pipe.expire(timeline, self.reader_ttl)
             pipe.expire(celebrities, self.reader_ttl)
             await pipe.execute()
 
-    async def write_posts(self, author_id: str, items: Sequence[Key]) -> None:
+    async def write_posts(self, author_id: str, items: Sequence[Key], floor: float) -> None:
+        """Replace an author's recent posts; `items` and `floor` as `newest` cuts them."""
         key = posts_key(author_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
-            pipe.zadd(key, {SENTINEL: float("-inf"), **_mapping(items)})
+            pipe.zadd(key, {SENTINEL: floor, **_mapping(items)})
             pipe.expire(key, CACHE_TTL)
             await pipe.execute()
 
@@ -200,7 +229,6 @@ class Timelines:
                 cursor.score if cursor else "",
                 cursor.entry_id if cursor else "",
                 size,
-                self.length,
                 self.reader_ttl,
                 CACHE_TTL,
             ],
@@ -239,6 +267,20 @@ class Timelines:
             for user_id, body in authors.items():
                 pipe.set(author_key(user_id), body, ex=CACHE_TTL, nx=True)
             await pipe.execute()
+
+
+def newest(keys: Sequence[Key], length: int) -> tuple[list[Key], float]:
+    """What a set capped at `length` holds of `keys`, and its floor.
+
+    `keys` are newest first, the `length + 1` newest of what the set stands for
+    (or all of it, if fewer). The floor is the score of the first one left out,
+    and nothing at that score is kept (equal scores are cut together); with
+    none left out it is NO_FLOOR.
+    """
+    if len(keys) <= length:
+        return list(keys), NO_FLOOR
+    floor = keys[length].score
+    return [key for key in keys[:length] if key.score > floor], floor
 
 
 def _mapping(items: Iterable[Key]) -> dict[str, int]:

@@ -17,22 +17,27 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from redis import exceptions as redis_errors
+from sqlalchemy import exc as sa_errors
 
 from services.kit.interceptors import Around
 
 _log = logging.getLogger(__name__)
 
-#: Failures of the infrastructure rather than of the request or the message.
+#: Failures of the infrastructure rather than of the request or the message: a
+#: consumer retries them until they pass and never dead-letters a message for them.
 OUTAGES = (
-    OperationalError,
-    InterfaceError,
+    sa_errors.OperationalError,  # also serialization failures and deadlocks: try again
+    sa_errors.InterfaceError,
+    sa_errors.TimeoutError,  # the connection pool stayed exhausted
     ConnectionError,
     TimeoutError,
-    RedisConnectionError,
-    RedisTimeoutError,
+    redis_errors.ConnectionError,  # BusyLoadingError (a restart) among them
+    redis_errors.TimeoutError,
+    redis_errors.OutOfMemoryError,  # maxmemory reached: writes refused until memory frees
+    redis_errors.ReadOnlyError,  # a replica, or a failover in progress
+    redis_errors.TryAgainError,
+    redis_errors.MasterDownError,
 )
 
 

@@ -124,6 +124,7 @@ async def apply(session: AsyncSession, changes: list[Change]) -> list[Score]:
     a comma): quoting thousands of array elements one by one cost more than
     the statement itself.
     """
+    changes = _once_each(changes)
     if not changes:
         return []
     times = [c.occurred_at.isoformat() for c in changes]
@@ -142,6 +143,21 @@ async def apply(session: AsyncSession, changes: list[Change]) -> list[Score]:
         },
     )
     return [Score(w, str(u), s, n, t) for w, u, s, n, t in rows]
+
+
+def _once_each(changes: list[Change]) -> list[Change]:
+    """The first of each (change, window): an event delivered twice in one batch adds once.
+
+    The ledger's ON CONFLICT only skips changes recorded by an earlier batch;
+    within one statement both copies would find the ledger without them.
+    """
+    seen: set[tuple[str, str]] = set()
+    once = []
+    for change in changes:
+        if (change.change_id, change.window_id) not in seen:
+            seen.add((change.change_id, change.window_id))
+            once.append(change)
+    return once
 
 
 async def window_scores(session: AsyncSession, window_id: str) -> list[Score]:

@@ -255,3 +255,49 @@ async def test_deep_pages_continue_past_the_capped_timeline(settings, blank_data
         assert await world.feed(reader, size=7) == [p.entry_id for p in reversed(posts)]
     finally:
         await world.close()
+
+
+async def test_a_full_timeline_keeps_its_older_pages_after_a_delete_and_an_unfollow(
+    settings, blank_database, new_topic
+):
+    await flush(redis_url(settings))
+    world = await open_world(settings, blank_database, new_topic, timeline_length=5)
+    try:
+        ada, bob = world.user(), world.user()
+        reader = await world.active_reader(ada, bob)
+        posts = [world.post(ada if i % 2 else bob, 100 - i) for i in range(12)]
+        await world.settled()
+        assert len(await world.timeline(reader)) == 5  # full: older entries were trimmed
+
+        world.delete(posts[-1])  # the newest: the timeline is no longer full
+        await world.settled()
+        assert len(await world.timeline(reader)) == 4
+        kept = list(reversed(posts[:-1]))
+        assert await world.feed(reader, size=3) == [p.entry_id for p in kept]
+
+        world.unfollow(reader, bob)
+        await world.settled()
+        adas = [p.entry_id for p in kept if p.user_id == ada]
+        for size in (1, 2, 5, 100):
+            assert await world.feed(reader, size=size) == adas
+    finally:
+        await world.close()
+
+
+async def test_a_demotion_puts_back_what_a_rebuild_left_out(world, settings):
+    """Found by the model test: the entry was fanned out before the promotion, the timeline
+    was rebuilt without it while its author was a celebrity, and the demotion pushed only
+    entries never fanned out."""
+    author = world.user()
+    reader = await world.active_reader(author)
+    before = world.post(author, 30)
+    await world.settled()
+    world.celebrity(author, True)
+    await world.settled()
+    await flush(redis_url(settings))
+    assert await world.feed(reader) == [before.entry_id]  # rebuilt: fanned in now
+
+    world.celebrity(author, False)
+    await world.settled()
+    assert await world.timeline(reader) == [before.entry_id]
+    assert await world.feed(reader) == [before.entry_id]

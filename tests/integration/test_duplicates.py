@@ -1,0 +1,136 @@
+"""Every consumer group counts an event once, even when its copies arrive in one fetch.
+
+Duplicates are normal here: a relay killed between Kafka's acknowledgement and
+its DELETE publishes its batch again (same event ids), and a retried write may
+publish the same change under a new id. Each test holds its consumers back
+while the copies are published, so they reach the consumer together, as they
+do for one that lags, then compares every read model with what happened once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from zentry.analytics.v1 import product_analytics_service_pb2 as pb
+from zentry.events.v1 import sleep_events_pb2 as sev
+from zentry.events.v1 import user_events_pb2 as uev
+
+from services.kit.events import envelope
+from tests import analytics_world, feed_world, leaderboard_world
+from tests.event_world import NOW, ago, flush, ts
+
+DAY = NOW.date()
+
+
+def twice(world, payload, subject: str) -> None:
+    """Publish the event, the same envelope again, and the same change under a new id."""
+    event = world.publish(payload, subject)
+    world.publish(None, subject, event=event)
+    world.publish(payload, subject, event=envelope(payload, subject, "test-retry"))
+
+
+def profile(user_id: str, name: str) -> uev.UserRegistered:
+    return uev.UserRegistered(
+        profile=uev.UserProfile(user_id=user_id, username=name, display_name=name, time_zone="UTC")
+    )
+
+
+@pytest.fixture
+async def feed(settings, blank_database, new_topic):
+    await flush(feed_world.redis_url(settings))
+    world = await feed_world.open_world(settings, blank_database, new_topic)
+    yield world
+    await world.close()
+
+
+@pytest.fixture
+async def boards(settings, blank_database, new_topic):
+    await flush(leaderboard_world.redis_url(settings))
+    world = await leaderboard_world.open_world(settings, blank_database, new_topic)
+    yield world
+    await world.close()
+
+
+@pytest.fixture
+async def analytics(settings, blank_database, new_topic):
+    await flush(analytics_world.redis_url(settings))
+    world = await analytics_world.open_world(settings, blank_database, new_topic)
+    yield world
+    await world.close()
+
+
+async def test_feed_groups_count_each_event_once(feed):
+    ada, bob = feed.user("ada"), feed.user("bob")
+    reader = await feed.active_reader(ada)
+    async with feed.paused():
+        first = feed.entry(ada, ago(30))
+        twice(feed, sev.SleepEntryCreated(entry=first), ada)
+        twice(feed, uev.FollowCreated(follower_id=reader, followee_id=bob), reader)
+        second = feed.entry(bob, ago(20))
+        twice(feed, sev.SleepEntryCreated(entry=second), bob)
+        gone = feed.entry(ada, ago(10))
+        twice(feed, sev.SleepEntryCreated(entry=gone), ada)
+        twice(feed, sev.SleepEntryDeleted(entry=gone), ada)
+    await feed.settled()
+
+    expected = [second.entry_id, first.entry_id]
+    assert await feed.timeline(reader) == expected
+    assert await feed.feed(reader, size=1) == expected
+
+
+async def test_leaderboard_groups_count_each_event_once(boards):
+    async with boards.paused():
+        ada, bob = str(uuid.uuid4()), str(uuid.uuid4())
+        twice(boards, profile(ada, "ada"), ada)
+        twice(boards, profile(bob, "bob"), bob)
+        night = boards.entry(ada, NOW, hours=8, sleep_date=DAY)
+        twice(boards, sev.SleepEntryCreated(entry=night), ada)
+        moved = boards.entry(bob, NOW, hours=6, sleep_date=DAY)
+        twice(boards, sev.SleepEntryCreated(entry=moved), bob)
+        longer = sev.SleepEntryState()
+        longer.CopyFrom(moved)
+        longer.duration.seconds, longer.revision = 7 * 3600, 2
+        twice(boards, sev.SleepEntryUpdated(entry=longer, previous=moved), bob)
+        dropped = boards.entry(bob, NOW, hours=5, sleep_date=DAY - timedelta(days=1))
+        twice(boards, sev.SleepEntryCreated(entry=dropped), bob)
+        twice(boards, sev.SleepEntryDeleted(entry=dropped), bob)
+    await boards.settled()
+
+    _window, standings = await boards.board(ada, "total-duration", "all-time")
+    assert [(s.username, s.total_duration.seconds, s.nights) for s in standings] == [
+        ("ada", 8 * 3600, 1),
+        ("bob", 7 * 3600, 1),
+    ]
+    mine = await boards.around(ada, "nights", "all-time", 1)
+    assert mine.me.nights == 1
+
+
+async def test_analytics_groups_count_each_event_once(analytics):
+    at = NOW.replace(minute=0, second=0) - timedelta(hours=2)
+    async with analytics.paused():
+        user = str(uuid.uuid4())
+        twice(analytics, profile(user, "ada"), user)
+        night = analytics.entry(user, NOW, hours=8, sleep_date=DAY)
+        twice(analytics, sev.SleepEntryCreated(entry=night), user)
+        visit = [
+            analytics_world.client_event("v1", at, page="/feed", anonymous_id="d1"),
+            analytics_world.client_event("v2", at, page="/feed", anonymous_id="d2"),
+        ]
+        await analytics.track(visit)
+        await analytics.track(visit)  # resent by an app that saw no answer
+    await analytics.settled()
+
+    span = (DAY - timedelta(days=1)).isoformat(), (DAY + timedelta(days=1)).isoformat()
+    stats = await analytics.reader.stats(user, *span)
+    assert stats.nights_logged == 1 and stats.average_duration.seconds == 8 * 3600
+    counts = await analytics.reports.event_counts(
+        pb.GetEventCountsRequest(
+            name="page_view",
+            granularity="hour",
+            start_time=ts(at - timedelta(hours=1)),
+            end_time=ts(at + timedelta(hours=1)),
+        )
+    )
+    assert counts.total == 2
