@@ -5,9 +5,10 @@
 
 A window's four keys are written together by a rebuild (from PostgreSQL),
 each with a sentinel (`~`) so an empty board differs from a missing one; the
-consumer updates only windows whose totals exist (a script), so it never
-creates a partial board. A board missing (evicted, flushed, expired) is
-rebuilt on demand. Past windows expire `retention` after they end; all-time
+consumer updates only windows whose four keys all exist (a script), and drops
+a window that lost one, so it never creates or keeps a partial board. A read
+needs the board and the totals both; what is missing (evicted, flushed,
+expired) is rebuilt on demand. Past windows expire `retention` after they end; all-time
 never does.
 """
 
@@ -28,8 +29,14 @@ SENTINEL = "~"
 
 # KEYS: the window's totals, then its boards in METRICS order; ARGV: per user, the user,
 # "seconds:nights" ('' when nothing is left) and one score per board ('' = not on it).
+# A window with any key gone is dropped whole, to be rebuilt on its next read.
 _UPDATE = """
-if redis.call('HEXISTS', KEYS[1], '~') == 0 then return 0 end
+local whole = redis.call('HEXISTS', KEYS[1], '~') == 1
+for b = 2, #KEYS do whole = whole and redis.call('ZSCORE', KEYS[b], '~') ~= false end
+if not whole then
+  redis.call('DEL', unpack(KEYS))
+  return 0
+end
 local boards = #KEYS - 1
 for i = 1, #ARGV, boards + 2 do
   local user = ARGV[i]
@@ -44,10 +51,17 @@ end
 return 1
 """
 
+# Whether a board and its window's totals are both there (with their sentinels).
+_BOTH = """
+local function missing()
+  return not redis.call('ZSCORE', KEYS[1], '~') or redis.call('HEXISTS', KEYS[2], '~') == 0
+end
+"""
+
 # KEYS: board, totals; ARGV: cursor score ('' for the top), cursor user, size.
 # {'missing'} or {'ok', rank of the first (1-based), n, user1, score1, ..., totals1, ...}
-_PAGE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+_PAGE = _BOTH + """
+if missing() then return {'missing'} end
 local size, rows = tonumber(ARGV[3]), {}
 if ARGV[1] ~= '' then
   local ties = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1], 'WITHSCORES')
@@ -69,8 +83,8 @@ return out
 
 # KEYS: board, totals; ARGV: user, radius. {'missing'}, {'ok', 0} (not on the board) or
 # {'ok', rank of the first, n, user1, score1, ..., totals1, ...}.
-_AROUND = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+_AROUND = _BOTH + """
+if missing() then return {'missing'} end
 local rank = redis.call('ZREVRANK', KEYS[1], ARGV[1])
 if not rank then return {'ok', 0} end
 local first = math.max(0, rank - tonumber(ARGV[2]))
@@ -188,13 +202,14 @@ class Boards:
     async def rows_of(self, metric: str, window_id: str, user_ids: list[str]):
         """Those of `user_ids` on the board (for the following scope); None if not in Redis."""
         board, totals = board_key(metric, window_id), totals_key(window_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(board)
-            pipe.zmscore(board, user_ids)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zmscore(board, [SENTINEL, *user_ids])
+            pipe.hexists(totals, SENTINEL)
             pipe.hmget(totals, user_ids)
-            exists, scores, sums = await pipe.execute()
-        if not exists:
+            scores, whole, sums = await pipe.execute()
+        if scores[0] is None or not whole:
             return None
+        scores = scores[1:]
         return [
             Row(user, int(score), _totals(sum_))
             for user, score, sum_ in zip(user_ids, scores, sums, strict=True)

@@ -105,3 +105,48 @@ def test_bad_feed_requests_are_refused_with_a_reason(api, new_account):
     )
     assert (status, code) == (400, "INVALID_ARGUMENT") and "page_size" in message
     assert api.get("/v1/feed").status_code == 401
+
+
+def whole_feed(api: httpx.Client, account, size: int) -> list[str]:
+    ids, token = [], ""
+    while True:
+        page = feed(api, account, pageSize=size, pageToken=token)
+        ids += [item["entry"]["id"] for item in page.get("items", [])]
+        token = page.get("nextPageToken", "")
+        if not token:
+            return ids
+
+
+def test_a_full_timeline_still_pages_to_the_oldest_night_after_a_delete_and_an_unfollow(
+    api, new_account
+):
+    reader, ada, bob = new_account(), new_account(), new_account()
+    follow(api, reader, ada)
+    follow(api, reader, bob)
+    assert feed_ids(api, reader) == []  # a reader now: fan-out writes to their timeline
+    adas = [record(api, ada, day) for day in range(1, 8)]
+    bobs = [record(api, bob, day) for day in range(1, 7)]
+    everything = [*reversed(adas), *reversed(bobs)]  # recorded later, newer in the feed
+    eventually(
+        lambda: set(whole_feed(api, reader, 4)) == set(everything),
+        timeout=20,
+        what="all 13 nights reach the feed (its timeline holds 10)",
+    )
+    newest_first = whole_feed(api, reader, 4)
+
+    response = api.delete(f"/v1/sleepEntries/{bobs[-1]}", headers=bob.auth)
+    assert response.status_code == 200, response.text
+    left = [entry for entry in newest_first if entry != bobs[-1]]
+    eventually(
+        lambda: whole_feed(api, reader, 2) == left,
+        timeout=20,
+        what="the feed loses the deleted night and keeps every older one",
+    )
+
+    response = api.post(f"/v1/users/{bob.username}:unfollow", headers=reader.auth, json={})
+    assert response.status_code == 200, response.text
+    eventually(
+        lambda: whole_feed(api, reader, 3) == [e for e in left if e in adas],
+        timeout=20,
+        what="after unfollowing bob, every one of ada's nights is still there",
+    )

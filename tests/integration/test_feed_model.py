@@ -12,21 +12,16 @@ authors they follow, once, newest first, as the read models in PostgreSQL
 also say. A failure shrinks to a short sequence; keep it as a plain
 regression test in test_feed_service.py.
 
-`ZENTRY_MODEL_EXAMPLES` (default 40) sequences of up to `ZENTRY_MODEL_STEPS`
-(default 40) steps each; the same sequences every run (CI must not find a new
-case by chance), or new ones with `ZENTRY_MODEL_EXPLORE=1`.
+How many sequences and steps: tests/models.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from hypothesis import HealthCheck
-from hypothesis import settings as run_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -49,17 +44,10 @@ from services.kit.db import Database, migrate
 from tests import event_world
 from tests.event_world import NOW, night
 from tests.feed_world import feed_settings
+from tests.models import SETTINGS
 
 MODEL_REDIS_DB = 10
 AUTHORS, READERS = 3, 2
-SETTINGS = run_settings(
-    max_examples=int(os.environ.get("ZENTRY_MODEL_EXAMPLES", "40")),
-    stateful_step_count=int(os.environ.get("ZENTRY_MODEL_STEPS", "40")),
-    derandomize=os.environ.get("ZENTRY_MODEL_EXPLORE") != "1",
-    deadline=None,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
 
 
 @dataclass
@@ -109,17 +97,23 @@ class FeedModel(RuleBasedStateMachine):
 
     # -- the world -------------------------------------------------------------------
 
-    @initialize()
-    def people(self) -> None:
+    @initialize(target=entries)
+    def people(self):
+        """Authors with three nights each; each reader follows two: full timelines at once."""
         self.run(self.redis.flushdb())
         self.authors = [self.new_id() for _ in range(AUTHORS)]
         self.readers = [self.new_id() for _ in range(READERS)]
         for user in self.authors + self.readers:
             profile = uev.UserProfile(user_id=user, username=f"u{user[-6:]}", time_zone="UTC")
             self.apply(self.projector.on_profile, uev.UserRegistered(profile=profile))
-        for i, reader in enumerate(self.readers):  # following some; read once: active
-            self.follow(i, i)
+        for i, reader in enumerate(self.readers):  # read once: active, with a timeline
             self.run(self.reader.page(reader, None, 1))
+            self.follow(i, i)
+            self.follow(i, i + 1)
+        made = []
+        for a in range(AUTHORS):
+            made += self.create(a, [10 * a, 10 * a + 5, 40]).values
+        return multiple(*made)
 
     def author(self, i: int) -> str:
         return self.authors[i % AUTHORS]

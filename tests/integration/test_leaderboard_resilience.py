@@ -124,3 +124,23 @@ async def run_replay(world: LeaderboardWorld, settings):
         sleep_topic=world.sleep_topic,
         groups=world.groups,
     )
+
+
+async def test_a_window_that_lost_one_of_its_keys_is_rebuilt_whole(world):
+    """Found by the model test: with its totals gone a board showed everyone at 0:0, and a
+    board gone alone came back holding only the users updated since."""
+    users = populate(world)
+    await world.settled()
+    before = await every_board(world, users[0])
+    window = domain.window_id("weekly", MONDAY)
+
+    await world.redis.delete(totals_key(window))
+    assert await every_board(world, users[0]) == before
+
+    await world.redis.delete(board_key("total-duration", window))
+    world.night(users[4], date(2026, 11, 17), 1)  # one user changes while the board is gone
+    await world.settled()
+    _window, standings = await world.board(users[0], "total-duration", "weekly", "2026-11-16")
+    assert len(standings) == 5
+    changed = next(s for s in standings if s.user_id == users[4])
+    assert (changed.total_duration.seconds, changed.nights) == ((10 + 7 + 1) * 3600, 3)
