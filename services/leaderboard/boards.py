@@ -60,7 +60,9 @@ end
 
 # KEYS: board, totals; ARGV: cursor score ('' for the top), cursor user, size.
 # {'missing'} or {'ok', rank of the first (1-based), n, user1, score1, ..., totals1, ...}
-_PAGE = _BOTH + """
+_PAGE = (
+    _BOTH
+    + """
 if missing() then return {'missing'} end
 local size, rows = tonumber(ARGV[3]), {}
 if ARGV[1] ~= '' then
@@ -80,10 +82,13 @@ for i = 1, 2 * n do out[#out + 1] = rows[i] end
 for i = 1, 2 * n, 2 do out[#out + 1] = redis.call('HGET', KEYS[2], rows[i]) end
 return out
 """
+)
 
 # KEYS: board, totals; ARGV: user, radius. {'missing'}, {'ok', 0} (not on the board) or
 # {'ok', rank of the first, n, user1, score1, ..., totals1, ...}.
-_AROUND = _BOTH + """
+_AROUND = (
+    _BOTH
+    + """
 if missing() then return {'missing'} end
 local rank = redis.call('ZREVRANK', KEYS[1], ARGV[1])
 if not rank then return {'ok', 0} end
@@ -95,6 +100,7 @@ for i = 1, #rows do out[#out + 1] = rows[i] end
 for i = 1, #rows, 2 do out[#out + 1] = redis.call('HGET', KEYS[2], rows[i]) end
 return out
 """
+)
 
 
 def totals_key(window_id: str) -> str:
