@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import socket
 import time
 import uuid
@@ -36,6 +38,23 @@ def eventually(check: Callable[[], T], *, timeout: float, what: str, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"after {timeout:.0f}s: {what}")
         time.sleep(interval)
+
+
+async def eventually_async(
+    check: Callable[[], object], *, timeout: float, what: str, interval: float = 0.05
+):
+    """`eventually` inside an event loop: `check` may return an awaitable, and waiting
+    lets the loop's other tasks (consumers, rebuilds) run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout:.0f}s: {what}")
+        await asyncio.sleep(interval)
 
 
 class TopicTail:

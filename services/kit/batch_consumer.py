@@ -7,14 +7,14 @@ one transaction, and stores the batch's offsets once it has committed.
 
 The handler makes redelivery harmless itself, in the database: typically by
 inserting one row per event id with ON CONFLICT DO NOTHING and applying only
-what was inserted (a ledger). Retries, outages and dead letters work as in
-the one-at-a-time runner, with one addition: a batch that keeps failing is
-applied again event by event, so only the poison event is parked.
+what was inserted (a ledger). Retries, outages and dead letters follow the
+one policy of both runners (ConsumerRunner._retrying), with one addition: a
+batch that keeps failing is applied again event by event, so only the poison
+event is parked.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,9 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zentry.events.v1 import envelope_pb2
 
 from services.kit import telemetry
-from services.kit.consumer import ConsumerRunner, Stopping, Subscription
+from services.kit.consumer import ConsumerRunner, Subscription
 from services.kit.db import Database
-from services.kit.errors import OUTAGES
 
 _log = logging.getLogger(__name__)
 
@@ -111,36 +110,19 @@ class BatchConsumerRunner(ConsumerRunner):
         return event, payload
 
     async def _apply(self, batch: list[tuple[Message, envelope_pb2.EventEnvelope, Proto]]) -> None:
-        """The batch in one transaction, with retries; then, if it still fails, one by one."""
-        backoff, failures = self._first_backoff, 0
-        while True:
-            try:
-                async with self._db.transaction() as session:
-                    await self._batch_handler([(e, p) for _m, e, p in batch], session)
-                self.applied += len(batch)
-                return
-            except asyncio.CancelledError:
-                raise
-            except OUTAGES as error:
-                outage, last_error = True, error
-            except Exception as error:
-                outage, last_error = False, error
-                failures += 1
-            _log.warning(
-                "applying a batch of %d failed (%s): %r",
-                len(batch),
-                "outage" if outage else f"attempt {failures} of {self._max_attempts}",
-                last_error,
-                extra={"group": self._sub.group},
-            )
-            if failures >= self._max_attempts:
-                if len(batch) == 1:
-                    await self._dead_letter(batch[0][0], repr(last_error), attempts=failures)
-                    return
-                for one in batch:  # find the event to blame, and park only that one
-                    await self._apply([one])
-                return
-            if self._stopping.is_set() and outage:
-                raise Stopping from last_error
-            await asyncio.sleep(self._max_backoff if outage else backoff)
-            backoff = min(backoff * 2, self._max_backoff)
+        """The batch in one transaction, with the runners' retries; then, if it still
+        fails, event by event, so only the poison event is parked."""
+
+        async def apply() -> None:
+            async with self._db.transaction() as session:
+                await self._batch_handler([(e, p) for _m, e, p in batch], session)
+
+        failed = await self._retrying(apply, f"applying a batch of {len(batch)}")
+        if failed is None:
+            self.applied += len(batch)
+        elif len(batch) == 1:
+            error, attempts = failed
+            await self._dead_letter(batch[0][0], repr(error), attempts=attempts)
+        else:
+            for one in batch:
+                await self._apply([one])

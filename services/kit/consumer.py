@@ -114,7 +114,9 @@ class ConsumerRunner:
         }
         self._dlt_config = producer_config(bootstrap, f"{subscription.group}-dlt")
         self._stopping = asyncio.Event()
-        self.applied = self.skipped = self.dead_lettered = 0
+        # What happened so far, for tests and logs: events applied, skipped (seen before
+        # or of no interest), parked; and failed attempts (each outage retry counts).
+        self.applied = self.skipped = self.dead_lettered = self.retried = 0
 
     def stop(self) -> None:
         """Ask `run` to return after the message in hand; does not block."""
@@ -181,48 +183,59 @@ class ConsumerRunner:
             otel_context.detach(token)
 
     async def _apply_with_retries(self, message, event, payload_class, handler) -> None:
-        """Retry a failing handler; park the message after `max_attempts` failures of its own.
+        with telemetry.tracer().start_as_current_span(
+            f"consume {event.event_type}",
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": message.topic(),
+                "messaging.consumer.group.name": self._sub.group,
+            },
+        ):
+            failed = await self._retrying(
+                lambda: self._apply_once(event, payload_class, handler),
+                f"handling {event.event_type} {event.event_id}",
+            )
+        if failed is not None:
+            error, attempts = failed
+            await self._dead_letter(message, repr(error), attempts=attempts)
 
-        An outage (the database or a peer unreachable) is not the message's fault:
-        it is retried at the longest backoff until it passes or the runner stops,
-        and never dead-lettered.
+    async def _retrying(
+        self, apply: Callable[[], Awaitable[None]], what: str
+    ) -> tuple[Exception, int] | None:
+        """The retry policy of every runner: `apply()` until it succeeds (None), or until it
+        has failed `max_attempts` times by its own fault: then (the last error, attempts),
+        and the caller parks what failed.
+
+        An outage (services.kit.errors.OUTAGES: a store or peer unreachable, full or read
+        only) is not the message's fault: it is retried at the longest backoff until it
+        passes, never counted, never parked. If the runner is asked to stop meanwhile,
+        raises Stopping: nothing was applied or committed, so the event comes back.
         """
         backoff, failures = self._first_backoff, 0
         while True:
-            with telemetry.tracer().start_as_current_span(
-                f"consume {event.event_type}",
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.destination.name": message.topic(),
-                    "messaging.consumer.group.name": self._sub.group,
-                },
-            ):
-                try:
-                    await self._apply_once(event, payload_class, handler)
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except OUTAGES as error:
-                    outage = True
-                    last_error = error
-                except Exception as error:
-                    outage = False
-                    failures += 1
-                    last_error = error
+            try:
+                await apply()
+                return None
+            except asyncio.CancelledError:
+                raise
+            except OUTAGES as error:
+                outage, last_error = True, error
+            except Exception as error:
+                outage, last_error = False, error
+                failures += 1
+            self.retried += 1
             _log.warning(
-                "handling %s %s failed (%s): %r",
-                event.event_type,
-                event.event_id,
+                "%s failed (%s): %r",
+                what,
                 "outage" if outage else f"attempt {failures} of {self._max_attempts}",
                 last_error,
-                extra={"group": self._sub.group, "event_id": event.event_id},
+                extra={"group": self._sub.group},
             )
             if failures >= self._max_attempts:
-                await self._dead_letter(message, repr(last_error), attempts=failures)
-                return
+                return last_error, failures
             if self._stopping.is_set() and outage:
-                raise Stopping from last_error  # not applied, not committed: redelivered later
+                raise Stopping from last_error
             await asyncio.sleep(self._max_backoff if outage else backoff)
             backoff = min(backoff * 2, self._max_backoff)
 

@@ -32,6 +32,10 @@ from services.kit.errors import FailedPrecondition, InvalidArgument
 from tests.analytics_world import client_event, open_world, redis_url
 from tests.event_world import NOW, flush, ts
 
+#: Redis' HyperLogLog has a standard error of 0.81 % (one run here counted 40 visitors as
+#: 39): 2 of 40 is well beyond its error, and far below the mistakes that matter (2, 80).
+HLL_SLACK = 2
+
 
 @pytest.fixture
 async def world(settings, blank_database, new_topic):
@@ -386,14 +390,17 @@ async def test_a_malformed_batch_is_refused_whole_and_bots_are_dropped(world):
 
 
 async def test_unique_visitors_survive_losing_redis(world, settings):
+    """A HyperLogLog is approximate (visitor hashes use a random daily salt): counts are
+    checked within its error, and a restored sketch must give exactly what it gave."""
     at = HOUR + timedelta(minutes=20)
     events = [client_event(f"v{i}", at, anonymous_id=f"device-{i}") for i in range(40)]
     await world.track(events)
     await world.settled()
     request = pb.GetTrafficRequest(granularity="hour", **window())
-    assert (await world.reports.traffic(request)).unique_visitors == 40
+    counted = (await world.reports.traffic(request)).unique_visitors
+    assert abs(counted - 40) <= HLL_SLACK
     await flush(world.redis_url)  # the cache is gone; PostgreSQL keeps the sketches
-    assert (await world.reports.traffic(request)).unique_visitors == 40
+    assert (await world.reports.traffic(request)).unique_visitors == counted
     await flush(world.redis_url)
     await world.track(
         [
@@ -402,7 +409,8 @@ async def test_unique_visitors_survive_losing_redis(world, settings):
         ]
     )
     await world.settled()  # the consumer merges the stored sketch before adding
-    assert (await world.reports.traffic(request)).unique_visitors == 41
+    merged = (await world.reports.traffic(request)).unique_visitors
+    assert abs(merged - 41) <= HLL_SLACK and merged >= counted  # not 2: the sketch was merged
 
 
 async def test_retention_drops_raw_events_and_minute_counts_but_keeps_rollups(world):

@@ -16,6 +16,7 @@ from services.feed import store
 from services.feed.replay import ReplayRefused, replay
 from tests.event_world import flush
 from tests.feed_world import FeedWorld, open_world, redis_url
+from tests.support import eventually_async
 
 
 @pytest.fixture
@@ -59,9 +60,15 @@ async def test_with_redis_down_reads_come_from_postgres_and_redis_is_used_again_
         page = await world.page(reader)
         assert [i.entry.id for i in page.items] == [first.entry_id]
         assert page.items[0].author.username == "ada"  # hydrated from PostgreSQL too
+        entries = world.runners[1]
+        tried = entries.retried
         second = world.post(author, 10)
-        await asyncio.sleep(1.0)
-        # The consumer waits for Redis instead of letting timelines miss the entry.
+        # The consumer tried the entry and waits for Redis instead of letting timelines
+        # miss it: not applied, not parked.
+        await eventually_async(
+            lambda: entries.retried > tried, timeout=30, what="the entry was tried and failed"
+        )
+        assert (entries.applied, entries.dead_lettered) == (1, 0)  # the first entry only
         assert [i.entry.id for i in (await world.page(reader)).items] == [first.entry_id]
 
         own_redis.start()  # back, and empty
