@@ -6,8 +6,12 @@ away and apply everything again (`python -m services.<name>.replay`):
 1. refuse while any of its consumers runs (a group with members), as Kafka's
    own offset reset does: stop those consumers first;
 2. note where each topic ends now;
-3. let the service empty its read models (`wipe`);
-4. delete the consumer groups, so they start again from the beginning;
+3. delete the consumer groups, so they start again from the beginning; a
+   group that gained a member meanwhile refuses, and nothing was emptied;
+4. let the service empty its read models (`wipe`). In this order a failure
+   at any step leaves no consumer to resume at old offsets over empty
+   tables: at worst the groups start over on a full read model, and every
+   event they apply again changes nothing;
 5. run the service's consumer runners until their committed offsets reach the
    ends noted in 2, then stop them. The live consumers, started again,
    continue from there.
@@ -59,9 +63,10 @@ async def replay(
     groups = list(topics)
     await asyncio.to_thread(_refuse_if_running, admin, groups)
     ends = await asyncio.to_thread(_end_offsets, bootstrap, topics)
+    progress("starting the consumer groups over")
+    await asyncio.to_thread(_delete_groups, admin, groups)
     progress("emptying the read models")
     await wipe()
-    await asyncio.to_thread(_delete_groups, admin, groups)
     started = time.monotonic()
     running = runners()
     tasks = [asyncio.create_task(runner.run()) for runner in running]
@@ -199,10 +204,14 @@ def _end_offsets(bootstrap: str, topics: dict[str, str]):
 
 
 def _delete_groups(admin: AdminClient, groups) -> None:
-    for future in admin.delete_consumer_groups(list(groups)).values():
+    for group, future in admin.delete_consumer_groups(list(groups)).items():
         try:
             future.result(timeout=15)
         except KafkaException as error:
+            if "NON_EMPTY_GROUP" in str(error):
+                raise ReplayRefused(
+                    f"consumer group {group} has a running member now; stop it, then replay"
+                ) from error
             if "GROUP_ID_NOT_FOUND" not in str(error):
                 raise
 

@@ -16,6 +16,7 @@ from services.kit.batch_consumer import BatchConsumerRunner, BatchSubscription
 from services.kit.consumer import ConsumerRunner, Subscription
 from services.kit.db import Database
 from services.kit.events import envelope
+from services.kit.replay import ReplayRefused, replay
 from tests.support import unique
 
 
@@ -210,3 +211,31 @@ async def test_the_batch_runner_applies_a_batch_at_once_and_parks_only_its_poiso
     assert [n for _, n in await applied(db)] == [0, 1, 2, 3, 4, 5, 6, 8, 9]
     assert max(calls) > 1 and calls[-1] == 1, "whole batches first, then one by one"
     assert committed_offset(bootstrap, group, topic) == 10
+
+
+async def test_a_replay_that_cannot_start_its_groups_over_empties_nothing(settings, db, new_topic):
+    """A consumer joins after the replay checked the group: deleting the group fails, and
+    the read model must still be whole (no consumer may resume old offsets over empty tables)."""
+    topic, group = new_topic("replay"), unique("replay-group")
+    publish(settings.kafka.bootstrap_servers, topic, [event(1).SerializeToString()])
+    late = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": group})
+    wiped = []
+
+    def progress(line: str) -> None:
+        if line == "starting the consumer groups over":  # the late consumer joins now
+            late.subscribe([topic])
+            deadline = time.monotonic() + 30
+            while not late.assignment() and time.monotonic() < deadline:
+                late.poll(0.2)
+
+    async def wipe() -> None:
+        wiped.append(True)
+
+    try:
+        with pytest.raises(ReplayRefused, match="running member now"):
+            await replay(
+                settings.kafka.bootstrap_servers, {group: topic}, wipe, lambda: [], progress
+            )
+    finally:
+        late.close()
+    assert wiped == []
