@@ -36,7 +36,7 @@ def parts(settings: FeedSettings, db: Database, redis: Redis):
         batch=settings.fanout_batch,
     )
     activity = Activity(settings.inactive_after)
-    projector = Projector(timelines, activity)
+    projector = Projector(db, timelines, activity)
     reader = FeedReader(db, timelines, activity, settings.rebuild_wait)
     return timelines, projector, reader
 

@@ -1,12 +1,17 @@
-"""Applies user and sleep events to the feed's read models and timelines.
+"""Applies user and sleep events to the feed's read models, then to its Redis timelines.
 
-Two consumer groups, one per topic, each through the kit's runner (one
-transaction per event with its processed-event record; redelivery and replay
-change nothing twice). Redis writes happen inside that transaction, under the
-store's advisory locks, and are idempotent (adding a member twice, removing
-one that is gone), so a transaction that fails after them is simply applied
-again. An unreachable Redis is an outage: the runner retries until it is back,
-rather than let timelines miss what happened meanwhile.
+Two consumer groups, one per topic, each through the kit's runner. A handler
+changes PostgreSQL only, in one transaction with the event's processed-event
+record, and notes in that transaction what the event still has to do to
+Redis (`redis_effects`). Once it has committed, `after_commit` does it and
+deletes the note; a crash in between redelivers the event, whose note is
+still there. So Redis never shows what PostgreSQL did not commit (a rolled
+back or parked event wrote nothing there) and never misses what it did.
+
+An effect reads what it writes from PostgreSQL, under the store's advisory
+locks, as rebuilds do: whichever runs first, the other finds its work done.
+Every effect is idempotent (adding a member twice, removing one that is
+gone), and an unreachable Redis is an outage the runner waits out.
 
 - An entry by an ordinary author is pushed into its active followers'
   timelines (fan-out on write); a celebrity's is not (readers fan it in).
@@ -35,6 +40,7 @@ from services.feed.domain import Key, entry_from_state, score
 from services.feed.store import EntryChange
 from services.feed.timelines import Timelines, celebs_key, newest, posts_key, timeline_key
 from services.kit.consumer import Subscription
+from services.kit.db import Database
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 
 _log = logging.getLogger(__name__)
@@ -45,10 +51,20 @@ LOGGED_FANOUT = 1000  # fan-outs to at least this many timelines are logged with
 
 
 class Projector:
-    def __init__(self, timelines: Timelines, activity: Activity):
+    def __init__(self, db: Database, timelines: Timelines, activity: Activity):
+        self._db = db
         self._timelines = timelines
         self._activity = activity
         self.last_fanout = 0  # timelines the last fan-out wrote to (for tests and benchmarks)
+        self._effects = {
+            "author": self._cache_author,
+            "celebrity": self._sync_celebrity,
+            "follow": self._backfill,
+            "unfollow": self._purge,
+            "created": self._fan_out,
+            "updated": self._recache,
+            "deleted": self._remove,
+        }
 
     def subscriptions(
         self,
@@ -68,6 +84,7 @@ class Projector:
                     uev.FollowCreated: self.on_follow,
                     uev.FollowDeleted: self.on_unfollow,
                 },
+                after_commit=self.after_commit,
             ),
             Subscription(
                 groups[1],
@@ -77,74 +94,51 @@ class Projector:
                     sev.SleepEntryUpdated: self.on_entry,
                     sev.SleepEntryDeleted: self.on_delete,
                 },
+                after_commit=self.after_commit,
             ),
         ]
 
-    async def _followers(self, session, author_id: str) -> list[str]:
-        return await store.active_followers(
-            session, author_id, self._activity.active_since(datetime.now(UTC))
-        )
+    # -- user events: PostgreSQL, and a note of what Redis needs --------------------
 
-    # -- user events ---------------------------------------------------------------
-
-    async def on_profile(self, _envelope, payload, session) -> None:
+    async def on_profile(self, envelope, payload, session) -> None:
         profile = payload.profile
         await store.lock_author(session, profile.user_id)  # before its row, as every writer
         await store.save_author(session, profile.user_id, profile.username, profile.display_name)
-        author = feed_service_pb2.Author(
-            user_id=profile.user_id,
-            username=profile.username,
-            display_name=profile.display_name,
-        )
-        await self._timelines.cache_author(profile.user_id, author.SerializeToString())
-        await self._set_celebrity(session, profile.user_id, profile.celebrity)
+        effects = [{"do": "author", "user": profile.user_id}]
+        if await self._set_celebrity(session, profile.user_id, profile.celebrity):
+            effects.append({"do": "celebrity", "author": profile.user_id})
+        await store.note_effects(session, envelope.event_id, effects)
 
-    async def on_celebrity(self, _envelope, payload, session) -> None:
-        await self._set_celebrity(session, payload.user_id, payload.celebrity)
+    async def on_celebrity(self, envelope, payload, session) -> None:
+        if await self._set_celebrity(session, payload.user_id, payload.celebrity):
+            effect = {"do": "celebrity", "author": payload.user_id}
+            await store.note_effects(session, envelope.event_id, [effect])
 
-    async def _set_celebrity(self, session, author_id: str, celebrity: bool) -> None:
+    async def _set_celebrity(self, session, author_id: str, celebrity: bool) -> bool:
+        """The flag, under the author's lock: an entry is saved as fanned out or not either
+        before the change committed or after (and the change's effect then sees it)."""
         await store.lock_author(session, author_id)
         if not await store.set_celebrity(session, author_id, celebrity):
-            return
-        followers = await self._followers(session, author_id)
-        if celebrity:
-            await self._timelines.add_celebrity(followers, author_id)
-            return
-        await self._timelines.remove([celebs_key(f) for f in followers], [author_id], sets=True)
-        # All their recent entries, not only those never fanned out: a timeline rebuilt
-        # while they were a celebrity left out the ones pushed before.
-        length = self._timelines.length
-        recent = await store.recent_entries(session, author_id, length + 1)
-        await self._timelines.push([timeline_key(f) for f in followers], *newest(recent, length))
-        await store.mark_fanned_out(session, author_id)
+            return False
+        if not celebrity:
+            await store.mark_fanned_out(session, author_id)
+        return True
 
-    async def on_follow(self, _envelope, payload, session) -> None:
+    async def on_follow(self, envelope, payload, session) -> None:
         reader, author = payload.follower_id, payload.followee_id
-        await store.lock_reader(session, reader)
-        await store.lock_author(session, author, shared=True)
-        if not await store.add_follow(session, reader, author):
-            return
-        if await store.is_celebrity(session, author):
-            await self._timelines.add_celebrity([reader], author)
-        else:
-            length = self._timelines.length
-            recent = await store.recent_entries(session, author, length + 1)
-            await self._timelines.push([timeline_key(reader)], *newest(recent, length))
+        if await store.add_follow(session, reader, author):
+            effect = {"do": "follow", "reader": reader, "author": author}
+            await store.note_effects(session, envelope.event_id, [effect])
 
-    async def on_unfollow(self, _envelope, payload, session) -> None:
+    async def on_unfollow(self, envelope, payload, session) -> None:
         reader, author = payload.follower_id, payload.followee_id
-        await store.lock_reader(session, reader)
-        await store.lock_author(session, author, shared=True)
-        if not await store.remove_follow(session, reader, author):
-            return
-        # Only the author's newest `length` can be in a timeline of that length.
-        recent = await store.recent_entries(session, author, self._timelines.length)
-        await self._timelines.remove([timeline_key(reader)], [k.entry_id for k in recent])
-        await self._timelines.remove([celebs_key(reader)], [author], sets=True)
+        if await store.remove_follow(session, reader, author):
+            effect = {"do": "unfollow", "reader": reader, "author": author}
+            await store.note_effects(session, envelope.event_id, [effect])
 
-    # -- sleep events --------------------------------------------------------------
+    # -- sleep events ----------------------------------------------------------------
 
-    async def on_entry(self, _envelope, payload, session) -> None:
+    async def on_entry(self, envelope, payload, session) -> None:
         """Created, or updated (an update of an entry not seen yet counts as its creation)."""
         state = payload.entry
         author, key = state.user_id, Key(score(state.create_time), state.entry_id)
@@ -154,37 +148,127 @@ class Projector:
         change = await store.save_entry(
             session, state.entry_id, author, key, state.revision, body, fanned_out=not celebrity
         )
-        if change == EntryChange.STALE:
-            return
-        await self._timelines.cache_entry(state.entry_id, author, body)
-        if change == EntryChange.UPDATED:
-            return
-        await self._timelines.push([posts_key(author)], [key])
-        if not celebrity:
-            started = time.monotonic()
-            followers = await self._followers(session, author)
-            self.last_fanout = await self._timelines.push(
-                [timeline_key(f) for f in followers], [key]
+        if change != EntryChange.STALE:
+            effect = "created" if change == EntryChange.NEW else "updated"
+            await store.note_effects(
+                session,
+                envelope.event_id,
+                [{"do": effect, "entry": state.entry_id, "author": author}],
             )
-            if len(followers) >= LOGGED_FANOUT:
-                _log.info(
-                    "fanned out %s to %d of %d active followers in %.0f ms",
-                    state.entry_id,
-                    self.last_fanout,
-                    len(followers),
-                    (time.monotonic() - started) * 1000,
-                    extra={"author": author},
-                )
 
-    async def on_delete(self, _envelope, payload, session) -> None:
+    async def on_delete(self, envelope, payload, session) -> None:
         state = payload.entry
         author, key = state.user_id, Key(score(state.create_time), state.entry_id)
-        await store.lock_author(session, author)
         fanned_out = await store.delete_entry(session, state.entry_id, author, key, state.revision)
-        if fanned_out is None:
+        if fanned_out is not None:
+            effect = {"do": "deleted", "entry": state.entry_id, "author": author}
+            await store.note_effects(
+                session, envelope.event_id, [{**effect, "timelines": fanned_out}]
+            )
+
+    # -- after the commit: Redis ------------------------------------------------------
+
+    async def after_commit(self, envelope) -> None:
+        """Do to Redis what the committed event noted, then forget the note; idempotent."""
+        async with self._db.transaction() as session:
+            effects = await store.noted_effects(session, envelope.event_id)
+        if effects is None:
             return
-        await self._timelines.forget_entry(state.entry_id)
-        await self._timelines.remove([posts_key(author)], [state.entry_id])
-        if fanned_out:
+        for effect in effects:
+            async with self._db.transaction() as session:
+                await self._effects[effect["do"]](session, effect)
+        async with self._db.transaction() as session:
+            await store.forget_effects(session, envelope.event_id)
+
+    async def _followers(self, session, author_id: str) -> list[str]:
+        return await store.active_followers(
+            session, author_id, self._activity.active_since(datetime.now(UTC))
+        )
+
+    async def _cache_author(self, session, effect) -> None:
+        rows = await store.find_authors(session, [effect["user"]])
+        row = rows.get(effect["user"])
+        if row is not None:
+            author = feed_service_pb2.Author(
+                user_id=row.user_id, username=row.username, display_name=row.display_name
+            )
+            await self._timelines.cache_author(row.user_id, author.SerializeToString())
+
+    async def _sync_celebrity(self, session, effect) -> None:
+        """Followers' celebrity sets and timelines as the author's flag is now."""
+        author_id = effect["author"]
+        await store.lock_author(session, author_id)
+        followers = await self._followers(session, author_id)
+        if await store.is_celebrity(session, author_id):
+            await self._timelines.add_celebrity(followers, author_id)
+            return
+        await self._timelines.remove([celebs_key(f) for f in followers], [author_id], sets=True)
+        # All their recent entries, not only those never fanned out: a timeline rebuilt
+        # while they were a celebrity left out the ones pushed before.
+        length = self._timelines.length
+        recent = await store.recent_entries(session, author_id, length + 1)
+        await self._timelines.push([timeline_key(f) for f in followers], *newest(recent, length))
+
+    async def _backfill(self, session, effect) -> None:
+        reader, author = effect["reader"], effect["author"]
+        await store.lock_reader(session, reader)
+        await store.lock_author(session, author, shared=True)
+        if not await store.follows_now(session, reader, author):
+            return  # unfollowed since: the unfollow's effect has nothing to undo
+        if await store.is_celebrity(session, author):
+            await self._timelines.add_celebrity([reader], author)
+        else:
+            length = self._timelines.length
+            recent = await store.recent_entries(session, author, length + 1)
+            await self._timelines.push([timeline_key(reader)], *newest(recent, length))
+
+    async def _purge(self, session, effect) -> None:
+        reader, author = effect["reader"], effect["author"]
+        await store.lock_reader(session, reader)
+        await store.lock_author(session, author, shared=True)
+        if await store.follows_now(session, reader, author):
+            return  # followed again since: the follow's effect backfilled
+        # Only the author's newest `length` can be in a timeline of that length.
+        recent = await store.recent_entries(session, author, self._timelines.length)
+        await self._timelines.remove([timeline_key(reader)], [k.entry_id for k in recent])
+        await self._timelines.remove([celebs_key(reader)], [author], sets=True)
+
+    async def _fan_out(self, session, effect) -> None:
+        author = effect["author"]
+        await store.lock_author(session, author)
+        entry = await store.find_entry(session, effect["entry"])
+        if entry is None or entry.deleted:
+            return  # deleted since: its delete's effect removes what is left
+        await self._timelines.cache_entry(entry.key.entry_id, author, entry.body)
+        await self._timelines.push([posts_key(author)], [entry.key])
+        if not entry.fanned_out:
+            return  # a celebrity's: fanned in at read
+        started = time.monotonic()
+        followers = await self._followers(session, author)
+        self.last_fanout = await self._timelines.push(
+            [timeline_key(f) for f in followers], [entry.key]
+        )
+        if len(followers) >= LOGGED_FANOUT:
+            _log.info(
+                "fanned out %s to %d of %d active followers in %.0f ms",
+                entry.key.entry_id,
+                self.last_fanout,
+                len(followers),
+                (time.monotonic() - started) * 1000,
+                extra={"author": author},
+            )
+
+    async def _recache(self, session, effect) -> None:
+        await store.lock_author(session, effect["author"])
+        entry = await store.find_entry(session, effect["entry"])
+        if entry is not None and not entry.deleted:
+            await self._timelines.cache_entry(entry.key.entry_id, effect["author"], entry.body)
+
+    async def _remove(self, session, effect) -> None:
+        author, entry_id = effect["author"], effect["entry"]
+        await store.lock_author(session, author)
+        await self._timelines.forget_entry(entry_id)
+        await self._timelines.remove([posts_key(author)], [entry_id])
+        if effect["timelines"]:
             followers = await self._followers(session, author)
-            await self._timelines.remove([timeline_key(f) for f in followers], [state.entry_id])
+            await self._timelines.remove([timeline_key(f) for f in followers], [entry_id])

@@ -40,7 +40,7 @@ async def replay(
             bootstrap,
             {groups[0]: user_topic, groups[1]: sleep_topic},
             wipe=lambda: kit_replay.empty(
-                db, redis, ["authors", "follows", "entries"], "feed:*", groups
+                db, redis, ["authors", "follows", "entries", "redis_effects"], "feed:*", groups
             ),
             runners=lambda: [
                 ConsumerRunner(db, bootstrap, s)

@@ -6,13 +6,16 @@ the authors are and which are celebrities, who follows whom, every entry
 back), and when each reader last read their feed. Redis timelines are a
 cache of these tables, and a feed can always be computed from them.
 
-Locks. A timeline is written by event handlers (fan-out, backfill, removal)
+Locks. A timeline is written by events' effects (fan-out, backfill, removal)
 and rebuilt by readers; without an order between them, a rebuild could miss
-an entry whose fan-out skipped the then-missing timeline. So every writer
-takes transaction-scoped advisory locks: an author's entry events take the
-author's lock exclusively; follow changes and rebuilds take the reader's lock
-exclusively, then the authors' locks shared. Readers before authors, always,
-so no two transactions wait on each other in a cycle.
+an entry whose fan-out skipped the then-missing timeline. So every Redis
+writer takes transaction-scoped advisory locks and reads what it writes
+under them: an author's entry effects take the author's lock exclusively;
+follow effects and rebuilds take the reader's lock exclusively, then the
+authors' locks shared. Readers before authors, always, so no two
+transactions wait on each other in a cycle. Entry events and celebrity
+changes also take the author's lock in PostgreSQL, so an entry is saved as
+fanned out or not wholly before or after a change of its author's flag.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,6 +87,14 @@ readers = Table(
     metadata,
     Column("user_id", _uuid, primary_key=True),
     Column("last_seen", DateTime(timezone=True), nullable=False),
+)
+
+#: Per committed event, what it still has to do to Redis (services.feed.projector).
+redis_effects = Table(
+    "redis_effects",
+    metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("effects", JSONB, nullable=False),
 )
 
 _AUTHOR_LOCKS, _READER_LOCKS = 1, 2
@@ -280,6 +291,59 @@ async def mark_fanned_out(session: AsyncSession, author_id: str) -> None:
         .where(entries.c.author_id == author_id, ~entries.c.fanned_out)
         .values(fanned_out=True)
     )
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    author_id: str
+    key: Key
+    body: bytes
+    deleted: bool
+    fanned_out: bool
+
+
+async def find_entry(session: AsyncSession, entry_id: str) -> EntryRow | None:
+    row = (
+        await session.execute(
+            select(
+                entries.c.author_id,
+                entries.c.score,
+                entries.c.body,
+                entries.c.deleted,
+                entries.c.fanned_out,
+            ).where(entries.c.entry_id == entry_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    key = Key(row.score, entry_id)
+    return EntryRow(str(row.author_id), key, row.body, row.deleted, row.fanned_out)
+
+
+async def follows_now(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
+    return (
+        await session.scalar(
+            select(literal(True)).where(
+                follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
+            )
+        )
+    ) is not None
+
+
+async def note_effects(session: AsyncSession, event_id: str, effects: list[dict]) -> None:
+    """What the event still has to do to Redis once this transaction commits."""
+    if effects:
+        await session.execute(redis_effects.insert().values(event_id=event_id, effects=effects))
+
+
+async def noted_effects(session: AsyncSession, event_id: str) -> list[dict] | None:
+    return await session.scalar(
+        select(redis_effects.c.effects).where(redis_effects.c.event_id == event_id)
+    )
+
+
+async def forget_effects(session: AsyncSession, event_id: str) -> None:
+    await session.execute(delete(redis_effects).where(redis_effects.c.event_id == event_id))
 
 
 async def recent_entries(session: AsyncSession, author_id: str, limit: int) -> list[Key]:

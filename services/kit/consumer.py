@@ -6,7 +6,8 @@ event type) and the kit does the rest. For each message, in order:
 1. decode the EventEnvelope (undecodable → dead-letter topic at once);
 2. in one database transaction, record (group, event id) in processed_events
    and run the handler; an event id seen before is skipped, so redelivery and
-   replay change nothing twice;
+   replay change nothing twice; then the subscription's `after_commit`, if any
+   (on every delivery: see Subscription);
 3. on an exception, roll back and retry with exponential backoff, up to
    `max_attempts`; then park the message on `<topic>.dlt` with headers naming
    the group, the error and the attempt count (an outage of the database is
@@ -56,6 +57,7 @@ class Stopping(Exception):
 
 
 Handler = Callable[[envelope_pb2.EventEnvelope, Proto, AsyncSession], Awaitable[None]]
+AfterCommit = Callable[[envelope_pb2.EventEnvelope], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,19 @@ class Subscription:
     `handlers` maps a payload message class to `handler(envelope, payload, session)`;
     the handler changes state through `session` only (the kit commits it).
     Event types without a handler are skipped.
+
+    `after_commit(envelope)`, if given, runs once the handler's transaction has
+    committed, and again on every later delivery of the event, even one skipped
+    as seen before: a crash between the commit and it redelivers the event,
+    and it runs then. For effects outside the database (a cache) that must
+    follow what committed and nothing else; it must be idempotent. The
+    event's offset is stored only after it has succeeded.
     """
 
     group: str
     topics: tuple[str, ...]
     handlers: dict[type[Proto], Handler] = field(default_factory=dict)
+    after_commit: AfterCommit | None = None
 
 
 class ConsumerRunner:
@@ -251,11 +261,15 @@ class ConsumerRunner:
                 .on_conflict_do_nothing()
                 .returning(processed_events.c.event_id)
             )
-            if first_time.first() is None:
-                self.skipped += 1
-                return
-            await handler(event, payload, session)
-        self.applied += 1
+            seen = first_time.first() is None
+            if not seen:
+                await handler(event, payload, session)
+        if self._sub.after_commit is not None:
+            await self._sub.after_commit(event)
+        if seen:
+            self.skipped += 1
+        else:
+            self.applied += 1
 
     async def _dead_letter(self, message: Message, error: str, attempts: int) -> None:
         """Park the message as it came, plus why; blocks until Kafka has it."""

@@ -4,9 +4,9 @@ Hypothesis drives random sequences of what can happen to a feed: entries
 created (also out of time order, and several in the same microsecond),
 updated and deleted, follows and unfollows, celebrity promotions and
 demotions, timelines, celebrity sets and posts caches expiring, Redis flushed.
-Events go straight into the projector's handlers, one transaction each, as
-the consumer would apply them. Timelines are 5 long, so they are trimmed all
-the time. After every step, every reader pages through their whole feed at
+Events go straight into the projector's handlers, one transaction each, and
+then their Redis effects, as the consumer applies them. Timelines are 5 long,
+so they are trimmed all the time. After every step, every reader pages through their whole feed at
 the step's page size, and it must equal the model: each live entry of the
 authors they follow, once, newest first, as the read models in PostgreSQL
 also say. A failure shrinks to a short sequence; keep it as a plain
@@ -41,6 +41,7 @@ from services.feed import app, store
 from services.feed.domain import score
 from services.feed.timelines import celebs_key, posts_key, timeline_key
 from services.kit.db import Database, migrate
+from services.kit.events import envelope
 from tests import event_world
 from tests.event_world import NOW, night
 from tests.feed_world import feed_settings
@@ -85,9 +86,13 @@ class FeedModel(RuleBasedStateMachine):
         return str(uuid.UUID(int=(self.run_id << 64) | self.made))
 
     def apply(self, handler, payload) -> None:
+        """As the consumer applies an event: the handler's transaction, then its effects."""
+        event = envelope(payload, "model", "test")
+
         async def once():
             async with self.db.transaction() as session:
-                await handler(None, payload, session)
+                await handler(event, payload, session)
+            await self.projector.after_commit(event)
 
         self.run(once())
 

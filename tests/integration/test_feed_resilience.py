@@ -7,14 +7,18 @@ again on the same port; the suite's shared Redis stays up for everyone else.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
+from zentry.events.v1 import sleep_events_pb2 as sev
 
 from services.feed import store
 from services.feed.replay import ReplayRefused, replay
-from tests.event_world import flush
+from services.feed.timelines import entry_key, posts_key
+from services.kit.consumer import ConsumerRunner
+from tests.event_world import RUNNER_OPTIONS, flush
 from tests.feed_world import FeedWorld, open_world, redis_url
 from tests.support import eventually_async
 
@@ -63,13 +67,14 @@ async def test_with_redis_down_reads_come_from_postgres_and_redis_is_used_again_
         entries = world.runners[1]
         tried = entries.retried
         second = world.post(author, 10)
-        # The consumer tried the entry and waits for Redis instead of letting timelines
-        # miss it: not applied, not parked.
+        # PostgreSQL has the entry, so reads show it; the consumer waits for Redis to do
+        # the rest instead of letting timelines miss it: not done, not parked.
         await eventually_async(
-            lambda: entries.retried > tried, timeout=30, what="the entry was tried and failed"
+            lambda: entries.retried > tried, timeout=30, what="the entry's effect was retried"
         )
         assert (entries.applied, entries.dead_lettered) == (1, 0)  # the first entry only
-        assert [i.entry.id for i in (await world.page(reader)).items] == [first.entry_id]
+        page = await world.page(reader)
+        assert [i.entry.id for i in page.items] == [second.entry_id, first.entry_id]
 
         own_redis.start()  # back, and empty
         await world.settled()
@@ -192,3 +197,32 @@ async def run_replay(world: FeedWorld, settings):
         sleep_topic=world.sleep_topic,
         groups=world.groups,
     )
+
+
+async def test_an_event_whose_transaction_fails_leaves_nothing_in_redis(world):
+    """Its handler did its work, then the transaction failed (as a commit can) until the
+    event was parked: PostgreSQL has nothing of it, so neither may any timeline or cache."""
+    author = world.user()
+    reader = await world.active_reader(author)
+    await world.stop_consumers()
+    _graph, entries = world.projector.subscriptions(
+        world.user_topic, world.sleep_topic, world.groups
+    )
+
+    async def fails_after_its_work(envelope, payload, session):
+        await world.projector.on_entry(envelope, payload, session)
+        raise RuntimeError("the transaction failed after the handler")
+
+    broken = replace(
+        entries, handlers={**entries.handlers, sev.SleepEntryCreated: fails_after_its_work}
+    )
+    runner = ConsumerRunner(world.db, world.bootstrap, broken, max_attempts=2, **RUNNER_OPTIONS)
+    task = asyncio.create_task(runner.run())
+    parked = world.post(author, 5)
+    await eventually_async(lambda: runner.dead_lettered == 1, timeout=30, what="the event parked")
+    runner.stop()
+    await task
+
+    assert await world.timeline(reader) == []
+    assert not await world.redis.exists(entry_key(parked.entry_id), posts_key(author))
+    assert (await world.page(reader)).items == []
