@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 PROTO_SOURCES := $(shell find protos -name '*.proto')
 
 .PHONY: help setup tools protos dev test test-unit test-integration test-e2e lint lock migrate \
-        k8s-validate replay-feed replay-leaderboard replay-analytics bench infra-up infra-down infra-status infra-reset
+        k8s-validate replay-feed replay-leaderboard replay-analytics dead-letters redrive bench \
+        infra-up infra-down infra-status infra-reset
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -71,6 +72,13 @@ replay-leaderboard: infra-up ## rebuild the leaderboards from Kafka's first even
 
 replay-analytics: infra-up ## rebuild the sleep statistics from Kafka's first event (stop the analytics consumers first)
 	@$(INFRA) replay-analytics
+
+dead-letters: setup ## what consumers parked, per topic and group, with each event's reason
+	@$(PY) -m services.kit.deadletters list --events
+
+redrive: setup ## publish GROUP's parked events again, in order (DRY_RUN=1 to look, OUT_OF_ORDER=1: see README)
+	@test -n "$(GROUP)" || { echo "make redrive GROUP=<consumer group>, e.g. GROUP=feed.entries" >&2; exit 2; }
+	@$(PY) -m services.kit.deadletters redrive $(GROUP) $(if $(DRY_RUN),--dry-run) $(if $(OUT_OF_ORDER),--out-of-order)
 
 migrate: infra-up ## apply every service's database migrations (services also do it at start)
 	@$(PY) -m services.kit.migrate

@@ -18,9 +18,9 @@ from confluent_kafka.admin import (
 )
 
 from infra.errors import InfraError
+from services.kit.events import DEAD_LETTER_SUFFIX, dead_letter_topic
 
 DECLARATION = Path(__file__).with_name("topics.toml")
-DEAD_LETTER_SUFFIX = ".dlt"
 KEEP_FOREVER = -1
 
 
@@ -34,11 +34,6 @@ class Topic:
     @property
     def config(self) -> dict[str, str]:
         return {"retention.ms": str(self.retention_ms), "cleanup.policy": "delete"}
-
-
-def dead_letter_topic(topic: str) -> str:
-    """Where consumers of `topic` park the messages they cannot process."""
-    return topic + DEAD_LETTER_SUFFIX
 
 
 def declared(text: str | None = None) -> list[Topic]:

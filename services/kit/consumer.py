@@ -38,10 +38,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from zentry.events.v1 import envelope_pb2
 
-from infra.topics import dead_letter_topic
 from services.kit import telemetry
 from services.kit.db import Database
 from services.kit.errors import OUTAGES
+from services.kit.events import dead_letter_topic
 from services.kit.outbox import producer_config
 from services.kit.tables import processed_events
 

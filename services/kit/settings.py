@@ -134,7 +134,7 @@ class ServiceSettings:
             ),
             postgres_dsn=postgres_dsn(service, env),
             redis_url=f"redis://{env.str('REDIS_HOST', host)}:{env.port('REDIS_PORT', 6379)}/0",
-            kafka_bootstrap=f"{env.str('KAFKA_HOST', host)}:{env.port('KAFKA_PORT', 9092)}",
+            kafka_bootstrap=kafka_bootstrap(env),
             consul_url=(
                 f"http://{env.str('CONSUL_HOST', host)}:{env.port('CONSUL_HTTP_PORT', 8500)}"
             ),
@@ -148,6 +148,12 @@ class ServiceSettings:
             log_level=env.str("LOG_LEVEL", "INFO").upper(),
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip(),
         )
+
+
+def kafka_bootstrap(env: Env | None = None) -> str:
+    """Where Kafka answers, from ZENTRY_KAFKA_HOST/PORT (ZENTRY_HOST by default)."""
+    env = env or Env()
+    return f"{env.str('KAFKA_HOST', env.str('HOST', '127.0.0.1'))}:{env.port('KAFKA_PORT', 9092)}"
 
 
 def postgres_dsn(service: str, env: Env | None = None) -> str:

@@ -11,7 +11,7 @@ from opentelemetry import trace
 from sqlalchemy import text
 from zentry.events.v1 import envelope_pb2, user_events_pb2
 
-from services.kit import telemetry
+from services.kit import deadletters, telemetry
 from services.kit.batch_consumer import BatchConsumerRunner, BatchSubscription
 from services.kit.consumer import ConsumerRunner, Subscription
 from services.kit.db import Database
@@ -239,3 +239,41 @@ async def test_a_replay_that_cannot_start_its_groups_over_empties_nothing(settin
     finally:
         late.close()
     assert wiped == []
+
+
+async def test_parked_events_are_listed_and_re_driven_once_in_order(db, settings, new_topic):
+    topic, bootstrap = new_topic("redrive", dead_letters=True), settings.kafka.bootstrap_servers
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for n, user in [(0, b"ada"), (1, b"bob"), (2, b"cy"), (3, b"bob"), (4, b"dan")]:
+        producer.produce(topic, key=user, value=event(n).SerializeToString())
+    assert producer.flush(30) == 0
+    broken = {1, 2}
+
+    async def until_fixed(env, payload, session) -> None:
+        if payload.follower_count in broken:
+            raise ValueError(f"event {payload.follower_count}: a bug, fixed later")
+        await record(env, payload, session)
+
+    group = unique("group")
+    subscription = Subscription(
+        group, (topic,), {user_events_pb2.CelebrityStatusChanged: until_fixed}
+    )
+    runner = ConsumerRunner(db, bootstrap, subscription, max_attempts=2, first_backoff=0.01)
+    await run_until(runner, lambda: runner.applied == 3 and runner.dead_lettered == 2)
+
+    parked = deadletters.parked_events(bootstrap, group)[f"{topic}.dlt"]
+    assert [(p.key, p.origin_offset, p.attempts) for p in parked] == [(b"bob", 1, 2), (b"cy", 2, 2)]
+    assert "event 1: a bug" in parked[0].error
+
+    broken.clear()  # the cause is fixed
+    said: list[str] = []
+    refused = deadletters.redrive(
+        bootstrap, group, out_of_order=False, dry_run=False, say=said.append
+    )
+    assert refused == -1 and "1 later event(s) of the same user" in said[0]  # bob's event 3
+    assert deadletters.redrive(bootstrap, group, out_of_order=True, dry_run=False) == 2
+    assert deadletters.redrive(bootstrap, group, out_of_order=True, dry_run=False) == 0
+
+    again = ConsumerRunner(db, bootstrap, subscription, max_attempts=2, first_backoff=0.01)
+    await run_until(again, lambda: again.applied == 2)
+    assert [n for _, n in await applied(db)] == [0, 1, 2, 3, 4], "each once"
