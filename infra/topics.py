@@ -18,7 +18,7 @@ from confluent_kafka.admin import (
 )
 
 from infra.errors import InfraError
-from services.kit.events import DEAD_LETTER_SUFFIX, dead_letter_topic
+from services.kit.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
 
 DECLARATION = Path(__file__).with_name("topics.toml")
 KEEP_FOREVER = -1

@@ -41,9 +41,9 @@ from zentry.events.v1 import envelope_pb2
 from services.kit import telemetry
 from services.kit.db import Database
 from services.kit.errors import OUTAGES
-from services.kit.events import dead_letter_topic
 from services.kit.outbox import producer_config
 from services.kit.tables import processed_events
+from services.kit.topics import dead_letter_topic
 
 _log = logging.getLogger(__name__)
 

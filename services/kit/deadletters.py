@@ -44,9 +44,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from services.kit.events import DEAD_LETTER_SUFFIX
 from services.kit.outbox import producer_config
 from services.kit.settings import Env, kafka_bootstrap
+from services.kit.topics import DEAD_LETTER_SUFFIX
 
 HEADER = "zentry-dlt-"
 

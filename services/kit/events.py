@@ -12,12 +12,6 @@ from zentry.events.v1 import envelope_pb2
 USER_EVENTS = "zentry.user.events"
 SLEEP_EVENTS = "zentry.sleep.events"
 CLIENT_EVENTS = "zentry.analytics.client-events"
-DEAD_LETTER_SUFFIX = ".dlt"
-
-
-def dead_letter_topic(topic: str) -> str:
-    """Where consumers of `topic` park the messages they cannot process."""
-    return topic + DEAD_LETTER_SUFFIX
 
 
 def envelope(
