@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PROTO_SOURCES := $(shell find protos -name '*.proto')
 
 .PHONY: help setup tools protos dev test test-unit test-integration test-e2e lint lock migrate \
-        k8s-validate replay-feed replay-leaderboard replay-analytics dead-letters redrive bench \
+        k8s-validate replay-feed replay-leaderboard replay-analytics dead-letters redrive bench chaos \
         infra-up infra-down infra-status infra-reset
 
 help: ## list the targets
@@ -63,6 +63,9 @@ k8s-validate: setup ## render every k8s/ overlay (kustomize) and validate it off
 
 bench: infra-up ## benchmarks with their figures (not tests), beside this machine's limits; BENCH_SCALE=1
 	@$(PY) -m bench
+
+chaos: infra-up ## load and faults against a mesh of its own, then an audit of every read model; CHAOS_SECONDS=60
+	@$(PY) -m chaos
 
 replay-feed: infra-up ## rebuild the feed's read models from Kafka's first event (stop the feed consumers first)
 	@$(INFRA) replay-feed

@@ -1,0 +1,134 @@
+"""`python -m chaos` (`make chaos`): load and faults, then an audit of every read model.
+
+Knobs (environment): CHAOS_SECONDS of load (60), CHAOS_SEED (1), CHAOS_CLIENTS (3),
+CHAOS_ROUNDS of every fault (1; 2 from 300 s of load), CHAOS_MAX_REQUESTS per client
+(4000), CHAOS_CONVERGE seconds the read models get to agree after the last fault (120).
+Everything runs on loopback and stops by itself; exit status 1 on any difference, an
+instance that died by itself, or an ambiguous write that never settled.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+from chaos import faults
+from chaos.audit import Auditor
+from chaos.cluster import Cluster
+from chaos.load import Client, Ledger, User, settle
+from infra import config
+
+
+def main() -> int:
+    seconds = float(os.environ.get("CHAOS_SECONDS", "60"))
+    seed = int(os.environ.get("CHAOS_SEED", "1"))
+    clients = int(os.environ.get("CHAOS_CLIENTS", "3"))
+    rounds = int(os.environ.get("CHAOS_ROUNDS", "2" if seconds >= 300 else "1"))
+    max_requests = int(os.environ.get("CHAOS_MAX_REQUESTS", "4000"))
+    converge = float(os.environ.get("CHAOS_CONVERGE", "120"))
+    settings = config.load()
+    cluster = Cluster(settings)
+    say(f"starting the mesh (seed {seed}, {seconds:.0f} s of load, {clients} clients)")
+    try:
+        cluster.start()
+        ledger = Ledger(run=uuid.uuid4().hex[:8])
+        admin = make_admin(cluster, ledger)
+        started = datetime.now(UTC)
+        plan = faults.schedule(seconds, seed, rounds)
+        struck: list[tuple[float, str, str]] = []
+        t0 = time.monotonic()
+        threads = [
+            threading.Thread(
+                target=Client(cluster.base_url, ledger, n, seed * 100 + n).run,
+                args=(t0 + seconds, max_requests),
+                name=f"client-{n}",
+            )
+            for n in range(clients)
+        ]
+        for thread in threads:
+            thread.start()
+        for at, fault in plan:
+            time.sleep(max(0.0, t0 + at - time.monotonic()))
+            began = time.monotonic() - t0
+            what = fault.strike(cluster)
+            struck.append((began, fault.name, what))
+            say(f"{began:6.1f} s  {fault.name}: {what}")
+        last_fault = time.monotonic()
+        for thread in threads:
+            thread.join()
+        say(f"load done: {dict(sorted(ledger.counts.items()))}; settling ambiguous writes")
+        settled = settle(ledger)
+        auditor = Auditor(cluster.base_url, ledger, admin, started)
+        while True:
+            findings = auditor.audit()
+            agreed_after = time.monotonic() - last_fault
+            if not findings.differences() or agreed_after > converge:
+                break
+            say(f"{findings.differences()} difference(s) {agreed_after:.0f} s after the last fault")
+            time.sleep(3)
+        died = cluster.alive()
+    finally:
+        cluster.stop()
+    report(struck, ledger, settled, findings, agreed_after, died)
+    failed = findings.differences() or died or ledger.ambiguous
+    return 1 if failed else 0
+
+
+def make_admin(cluster: Cluster, ledger: Ledger) -> User:
+    """An account with the admin role, to read product analytics."""
+    client = Client(cluster.base_url, ledger, 99, 0)
+    user = User(f"a{ledger.run}")
+    body = {
+        "username": user.username,
+        "email": f"{user.username}@example.com",
+        "password": "chaos-sleeps-well-42",
+    }
+    client.write("POST", "/v1/users", json=body)
+    subprocess.run(
+        [sys.executable, "-m", "services.user.roles", "grant", user.username, "admin"],
+        cwd=cluster.settings.repo_dir,
+        env=cluster.mesh.env(),
+        check=True,
+        capture_output=True,
+    )
+    session = client.write(
+        "POST", "/v1/sessions", json={"username": user.username, "password": body["password"]}
+    ).json()
+    user.token, user.id = session["accessToken"], session["user"]["id"]
+    return user
+
+
+def report(struck, ledger: Ledger, settled: int, findings, agreed_after: float, died) -> None:
+    print("\n## Faults\n\n| at | fault | what happened |\n|--:|---|---|")
+    for at, name, what in struck:
+        print(f"| {at:.1f} s | {name} | {what} |")
+    print(f"\n## Writes\n\nacknowledged: {dict(sorted(ledger.counts.items()))}")
+    print(
+        f"ambiguous writes settled by retrying: {settled}; still ambiguous: {len(ledger.ambiguous)}"
+    )
+    print(
+        f"users {len(ledger.users)}, nights {sum(n.live for n in ledger.nights.values())} live "
+        f"of {len(ledger.nights)}, follows {sum(ledger.follows.values())}, "
+        f"analytics events {ledger.tracked}"
+    )
+    print("\n## Read models\n")
+    print(findings.table())
+    for example in findings.examples:
+        print(f"- {example}")
+    verdict = "agreed" if not findings.differences() else "still differ"
+    print(f"\nread models {verdict} {agreed_after:.1f} s after the last fault")
+    if died:
+        print(f"instances that died by themselves: {died}")
+
+
+def say(line: str) -> None:
+    print(f"chaos: {line}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The faults of a run, spread over its length: every kind at least `rounds` times.
+
+A fault is a name and what it does to the cluster; the schedule interleaves
+process faults (SIGKILL, SIGTERM) of every service's API and consumer
+instances with server restarts and a Redis flush, in an order shuffled by
+the run's seed, evenly spaced from a warm-up to a little before the end of
+the load, so the last one has the load's tail to overlap with.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chaos.cluster import CONSUMING, Cluster
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    strike: Callable[[Cluster], str]
+
+
+def every_fault() -> list[Fault]:
+    faults = []
+    for service in ("user", *CONSUMING):
+        api = "api" if service in CONSUMING else "all"
+        faults.append(
+            Fault(
+                f"SIGKILL {service} {api}",
+                lambda c, s=service, r=api: c.strike(s, r, signal.SIGKILL),
+            )
+        )
+        if service in CONSUMING:
+            faults.append(
+                Fault(
+                    f"SIGKILL {service} consumer",
+                    lambda c, s=service: c.strike(s, "consumer", signal.SIGKILL),
+                )
+            )
+    faults.append(Fault("SIGTERM sleep api", lambda c: c.strike("sleep", "api", signal.SIGTERM)))
+    faults.append(
+        Fault("SIGTERM feed consumer", lambda c: c.strike("feed", "consumer", signal.SIGTERM))
+    )
+    for server in ("redis", "postgres", "kafka", "consul"):
+        faults.append(Fault(f"restart {server}", lambda c, s=server: c.restart_server(s)))
+    faults.append(Fault("flush redis", lambda c: c.flush_redis()))
+    return faults
+
+
+def schedule(seconds: float, seed: int, rounds: int) -> list[tuple[float, Fault]]:
+    """(seconds after the load starts, fault), in order; each fault `rounds` times."""
+    faults = every_fault() * rounds
+    random.Random(seed).shuffle(faults)
+    first, last = min(10.0, seconds * 0.1), seconds * 0.85
+    step = (last - first) / max(1, len(faults) - 1)
+    return [(first + i * step, fault) for i, fault in enumerate(faults)]
