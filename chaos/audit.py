@@ -14,6 +14,7 @@ once under one heading:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -23,6 +24,7 @@ from chaos.load import Ledger, Night, User
 from services.leaderboard import domain
 
 MIN_NIGHTS = domain.parse_min_nights("daily=1,weekly=3,monthly=7,all-time=14")  # the default
+WORKERS = 8  # checks in flight at once
 
 
 @dataclass
@@ -35,6 +37,20 @@ class Findings:
     extra: Counter = field(default_factory=Counter)
     wrong: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+
+    def merge(self, other: Findings) -> None:
+        for name in ("checked", "lost", "duplicated", "extra", "wrong"):
+            getattr(self, name).update(getattr(other, name))
+        self.examples += other.examples[: max(0, 20 - len(self.examples))]
+
+    def summary(self) -> str:
+        """The read models that differ, and how."""
+        parts = []
+        for model in sorted(self.checked):
+            kinds = [(k, getattr(self, k)[model]) for k in ("lost", "duplicated", "extra", "wrong")]
+            if any(n for _k, n in kinds):
+                parts.append(f"{model}: " + ", ".join(f"{n} {k}" for k, n in kinds if n))
+        return "; ".join(parts)
 
     def differences(self) -> int:
         return sum(sum(c.values()) for c in (self.lost, self.duplicated, self.extra, self.wrong))
@@ -79,16 +95,21 @@ class Auditor:
         self.today = datetime.now(UTC).date()
 
     def audit(self) -> Findings:
-        found = Findings()
+        """One pass over every read model, `WORKERS` checks at a time."""
         users = list(self.ledger.users.values())
-        live = [n for n in self.ledger.nights.values() if n.live and n.id]
         by_owner: dict[str, list[Night]] = defaultdict(list)
-        for night in live:
-            by_owner[night.owner].append(night)
+        for night in self.ledger.nights.values():
+            if night.live and night.id:
+                by_owner[night.owner].append(night)
+        checks = []
         for user in users:
-            self._nights(found, user, by_owner[user.username])
-            self._feed(found, user, by_owner)
-            self._stats(found, user, by_owner[user.username])
+            mine = by_owner[user.username]
+            checks += [
+                lambda f, u=user, m=mine: self._nights(f, u, m),
+                lambda f, u=user: self._feed(f, u, by_owner),
+                lambda f, u=user, m=mine: self._stats(f, u, m),
+                lambda f, u=user, m=mine: self._trend(f, u, m),
+            ]
         for kind, day in (
             ("all-time", self.today),
             ("weekly", self.today - timedelta(days=10)),
@@ -96,8 +117,14 @@ class Auditor:
             ("daily", self.today - timedelta(days=4)),
         ):
             for metric in domain.METRICS:
-                self._board(found, users, by_owner, metric, kind, day)
-        self._analytics(found)
+                checks.append(
+                    lambda f, m=metric, k=kind, d=day: self._board(f, users, by_owner, m, k, d)
+                )
+        checks.append(self._analytics)
+        found = Findings()
+        with ThreadPoolExecutor(WORKERS) as pool:
+            for part in pool.map(_checked, checks):
+                found.merge(part)
         return found
 
     # -- each read model ---------------------------------------------------------------
@@ -139,7 +166,7 @@ class Auditor:
         followed = [a for (r, a), on in self.ledger.follows.items() if r == user.username and on]
         nights = [n for a in followed for n in by_owner[a]]
         nights.sort(key=lambda n: (_micros(n.create_time), n.id), reverse=True)
-        shown = [i["entry"]["id"] for i in self._pages("/v1/feed", "items", user, {"pageSize": 7})]
+        shown = [i["entry"]["id"] for i in self._pages("/v1/feed", "items", user, {"pageSize": 25})]
         found.compare_ids("feed", [n.id for n in nights], shown, user.username)
 
     def _stats(self, found: Findings, user: User, nights: list[Night]) -> None:
@@ -151,10 +178,33 @@ class Auditor:
             {"startDate": start.isoformat(), "endDate": self.today.isoformat()},
         )
         found.checked["statistics"] += 1
-        mean = sum(n.hours * 3600 for n in mine) / len(mine) if mine else 0
-        got = (stats.get("nightsLogged", 0), _seconds(stats.get("averageDuration", "0s")))
+        mean = sum(n.seconds for n in mine) / len(mine) if mine else 0
+        got = (int(stats.get("nightsLogged", 0)), _seconds(stats.get("averageDuration", "0s")))
         off = got[0] != len(mine) or abs(got[1] - mean) > 1
         found.note("statistics", "wrong", int(off), f"{user.username}: {got} != {len(mine), mean}")
+
+    def _trend(self, found: Findings, user: User, nights: list[Night]) -> None:
+        start = self.today - timedelta(days=60)
+        trend = self._get(
+            "/v1/users/me/sleepTrend",
+            user,
+            {"startDate": start.isoformat(), "endDate": self.today.isoformat()},
+        )
+        want = {n.sleep_date: n.seconds for n in nights if n.sleep_date >= start.isoformat()}
+        got = {
+            p["sleepDate"]: _seconds(p.get("duration", "0s"))
+            for p in trend.get("points", [])
+            if p.get("logged")
+        }
+        found.compare_ids("trend: logged dates", sorted(want), sorted(got), user.username)
+        for day, seconds in got.items():
+            if day in want:
+                found.note(
+                    "trend: logged dates",
+                    "wrong",
+                    int(seconds != want[day]),
+                    f"{user.username} {day}: {seconds} != {want[day]}",
+                )
 
     def _board(self, found, users: list[User], by_owner, metric: str, kind: str, day: date):
         window = domain.window_id(kind, day)
@@ -165,7 +215,7 @@ class Auditor:
                 for n in by_owner[user.username]
                 if window in domain.windows_of(date.fromisoformat(n.sleep_date))
             ]
-            totals = domain.Totals(sum(int(n.hours * 3600) for n in nights), len(nights))
+            totals = domain.Totals(sum(n.seconds for n in nights), len(nights))
             if totals.nights and domain.qualifies(metric, kind, totals, MIN_NIGHTS):
                 sums[user.id] = (totals.seconds, totals.nights)
         model = f"boards: {kind}"
@@ -198,7 +248,7 @@ class Auditor:
         found.compare_ids(model, sorted(sums), sorted(s["userId"] for s in shown), who)
         for standing in shown:
             want = sums.get(standing["userId"])
-            got = (_seconds(standing.get("totalDuration", "0s")), standing.get("nights", 0))
+            got = (_seconds(standing.get("totalDuration", "0s")), int(standing.get("nights", 0)))
             if want is not None:
                 found.note(model, "wrong", int(got != want), f"{who}: {got} != {want}")
 
@@ -233,6 +283,12 @@ class Auditor:
             if not token:
                 return out
         raise AssertionError(f"{path}: the pages never ended")
+
+
+def _checked(check) -> Findings:
+    part = Findings()
+    check(part)
+    return part
 
 
 def _seconds(duration: str) -> int:

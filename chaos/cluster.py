@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 from redis import Redis
 
+from chaos.network import Network
 from infra import lifecycle
 from infra.config import Settings
 from infra.mesh import SERVICES, Child, Mesh
@@ -47,7 +48,9 @@ class Cluster:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.mesh = Mesh(settings)
+        self.network = Network(settings)
         self.instances: list[Instance] = []
+        self.env = dict(ENV)
 
     @property
     def base_url(self) -> str:
@@ -56,6 +59,9 @@ class Cluster:
     def start(self) -> None:
         """Servers, the endpoint feed, and every instance; returns once the gateway routes."""
         lifecycle.up(self.settings, lifecycle.servers(self.settings))
+        self.mesh.start_process("toxiproxy", self.network.command())
+        self.network.wait_ready()
+        self.env.update(self.network.create())  # every instance goes through the proxies
         self.mesh.start_feed()
         for service in SERVICES:
             roles = ("api", "consumer") if service in CONSUMING else ("all",)
@@ -86,6 +92,19 @@ class Cluster:
         self._wait(self._start(service, role))
         return f"{sig.name} {victim.child.name} ({role}), exit {code}; replaced"
 
+    def strike_every(self, service: str, role: str, sig: signal.Signals) -> str:
+        """Signal every instance of `service` in `role` at once (the one relaying the outbox
+        among them, likely with a batch published but not yet deleted), then replace them."""
+        victims = [i for i in self.instances if i.service == service and i.role == role]
+        for victim in victims:
+            victim.child.process.send_signal(sig)
+        codes = [self.mesh.stop(v.child, sig, timeout=20) for v in victims]
+        for victim in victims:
+            self.instances.remove(victim)
+        for instance in [self._start(service, role) for _ in victims]:
+            self._wait(instance)
+        return f"{sig.name} every {service} {role} instance at once, exits {codes}; replaced"
+
     def restart_server(self, name: str) -> str:
         """Stop one of the servers and start it again (its data stays)."""
         chosen = lifecycle.servers(self.settings, [name])
@@ -93,6 +112,9 @@ class Cluster:
         lifecycle.down(self.settings, chosen)
         lifecycle.up(self.settings, chosen)
         return f"restarted {name} in {time.monotonic() - started:.1f} s"
+
+    def network_fault(self, proxy: str, toxic: str) -> str:
+        return self.network.strike(proxy, toxic)
 
     def flush_redis(self) -> str:
         client = Redis(host=self.settings.redis.host, port=self.settings.redis.port)
@@ -104,12 +126,12 @@ class Cluster:
 
     def alive(self) -> list[str]:
         """Instances that died by themselves (not by a fault): a run with any has failed."""
-        return [i.child.name for i in self.instances if not i.child.alive()]
+        return [c.name for c in self.mesh.children if not c.alive()]
 
     # -- instances ---------------------------------------------------------------------
 
     def _start(self, service: str, role: str) -> Instance:
-        env = {**ENV, "ZENTRY_ROLE": role}
+        env = {**self.env, "ZENTRY_ROLE": role}
         health_port = 0
         if role == "consumer":
             health_port = free_port()

@@ -2,7 +2,8 @@
 
 A fault is a name and what it does to the cluster; the schedule interleaves
 process faults (SIGKILL, SIGTERM) of every service's API and consumer
-instances with server restarts and a Redis flush, in an order shuffled by
+instances with server restarts, a Redis flush and network faults (latency,
+reset connections, a blackhole) on the way to each server, in an order shuffled by
 the run's seed, evenly spaced from a warm-up to a little before the end of
 the load, so the last one has the load's tail to overlap with.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chaos.cluster import CONSUMING, Cluster
+from chaos.network import TOXICS
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,13 @@ def every_fault() -> list[Fault]:
                     lambda c, s=service: c.strike(s, "consumer", signal.SIGKILL),
                 )
             )
+    for service, role in (("sleep", "api"), ("user", "all")):  # the outbox relays
+        faults.append(
+            Fault(
+                f"SIGKILL every {service} {role}",
+                lambda c, s=service, r=role: c.strike_every(s, r, signal.SIGKILL),
+            )
+        )
     faults.append(Fault("SIGTERM sleep api", lambda c: c.strike("sleep", "api", signal.SIGTERM)))
     faults.append(
         Fault("SIGTERM feed consumer", lambda c: c.strike("feed", "consumer", signal.SIGTERM))
@@ -47,6 +56,11 @@ def every_fault() -> list[Fault]:
     for server in ("redis", "postgres", "kafka", "consul"):
         faults.append(Fault(f"restart {server}", lambda c, s=server: c.restart_server(s)))
     faults.append(Fault("flush redis", lambda c: c.flush_redis()))
+    for proxy in ("postgres", "redis", "kafka"):
+        for toxic in TOXICS:
+            faults.append(
+                Fault(f"{toxic} {proxy}", lambda c, p=proxy, t=toxic: c.network_fault(p, t))
+            )
     return faults
 
 

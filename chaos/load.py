@@ -73,10 +73,16 @@ class Night:
         }
 
     @property
+    def seconds(self) -> int:
+        """How long it lasted: a night across a change of clocks is an hour off `hours`."""
+        body = self.body()
+        start, end = (_instant(body[k]) for k in ("startTime", "endTime"))
+        return int((end - start).total_seconds())
+
+    @property
     def sleep_date(self) -> str:
         """The local date it ended on, in its zone (the sleep service's rule)."""
-        end = datetime.fromisoformat(self.body()["endTime"].replace("Z", "+00:00"))
-        return end.astimezone(ZoneInfo(self.zone)).date().isoformat()
+        return _instant(self.body()["endTime"]).astimezone(ZoneInfo(self.zone)).date().isoformat()
 
 
 @dataclass
@@ -356,3 +362,7 @@ def settle(ledger: Ledger, rounds: int = 5) -> int:
 
 def _stamp(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _instant(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))

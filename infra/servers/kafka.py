@@ -47,6 +47,7 @@ class Kafka(Server):
         return [
             Port("ZENTRY_KAFKA_PORT", kafka.port),
             Port("ZENTRY_KAFKA_CONTROLLER_PORT", kafka.controller_port),
+            Port("ZENTRY_KAFKA_PROXIED_PORT", kafka.proxied_port),
         ]
 
     def probe(self) -> None:
@@ -105,11 +106,16 @@ class Kafka(Server):
                 "node.id=1",
                 f"controller.quorum.voters=1@{kafka.host}:{kafka.controller_port}",
                 f"listeners=PLAINTEXT://{kafka.host}:{kafka.port},"
-                f"CONTROLLER://{kafka.host}:{kafka.controller_port}",
-                f"advertised.listeners=PLAINTEXT://{kafka.host}:{kafka.port}",
+                f"CONTROLLER://{kafka.host}:{kafka.controller_port},"
+                f"PROXIED://{kafka.host}:{kafka.proxied_port}",
+                # PROXIED is for clients behind `make chaos`'s TCP proxy: it tells them to
+                # reconnect to the proxy, not to the broker itself.
+                f"advertised.listeners=PLAINTEXT://{kafka.host}:{kafka.port},"
+                f"PROXIED://{kafka.host}:{kafka.proxy_port}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "listener.security.protocol.map="
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PROXIED:PLAINTEXT",
                 f"log.dirs={self.data_dir / 'log'}",
                 "auto.create.topics.enable=false",
                 "num.partitions=6",
