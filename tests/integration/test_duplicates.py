@@ -9,17 +9,26 @@ do for one that lags, then compares every read model with what happened once.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from confluent_kafka import Producer
+from sqlalchemy import text
 from zentry.analytics.v1 import product_analytics_service_pb2 as pb
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
+from services.kit.consumer import ConsumerRunner
+from services.kit.db import Database, migrate
 from services.kit.events import envelope
+from services.sleep import app as sleep_app
+from services.sleep.directory import UserDirectory
 from tests import analytics_world, feed_world, leaderboard_world
 from tests.event_world import NOW, ago, flush, ts
+from tests.support import eventually_async, unique
 
 DAY = NOW.date()
 
@@ -134,3 +143,40 @@ async def test_analytics_groups_count_each_event_once(analytics):
         )
     )
     assert counts.total == 2
+
+
+async def test_the_sleep_services_user_directory_counts_each_event_once(
+    settings, blank_database, new_topic
+):
+    await asyncio.to_thread(migrate, blank_database, sleep_app.MIGRATIONS)
+    db = Database(blank_database)
+    topic, bootstrap = new_topic("sleep-users"), settings.kafka.bootstrap_servers
+    producer = Producer({"bootstrap.servers": bootstrap})
+    user = str(uuid.uuid4())
+    moved = uev.UserProfileUpdated(
+        profile=uev.UserProfile(user_id=user, username="ada", time_zone="Asia/Tokyo")
+    )
+    events = []
+    for payload in (profile(user, "ada"), moved):
+        event = envelope(payload, user, "test")
+        events += [event, event, envelope(payload, user, "test-retry")]  # as `twice` does
+    for event in events:
+        producer.produce(topic, key=user.encode(), value=event.SerializeToString())
+    assert producer.flush(30) == 0
+    directory = UserDirectory.subscription()
+    runner = ConsumerRunner(
+        db, bootstrap, replace(directory, group=unique("sleep-users"), topics=(topic,))
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+        await eventually_async(
+            lambda: runner.applied + runner.skipped == len(events), timeout=30, what="all handled"
+        )
+    finally:
+        runner.stop()
+        await task
+    async with db.transaction() as session:
+        rows = (await session.execute(text("SELECT username, time_zone FROM users"))).all()
+    await db.dispose()
+    assert [tuple(r) for r in rows] == [("ada", "Asia/Tokyo")]
+    assert runner.skipped == 2  # the same envelopes again

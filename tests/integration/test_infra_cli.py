@@ -55,6 +55,7 @@ def test_missing_java_is_reported_before_kafka_starts(tmp_path):
         ZENTRY_JAVA="/nonexistent/java",
         ZENTRY_KAFKA_PORT=str(free_port()),
         ZENTRY_KAFKA_CONTROLLER_PORT=str(free_port()),
+        ZENTRY_KAFKA_PROXIED_PORT=str(free_port()),
     )
     assert_one_clear_line(result, "Java 17", "ZENTRY_JAVA")
 
