@@ -81,7 +81,7 @@ dead-letters: setup ## what consumers parked, per topic and group, with each eve
 
 redrive: setup ## publish GROUP's parked events again, in order (DRY_RUN=1 to look, OUT_OF_ORDER=1: see README)
 	@test -n "$(GROUP)" || { echo "make redrive GROUP=<consumer group>, e.g. GROUP=feed.entries" >&2; exit 2; }
-	@$(PY) -m services.kit.deadletters redrive $(GROUP) $(if $(DRY_RUN),--dry-run) $(if $(OUT_OF_ORDER),--out-of-order)
+	@$(PY) -m services.kit.deadletters redrive $(GROUP) $(if $(filter 1,$(DRY_RUN)),--dry-run) $(if $(filter 1,$(OUT_OF_ORDER)),--out-of-order)
 
 migrate: infra-up ## apply every service's database migrations (services also do it at start)
 	@$(PY) -m services.kit.migrate

@@ -73,7 +73,7 @@ def main() -> int:
                 break
             say(f"{began:.0f} s after the last fault and write: {findings.summary()}")
             time.sleep(2)
-        died = cluster.alive()
+        died = cluster.died()
     finally:
         cluster.stop()
     report(struck, ledger, settled, findings, agreed_after, died)

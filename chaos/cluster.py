@@ -124,8 +124,8 @@ class Cluster:
             client.close()
         return "FLUSHALL on Redis"
 
-    def alive(self) -> list[str]:
-        """Instances that died by themselves (not by a fault): a run with any has failed."""
+    def died(self) -> list[str]:
+        """Processes that died by themselves (not by a fault): a run with any has failed."""
         return [c.name for c in self.mesh.children if not c.alive()]
 
     # -- instances ---------------------------------------------------------------------

@@ -3,9 +3,11 @@
 A fault is a name and what it does to the cluster; the schedule interleaves
 process faults (SIGKILL, SIGTERM) of every service's API and consumer
 instances with server restarts, a Redis flush and network faults (latency,
-reset connections, a blackhole) on the way to each server, in an order shuffled by
-the run's seed, evenly spaced from a warm-up to a little before the end of
-the load, so the last one has the load's tail to overlap with.
+reset connections, a blackhole) on the way to each server, in an order
+shuffled by the run's seed, spaced evenly from a warm-up to a little before
+the end of the load. They strike one at a time, each returning once the mesh
+is whole again (a network fault once its toxic is taken away), so a schedule
+whose faults take longer than their spacing runs on past the load.
 """
 
 from __future__ import annotations

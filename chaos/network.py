@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import httpx
 
 from infra.config import Settings
-from infra.install import go_module_version
 
 API_PORT = 8474
 
@@ -25,21 +24,22 @@ API_PORT = 8474
 class Proxy:
     name: str
     listen: int  # where the instances connect
-    upstream: int  # where the server answers
+    upstream: str  # host:port where the server answers
     env: str  # the variable that points the instances at it
 
 
 def proxies(settings: Settings) -> list[Proxy]:
+    pg, redis, kafka = settings.postgres, settings.redis, settings.kafka
     return [
-        Proxy("postgres", 15432, settings.postgres.port, "ZENTRY_POSTGRES_PORT"),
-        Proxy("redis", 16379, settings.redis.port, "ZENTRY_REDIS_PORT"),
-        Proxy("kafka", settings.kafka.proxy_port, settings.kafka.proxied_port, "ZENTRY_KAFKA_PORT"),
+        Proxy("postgres", 15432, f"{pg.host}:{pg.port}", "ZENTRY_POSTGRES_PORT"),
+        Proxy("redis", 16379, f"{redis.host}:{redis.port}", "ZENTRY_REDIS_PORT"),
+        Proxy("kafka", kafka.proxy_port, f"{kafka.host}:{kafka.proxied_port}", "ZENTRY_KAFKA_PORT"),
     ]
 
 
 def binary(settings: Settings) -> str:
-    version = go_module_version("toxiproxy", "github.com/Shopify/toxiproxy/v2")
-    return str(settings.tools_dir / "toxiproxy" / version / "toxiproxy")
+    """The server `make setup` built (infra/install.py)."""
+    return str(settings.tools_dir / "bin" / "toxiproxy")
 
 
 #: What each network fault does: a toxic's type, its attributes, and how long it lasts.
@@ -54,7 +54,6 @@ class Network:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.api = httpx.Client(base_url=f"http://127.0.0.1:{API_PORT}", timeout=10)
-        self.host = settings.postgres.host
 
     def command(self) -> list[str]:
         return [binary(self.settings), "-host", "127.0.0.1", "-port", str(API_PORT)]
@@ -80,7 +79,7 @@ class Network:
                 json={
                     "name": proxy.name,
                     "listen": f"127.0.0.1:{proxy.listen}",
-                    "upstream": f"{self.host}:{proxy.upstream}",
+                    "upstream": proxy.upstream,
                     "enabled": True,
                 },
             ).raise_for_status()
@@ -91,14 +90,16 @@ class Network:
         """Add the toxic to both directions of `proxy`, keep it for its time, take it away."""
         attributes, seconds = TOXICS[toxic]
         names = []
-        for stream in ("upstream", "downstream"):
-            name = f"{toxic}-{stream}"
-            self.api.post(
-                f"/proxies/{proxy}/toxics",
-                json={"name": name, "type": toxic, "stream": stream, "attributes": attributes},
-            ).raise_for_status()
-            names.append(name)
-        time.sleep(seconds)
-        for name in names:
-            self.api.delete(f"/proxies/{proxy}/toxics/{name}")
+        try:
+            for stream in ("upstream", "downstream"):
+                name = f"{toxic}-{stream}"
+                self.api.post(
+                    f"/proxies/{proxy}/toxics",
+                    json={"name": name, "type": toxic, "stream": stream, "attributes": attributes},
+                ).raise_for_status()
+                names.append(name)
+            time.sleep(seconds)
+        finally:
+            for name in names:
+                self.api.delete(f"/proxies/{proxy}/toxics/{name}")
         return f"{toxic} on {proxy} for {seconds:.0f} s"

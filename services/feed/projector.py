@@ -110,14 +110,14 @@ class Projector:
         await store.note_effects(session, envelope.event_id, effects)
 
     async def on_celebrity(self, envelope, payload, session) -> None:
+        await store.lock_author(session, payload.user_id)
         if await self._set_celebrity(session, payload.user_id, payload.celebrity):
             effect = {"do": "celebrity", "author": payload.user_id}
             await store.note_effects(session, envelope.event_id, [effect])
 
     async def _set_celebrity(self, session, author_id: str, celebrity: bool) -> bool:
-        """The flag, under the author's lock: an entry is saved as fanned out or not either
-        before the change committed or after (and the change's effect then sees it)."""
-        await store.lock_author(session, author_id)
+        """The flag, under the author's lock (the caller's): an entry is saved as fanned out
+        or not either before the change committed or after (and the change's effect sees it)."""
         if not await store.set_celebrity(session, author_id, celebrity):
             return False
         if not celebrity:
@@ -159,6 +159,7 @@ class Projector:
     async def on_delete(self, envelope, payload, session) -> None:
         state = payload.entry
         author, key = state.user_id, Key(score(state.create_time), state.entry_id)
+        await store.lock_author(session, author)
         fanned_out = await store.delete_entry(session, state.entry_id, author, key, state.revision)
         if fanned_out is not None:
             effect = {"do": "deleted", "entry": state.entry_id, "author": author}
@@ -228,9 +229,11 @@ class Projector:
         await store.lock_author(session, author, shared=True)
         if await store.follows_now(session, reader, author):
             return  # followed again since: the follow's effect backfilled
-        # Only the author's newest `length` can be in a timeline of that length.
-        recent = await store.recent_entries(session, author, self._timelines.length)
-        await self._timelines.remove([timeline_key(reader)], [k.entry_id for k in recent])
+        # Whatever the timeline holds of theirs, deleted ones included: a delete whose
+        # effect ran after this unfollow committed no longer counts the reader a follower.
+        held = await self._timelines.members(timeline_key(reader))
+        theirs = await store.entries_by(session, author, held)
+        await self._timelines.remove([timeline_key(reader)], theirs)
         await self._timelines.remove([celebs_key(reader)], [author], sets=True)
 
     async def _fan_out(self, session, effect) -> None:

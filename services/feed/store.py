@@ -330,6 +330,18 @@ async def follows_now(session: AsyncSession, follower_id: str, followee_id: str)
     ) is not None
 
 
+async def entries_by(session: AsyncSession, author_id: str, entry_ids: list[str]) -> list[str]:
+    """Those of `entry_ids` that are the author's, live or deleted."""
+    if not entry_ids:
+        return []
+    rows = await session.scalars(
+        select(entries.c.entry_id).where(
+            entries.c.entry_id.in_(entry_ids), entries.c.author_id == author_id
+        )
+    )
+    return [str(r) for r in rows]
+
+
 async def note_effects(session: AsyncSession, event_id: str, effects: list[dict]) -> None:
     """What the event still has to do to Redis once this transaction commits."""
     if effects:

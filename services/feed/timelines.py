@@ -76,10 +76,10 @@ end
 return written
 """
 
-# KEYS: sets; ARGV: members. Adds to the sets that exist.
+# KEYS: sets; ARGV: members. Adds to the sets that exist (with their sentinel).
 _SADD = """
 for _, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then redis.call('SADD', key, unpack(ARGV)) end
+  if redis.call('SISMEMBER', key, '~') == 1 then redis.call('SADD', key, unpack(ARGV)) end
 end
 return #KEYS
 """
@@ -174,6 +174,10 @@ class Timelines:
             for start in range(0, len(keys), self._batch):
                 await self._remove(keys[start : start + self._batch], args, client=pipe)
             await pipe.execute()
+
+    async def members(self, key: str) -> list[str]:
+        """Every entry id a sorted set holds (at most its length: a timeline stays small)."""
+        return [m.decode() for m in await self.redis.zrange(key, 0, -1) if m != SENTINEL.encode()]
 
     async def cache_entry(self, entry_id: str, author_id: str, body: bytes) -> None:
         key = entry_key(entry_id)

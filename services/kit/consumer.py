@@ -10,8 +10,8 @@ event type) and the kit does the rest. For each message, in order:
    (on every delivery: see Subscription);
 3. on an exception, roll back and retry with exponential backoff, up to
    `max_attempts`; then park the message on `<topic>.dlt` with headers naming
-   the group, the error and the attempt count (an outage of the database is
-   retried until it ends instead: the message is not to blame);
+   the group, the error and the attempt count (an outage, services.kit.errors.
+   OUTAGES, is retried until it ends instead: the message is not to blame);
 4. store the message's offset for commit, only after 2 or 3 is durable;
    librdkafka commits stored offsets every `COMMIT_INTERVAL_MS` and when the
    consumer closes. An offset is never committed ahead of its effect, and a
@@ -205,13 +205,14 @@ class ConsumerRunner:
             failed = await self._retrying(
                 lambda: self._apply_once(event, payload_class, handler),
                 f"handling {event.event_type} {event.event_id}",
+                event_id=event.event_id,
             )
         if failed is not None:
             error, attempts = failed
             await self._dead_letter(message, repr(error), attempts=attempts)
 
     async def _retrying(
-        self, apply: Callable[[], Awaitable[None]], what: str
+        self, apply: Callable[[], Awaitable[None]], what: str, event_id: str = ""
     ) -> tuple[Exception, int] | None:
         """The retry policy of every runner: `apply()` until it succeeds (None), or until it
         has failed `max_attempts` times by its own fault: then (the last error, attempts),
@@ -220,7 +221,8 @@ class ConsumerRunner:
         An outage (services.kit.errors.OUTAGES: a store or peer unreachable, full or read
         only) is not the message's fault: it is retried at the longest backoff until it
         passes, never counted, never parked. If the runner is asked to stop meanwhile,
-        raises Stopping: nothing was applied or committed, so the event comes back.
+        raises Stopping: the event's offset is not stored, so it comes back (and what
+        did commit of it is skipped then, while its after-commit step runs again).
         """
         backoff, failures = self._first_backoff, 0
         while True:
@@ -240,7 +242,7 @@ class ConsumerRunner:
                 what,
                 "outage" if outage else f"attempt {failures} of {self._max_attempts}",
                 last_error,
-                extra={"group": self._sub.group},
+                extra={"group": self._sub.group, "event_id": event_id},
             )
             if failures >= self._max_attempts:
                 return last_error, failures

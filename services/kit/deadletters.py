@@ -11,8 +11,9 @@ the error, the attempts and where it came from (services.kit.consumer).
 `redrive` publishes a group's parked events again onto the topics they came
 from, in the order they were parked, with their keys (so each lands in its
 user's partition, after what is there now). Every group reads it again:
-the group that parked it applies it (it never recorded it); the others have
-and skip it, as every consumer skips a duplicate. Its progress is the
+the group that parked it applies it (its handler never committed it, or its
+after-commit step runs again); to the others it is the duplicate it is, and
+changes nothing (skipped, or the same state set again). Its progress is the
 committed offset of the consumer group `<group>.redrive` on each
 dead-letter topic: run it again and it publishes only what was parked since,
 and a run cut short publishes at most its last batch twice, harmlessly.
@@ -155,6 +156,8 @@ def _reader(bootstrap: str, group: str | None = None) -> dict:
         "group.id": group or "deadletters-reader",
         "enable.auto.commit": False,
         "enable.partition.eof": True,
+        # A committed offset the topic no longer holds: start from what it has, never skip.
+        "auto.offset.reset": "earliest",
     }
 
 

@@ -13,11 +13,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 from zentry.events.v1 import sleep_events_pb2 as sev
+from zentry.events.v1 import user_events_pb2 as uev
 
 from services.feed import store
 from services.feed.replay import ReplayRefused, replay
 from services.feed.timelines import entry_key, posts_key
 from services.kit.consumer import ConsumerRunner
+from services.kit.events import envelope
 from tests.event_world import RUNNER_OPTIONS, flush
 from tests.feed_world import FeedWorld, open_world, redis_url
 from tests.support import eventually_async
@@ -226,3 +228,28 @@ async def test_an_event_whose_transaction_fails_leaves_nothing_in_redis(world):
     assert await world.timeline(reader) == []
     assert not await world.redis.exists(entry_key(parked.entry_id), posts_key(author))
     assert (await world.page(reader)).items == []
+
+
+async def test_a_delete_and_an_unfollow_committed_before_their_effects_leave_no_ghost(world):
+    """Found in review: the delete's effect no longer counts the reader a follower, and
+    the unfollow's effect found the entry deleted; each left it to the other."""
+    author = world.user()
+    reader = await world.active_reader(author)
+    entry = world.post(author, 5)
+    await world.settled()
+    assert await world.timeline(reader) == [entry.entry_id]
+    await world.stop_consumers()
+
+    deleted = sev.SleepEntryDeleted(entry=entry)
+    unfollowed = uev.FollowDeleted(follower_id=reader, followee_id=author)
+    steps = [
+        (envelope(deleted, author, "test"), deleted, world.projector.on_delete),
+        (envelope(unfollowed, reader, "test"), unfollowed, world.projector.on_unfollow),
+    ]
+    for event, payload, handle in steps:  # both commit before either touches Redis
+        async with world.db.transaction() as session:
+            await handle(event, payload, session)
+    for event, _payload, _handle in reversed(steps):  # the unfollow's Redis step first
+        await world.projector.after_commit(event)
+
+    assert await world.timeline(reader) == []

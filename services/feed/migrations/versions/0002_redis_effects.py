@@ -1,4 +1,4 @@
-"""What a committed event still has to do to Redis (see services.feed.effects).
+"""What a committed event still has to do to Redis (see services.feed.projector).
 
 Revision ID: 0002
 Revises: 0001
@@ -20,7 +20,6 @@ def upgrade() -> None:
         "redis_effects",
         sa.Column("event_id", sa.Text, primary_key=True),
         sa.Column("effects", postgresql.JSONB, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()")),
     )
 
 
