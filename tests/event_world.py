@@ -48,6 +48,38 @@ def ts(when: datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
+def night(
+    author: str,
+    created: datetime,
+    note: str = "",
+    *,
+    hours: float = 7.5,
+    sleep_date: date | None = None,
+    time_zone: str = "UTC",
+) -> sev.SleepEntryState:
+    """A night as the sleep service describes it, recorded at `created`, ending 30 min before.
+
+    `sleep_date` is the night's local date (the sleep service's rule); by default
+    the UTC date it ended on.
+    """
+    end = created - timedelta(minutes=30)
+    start = end - timedelta(hours=hours)
+    return sev.SleepEntryState(
+        entry_id=str(uuid.uuid4()),
+        user_id=author,
+        start_time=ts(start),
+        end_time=ts(end),
+        duration=duration_pb2.Duration(seconds=int((end - start).total_seconds())),
+        time_zone=time_zone,
+        sleep_date=(sleep_date or end.date()).isoformat(),
+        quality=4,
+        note=note,
+        revision=1,
+        create_time=ts(created),
+        update_time=ts(created),
+    )
+
+
 @dataclass
 class EventWorld:
     dsn: str
@@ -160,18 +192,8 @@ class EventWorld:
     def celebrity(self, author: str, celebrity: bool) -> None:
         self.publish(uev.CelebrityStatusChanged(user_id=author, celebrity=celebrity), author)
 
-    def entry(
-        self,
-        author: str,
-        created: datetime,
-        note: str = "",
-        *,
-        hours: float = 7.5,
-        sleep_date: date | None = None,
-        time_zone: str = "UTC",
-    ) -> sev.SleepEntryState:
-        """A night as the sleep service describes it (see `night`)."""
-        return night(author, created, note, hours=hours, sleep_date=sleep_date, time_zone=time_zone)
+    #: A night as the sleep service describes it.
+    entry = staticmethod(night)
 
     def post(self, author: str, minutes_ago: float, note: str = "") -> sev.SleepEntryState:
         state = self.entry(author, ago(minutes_ago), note)
@@ -189,38 +211,6 @@ class EventWorld:
 
     def delete(self, state: sev.SleepEntryState) -> None:
         self.publish(sev.SleepEntryDeleted(entry=state), state.user_id)
-
-
-def night(
-    author: str,
-    created: datetime,
-    note: str = "",
-    *,
-    hours: float = 7.5,
-    sleep_date: date | None = None,
-    time_zone: str = "UTC",
-) -> sev.SleepEntryState:
-    """A night as the sleep service describes it, recorded at `created`, ending 30 min before.
-
-    `sleep_date` is the night's local date (the sleep service's rule); by default
-    the UTC date it ended on.
-    """
-    end = created - timedelta(minutes=30)
-    start = end - timedelta(hours=hours)
-    return sev.SleepEntryState(
-        entry_id=str(uuid.uuid4()),
-        user_id=author,
-        start_time=ts(start),
-        end_time=ts(end),
-        duration=duration_pb2.Duration(seconds=int((end - start).total_seconds())),
-        time_zone=time_zone,
-        sleep_date=(sleep_date or end.date()).isoformat(),
-        quality=4,
-        note=note,
-        revision=1,
-        create_time=ts(created),
-        update_time=ts(created),
-    )
 
 
 def redis_url(settings, db: int) -> str:

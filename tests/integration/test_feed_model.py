@@ -25,27 +25,23 @@ from datetime import timedelta
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
-    RuleBasedStateMachine,
     consumes,
     initialize,
     invariant,
     multiple,
     rule,
-    run_state_machine_as_test,
 )
-from redis.asyncio import Redis
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
 from services.feed import app, store
 from services.feed.domain import score
 from services.feed.timelines import celebs_key, posts_key, timeline_key
-from services.kit.db import Database, migrate
 from services.kit.events import envelope
 from tests import event_world
 from tests.event_world import NOW, night
 from tests.feed_world import feed_settings
-from tests.models import SETTINGS
+from tests.models import StoreMachine, run_model
 
 MODEL_REDIS_DB = 10
 AUTHORS, READERS = 3, 2
@@ -57,17 +53,13 @@ class Night:
     live: bool = True
 
 
-class FeedModel(RuleBasedStateMachine):
+class FeedModel(StoreMachine):
     """The system under test is the feed service's parts; the model is a few sets."""
 
     entries = Bundle("entries")
-    sequences = checks = 0  # how much was run, for the test's own report
 
     def __init__(self, loop: asyncio.AbstractEventLoop, dsn: str, redis_url: str):
-        super().__init__()
-        self.loop = loop
-        self.db = Database(dsn, pool_size=2)
-        self.redis = Redis.from_url(redis_url)
+        super().__init__(loop, dsn, redis_url)
         self.timelines, self.projector, self.reader = app.parts(
             feed_settings(timeline_length=5, rebuild_wait=10.0), self.db, self.redis
         )
@@ -76,10 +68,6 @@ class FeedModel(RuleBasedStateMachine):
         self.nights: dict[str, Night] = {}
         self.follows: set[tuple[str, str]] = set()
         self.size = 3
-        FeedModel.sequences += 1
-
-    def run(self, coroutine):
-        return self.loop.run_until_complete(coroutine)
 
     def new_id(self) -> str:
         self.made += 1
@@ -95,10 +83,6 @@ class FeedModel(RuleBasedStateMachine):
             await self.projector.after_commit(event)
 
         self.run(once())
-
-    def teardown(self) -> None:
-        self.run(self.redis.aclose())
-        self.run(self.db.dispose())
 
     # -- the world -------------------------------------------------------------------
 
@@ -224,7 +208,7 @@ class FeedModel(RuleBasedStateMachine):
     def every_reader_pages_through_exactly_their_feed(self):
         if not hasattr(self, "readers"):
             return
-        FeedModel.checks += 1
+        self.checked()
         for reader in self.readers:
             want = self.expected(reader)
             assert self.run(self.stored(reader)) == [entry_id for entry_id, _ in want]
@@ -232,14 +216,5 @@ class FeedModel(RuleBasedStateMachine):
 
 
 def test_feed_pages_equal_the_model_whatever_happens(blank_database, settings):
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(asyncio.to_thread(migrate, blank_database, app.MIGRATIONS))
-        redis_url = event_world.redis_url(settings, MODEL_REDIS_DB)
-        run_state_machine_as_test(
-            lambda: FeedModel(loop, blank_database, redis_url), settings=SETTINGS
-        )
-    finally:
-        loop.close()
-    print(f"feed model: {FeedModel.sequences} sequences, {FeedModel.checks} checked steps")
-    assert FeedModel.checks >= SETTINGS.max_examples
+    redis_url = event_world.redis_url(settings, MODEL_REDIS_DB)
+    run_model(FeedModel, blank_database, app.MIGRATIONS, redis_url)

@@ -25,21 +25,17 @@ from datetime import date, timedelta
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
-    RuleBasedStateMachine,
     consumes,
     initialize,
     invariant,
     multiple,
     rule,
-    run_state_machine_as_test,
 )
-from redis.asyncio import Redis
 from sqlalchemy import text
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
 from services.kit.auth import Caller
-from services.kit.db import Database, migrate
 from services.kit.events import envelope
 from services.leaderboard import app, domain, store
 from services.leaderboard.boards import board_key, totals_key
@@ -47,7 +43,7 @@ from services.leaderboard.projector import apply_directory
 from tests import event_world
 from tests.event_world import NOW, night
 from tests.leaderboard_world import leaderboard_settings
-from tests.models import SETTINGS
+from tests.models import StoreMachine, run_model
 
 MODEL_REDIS_DB = 9
 USERS = 4
@@ -61,27 +57,15 @@ class Entry:
     live: bool = True
 
 
-class LeaderboardModel(RuleBasedStateMachine):
+class LeaderboardModel(StoreMachine):
     entries = Bundle("entries")
-    sequences = checks = 0
 
     def __init__(self, loop: asyncio.AbstractEventLoop, dsn: str, redis_url: str):
-        super().__init__()
-        self.loop = loop
-        self.db = Database(dsn, pool_size=2)
-        self.redis = Redis.from_url(redis_url)
+        super().__init__(loop, dsn, redis_url)
         self.settings = leaderboard_settings()
         self.boards, self.projector, self.reader = app.parts(self.settings, self.db, self.redis)
         self.entries_: dict[str, Entry] = {}
         self.day, self.size = DAYS[0], 3
-        LeaderboardModel.sequences += 1
-
-    def run(self, coroutine):
-        return self.loop.run_until_complete(coroutine)
-
-    def teardown(self) -> None:
-        self.run(self.redis.aclose())
-        self.run(self.db.dispose())
 
     def apply(self, payload, subject: str, copies: int = 1) -> None:
         """One batch holding the event `copies` times (a duplicate in one fetch)."""
@@ -214,7 +198,7 @@ class LeaderboardModel(RuleBasedStateMachine):
     def every_board_of_the_probed_day_equals_the_model(self):
         if not hasattr(self, "users"):
             return
-        LeaderboardModel.checks += 1
+        self.checked()
         for kind in domain.WINDOWS:
             everyone = {u: (s, n) for u, s, n in self.expected(kind, "nights")}
             assert self.run(self.stored(kind)) == everyone
@@ -234,17 +218,5 @@ class LeaderboardModel(RuleBasedStateMachine):
 
 
 def test_boards_equal_the_model_whatever_happens(blank_database, settings):
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(asyncio.to_thread(migrate, blank_database, app.MIGRATIONS))
-        redis_url = event_world.redis_url(settings, MODEL_REDIS_DB)
-        run_state_machine_as_test(
-            lambda: LeaderboardModel(loop, blank_database, redis_url), settings=SETTINGS
-        )
-    finally:
-        loop.close()
-    print(
-        f"leaderboard model: {LeaderboardModel.sequences} sequences, "
-        f"{LeaderboardModel.checks} checked steps"
-    )
-    assert LeaderboardModel.checks >= SETTINGS.max_examples
+    redis_url = event_world.redis_url(settings, MODEL_REDIS_DB)
+    run_model(LeaderboardModel, blank_database, app.MIGRATIONS, redis_url)
