@@ -77,7 +77,7 @@ async def _ingestion(settings: Settings, scale: Scale) -> dict:
             retention=timedelta(days=14),
             batch_size=5000,
         )
-        boards, projector, _reader = app.parts(lb, db, redis)
+        boards, projector = app.parts(lb, db, redis)
         today = datetime.now(UTC).date()
         windows = {w for d in range(61) for w in domain.windows_of(today - timedelta(days=d))}
         for window in windows:  # boards people look at: every window of the events is in Redis

@@ -22,7 +22,8 @@ import httpx
 
 from infra.config import Settings
 from infra.errors import InfraError
-from infra.processes import wait_until
+from infra.processes import free_port, wait_until
+from services.kit import healthcheck
 
 #: Every service that exists (`python -m services.<name>`), in start order.
 SERVICES = ("user", "sleep", "feed", "leaderboard", "analytics")
@@ -36,6 +37,8 @@ class Child:
     process: subprocess.Popen
     instance_id: str = ""
     port: int = 0
+    #: ZENTRY_ROLE: "all", "api" (serves, in Consul) or "consumer" (its consumers only).
+    role: str = "all"
 
     @property
     def pid(self) -> int:
@@ -80,26 +83,50 @@ class Mesh:
         return self._spawn(name, argv, extra_env or {})
 
     def start_service(
-        self, service: str, port: int | None = None, extra_env: dict[str, str] | None = None
+        self,
+        service: str,
+        port: int | None = None,
+        extra_env: dict[str, str] | None = None,
+        role: str = "all",
     ) -> Child:
-        """Start one instance; `wait_healthy` waits for it.
+        """Start one instance of `role`; `wait_healthy` waits for it.
 
         `port` None keeps the service's own (ZENTRY_<SERVICE>_PORT, else its default);
-        0 picks a free one.
+        0 picks a free one. A consumer is named `<service>-consumer-<n>`, since it
+        serves no API: Consul does not list it, and its port is always a free one.
         """
-        number = sum(1 for c in self.children if c.name.startswith(f"{service}-")) + 1
-        instance_id = f"{service}-{number}-{uuid.uuid4().hex[:8]}"
-        env = {"ZENTRY_INSTANCE_ID": instance_id, **(extra_env or {})}
+        prefix = f"{service}-consumer-" if role == "consumer" else f"{service}-"
+        number = sum(1 for c in self.children if c.name.startswith(prefix)) + 1
+        instance_id = f"{prefix}{number}-{uuid.uuid4().hex[:8]}"
+        env = {"ZENTRY_INSTANCE_ID": instance_id, "ZENTRY_ROLE": role, **(extra_env or {})}
+        if role == "consumer":
+            port = free_port()
         if port is not None:
             env[f"ZENTRY_{service.upper()}_PORT"] = str(port)
-        child = self._spawn(
-            f"{service}-{number}", [sys.executable, "-m", f"services.{service}"], env
-        )
-        child.instance_id = instance_id
+        child = self._spawn(f"{prefix}{number}", [sys.executable, "-m", f"services.{service}"], env)
+        child.instance_id, child.role = instance_id, role
+        if role == "consumer":
+            child.port = port
         return child
 
     def wait_healthy(self, child: Child, timeout: float = 60.0) -> int:
-        """Block until Consul lists the instance as passing; returns its port."""
+        """Block until the instance is passing (in Consul; a consumer, to its own health
+        check); returns its port."""
+        if child.role == "consumer":
+
+            def serving() -> None:
+                status = healthcheck.check(f"127.0.0.1:{child.port}", timeout=1)
+                if status != "SERVING":
+                    raise RuntimeError(f"its health check says {status}")
+
+            wait_until(
+                serving,
+                what=f"{child.name} serving its health check",
+                timeout=timeout,
+                log_file=child.log,
+                exit_code=child.process.poll,
+            )
+            return child.port
         service = child.name.rsplit("-", 1)[0]
 
         def passing() -> None:

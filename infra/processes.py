@@ -150,6 +150,13 @@ def wait_until(
         time.sleep(0.25)
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def port_is_free(host: str, port: int, *, udp: bool = False) -> bool:
     """True if nothing listens on host:port (checked by binding, the way the server will)."""
     kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM

@@ -21,6 +21,7 @@ from services.analytics.sleep_reading import SleepStatsReader
 from services.analytics.tracking import Limits
 from services.analytics.uniques import Uniques
 from services.kit.auth import Caller
+from services.kit.profiles import OwnProfiles
 from tests import event_world
 from tests.event_world import RUNNER_OPTIONS, EventWorld
 
@@ -46,7 +47,8 @@ class AnalyticsWorld(EventWorld):
 
     def assemble(self) -> None:
         self.published[self.client_topic] = 0
-        self.reader = SleepStatsReader(self.db)
+        # No user service here: zones and goals come from the sleepers copy.
+        self.reader = SleepStatsReader(self.db, OwnProfiles(None))
         self.reports = Reports(self.db, Uniques(self.redis), self.settings.raw_retention)
         self.publisher = Publisher(self.bootstrap, "test-intake", self.client_topic)
         self.intake = Intake(Salts(self.db), self.publisher, self.settings.limits)

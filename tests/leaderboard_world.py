@@ -9,6 +9,7 @@ from zentry.events.v1 import sleep_events_pb2 as sev
 
 from services.kit.auth import Caller
 from services.kit.batch_consumer import BatchConsumerRunner
+from services.kit.profiles import OwnProfiles
 from services.leaderboard import app
 from services.leaderboard.config import LeaderboardSettings
 from services.leaderboard.domain import parse_min_nights
@@ -35,7 +36,9 @@ class LeaderboardWorld(EventWorld):
     settings: LeaderboardSettings = None  # type: ignore[assignment]
 
     def assemble(self) -> None:
-        self.boards, self.projector, self.reader = app.parts(self.settings, self.db, self.redis)
+        self.boards, self.projector = app.parts(self.settings, self.db, self.redis)
+        # No user service here: the caller's zone comes from the directory's copy.
+        self.reader = app.reader(self.settings, self.db, self.boards, OwnProfiles(None))
         self.groups = (f"{self.sleep_topic}.scores", f"{self.user_topic}.directory")
 
     def make_runners(self):

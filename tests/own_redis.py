@@ -10,7 +10,8 @@ import subprocess
 
 import redis
 
-from tests.support import eventually, free_port
+from infra.processes import free_port
+from tests.support import eventually
 
 
 class OwnRedis:

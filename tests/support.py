@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -19,13 +18,6 @@ T = TypeVar("T")
 def unique(prefix: str) -> str:
     """A name no other test (or earlier run) uses, so tests isolate themselves."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def eventually(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2) -> T:

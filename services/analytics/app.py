@@ -21,10 +21,13 @@ from services.analytics.rollups import Rollups
 from services.analytics.server import ProductAnalyticsServicer, SleepStatsServicer
 from services.analytics.sleep_reading import SleepStatsReader
 from services.analytics.uniques import Uniques
+from services.kit import telemetry
 from services.kit.batch_consumer import BatchConsumerRunner
 from services.kit.boot import Assembly
 from services.kit.db import Database
+from services.kit.discovery import Balancer, Consul
 from services.kit.events import CLIENT_EVENTS, SLEEP_EVENTS, USER_EVENTS
+from services.kit.profiles import OwnProfiles
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -65,7 +68,10 @@ def assemble(settings: AnalyticsSettings) -> Assembly:
     db = Database(service.postgres_dsn)
     redis = Redis.from_url(service.redis_url, socket_timeout=2.0, socket_connect_timeout=0.5)
     publisher = Publisher(service.kafka_bootstrap, service.instance_id)
-    stats = SleepStatsServicer(SleepStatsReader(db))
+    consul = Consul(service.consul_url)
+    users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()])
+    users.start()
+    stats = SleepStatsServicer(SleepStatsReader(db, OwnProfiles(users, settings.profiles)))
     product = ProductAnalyticsServicer(
         Intake(Salts(db), publisher, settings.limits),
         Reports(db, Uniques(redis), settings.raw_retention),
@@ -87,6 +93,6 @@ def assemble(settings: AnalyticsSettings) -> Assembly:
             *consumers(settings, db, redis, service.kafka_bootstrap),
             Sweeper(db, settings.raw_retention, settings.sweep_interval),
         ],
-        closers=[publisher.close, redis.aclose, db.dispose],
+        closers=[publisher.close, users.aclose, consul.aclose, redis.aclose, db.dispose],
         migrations_dir=MIGRATIONS,
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from services.analytics.tracking import Limits
+from services.kit.profiles import ProfileSettings
 from services.kit.settings import ConfigError, Env, ServiceSettings
 
 DEFAULT_PORT = 50055
@@ -22,6 +23,8 @@ class AnalyticsSettings:
     batch_size: int
     #: Seconds between retention sweeps.
     sweep_interval: float = 3600.0
+    #: How the caller's own zone and goal are read from the user service (services.kit.profiles).
+    profiles: ProfileSettings = field(default_factory=ProfileSettings)
 
     @classmethod
     def load(cls, env: Env | None = None) -> AnalyticsSettings:
@@ -44,4 +47,5 @@ class AnalyticsSettings:
             limits=limits,
             batch_size=env.int("ANALYTICS_BATCH", 2000, minimum=1),
             sweep_interval=env.seconds("ANALYTICS_SWEEP_INTERVAL", 3600.0, positive=True),
+            profiles=ProfileSettings.load(env),
         )

@@ -24,11 +24,11 @@ class SleepStatsServicer(sleep_stats_service_pb2_grpc.SleepStatsServiceServicer)
 
     async def GetSleepStats(self, request: stats_pb.GetSleepStatsRequest, context):
         caller = current_caller()
-        return await self._reader.stats(caller.user_id, request.start_date, request.end_date)
+        return await self._reader.stats(caller, request.start_date, request.end_date)
 
     async def GetSleepTrend(self, request: stats_pb.GetSleepTrendRequest, context):
         caller = current_caller()
-        return await self._reader.trend(caller.user_id, request.start_date, request.end_date)
+        return await self._reader.trend(caller, request.start_date, request.end_date)
 
 
 class ProductAnalyticsServicer(product_analytics_service_pb2_grpc.ProductAnalyticsServiceServicer):

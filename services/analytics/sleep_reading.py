@@ -1,4 +1,9 @@
-"""GetSleepStats and GetSleepTrend: the caller's nights, summarized (sleep_stats) as protos."""
+"""GetSleepStats and GetSleepTrend: the caller's nights, summarized (sleep_stats) as protos.
+
+The caller's zone (which day is today) and goal (what sleep debt is measured
+against) are read from the user service, so a change they just made counts;
+the sleepers copy answers when it cannot (services.kit.profiles).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,10 @@ from zentry.analytics.v1 import sleep_stats_service_pb2 as pb
 from services.analytics import sleep_stats, sleep_store
 from services.analytics.sleep_projector import DEFAULT_GOAL_SECONDS
 from services.analytics.sleep_stats import ClockMean, Night
+from services.kit.auth import Caller
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument
+from services.kit.profiles import OwnProfiles, Profile
 from services.kit.zones import zone_or_utc
 
 DEFAULT_DAYS = 30
@@ -20,12 +27,15 @@ MAX_TREND_DAYS = 732  # two years of daily points
 
 
 class SleepStatsReader:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, profiles: OwnProfiles):
         self._db = db
+        self._profiles = profiles
 
-    async def stats(self, user_id: str, start_date: str, end_date: str) -> pb.SleepStats:
+    async def stats(self, caller: Caller, start_date: str, end_date: str) -> pb.SleepStats:
+        user_id = caller.user_id
+        fresh = await self._profiles.fresh(caller)
         async with self._db.transaction() as session:
-            sleeper = await sleep_store.sleeper(session, user_id)
+            sleeper = _sleeper(fresh) or await sleep_store.sleeper(session, user_id)
             start, end = _dates(start_date, end_date, sleeper, MAX_STATS_DAYS)
             nights = await sleep_store.nights_between(session, user_id, start, end)
         goal = sleeper.goal_seconds if sleeper else DEFAULT_GOAL_SECONDS
@@ -60,9 +70,11 @@ class SleepStatsReader:
             ],
         )
 
-    async def trend(self, user_id: str, start_date: str, end_date: str) -> pb.SleepTrend:
+    async def trend(self, caller: Caller, start_date: str, end_date: str) -> pb.SleepTrend:
+        user_id = caller.user_id
+        fresh = await self._profiles.fresh(caller)
         async with self._db.transaction() as session:
-            sleeper = await sleep_store.sleeper(session, user_id)
+            sleeper = _sleeper(fresh) or await sleep_store.sleeper(session, user_id)
             start, end = _dates(start_date, end_date, sleeper, MAX_TREND_DAYS)
             before = await sleep_store.nights_before(session, user_id, start, 29)
             nights = await sleep_store.nights_between(session, user_id, start, end)
@@ -82,6 +94,14 @@ class SleepStatsReader:
                     setattr(point, count, avg.nights)
             points.append(point)
         return pb.SleepTrend(start_date=start.isoformat(), end_date=end.isoformat(), points=points)
+
+
+def _sleeper(profile: Profile | None) -> sleep_store.Sleeper | None:
+    if profile is None:
+        return None
+    return sleep_store.Sleeper(
+        profile.time_zone or "UTC", profile.sleep_goal_seconds or DEFAULT_GOAL_SECONDS
+    )
 
 
 def _dates(

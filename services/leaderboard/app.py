@@ -7,9 +7,12 @@ from pathlib import Path
 from redis.asyncio import Redis
 from zentry.leaderboard.v1 import leaderboard_service_pb2, leaderboard_service_pb2_grpc
 
+from services.kit import telemetry
 from services.kit.batch_consumer import BatchConsumerRunner
 from services.kit.boot import Assembly
 from services.kit.db import Database
+from services.kit.discovery import Balancer, Consul
+from services.kit.profiles import OwnProfiles
 from services.leaderboard.boards import Boards
 from services.leaderboard.config import LeaderboardSettings
 from services.leaderboard.directory import Directory
@@ -25,11 +28,17 @@ def redis_client(url: str) -> Redis:
     return Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=0.5)
 
 
-def parts(settings: LeaderboardSettings, db: Database, redis: Redis):
-    """The boards, the projector and the reader over the given clients (tests use it too)."""
+def parts(settings: LeaderboardSettings, db: Database, redis: Redis) -> tuple[Boards, Projector]:
+    """The boards and the projector over the given clients (replay and tests use them too)."""
     boards = Boards(redis, settings.min_nights, settings.retention)
-    reader = LeaderboardReader(db, boards, Directory(db, settings.directory_ttl))
-    return boards, Projector(boards), reader
+    return boards, Projector(boards)
+
+
+def reader(
+    settings: LeaderboardSettings, db: Database, boards: Boards, profiles: OwnProfiles
+) -> LeaderboardReader:
+    """What answers queries, over the boards `parts` made."""
+    return LeaderboardReader(db, boards, Directory(db, settings.directory_ttl), profiles)
 
 
 def consumers(
@@ -47,14 +56,19 @@ def assemble(settings: LeaderboardSettings) -> Assembly:
     service = settings.service
     db = Database(service.postgres_dsn)
     redis = redis_client(service.redis_url)
-    _boards, projector, reader = parts(settings, db, redis)
-    servicer = LeaderboardServicer(reader)
+    consul = Consul(service.consul_url)
+    users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()])
+    users.start()
+    boards, projector = parts(settings, db, redis)
+    servicer = LeaderboardServicer(
+        reader(settings, db, boards, OwnProfiles(users, settings.profiles))
+    )
     return Assembly(
         services=[leaderboard_service_pb2.DESCRIPTOR.services_by_name["LeaderboardService"]],
         add_servicers=lambda server: (
             leaderboard_service_pb2_grpc.add_LeaderboardServiceServicer_to_server(servicer, server)
         ),
         consumers=consumers(settings, db, projector, service.kafka_bootstrap),
-        closers=[redis.aclose, db.dispose],
+        closers=[users.aclose, consul.aclose, redis.aclose, db.dispose],
         migrations_dir=MIGRATIONS,
     )

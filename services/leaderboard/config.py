@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+from services.kit.profiles import ProfileSettings
 from services.kit.settings import ConfigError, Env, ServiceSettings
 from services.leaderboard.domain import parse_min_nights
 
@@ -22,6 +23,8 @@ class LeaderboardSettings:
     batch_size: int
     #: Seconds a process remembers a user's name and time zone.
     directory_ttl: float = 30.0
+    #: How the caller's own zone is read from the user service (services.kit.profiles).
+    profiles: ProfileSettings = field(default_factory=ProfileSettings)
 
     @classmethod
     def load(cls, env: Env | None = None) -> LeaderboardSettings:
@@ -36,4 +39,5 @@ class LeaderboardSettings:
             retention=timedelta(days=env.int("LEADERBOARD_RETENTION_DAYS", 14, minimum=1)),
             batch_size=env.int("LEADERBOARD_BATCH", 2000, minimum=1),
             directory_ttl=env.seconds("LEADERBOARD_DIRECTORY_TTL", 30.0),
+            profiles=ProfileSettings.load(env),
         )

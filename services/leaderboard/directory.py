@@ -1,8 +1,9 @@
 """Who the users on a board are (names, time zones), remembered briefly in each process.
 
-Every query needs the caller's time zone and the names of twenty or so users;
-asking PostgreSQL each time would cost more than the board itself. A name or
-zone change shows within `ttl` seconds.
+Every query needs the names of twenty or so users; asking PostgreSQL each time
+would cost more than the board itself. A name change shows within `ttl`
+seconds. The caller's own zone is read from the user service first
+(services.kit.profiles); this copy answers for it only when that cannot.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Answering board queries: which window, whose standings, from Redis or PostgreSQL.
 
-A window is picked in the caller's calendar (their profile's time zone): the
-one containing `date`, or today. The global scope reads the board's sorted
+A window is picked in the caller's calendar (their profile's time zone, read
+from the user service so a change they just made counts; services.kit.profiles):
+the one containing `date`, or today. The global scope reads the board's sorted
 set (one script call per page or neighbourhood); the following scope reads the
 scores of the people the caller follows and the caller, and ranks them among
 themselves. A board missing from Redis is rebuilt from `scores` first; with
@@ -24,6 +25,7 @@ from services.kit import paging, wellknown
 from services.kit.auth import Caller
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument
+from services.kit.profiles import OwnProfiles
 from services.leaderboard import domain, store
 from services.leaderboard.boards import Boards, Row, Slice
 from services.leaderboard.directory import Directory
@@ -48,17 +50,25 @@ class Query:
 
 
 class LeaderboardReader:
-    def __init__(self, db: Database, boards: Boards, directory: Directory):
+    def __init__(self, db: Database, boards: Boards, directory: Directory, profiles: OwnProfiles):
         self._db = db
         self._boards = boards
         self._directory = directory
+        self._profiles = profiles
         self._redis_down_until = 0.0
 
     async def query(self, caller: Caller, metric: str, kind: str, day: str, scope: str) -> Query:
         metric, kind = domain.parse_metric(metric), domain.parse_window(kind)
         scope = domain.parse_scope(scope)
+        return Query(metric, kind, scope, window_view(kind, day, await self._zone_of(caller)))
+
+    async def _zone_of(self, caller: Caller) -> str:
+        """The caller's zone as the user service has it now; the copy's when it cannot say."""
+        fresh = await self._profiles.fresh(caller)
+        if fresh is not None:
+            return fresh.time_zone
         me = (await self._directory.users([caller.user_id])).get(caller.user_id)
-        return Query(metric, kind, scope, window_view(kind, day, me.time_zone if me else "UTC"))
+        return me.time_zone if me else "UTC"
 
     async def top(self, caller: Caller, query: Query, size: int, token: str) -> pb.Leaderboard:
         cursor = _decode(token, query.board)

@@ -31,7 +31,7 @@ async def replay(
     progress=lambda _line: None,
 ) -> ReplayReport:
     async with kit_replay.stores(dsn, redis_url, app.MIGRATIONS) as (db, redis):
-        _boards, projector, _reader = app.parts(settings, db, redis)
+        _boards, projector = app.parts(settings, db, redis)
         return await kit_replay.replay(
             bootstrap,
             {groups[0]: sleep_topic, groups[1]: user_topic},

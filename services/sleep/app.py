@@ -12,6 +12,7 @@ from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database
 from services.kit.discovery import Balancer, Consul
 from services.kit.outbox import OutboxRelay
+from services.kit.profiles import OwnProfiles
 from services.sleep.actions import SleepActions
 from services.sleep.config import SleepSettings
 from services.sleep.directory import UserDirectory
@@ -27,7 +28,8 @@ def assemble(settings: SleepSettings) -> Assembly:
     consul = Consul(service.consul_url)
     users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()])
     users.start()
-    directory = UserDirectory(db, users, timeout=settings.user_lookup_timeout)
+    profiles = OwnProfiles(users, settings.profiles)
+    directory = UserDirectory(db, users, profiles, timeout=settings.user_lookup_timeout)
     servicer = SleepServicer(SleepActions(db, directory))
     return Assembly(
         services=[sleep_service_pb2.DESCRIPTOR.services_by_name["SleepService"]],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.kit.profiles import ProfileSettings
 from services.kit.settings import Env, ServiceSettings
 
 DEFAULT_PORT = 50052
@@ -14,6 +15,8 @@ class SleepSettings:
     service: ServiceSettings
     #: How long a directory miss may wait for the user service, per try.
     user_lookup_timeout: float
+    #: How the caller's own zone is read from the user service (services.kit.profiles).
+    profiles: ProfileSettings
 
     @classmethod
     def load(cls, env: Env | None = None) -> SleepSettings:
@@ -21,4 +24,5 @@ class SleepSettings:
         return cls(
             service=ServiceSettings.load("sleep", DEFAULT_PORT, env),
             user_lookup_timeout=env.seconds("USER_LOOKUP_TIMEOUT", 2.0, positive=True),
+            profiles=ProfileSettings.load(env),
         )

@@ -1,13 +1,18 @@
 """Who the users are, as the sleep service needs them: id, username and time zone.
 
 The sleep service keeps its own copy, fed by the user service's events
-(UserRegistered, UserProfileUpdated on zentry.user.events), so recording and
-listing nights needs no call to another service and keeps working while the
-user service is down. A user the events have not brought yet (the moments
-after sign-up, or while this consumer catches up) is asked of the user service
-directly, through Consul, with the caller's own token; the answer serves that
-request only, so the events stay the one writer of the copy and an older
-answer can never overwrite a newer event.
+(UserRegistered, UserProfileUpdated on zentry.user.events), so listing nights
+needs no call to another service and recording them keeps working while the
+user service is down. Two kinds of request ask the user service directly,
+through Consul, with the caller's own token:
+
+- the caller themselves (`me`), whose zone dates the night they record: a
+  change they just made may not have reached the copy yet (services.kit.profiles);
+- a user the events have not brought yet (the moments after sign-up, or while
+  this consumer catches up).
+
+Either answer serves that request only, so the events stay the one writer of
+the copy and an older answer can never overwrite a newer event.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from services.kit.db import Database
 from services.kit.discovery import Balancer, UnavailableError
 from services.kit.errors import NotFound, Unavailable
 from services.kit.events import USER_EVENTS
+from services.kit.profiles import OwnProfiles
 from services.sleep import store
 from services.sleep.store import UserRow
 
@@ -35,16 +41,25 @@ ATTEMPTS = 2
 
 
 class UserDirectory:
-    def __init__(self, db: Database, users: Balancer, timeout: float = 2.0):
+    def __init__(self, db: Database, users: Balancer, profiles: OwnProfiles, timeout: float = 2.0):
         self._db = db
         self._users = users
+        self._profiles = profiles
         self._timeout = timeout
 
     async def me(self, caller: Caller) -> UserRow:
-        """The caller; they exist, since the user service signed their token."""
+        """The caller as the user service has them now; the copy when it cannot say."""
+        fresh = await self._profiles.fresh(caller)
+        if fresh is not None:
+            return UserRow(fresh.user_id, fresh.username, fresh.time_zone)
         async with self._db.transaction() as session:
             user = await store.find_user(session, caller.user_id)
-        return user or await self._ask(caller, "me")
+        if user is None:
+            raise Unavailable(
+                "Your profile cannot be read right now; try again shortly, "
+                "or give the night's timeZone."
+            )
+        return user
 
     async def by_username(self, caller: Caller, username: str) -> UserRow:
         """The user called `username` (any case); NotFound if there is none."""

@@ -1,13 +1,16 @@
 """End-to-end tests: REST through Envoy to real service instances found through Consul.
 
 The package starts the infrastructure (as `make infra-up`), the gateway's
-endpoint feed and two instances of each service on free ports, and stops what
-it started when its last test is done. Thresholds are lowered so the tests can reach them.
+endpoint feed and, as in production (k8s/), two API instances of each service
+and one consumer instance of each service that consumes, on free ports; it
+stops what it started when its last test is done. Thresholds are lowered so
+the tests can reach them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -28,6 +31,8 @@ TEST_ENV = {
     "ZENTRY_FEED_TIMELINE_LENGTH": "10",
 }
 PASSWORD = "sleep-well-42"
+#: The services with Kafka consumers; each runs them in one instance of its own.
+CONSUMING = ("sleep", "feed", "leaderboard", "analytics")
 
 
 @pytest.fixture(scope="session")
@@ -42,8 +47,11 @@ def mesh(settings: Settings) -> Iterator[Mesh]:
     try:
         mesh.start_feed()
         children = [
-            mesh.start_service(service, 0, TEST_ENV) for service in SERVICES for _ in range(2)
+            mesh.start_service(service, 0, TEST_ENV, role="api" if service in CONSUMING else "all")
+            for service in SERVICES
+            for _ in range(2)
         ]
+        children += start_consumers(mesh)
         for child in children:
             mesh.wait_healthy(child)
         yield mesh
@@ -51,12 +59,35 @@ def mesh(settings: Settings) -> Iterator[Mesh]:
         mesh.stop_all()
 
 
+def start_consumers(mesh: Mesh) -> list:
+    return [mesh.start_service(service, None, TEST_ENV, role="consumer") for service in CONSUMING]
+
+
+@contextmanager
+def consumers_stopped(mesh: Mesh) -> Iterator[None]:
+    """Every consumer instance stopped for the block (events wait in Kafka), then started again."""
+    consumers = [child for child in mesh.children if child.role == "consumer"]
+    for child in consumers:
+        child.process.terminate()
+    for child in consumers:
+        mesh.stop(child)
+    try:
+        yield
+    finally:
+        for child in start_consumers(mesh):
+            mesh.wait_healthy(child)
+
+
 @pytest.fixture(scope="package")
 def gateway(settings: Settings, mesh: Mesh) -> str:
     """The REST base URL, once Envoy routes to every instance of the session."""
     base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
     for service in SERVICES:
-        ports = {c.port for c in mesh.children if c.port and c.name.startswith(f"{service}-")}
+        ports = {
+            c.port
+            for c in mesh.children
+            if c.port and c.role != "consumer" and c.name.startswith(f"{service}-")
+        }
         eventually(
             lambda service=service, ports=ports: ports <= routed_ports(settings, service),
             timeout=30,

@@ -140,7 +140,7 @@ async def test_stats_and_trend_equal_a_recomputation_after_creates_updates_and_d
         del live[state.entry_id]
     await world.settled()
 
-    stats = await world.reader.stats(user, start.isoformat(), end.isoformat())
+    stats = await world.reader.stats(Caller(user, ""), start.isoformat(), end.isoformat())
     expected = sleep_stats.summarize(recompute(live), 8 * 3600)
     assert stats.nights_logged == expected.nights
     assert stats.average_duration.seconds == round(expected.average_seconds)
@@ -153,7 +153,7 @@ async def test_stats_and_trend_equal_a_recomputation_after_creates_updates_and_d
     assert stats.average_quality == round(expected.average_quality, 2)
     assert [w.nights for w in stats.weekdays] == [w.nights for w in expected.weekdays]
 
-    trend = await world.reader.trend(user, "2026-10-01", end.isoformat())
+    trend = await world.reader.trend(Caller(user, ""), "2026-10-01", end.isoformat())
     points = sleep_stats.trend(recompute(live), date(2026, 10, 1), end)
     assert len(trend.points) == len(points) == 30
     assert trend.points[0].avg_30_nights > 20  # the nights before the range count
@@ -177,7 +177,7 @@ async def test_redelivered_stale_and_out_of_order_events_change_nothing(world):
     world.publish(sev.SleepEntryDeleted(entry=other), user)  # a delete before the create
     world.publish(sev.SleepEntryCreated(entry=other), user)  # a late create: stays deleted
     await world.settled()
-    stats = await world.reader.stats(user, "2026-11-01", "2026-11-30")
+    stats = await world.reader.stats(Caller(user, ""), "2026-11-01", "2026-11-30")
     assert stats.nights_logged == 1 and stats.average_duration.seconds == 8 * 3600
 
 
@@ -194,7 +194,7 @@ async def test_the_goal_and_time_zone_come_from_the_profile(world):
     state = night_state(world, user, today, "23:00", 7, "Pacific/Kiritimati")
     world.publish(sev.SleepEntryCreated(entry=state), user)
     await world.settled()
-    stats = await world.reader.stats(user, "", "")
+    stats = await world.reader.stats(Caller(user, ""), "", "")
     assert (stats.end_date, stats.start_date) == (
         today.isoformat(),
         (today - timedelta(days=29)).isoformat(),
@@ -215,7 +215,7 @@ async def test_the_goal_and_time_zone_come_from_the_profile(world):
 )
 async def test_bad_date_ranges_are_refused_naming_the_field(world, start, end, field):
     with pytest.raises(InvalidArgument) as raised:
-        await world.reader.stats(str(uuid.uuid4()), start, end)
+        await world.reader.stats(Caller(str(uuid.uuid4()), ""), start, end)
     assert raised.value.violations[0].field == field
 
 
@@ -229,7 +229,7 @@ async def test_replay_rebuilds_the_same_statistics(world, settings):
         if i % 4 == 0:
             world.publish(sev.SleepEntryDeleted(entry=state), user)
     await world.settled()
-    before = await world.reader.stats(user, "2026-11-01", "2026-11-30")
+    before = await world.reader.stats(Caller(user, ""), "2026-11-01", "2026-11-30")
     await world.stop_consumers()
     report = await replay.replay(
         world.settings,
@@ -241,7 +241,7 @@ async def test_replay_rebuilds_the_same_statistics(world, settings):
         group_suffix=world.suffix,
     )
     assert report.events == world.published[world.sleep_topic] + world.published[world.user_topic]
-    assert await world.reader.stats(user, "2026-11-01", "2026-11-30") == before
+    assert await world.reader.stats(Caller(user, ""), "2026-11-01", "2026-11-30") == before
     assert before.nights_logged == 7
 
 

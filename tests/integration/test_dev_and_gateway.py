@@ -17,8 +17,9 @@ from infra import install
 from infra.config import EnvoySettings
 from infra.errors import InfraError
 from infra.mesh import SERVICES
+from infra.processes import free_port
 from infra.servers.envoy import Envoy
-from tests.support import eventually, free_port
+from tests.support import eventually
 
 
 def test_dev_serves_the_api_and_ctrl_c_stops_what_it_started(settings):

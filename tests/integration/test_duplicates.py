@@ -21,6 +21,7 @@ from zentry.analytics.v1 import product_analytics_service_pb2 as pb
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
+from services.kit.auth import Caller
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database, migrate
 from services.kit.events import envelope
@@ -132,7 +133,7 @@ async def test_analytics_groups_count_each_event_once(analytics):
     await analytics.settled()
 
     span = (DAY - timedelta(days=1)).isoformat(), (DAY + timedelta(days=1)).isoformat()
-    stats = await analytics.reader.stats(user, *span)
+    stats = await analytics.reader.stats(Caller(user, ""), *span)
     assert stats.nights_logged == 1 and stats.average_duration.seconds == 8 * 3600
     counts = await analytics.reports.event_counts(
         pb.GetEventCountsRequest(

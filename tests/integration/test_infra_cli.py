@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import free_port
+from infra.processes import free_port
 
 
 def run_infra(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from infra import topics
 from infra.config import SERVICES_WITH_DATABASE, Settings, database_name
-from tests.support import eventually, free_port, unique
+from infra.processes import free_port
+from tests.support import eventually, unique
 
 
 @pytest.mark.parametrize("service", SERVICES_WITH_DATABASE)

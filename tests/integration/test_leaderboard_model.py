@@ -37,6 +37,7 @@ from zentry.events.v1 import user_events_pb2 as uev
 
 from services.kit.auth import Caller
 from services.kit.events import envelope
+from services.kit.profiles import OwnProfiles
 from services.leaderboard import app, domain, store
 from services.leaderboard.boards import board_key, totals_key
 from services.leaderboard.projector import apply_directory
@@ -63,7 +64,8 @@ class LeaderboardModel(StoreMachine):
     def __init__(self, loop: asyncio.AbstractEventLoop, dsn: str, redis_url: str):
         super().__init__(loop, dsn, redis_url)
         self.settings = leaderboard_settings()
-        self.boards, self.projector, self.reader = app.parts(self.settings, self.db, self.redis)
+        self.boards, self.projector = app.parts(self.settings, self.db, self.redis)
+        self.reader = app.reader(self.settings, self.db, self.boards, OwnProfiles(None))
         self.entries_: dict[str, Entry] = {}
         self.day, self.size = DAYS[0], 3
 

@@ -21,10 +21,11 @@ from zentry.events.v1 import user_events_pb2 as uev
 from zentry.sleep.v1 import sleep_service_pb2, sleep_service_pb2_grpc
 
 from infra.mesh import Mesh
+from infra.processes import free_port
 from services.kit.events import USER_EVENTS, envelope
 from services.kit.healthcheck import check
 from services.sleep.directory import CONSUMER_GROUP
-from tests.support import eventually, free_port
+from tests.support import eventually
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from services.kit.discovery import Balancer, Consul
 from services.kit.errors import AlreadyExists, FailedPrecondition, PermissionDenied
 from services.kit.events import SLEEP_EVENTS, envelope
 from services.kit.outbox import OutboxRelay
+from services.kit.profiles import OwnProfiles
 from services.kit.tables import outbox
 from services.sleep import store
 from services.sleep.actions import SleepActions
@@ -45,7 +46,8 @@ async def db(blank_database):
 async def actions(db, settings):
     consul = Consul(settings.consul.http_url)
     users = Balancer(consul, "user")  # never started: every user here is in the directory
-    yield SleepActions(db, UserDirectory(db, users, timeout=0.5))
+    # No user service to ask either: the caller's own zone comes from the directory's copy.
+    yield SleepActions(db, UserDirectory(db, users, OwnProfiles(None), timeout=0.5))
     await consul.aclose()
 
 
