@@ -15,6 +15,7 @@ from zentry.analytics.v1 import sleep_stats_service_pb2 as pb
 from services.analytics import sleep_stats, sleep_store
 from services.analytics.sleep_projector import DEFAULT_GOAL_SECONDS
 from services.analytics.sleep_stats import ClockMean, Night
+from services.kit import dates
 from services.kit.auth import Caller
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument
@@ -120,9 +121,10 @@ def _dates(
 
 def _date(text: str, field: str) -> date:
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise InvalidArgument.field(field, f"{text!r} is not a date like 2026-11-21") from None
+    return dates.check_date(day, field, datetime.now(UTC))
 
 
 def _today(sleeper: sleep_store.Sleeper | None) -> date:

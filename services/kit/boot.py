@@ -44,6 +44,7 @@ from services.kit.db import migrate
 from services.kit.discovery import Consul
 from services.kit.errors import ErrorInterceptor
 from services.kit.settings import ConfigError, ServiceSettings
+from services.kit.text import ControlCharacterGuard
 
 _log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def create_server(
             telemetry.ServerTracing(),
             ErrorInterceptor(),
             AuthInterceptor(verifier, public_methods(*assembly.services)),
+            ControlCharacterGuard(),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

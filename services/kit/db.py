@@ -23,7 +23,12 @@ MIGRATION_LOCK = 7_201_900  # any constant; the same in every service's database
 class Database:
     def __init__(self, dsn: str, *, pool_size: int = 10):
         self.engine: AsyncEngine = create_async_engine(
-            dsn, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            dsn,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            # An error's message must not carry the values (hashes, emails) into the logs.
+            hide_parameters=True,
         )
 
     @asynccontextmanager

@@ -139,7 +139,8 @@ class Balancer:
         self._task = asyncio.create_task(self._follow(), name=f"balancer-{self._service}")
 
     async def wait_ready(self, timeout: float) -> None:
-        await asyncio.wait_for(self._ready.wait(), timeout)
+        if not self._ready.is_set():  # the usual case costs no task
+            await asyncio.wait_for(self._ready.wait(), timeout)
 
     @property
     def targets(self) -> list[str]:

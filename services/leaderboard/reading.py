@@ -21,7 +21,7 @@ from google.protobuf import duration_pb2
 from redis.exceptions import RedisError
 from zentry.leaderboard.v1 import leaderboard_service_pb2 as pb
 
-from services.kit import paging, wellknown
+from services.kit import dates, paging, wellknown
 from services.kit.auth import Caller
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument
@@ -227,7 +227,7 @@ def window_view(kind: str, day: str, time_zone: str, now: datetime | None = None
     """The window of `kind` containing `day` (default: today), as seen from `time_zone`."""
     zone = ZoneInfo(time_zone)
     today = (now or datetime.now(UTC)).astimezone(zone).date()
-    picked = _parse_day(day) if day else today
+    picked = dates.check_date(_parse_day(day), "date", now or datetime.now(UTC)) if day else today
     window = pb.Window(kind=kind, id=domain.window_id(kind, picked), time_zone=time_zone)
     span = domain.first_and_last_day(kind, picked)
     if span is None:

@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from services.kit import zones
+from services.kit import dates, zones
 from services.kit.errors import InvalidArgument
 
 MIN_DURATION = timedelta(minutes=10)
@@ -100,6 +100,12 @@ def check_times(
     if end > now + CLOCK_SKEW:
         raise InvalidArgument.field(
             "end_time", "is in the future; record a night once it has ended"
+        )
+    if end < dates.EPOCH:
+        raise InvalidArgument.field(
+            "end_time",
+            f"must be at or after {dates.EPOCH:%Y-%m-%dT%H:%M:%SZ}; Zentry keeps "
+            "nights from the year 2000 on",
         )
     return start, end
 

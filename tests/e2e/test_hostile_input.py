@@ -1,0 +1,107 @@
+"""What careless or hostile input gets through the gateway: a 400 naming the field, never a 500."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import PASSWORD
+
+BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"}
+
+
+def assert_names_field(response: httpx.Response, field: str) -> None:
+    """400 INVALID_ARGUMENT whose message and BadRequest detail both name `field`."""
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["status"] == "INVALID_ARGUMENT" and body["message"].startswith(f"{field}: ")
+    violations = [v for d in body.get("details", []) for v in d.get("fieldViolations", [])]
+    assert [v["field"] for v in violations] == [field], body
+
+
+def event(**fields) -> dict:
+    at = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"eventId": uuid.uuid4().hex, "name": "page_view", "eventTime": at, **fields}
+
+
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        (
+            "/v1/users",
+            {"username": "nul_mail", "email": "a\u0000@example.com", "password": PASSWORD},
+            "email",
+        ),
+        (
+            "/v1/users",
+            {"username": "esc", "displayName": "\u001b[31mred", "password": PASSWORD},
+            "display_name",
+        ),
+        ("/v1/sessions", {"username": "ada\u0000", "password": PASSWORD}, "username"),
+        (
+            "/v1/analytics/events:batchCreate",
+            {"events": [event(page="/feed\u0000")]},
+            "events[0].page",
+        ),
+        (
+            "/v1/analytics/events:batchCreate",
+            {"events": [event(), event(referrer="https://x.org/\u0000")]},
+            "events[1].referrer",
+        ),
+        (
+            "/v1/analytics/events:batchCreate",
+            {"events": [event(properties={"plan": "free\u0000"})]},
+            "events[0].properties['plan']",
+        ),
+    ],
+)
+def test_control_characters_are_refused_naming_the_field(api, path, body, field):
+    assert_names_field(api.post(path, json=body, headers=BROWSER), field)
+
+
+def test_a_note_with_an_escape_sequence_is_refused(api, new_account):
+    me = new_account()
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    night = {
+        "startTime": (end - timedelta(hours=8)).isoformat().replace("+00:00", "Z"),
+        "endTime": end.isoformat().replace("+00:00", "Z"),
+        "note": "slept \u001b]0;owned\u0007",
+    }
+    assert_names_field(api.post("/v1/sleepEntries", headers=me.auth, json=night), "note")
+
+
+@pytest.mark.parametrize(
+    "end",
+    ["0001-01-01T08:00:00Z", "1999-12-31T23:59:59Z"],
+)
+def test_nights_before_the_year_2000_are_refused(api, new_account, end):
+    me = new_account()
+    finish = datetime.fromisoformat(end)
+    night = {
+        "startTime": (finish - timedelta(hours=7)).isoformat().replace("+00:00", "Z"),
+        "endTime": end,
+    }
+    assert_names_field(api.post("/v1/sleepEntries", headers=me.auth, json=night), "end_time")
+
+
+@pytest.mark.parametrize(
+    "path, params, field",
+    [
+        ("/v1/leaderboards/nights/daily", {"date": "9000-01-01"}, "date"),
+        ("/v1/leaderboards/nights/weekly", {"date": "9999-12-31"}, "date"),
+        ("/v1/leaderboards/nights/monthly:aroundMe", {"date": "0001-01-01"}, "date"),
+        (
+            "/v1/users/me/sleepStats",
+            {"startDate": "0001-01-01", "endDate": "2026-11-01"},
+            "start_date",
+        ),
+        ("/v1/users/me/sleepStats", {"endDate": "0001-01-05"}, "end_date"),
+        ("/v1/users/me/sleepTrend", {"endDate": "9999-12-31"}, "end_date"),
+    ],
+)
+def test_dates_outside_what_can_hold_nights_are_refused(api, new_account, path, params, field):
+    me = new_account()
+    assert_names_field(api.get(path, headers=me.auth, params=params), field)
