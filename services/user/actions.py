@@ -20,6 +20,7 @@ from services.kit.auth import Caller
 from services.kit.db import Database
 from services.kit.errors import (
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -51,12 +52,14 @@ class UserActions:
         issuer: TokenIssuer,
         guard: LoginGuard,
         rule: CelebrityRule,
+        max_following: int,
         hasher: PasswordHasher | None = None,
     ):
         self._db = db
         self._issuer = issuer
         self._guard = guard
         self._rule = rule
+        self._max_following = max_following
         self._hasher = hasher or PasswordHasher()
         # Verifying against this when the account does not exist keeps the time the same.
         self._dummy_hash = self._hasher.hash("not a real password 0")
@@ -185,6 +188,11 @@ class UserActions:
             follower, followee = await store.change_counts(
                 session, caller.user_id, followee.id, delta
             )
+            if follower.following_count > self._max_following:  # rolled back with the row
+                raise FailedPrecondition(
+                    f"You follow {self._max_following} accounts, the most one account may; "
+                    "unfollow some to follow others."
+                )
             event = ev.FollowCreated if following else ev.FollowDeleted
             await self._outbox.add(
                 session,

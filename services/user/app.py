@@ -32,7 +32,7 @@ def assemble(settings: UserSettings) -> Assembly:
         ttl=timedelta(seconds=settings.token_ttl_seconds),
     )
     guard = LoginGuard(redis, settings.login_max_failures, settings.login_lockout_seconds)
-    actions = UserActions(db, issuer, guard, settings.celebrity)
+    actions = UserActions(db, issuer, guard, settings.celebrity, settings.max_following)
     servicer = UserServicer(actions)
     return Assembly(
         services=[user_service_pb2.DESCRIPTOR.services_by_name["UserService"]],

@@ -19,6 +19,8 @@ class UserSettings:
     celebrity: CelebrityRule
     login_max_failures: int
     login_lockout_seconds: int
+    #: Accounts one user may follow: bounds what a follow list makes the feed read and lock.
+    max_following: int
 
     @classmethod
     def load(cls, env: Env | None = None) -> UserSettings:
@@ -39,4 +41,5 @@ class UserSettings:
             celebrity=CelebrityRule(promote_at=promote, demote_below=demote),
             login_max_failures=env.int("LOGIN_MAX_FAILURES", 5, minimum=1),
             login_lockout_seconds=env.int("LOGIN_LOCKOUT", 900, minimum=1),
+            max_following=env.int("MAX_FOLLOWING", 5000, minimum=1),
         )

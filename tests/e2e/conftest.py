@@ -29,6 +29,7 @@ TEST_ENV = {
     "ZENTRY_DRAIN_DELAY": "1.5",
     # Short timelines: deep feed pages leave Redis for PostgreSQL after a few nights.
     "ZENTRY_FEED_TIMELINE_LENGTH": "10",
+    "ZENTRY_MAX_FOLLOWING": "6",
 }
 PASSWORD = "sleep-well-42"
 #: The services with Kafka consumers; each runs them in one instance of its own.

@@ -112,6 +112,26 @@ def test_follow_unfollow_and_counts(api, new_account):
     assert api.get("/v1/users/me", headers=reader.auth).json()["followingCount"] == 0
 
 
+def test_one_account_follows_at_most_the_cap(api, new_account):
+    """The test mesh caps follows at 6 (ZENTRY_MAX_FOLLOWING; 5000 by default)."""
+    reader = new_account()
+    authors = [register(api).json()["username"] for _ in range(7)]
+
+    def follow(name: str) -> httpx.Response:
+        return api.post(f"/v1/users/{name}:follow", headers=reader.auth, json={})
+
+    assert [follow(name).status_code for name in authors[:6]] == [200] * 6
+    status, code, message = error_of(follow(authors[6]))
+    assert (status, code) == (400, "FAILED_PRECONDITION")
+    assert message == (
+        "You follow 6 accounts, the most one account may; unfollow some to follow others."
+    )
+    assert follow(authors[0]).status_code == 200, "following again at the cap changes nothing"
+    assert api.get("/v1/users/me", headers=reader.auth).json()["followingCount"] == 6
+    assert api.post(f"/v1/users/{authors[0]}:unfollow", headers=reader.auth).status_code == 200
+    assert follow(authors[6]).status_code == 200
+
+
 def test_followers_and_following_paginate_without_gaps_or_repeats(api, new_account):
     author = new_account()
     readers = [new_account() for _ in range(5)]

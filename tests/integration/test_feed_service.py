@@ -10,6 +10,7 @@ the reader's Redis timeline itself.
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
@@ -301,3 +302,24 @@ async def test_a_demotion_puts_back_what_a_rebuild_left_out(world, settings):
     await world.settled()
     assert await world.timeline(reader) == [before.entry_id]
     assert await world.feed(reader) == [before.entry_id]
+
+
+async def test_a_rebuild_for_a_reader_following_sixty_thousand_accounts(world, settings):
+    """Found by reading: a rebuild took one advisory lock per followed account, and tens of
+    thousands filled PostgreSQL's lock table (64 a connection) for every database on the
+    server. Follows are capped in the user service now, but the feed must not depend on it."""
+    author = world.user()
+    reader = await world.active_reader(author)
+    night = world.post(author, 30)
+    await world.settled()
+    async with world.db.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO follows (follower_id, followee_id) "
+                "SELECT :reader, gen_random_uuid() FROM generate_series(1, 60000)"
+            ),
+            {"reader": reader},
+        )
+    await flush(redis_url(settings))
+    assert await world.feed(reader) == [night.entry_id]
+    assert await world.timeline(reader) == [night.entry_id], "the rebuild failed"
