@@ -11,11 +11,10 @@ from services.analytics.reports import Reports
 from services.analytics.sleep_reading import SleepStatsReader
 from services.analytics.tracking import PAGE_VIEW
 from services.kit.auth import current_caller, optional_caller
-from services.kit.interceptors import metadata_value
+from services.kit.clients import client_of
 
 ADMIN = "admin"
 #: Set by the gateway from the connection and the request (a client cannot set them).
-CLIENT_ADDRESS, CLIENT_USER_AGENT = "x-zentry-client-address", "x-zentry-user-agent"
 
 
 class SleepStatsServicer(sleep_stats_service_pb2_grpc.SleepStatsServiceServicer):
@@ -37,13 +36,9 @@ class ProductAnalyticsServicer(product_analytics_service_pb2_grpc.ProductAnalyti
         self._reports = reports
 
     async def TrackEvents(self, request: pb.TrackEventsRequest, context):
+        client = client_of(context)
         return await self._intake.track(
-            request,
-            optional_caller(),
-            client_address(context),
-            metadata_value(context, CLIENT_USER_AGENT)
-            or metadata_value(context, "user-agent")
-            or "",
+            request, optional_caller(), client.address, client.user_agent
         )
 
     async def GetEventCounts(self, request: pb.GetEventCountsRequest, context):
@@ -63,12 +58,3 @@ class ProductAnalyticsServicer(product_analytics_service_pb2_grpc.ProductAnalyti
     async def GetTraffic(self, request: pb.GetTrafficRequest, context):
         current_caller().require_role(ADMIN)
         return await self._reports.traffic(request)
-
-
-def client_address(context) -> str:
-    """The client's address: from the gateway, or the peer of a direct gRPC call."""
-    forwarded = metadata_value(context, CLIENT_ADDRESS)
-    if forwarded:
-        return forwarded
-    peer = context.peer() or ""  # "ipv4:127.0.0.1:5555", "ipv6:[::1]:5555"
-    return peer.partition(":")[2].rsplit(":", 1)[0].strip("[]")

@@ -7,12 +7,9 @@ here knows about gRPC.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from google.protobuf import duration_pb2
 from zentry.events.v1 import user_events_pb2 as ev
 
@@ -24,7 +21,6 @@ from services.kit.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    ResourceExhausted,
     Unauthenticated,
 )
 from services.kit.events import USER_EVENTS
@@ -32,6 +28,7 @@ from services.kit.outbox import Outbox
 from services.user import domain, store
 from services.user.domain import CelebrityRule
 from services.user.login_guard import LoginGuard
+from services.user.passwords import Passwords
 from services.user.store import UserRow
 from services.user.tokens import TokenIssuer
 
@@ -53,16 +50,14 @@ class UserActions:
         guard: LoginGuard,
         rule: CelebrityRule,
         max_following: int,
-        hasher: PasswordHasher | None = None,
+        passwords: Passwords,
     ):
         self._db = db
         self._issuer = issuer
         self._guard = guard
         self._rule = rule
         self._max_following = max_following
-        self._hasher = hasher or PasswordHasher()
-        # Verifying against this when the account does not exist keeps the time the same.
-        self._dummy_hash = self._hasher.hash("not a real password 0")
+        self._passwords = passwords
         self._outbox = Outbox(USER_EVENTS, producer="user")
 
     @property
@@ -77,7 +72,7 @@ class UserActions:
         domain.check_password(password, username)
         display_name = domain.check_display_name(display_name) or username
         time_zone = domain.check_time_zone(time_zone)
-        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        password_hash = await self._passwords.hash(password)
         async with self._db.transaction() as session:
             try:
                 user = await store.insert_user(
@@ -97,34 +92,20 @@ class UserActions:
             await self._outbox.add(session, ev.UserRegistered(profile=event_profile(user)), user.id)
         return user
 
-    async def log_in(self, account: str, password: str) -> NewSession:
-        """Same answer for a wrong password and an unknown account; 429 after repeated failures."""
+    async def log_in(self, account: str, password: str, address: str) -> NewSession:
+        """Same answer for a wrong password and an unknown account; 429 after too many tries."""
         account = account.strip()
         if not account or not password:
             raise Unauthenticated(WRONG_CREDENTIALS)
-        wait = await self._guard.retry_after(account)
-        if wait:
-            raise ResourceExhausted(
-                f"Too many failed log-ins for this account; try again in {_minutes(wait)}."
-            )
         async with self._db.transaction() as session:
             user = await store.find_for_login(session, account.casefold())
-        if not await asyncio.to_thread(self._password_matches, user, password):
-            await self._guard.failed(account)
+        counted_as = user.id if user else account  # the account, whichever name was typed
+        await self._guard.attempt(counted_as, address)
+        if not await self._passwords.matches(user.password_hash if user else None, password):
             raise Unauthenticated(WRONG_CREDENTIALS)
-        await self._guard.succeeded(account)
+        await self._guard.succeeded(counted_as, address)
         token, expires = self._issuer.issue(user.id, user.username, user.roles)
         return NewSession(token, expires, user)
-
-    def _password_matches(self, user: UserRow | None, password: str) -> bool:
-        """Blocking (argon2). Hashes even for an unknown account, so timing tells nothing."""
-        try:
-            matches = self._hasher.verify(
-                user.password_hash if user else self._dummy_hash, password
-            )
-        except (VerificationError, InvalidHashError):
-            return False
-        return matches and user is not None
 
     async def get(self, caller: Caller, username: str) -> UserRow:
         async with self._db.transaction() as session:
@@ -254,8 +235,3 @@ def event_profile(user: UserRow) -> ev.UserProfile:
         sleep_goal=duration_pb2.Duration(seconds=user.sleep_goal_seconds),
         celebrity=user.celebrity,
     )
-
-
-def _minutes(seconds: int) -> str:
-    minutes = max(1, round(seconds / 60))
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"

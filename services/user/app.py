@@ -14,6 +14,7 @@ from services.kit.outbox import OutboxRelay
 from services.user.actions import UserActions
 from services.user.config import UserSettings
 from services.user.login_guard import LoginGuard
+from services.user.passwords import Passwords
 from services.user.server import UserServicer
 from services.user.tokens import TokenIssuer
 
@@ -31,8 +32,14 @@ def assemble(settings: UserSettings) -> Assembly:
         audience=service.jwt_audience,
         ttl=timedelta(seconds=settings.token_ttl_seconds),
     )
-    guard = LoginGuard(redis, settings.login_max_failures, settings.login_lockout_seconds)
-    actions = UserActions(db, issuer, guard, settings.celebrity, settings.max_following)
+    guard = LoginGuard(
+        redis,
+        settings.login_max_failures,
+        settings.login_lockout_seconds,
+        settings.login_account_ceiling,
+    )
+    passwords = Passwords(settings.password_memory_mib, settings.password_wait)
+    actions = UserActions(db, issuer, guard, settings.celebrity, settings.max_following, passwords)
     servicer = UserServicer(actions)
     return Assembly(
         services=[user_service_pb2.DESCRIPTOR.services_by_name["UserService"]],
@@ -40,6 +47,13 @@ def assemble(settings: UserSettings) -> Assembly:
             servicer, server
         ),
         workers=[OutboxRelay(db, service.kafka_bootstrap, client_id=service.instance_id)],
-        closers=[db.dispose, redis.aclose],
+        closers=[db.dispose, redis.aclose, _closer(passwords.close)],
         migrations_dir=MIGRATIONS,
     )
+
+
+def _closer(close):
+    async def closing() -> None:
+        close()
+
+    return closing

@@ -19,6 +19,12 @@ class UserSettings:
     celebrity: CelebrityRule
     login_max_failures: int
     login_lockout_seconds: int
+    #: Log-in attempts on one account from all addresses within a lockout, at most.
+    login_account_ceiling: int
+    #: Memory argon2 may take at once (MiB): how many passwords are hashed in parallel.
+    password_memory_mib: int
+    #: Seconds a sign-up or log-in waits for a hashing slot before a 429.
+    password_wait: float
     #: Accounts one user may follow: bounds what a follow list makes the feed read and lock.
     max_following: int
 
@@ -41,5 +47,8 @@ class UserSettings:
             celebrity=CelebrityRule(promote_at=promote, demote_below=demote),
             login_max_failures=env.int("LOGIN_MAX_FAILURES", 5, minimum=1),
             login_lockout_seconds=env.int("LOGIN_LOCKOUT", 900, minimum=1),
+            login_account_ceiling=env.int("LOGIN_ACCOUNT_CEILING", 100, minimum=1),
+            password_memory_mib=env.int("PASSWORD_MEMORY_MIB", 256, minimum=64),
+            password_wait=env.seconds("PASSWORD_WAIT", 2.0),
             max_following=env.int("MAX_FOLLOWING", 5000, minimum=1),
         )

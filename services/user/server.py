@@ -13,6 +13,7 @@ from zentry.user.v1 import user_service_pb2 as pb
 
 from services.kit import paging
 from services.kit.auth import current_caller
+from services.kit.clients import client_of
 from services.kit.errors import InvalidArgument
 from services.kit.wellknown import timestamp
 from services.user import domain
@@ -35,7 +36,9 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         return to_proto(user, with_email=True)
 
     async def CreateSession(self, request: pb.CreateSessionRequest, context) -> pb.Session:
-        session = await self._actions.log_in(request.username, request.password)
+        session = await self._actions.log_in(
+            request.username, request.password, client_of(context).address
+        )
         return pb.Session(
             access_token=session.token,
             expire_time=timestamp(session.expires),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import jwt
@@ -257,6 +258,32 @@ def test_a_burst_of_failed_log_ins_is_refused_with_429(api, new_account):
         ).status_code
         == 200
     )
+
+
+def test_concurrent_guesses_get_only_the_allowed_checks(api, new_account):
+    """Counted before the password is checked: 20 guesses at once, 5 checked (the test
+    mesh allows 5), whichever name each one typed."""
+    account = new_account()
+    names = [account.username, account.email.upper()] * 10
+
+    def guess(name: str) -> int:
+        body = {"username": name, "password": "wrong-pass-1"}
+        return api.post("/v1/sessions", json=body).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        statuses = sorted(pool.map(guess, names))
+    assert statuses == [401] * 5 + [429] * 15
+
+
+def test_a_guesser_locks_out_only_their_own_address(api, new_account, gateway):
+    account = new_account()
+    for _ in range(6):
+        api.post("/v1/sessions", json={"username": account.username, "password": "wrong-pass-1"})
+    body = {"username": account.username, "password": PASSWORD}
+    assert error_of(api.post("/v1/sessions", json=body))[:2] == (429, "RESOURCE_EXHAUSTED")
+    elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")  # the owner, at home
+    with httpx.Client(base_url=gateway, transport=elsewhere, timeout=20) as owner:
+        assert owner.post("/v1/sessions", json=body).status_code == 200
 
 
 def test_missing_malformed_expired_and_forged_tokens_are_401(api, new_account, settings):

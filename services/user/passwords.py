@@ -1,0 +1,62 @@
+"""Password hashing (argon2id) within a memory budget.
+
+One argon2 hash takes `memory_cost` (64 MiB by default) while it runs. Hashes
+run on a thread pool of their own, as many at once as the budget holds
+(ZENTRY_PASSWORD_MEMORY_MIB over one hash's memory), so no flood of sign-ups
+or log-ins, real or made up, makes the service take more. A call that finds
+every slot busy waits at most `wait` seconds for one, then is refused with
+RESOURCE_EXHAUSTED (429 at the gateway) instead of queueing without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from services.kit.errors import ResourceExhausted
+
+BUSY = "Too many passwords are being checked right now; try again in a few seconds."
+
+
+class Passwords:
+    def __init__(self, memory_mib: int, wait: float, hasher: PasswordHasher | None = None):
+        self._hasher = hasher or PasswordHasher()
+        self.slots = max(1, memory_mib * 1024 // self._hasher.memory_cost)
+        self._free = asyncio.Semaphore(self.slots)
+        self._pool = ThreadPoolExecutor(self.slots, thread_name_prefix="argon2")
+        self._wait = wait
+        # Checked against when an account does not exist, so timing tells nothing.
+        self._dummy_hash = self._hasher.hash("not a real password 0")
+
+    async def hash(self, password: str) -> str:
+        return await self._run(self._hasher.hash, password)
+
+    async def matches(self, password_hash: str | None, password: str) -> bool:
+        """Whether `password` is the one hashed; a hash's time even without a hash (None)."""
+        return await self._run(self._matches, password_hash, password)
+
+    def _matches(self, password_hash: str | None, password: str) -> bool:
+        try:
+            matches = self._hasher.verify(password_hash or self._dummy_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        return matches and password_hash is not None
+
+    async def _run(self, work, *args):
+        if self._free.locked():
+            try:
+                await asyncio.wait_for(self._free.acquire(), self._wait)
+            except TimeoutError:
+                raise ResourceExhausted(BUSY) from None
+        else:
+            await self._free.acquire()  # free: returns at once
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
+        finally:
+            self._free.release()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,42 @@
+"""Password hashing within its memory budget (argon2 for real, no servers)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from argon2 import PasswordHasher
+
+from services.kit.errors import ResourceExhausted
+from services.user.passwords import Passwords
+
+SMALL = PasswordHasher(memory_cost=8 * 1024, time_cost=2)  # 8 MiB a hash, fast enough here
+
+
+async def test_the_budget_decides_how_many_hash_at_once():
+    assert Passwords(256, 1.0).slots == 4  # 64 MiB each, argon2's default
+    assert Passwords(16, 1.0, SMALL).slots == 2
+
+
+async def test_a_flood_beyond_the_slots_is_refused_quickly_instead_of_queued():
+    passwords = Passwords(8, 0.0, SMALL)  # one slot, no waiting
+    results = await asyncio.gather(
+        *(passwords.hash(f"password-{n}!") for n in range(6)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, ResourceExhausted)]
+    assert len(refused) == 5 and "try again" in refused[0].message
+    passwords.close()
+
+
+async def test_hashes_check_and_an_absent_hash_never_matches():
+    passwords = Passwords(16, 5.0, SMALL)
+    hashed = await passwords.hash("sleep-well-42")
+    assert await passwords.matches(hashed, "sleep-well-42")
+    assert not await passwords.matches(hashed, "sleep-well-43")
+    assert not await passwords.matches(None, "not a real password 0")
+    passwords.close()
+
+
+@pytest.mark.parametrize("memory_mib", [64, 100])
+async def test_a_budget_below_two_hashes_still_hashes_one_at_a_time(memory_mib):
+    assert Passwords(memory_mib, 1.0).slots == 1
