@@ -54,7 +54,9 @@ def consumers(
                 sleep_projector.SLEEPERS_GROUP + group_suffix,
             ),
         ),
-        Rollups(Uniques(redis)).subscription(client_topic, rollups.GROUP + group_suffix),
+        Rollups(Uniques(redis), settings.caps).subscription(
+            client_topic, rollups.GROUP + group_suffix
+        ),
     )
     return [
         BatchConsumerRunner(db, bootstrap, subscription, max_batch=settings.batch_size, **options)
@@ -91,7 +93,7 @@ def assemble(settings: AnalyticsSettings) -> Assembly:
         add_servicers=add_servicers,
         consumers=[
             *consumers(settings, db, redis, service.kafka_bootstrap),
-            Sweeper(db, settings.raw_retention, settings.sweep_interval),
+            Sweeper(db, settings.raw_retention, settings.rollup_retention, settings.sweep_interval),
         ],
         closers=[publisher.close, users.aclose, consul.aclose, redis.aclose, db.dispose],
         migrations_dir=MIGRATIONS,

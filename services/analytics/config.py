@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from services.analytics.cardinality import Caps
 from services.analytics.tracking import Limits
 from services.kit.profiles import ProfileSettings
 from services.kit.settings import ConfigError, Env, ServiceSettings
@@ -21,6 +22,10 @@ class AnalyticsSettings:
     limits: Limits
     #: Events applied per transaction, at most.
     batch_size: int
+    #: How long rollups, sessions and visitor sketches are kept (dashboards look this far back).
+    rollup_retention: timedelta = timedelta(days=400)
+    #: Distinct names, property keys and values counted a day (services.analytics.cardinality).
+    caps: Caps = field(default_factory=Caps)
     #: Seconds between retention sweeps.
     sweep_interval: float = 3600.0
     #: How the caller's own zone and goal are read from the user service (services.kit.profiles).
@@ -41,9 +46,23 @@ class AnalyticsSettings:
                 "ZENTRY_ANALYTICS_RAW_RETENTION_DAYS must be longer than "
                 "ZENTRY_ANALYTICS_MAX_EVENT_AGE_HOURS"
             )
+        rollup_retention = timedelta(
+            days=env.int("ANALYTICS_ROLLUP_RETENTION_DAYS", 400, minimum=1)
+        )
+        if rollup_retention < retention:
+            raise ConfigError(
+                "ZENTRY_ANALYTICS_ROLLUP_RETENTION_DAYS must not be shorter than "
+                "ZENTRY_ANALYTICS_RAW_RETENTION_DAYS"
+            )
         return cls(
             service=ServiceSettings.load("analytics", DEFAULT_PORT, env),
             raw_retention=retention,
+            rollup_retention=rollup_retention,
+            caps=Caps(
+                names=env.int("ANALYTICS_MAX_NAMES", Caps.names, minimum=1),
+                keys=env.int("ANALYTICS_MAX_KEYS", Caps.keys, minimum=1),
+                values=env.int("ANALYTICS_MAX_VALUES", Caps.values, minimum=1),
+            ),
             limits=limits,
             batch_size=env.int("ANALYTICS_BATCH", 2000, minimum=1),
             sweep_interval=env.seconds("ANALYTICS_SWEEP_INTERVAL", 3600.0, positive=True),

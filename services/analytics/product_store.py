@@ -38,6 +38,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.analytics.cardinality import admitted
 from services.analytics.sessions import GAP, Session
 from services.kit.db import lock_keys
 
@@ -287,17 +288,24 @@ async def salt_of(session: AsyncSession, day: date) -> bytes:
 SWEEP_CHUNK = 10_000
 
 
-async def sweep_chunk(session: AsyncSession, raw_before: datetime, salts_before: date) -> int:
+async def sweep_chunk(
+    session: AsyncSession, raw_before: datetime, salts_before: date, rollups_before: datetime
+) -> int:
     """Delete up to SWEEP_CHUNK expired rows of each kind; how many went (0: all done).
 
-    Raw events and minute counts older than the retention go, and salts
-    before `salts_before`, so no hash can be made again for those days.
+    Raw events and minute counts older than the raw retention go, salts
+    before `salts_before` (so no hash can be made again for those days), and
+    rollups, sessions, sketches and admitted labels before `rollups_before`.
     """
     gone = 0
     for table, column, limit in (
         (raw_events, raw_events.c.receive_time, raw_before),
         (minute_counts, minute_counts.c.minute, raw_before),
         (salts, salts.c.day, salts_before),
+        (counts, counts.c.bucket, rollups_before),
+        (sessions, sessions.c.ended_at, rollups_before),
+        (visitor_sketches, visitor_sketches.c.bucket, rollups_before),
+        (admitted, admitted.c.day, rollups_before.date()),
     ):
         expired = select(*table.primary_key.columns).where(column < limit).limit(SWEEP_CHUNK)
         keys = list(table.primary_key.columns)

@@ -1,8 +1,9 @@
-"""Sweeps what is kept only for a while: raw events, per-minute counts, old salts.
+"""Sweeps what is kept only for a while: raw events, per-minute counts and old salts after
+the raw retention; rollups, sessions, visitor sketches and admitted labels after the
+(longer) rollup retention.
 
-Runs beside the rollup consumer. Rollups, sessions and visitor sketches stay.
-Each instance sweeps on its own in small transactions; deleting what another
-instance deleted already costs nothing.
+Runs beside the rollup consumer. Each instance sweeps on its own in small
+transactions; deleting what another instance deleted already costs nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ _log = logging.getLogger(__name__)
 
 
 class Sweeper:
-    def __init__(self, db: Database, raw_retention: timedelta, interval: float):
+    def __init__(
+        self, db: Database, raw_retention: timedelta, rollup_retention: timedelta, interval: float
+    ):
         self._db = db
         self._retention = raw_retention
+        self._rollup_retention = rollup_retention
         self._interval = interval
         self._stopping = asyncio.Event()
 
@@ -46,7 +50,10 @@ class Sweeper:
             async with self._db.transaction() as session:
                 # Today's and yesterday's salts stay: a request at midnight may still use either.
                 chunk = await product_store.sweep_chunk(
-                    session, now - self._retention, now.date() - timedelta(days=1)
+                    session,
+                    now - self._retention,
+                    now.date() - timedelta(days=1),
+                    now - self._rollup_retention,
                 )
             gone += chunk
             if chunk == 0:

@@ -1,5 +1,9 @@
 """Applies accepted client events: raw rows, counts, sessions and unique visitors.
 
+Counts are kept by event name and by each dimension's value (page, referrer,
+each property), as many distinct ones a day as services.analytics.cardinality
+admits.
+
 One fetched batch is one transaction (the kit's batch runner). The raw insert
 says which events are new (an event id seen before inserts nothing), and only
 those are counted, sessionized and added to the visitor sketches, so a
@@ -13,7 +17,8 @@ from datetime import UTC
 
 from zentry.events.v1 import analytics_events_pb2 as aev
 
-from services.analytics import periods, product_store, sessions
+from services.analytics import cardinality, periods, product_store, sessions
+from services.analytics.cardinality import Caps
 from services.analytics.tracking import PAGE_VIEW
 from services.analytics.uniques import Uniques
 from services.kit.batch_consumer import BatchSubscription, Event
@@ -22,20 +27,10 @@ from services.kit.events import CLIENT_EVENTS
 GROUP = "analytics.rollups"
 
 
-def dimensions(event: aev.ClientEventAccepted) -> list[tuple[str, str]]:
-    """What an event is counted under: its total, and its page, referrer and properties."""
-    found = [("", "")]
-    if event.page:
-        found.append(("page", event.page))
-    if event.referrer:
-        found.append(("referrer", event.referrer))
-    found += [(f"property.{k}", v) for k, v in event.properties.items()]
-    return found
-
-
 class Rollups:
-    def __init__(self, uniques: Uniques):
+    def __init__(self, uniques: Uniques, caps: Caps):
         self._uniques = uniques
+        self._caps = caps
 
     def subscription(self, topic: str = CLIENT_EVENTS, group: str = GROUP) -> BatchSubscription:
         return BatchSubscription(group, (topic,), (aev.ClientEventAccepted,), self.apply)
@@ -51,6 +46,7 @@ class Rollups:
         )
         if not new:
             return
+        labelled = await cardinality.labels(session, new, self._caps)
         totals: Counter = Counter()
         minutes: Counter = Counter()
         visitors: dict = defaultdict(set)
@@ -58,9 +54,10 @@ class Rollups:
         for e in new:
             when = e.event_time.ToDatetime(tzinfo=UTC)
             bucket = periods.bucket_of(when)
-            for dimension, value in dimensions(e):
-                totals[(e.name, dimension, value, bucket)] += 1
-            minutes[(e.name, when.replace(second=0, microsecond=0))] += 1
+            name, labels = labelled[e.event_id]
+            for dimension, value in labels:
+                totals[(name, dimension, value, bucket)] += 1
+            minutes[(name, when.replace(second=0, microsecond=0))] += 1
             visitors[bucket].add(e.visitor_id)
             first, last = spans.get(e.visitor_id, (when, when))
             spans[e.visitor_id] = (min(first, when), max(last, when))

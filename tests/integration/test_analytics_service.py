@@ -25,6 +25,7 @@ from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
 from services.analytics import product_store, replay, sleep_stats
+from services.analytics.cardinality import OTHER, Caps
 from services.analytics.retention import Sweeper
 from services.analytics.sleep_stats import Night
 from services.kit.auth import Caller
@@ -417,7 +418,7 @@ async def test_retention_drops_raw_events_and_minute_counts_but_keeps_rollups(wo
     at = HOUR + timedelta(minutes=30)
     await world.track([client_event("r1", at), client_event("r2", at)])
     await world.settled()
-    sweeper = Sweeper(world.db, timedelta(days=30), 3600)
+    sweeper = Sweeper(world.db, timedelta(days=30), timedelta(days=400), 3600)
     assert await sweeper.sweep() == 0  # nothing is old yet
     assert (
         await sweeper.sweep(now=datetime.now(UTC) + timedelta(days=31)) >= 4
@@ -439,6 +440,61 @@ async def test_retention_drops_raw_events_and_minute_counts_but_keeps_rollups(wo
     )
     with pytest.raises(FailedPrecondition, match="kept for 30 days"):
         await world.reports.event_counts(old)
+
+
+async def test_rollups_sessions_sketches_and_labels_go_after_the_rollup_retention(world):
+    """Found by reading: they were never swept, so random values grew the store for ever."""
+    at = HOUR + timedelta(minutes=30)
+    await world.track([client_event("k1", at, page="/feed"), client_event("k2", at)])
+    await world.settled()
+    sweeper = Sweeper(world.db, timedelta(days=30), timedelta(days=400), 3600)
+    await sweeper.sweep(now=datetime.now(UTC) + timedelta(days=31))
+    kept = await row_counts(world, "counts", "sessions", "visitor_sketches", "admitted")
+    assert all(kept.values()), kept
+    await sweeper.sweep(now=datetime.now(UTC) + timedelta(days=401))
+    assert await row_counts(world, *kept) == dict.fromkeys(kept, 0)
+
+
+async def row_counts(world, *tables: str) -> dict[str, int]:
+    async with world.db.transaction() as session:
+        return {
+            t: (await session.execute(text(f"SELECT count(*) FROM {t}"))).scalar() for t in tables
+        }
+
+
+async def test_each_day_counts_a_bounded_number_of_names_keys_and_values(
+    settings, blank_database, new_topic
+):
+    """Found by reading: names, property keys and values were counted each as sent, so
+    random ones grew the rollups without bound. Past the caps they count as "(other)"."""
+    await flush(redis_url(settings))
+    world = await open_world(
+        settings, blank_database, new_topic, caps=Caps(names=3, keys=2, values=3)
+    )
+    try:
+        at = HOUR + timedelta(minutes=10)
+        pages = [client_event(f"p{n}", at, page=f"/page/{n}") for n in range(5)]
+        named = [client_event(f"n{n}", at, name=f"tap_{n}") for n in range(3)]
+        keyed = client_event("k", at, name="tap_0", properties={"a": "1", "b": "2", "c": "3"})
+        await world.track([*pages, *named, keyed])
+        await world.settled()
+        async with world.db.transaction() as session:
+            rows = await session.execute(
+                text(
+                    "SELECT name, dimension, value, sum(events) FROM counts "
+                    "GROUP BY name, dimension, value"
+                )
+            )
+            counted = {(name, dim, value): n for name, dim, value, n in rows}
+    finally:
+        await world.close()
+    names = {name for name, dim, _v in counted if dim == ""}
+    assert names == {"page_view", "tap_0", "tap_1", OTHER}  # 4 names sent, 3 admitted
+    assert counted[(OTHER, "", "")] == 1
+    page_values = {v: n for (name, dim, v), n in counted.items() if dim == "page"}
+    assert len(page_values) == 4 and page_values[OTHER] == 2  # 3 of 5 pages, then "(other)"
+    keys = {dim for (name, dim, _v) in counted if name == "tap_0" and dim.startswith("property.")}
+    assert keys == {"property.a", "property.b", f"property.{OTHER}"}
 
 
 @pytest.mark.parametrize(
