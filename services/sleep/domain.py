@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from services.kit import dates, zones
+from services.kit import dates, masks, zones
 from services.kit.errors import InvalidArgument
 
 MIN_DURATION = timedelta(minutes=10)
@@ -181,19 +181,10 @@ def check_date_range(first: date | None, last: date | None) -> None:
 
 
 def check_update_mask(paths: list[str], present: set[str]) -> list[str]:
-    """The fields to change: the mask's paths, or without a mask the fields given non-empty."""
-    if not paths:
-        return [path for path in UPDATABLE if path in present]
-    for path in paths:
-        if path in OUTPUT_ONLY:
-            raise InvalidArgument.field(
-                "update_mask", f"{path} cannot be changed; it follows from the other fields"
-            )
-        if path not in UPDATABLE:
-            raise InvalidArgument.field(
-                "update_mask", f"unknown field {path!r}; choose from {', '.join(UPDATABLE)}"
-            )
-    return list(dict.fromkeys(paths))
+    """The fields to change (services.kit.masks)."""
+    return masks.fields_to_change(
+        paths, present, UPDATABLE, OUTPUT_ONLY, "; it follows from the other fields"
+    )
 
 
 def _span(length: timedelta) -> str:

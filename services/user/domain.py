@@ -11,7 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
-from services.kit import zones
+from services.kit import masks, zones
 from services.kit.errors import InvalidArgument
 
 USERNAME = re.compile(r"[A-Za-z0-9_]{3,30}")
@@ -113,17 +113,8 @@ def _has_control_characters(text: str) -> bool:
 
 
 def check_update_mask(paths: list[str], present: set[str]) -> list[str]:
-    """The profile fields to change: the mask's paths, or without a mask the non-empty fields."""
-    if not paths:
-        return [path for path in UPDATABLE if path in present]
-    for path in paths:
-        if path in IMMUTABLE:
-            raise InvalidArgument.field("update_mask", f"{path} cannot be changed")
-        if path not in UPDATABLE:
-            raise InvalidArgument.field(
-                "update_mask", f"unknown field {path!r}; choose from {', '.join(UPDATABLE)}"
-            )
-    return list(dict.fromkeys(paths))
+    """The fields to change (services.kit.masks)."""
+    return masks.fields_to_change(paths, present, UPDATABLE, IMMUTABLE, "")
 
 
 @dataclass(frozen=True)

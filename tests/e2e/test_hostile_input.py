@@ -105,3 +105,12 @@ def test_nights_before_the_year_2000_are_refused(api, new_account, end):
 def test_dates_outside_what_can_hold_nights_are_refused(api, new_account, path, params, field):
     me = new_account()
     assert_names_field(api.get(path, headers=me.auth, params=params), field)
+
+
+def test_an_update_that_names_nothing_to_change_is_refused(api, new_account):
+    """Found by trying: the body a generic client sends (the message wrapped, the mask inside)
+    changed nothing and answered 200."""
+    me = new_account()
+    wrapped = {"user": {"bio": "owl"}, "updateMask": "bio"}
+    assert_names_field(api.patch("/v1/users/me", headers=me.auth, json=wrapped), "update_mask")
+    assert api.get("/v1/users/me", headers=me.auth).json().get("bio", "") == ""

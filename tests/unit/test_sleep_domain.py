@@ -214,3 +214,6 @@ def test_update_mask():
         domain.check_update_mask(["sleep_date"], set())
     with pytest.raises(InvalidArgument, match=r"^update_mask: unknown field 'mood'"):
         domain.check_update_mask(["mood"], set())
+    # Found by trying: a body whose fields were all misspelt changed nothing and answered 200.
+    with pytest.raises(InvalidArgument, match=r"^update_mask: names no field to change"):
+        domain.check_update_mask([], {"id"})

@@ -105,6 +105,9 @@ def test_update_mask():
         domain.check_update_mask(["email"], set())
     with pytest.raises(InvalidArgument, match="unknown field"):
         domain.check_update_mask(["colour"], set())
+    # Found by trying: a body whose fields were all misspelt changed nothing and answered 200.
+    with pytest.raises(InvalidArgument, match=r"^update_mask: names no field to change"):
+        domain.check_update_mask([], {"username"})
 
 
 def test_celebrity_hysteresis():
