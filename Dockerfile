@@ -2,11 +2,20 @@
 # One image for every Zentry process; the command picks which one:
 #   python -m services.user | services.sleep     a service (ZENTRY_ROLE=api|consumer|all)
 #   python -m gateway feed --endpoints-only        the gateway's Consul -> Envoy endpoint feed
-# Build from the repository root:  docker build -t zentry:0.1.0 .
+# It also carries Swagger UI's files (/app/docs-ui), which the gateway pod copies for its
+# Envoy to serve at /docs. Build from the repository root:  docker build -t zentry:0.1.0 .
 # k8s/ runs it; outside Kubernetes, set ZENTRY_ADVERTISE_HOST and the ZENTRY_*_HOST
 # variables (README.md), because ZENTRY_HOST is 0.0.0.0 here.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+
+# --- docs-ui: Swagger UI from npm, at the version infra/toolchain/swagger-ui pins -----
+FROM ${NODE_IMAGE} AS docs-ui
+WORKDIR /ui
+COPY infra/toolchain/swagger-ui/ ./
+# No install scripts: the only one reports the install to its vendor.
+RUN npm ci --no-audit --no-fund --ignore-scripts
 
 # --- build: the pinned dependencies and the generated protos -------------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -19,8 +28,9 @@ COPY services/ services/
 COPY gateway/ gateway/
 COPY infra/ infra/
 # Editable, so the code runs from /app (the runtime stage copies both to the same paths).
+# No OpenAPI document here: the gateway's ConfigMap carries it (python -m gateway render).
 RUN pip install -c constraints.txt -e . \
- && python protos/generate.py \
+ && python protos/generate.py --no-openapi \
  && python -m compileall -q services gateway infra gen/python
 
 # --- runtime: no compilers, no pip cache, not root ------------------------------------
@@ -29,6 +39,8 @@ RUN groupadd --system --gid 10001 zentry \
  && useradd --system --uid 10001 --gid zentry --no-create-home --shell /usr/sbin/nologin zentry
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
+COPY --from=docs-ui /ui/node_modules/swagger-ui-dist/swagger-ui-bundle.js \
+     /ui/node_modules/swagger-ui-dist/swagger-ui.css /app/docs-ui/
 WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -23,12 +23,12 @@ setup: tools gen/.stamp ## venv, pinned servers and tools under .tools/, generat
 tools: $(VENV)/.installed
 	@$(INFRA) install
 
-protos: $(VENV)/.installed | tools ## regenerate gen/ from protos/ and buf lint them
+protos: $(VENV)/.installed | tools ## regenerate gen/ (code, descriptor set, openapi.json) from protos/; buf lint
 	@$(PY) protos/generate.py
 	@.tools/bin/buf lint
 	@touch gen/.stamp
 
-gen/.stamp: $(VENV)/.installed $(PROTO_SOURCES) protos/generate.py buf.yaml | tools
+gen/.stamp: $(VENV)/.installed $(PROTO_SOURCES) protos/generate.py protos/openapi.py buf.yaml | tools
 	@$(PY) protos/generate.py
 	@.tools/bin/buf lint
 	@touch $@

@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bench import analytics, feed, leaderboard, limits, sleep
+from bench import analytics, feed, flood, leaderboard, limits, sleep
 from bench.memory import PeakRss, rss_mib
+from gateway.config import NO_CLIENT_LIMITS
 from infra import config, lifecycle
 from infra.mesh import Mesh
 from infra.processes import wait_until
@@ -30,7 +31,11 @@ from infra.processes import wait_until
 INSTANCES = {"user": 2, "sleep": 2, "feed": 2, "leaderboard": 2, "analytics": 2}
 #: The gateway's rate limit would cap every figure at its rate; the bench lifts it, and
 #: renders the usual config again when it is done.
-UNLIMITED = {"ZENTRY_GATEWAY_RATE_LIMIT": "1000000", "ZENTRY_GATEWAY_RATE_BURST": "1000000"}
+UNLIMITED = {
+    "ZENTRY_GATEWAY_RATE_LIMIT": "1000000",
+    "ZENTRY_GATEWAY_RATE_BURST": "1000000",
+    **NO_CLIENT_LIMITS,
+}
 
 
 def main() -> int:
@@ -82,6 +87,8 @@ def main() -> int:
                 settings, base, tokens, readers, leaderboard.Scale.times(factor)
             )
             results["analytics"] = analytics.run(settings, base, analytics.Scale.times(factor))
+        users = {name: pid for name, pid in pids.items() if name.startswith("user-")}
+        results["flood"] = flood.run(base, users, flood.Scale.times(factor))
         results["memory"] = {"rss_idle_mib": idle, "rss_peak_mib": peak.peak}
         tokens.unlink(missing_ok=True)
     finally:
@@ -243,7 +250,33 @@ def report(results: dict) -> str:
     ]
     for name, idle in rss["rss_idle_mib"].items():
         lines.append(f"| {name} | {idle} | {rss['rss_peak_mib'].get(name)} |")
-    return "\n".join(lines)
+    return "\n".join(lines + _flood_report(results["flood"]))
+
+
+def _flood_report(f: dict) -> list[str]:
+    quiet, flooded = f["quiet"], f["flooded"]
+    peaks = ", ".join(f"{name} {mib} MiB" for name, mib in f["user_rss_peak_mib"].items())
+    lines = [
+        "",
+        f"### A log-in flood from {f['addresses']} addresses ({f['concurrency']} at once, "
+        f"{f['seconds']:.0f} s), and one ordinary user",
+        "",
+        "| ordinary user | log-in p50 ms | log-in p95 ms | feed read p50 ms | feed read p95 ms "
+        "| failed |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, r in (("alone", quiet), ("during the flood", flooded)):
+        lines.append(
+            f"| {label} | {r['log_in'].get('p50_ms')} | {r['log_in'].get('p95_ms')} | "
+            f"{r['feed_read'].get('p50_ms')} | {r['feed_read'].get('p95_ms')} | {r['failed']} |"
+        )
+    answers = ", ".join(f"{code}: {n}" for code, n in f["flood_answers"].items())
+    lines += [
+        "",
+        f"Flood answers: {answers}. User service peak RSS: {peaks} "
+        f"(limit {f['user_memory_limit_mib']} MiB each).",
+    ]
+    return lines
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import httpx
 from redis import Redis
 
 from chaos.network import Network
+from gateway.config import NO_CLIENT_LIMITS
 from infra import lifecycle
 from infra.config import Settings
 from infra.mesh import SERVICES, Child, Mesh
@@ -62,7 +63,7 @@ class Cluster:
         self.mesh.start_process("toxiproxy", self.network.command())
         self.network.wait_ready()
         self.env.update(self.network.create())  # every instance goes through the proxies
-        self.mesh.start_feed()
+        self.mesh.start_feed(NO_CLIENT_LIMITS)  # the load comes from one address
         for service in SERVICES:
             roles = ("api", "consumer") if service in CONSUMING else ("all",)
             for role in roles:

@@ -10,6 +10,20 @@ from services.kit.settings import Env
 
 REPO = Path(__file__).resolve().parent.parent
 DESCRIPTOR_SET = REPO / "gen" / "zentry.descriptor.pb"
+OPENAPI_DOCUMENT = REPO / "gen" / "openapi.json"
+#: Methods whose calls each client address may make only so often (a token bucket per
+#: address): the setting's name (ZENTRY_GATEWAY_CLIENT_<NAME>) and its default a minute.
+#: Log-ins and sign-ups each cost a password hash; the analytics intake is anonymous.
+CLIENT_LIMITED = {
+    "zentry.user.v1.UserService.CreateSession": ("LOG_INS", 20),
+    "zentry.user.v1.UserService.CreateUser": ("SIGN_UPS", 10),
+    "zentry.analytics.v1.ProductAnalyticsService.TrackEvents": ("EVENTS", 600),
+}
+#: The environment that lifts every per-client limit: for the bench's and chaos's load,
+#: which comes from one address.
+NO_CLIENT_LIMITS = {
+    f"ZENTRY_GATEWAY_CLIENT_{name}": "1000000" for name, _default in CLIENT_LIMITED.values()
+}
 
 
 @dataclass(frozen=True)
@@ -21,6 +35,8 @@ class GatewaySettings:
     config_dir: Path  # bootstrap, LDS and CDS files Envoy watches
     eds_dir: Path  # one EDS file per upstream, written by the endpoint feed
     descriptor_set: Path
+    openapi_document: Path  # served at /openapi.json, inlined into the listener
+    docs_dir: Path  # Swagger UI's files, which Envoy reads to serve /docs
     consul_url: str
     jwt_issuer: str
     jwt_audience: str
@@ -28,6 +44,10 @@ class GatewaySettings:
     max_request_bytes: int
     rate_limit_per_second: int
     rate_limit_burst: int
+    #: Calls one client address may make a minute, by method name (see CLIENT_LIMITED).
+    client_limits: dict[str, int]
+    #: The secret the gateway adds to every request it forwards (services.kit.clients).
+    secret_file: Path
     route_timeout_seconds: float
     max_connections: int
 
@@ -56,6 +76,8 @@ class GatewaySettings:
             config_dir=config_dir,
             eds_dir=env.path("GATEWAY_EDS_DIR", config_dir / "eds"),
             descriptor_set=Path(env.str("GATEWAY_DESCRIPTOR_SET", str(DESCRIPTOR_SET))),
+            openapi_document=env.path("GATEWAY_OPENAPI_DOCUMENT", OPENAPI_DOCUMENT),
+            docs_dir=env.path("GATEWAY_DOCS_DIR", infra.tools_dir / "share" / "swagger-ui"),
             consul_url=infra.consul.http_url,
             jwt_issuer=env.str("JWT_ISSUER", "zentry"),
             jwt_audience=env.str("JWT_AUDIENCE", "zentry-api"),
@@ -63,6 +85,11 @@ class GatewaySettings:
             max_request_bytes=env.int("GATEWAY_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024),
             rate_limit_per_second=env.int("GATEWAY_RATE_LIMIT", 1000, minimum=1),
             rate_limit_burst=env.int("GATEWAY_RATE_BURST", 2000, minimum=1),
+            client_limits={
+                method: env.int(f"GATEWAY_CLIENT_{name}", default, minimum=1)
+                for method, (name, default) in CLIENT_LIMITED.items()
+            },
+            secret_file=env.path("GATEWAY_SECRET_FILE", infra.run_dir / "secrets" / "gateway"),
             route_timeout_seconds=env.seconds("GATEWAY_TIMEOUT", 15.0),
             max_connections=env.int("GATEWAY_MAX_CONNECTIONS", 10_000, minimum=1),
         )

@@ -23,6 +23,7 @@ HTTP_VERBS = ("get", "put", "post", "delete", "patch")
 class HttpRule:
     verb: str  # GET, POST, ...
     template: str  # e.g. /v1/users/{username}:follow
+    body: str = ""  # the request field the JSON body fills: "*" for all, "" for none
 
     def path_regex(self) -> str:
         """A RE2 regex for request paths of this template (without query string)."""
@@ -42,6 +43,8 @@ class Method:
     public: bool
     idempotent: bool
     http: tuple[HttpRule, ...]
+    input_type: str = ""  # fully qualified, with a leading dot: .zentry.user.v1.GetUserRequest
+    output_type: str = ""
 
     @property
     def grpc_path(self) -> str:
@@ -80,7 +83,7 @@ def _method(service: str, method: descriptor_pb2.MethodDescriptorProto) -> Metho
     rule: http_pb2.HttpRule = parsed.Extensions[annotations_pb2.http]
     rules = [rule, *rule.additional_bindings] if rule.WhichOneof("pattern") else []
     http = tuple(
-        HttpRule(verb.upper(), getattr(r, verb))
+        HttpRule(verb.upper(), getattr(r, verb), r.body)
         for r in rules
         for verb in HTTP_VERBS
         if r.WhichOneof("pattern") == verb
@@ -93,4 +96,6 @@ def _method(service: str, method: descriptor_pb2.MethodDescriptorProto) -> Metho
         idempotent=level in (parsed.NO_SIDE_EFFECTS, parsed.IDEMPOTENT)
         or any(r.verb == "GET" for r in http),
         http=http,
+        input_type=method.input_type,
+        output_type=method.output_type,
     )

@@ -9,14 +9,17 @@ Request path through the listener's HTTP filters, in order:
 health_check (answers GET /healthz itself: 200, or 503 once Envoy is draining)
 → lua (adds the gRPC code name to JSON error bodies) → cors → local rate limit
 (429) → jwt_authn (401) → buffer (request body limit, 413) → gRPC-JSON
-transcoder → router (retries, outlier detection, timeouts).
+transcoder → router (retries, outlier detection, timeouts). The router answers
+GET /openapi.json and /docs itself (gateway.docs), with no token and no transcoding.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
+from gateway import docs
 from gateway.config import GatewaySettings
 from gateway.descriptors import ApiService
 
@@ -26,8 +29,14 @@ JWKS_CLUSTER = "gateway_jwks"
 HEALTH_PATH = "/healthz"
 NO_UPSTREAM = "no_upstream"  # a cluster without endpoints, for routes never forwarded
 JWT_PROVIDER = "zentry"
+TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 PER_TRY_TIMEOUT = "5s"
-#: Request headers the gateway sets for the services (services.analytics.server reads them).
+#: Request headers the gateway sets for the services (services.kit.clients reads them).
+GATEWAY_SECRET_HEADER = "x-zentry-gateway-secret"
+GATEWAY_SECRET = "gateway_secret"
+SECRET_SDS_FILE = "gateway-secret.json"
+#: Client addresses with a bucket of their own at once, at most.
+CLIENT_BUCKETS = 65536
 CLIENT_ADDRESS_HEADER = "x-zentry-client-address"
 CLIENT_USER_AGENT_HEADER = "x-zentry-user-agent"
 
@@ -181,6 +190,8 @@ def endpoints(cluster: str, addresses: list[tuple[str, int]]) -> dict:
 
 
 def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
+    """The gateway listener. Raises FileNotFoundError without gen/openapi.json (`make protos`)."""
+    pages = docs.pages(settings)
     manager = {
         "@type": T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "gateway",
@@ -197,7 +208,7 @@ def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
         },
         "access_log": [_access_log()],
         "local_reply_config": _local_reply_config(),
-        "route_config": _routes(settings, services),
+        "route_config": _routes(settings, services, pages),
         "http_filters": [
             _filter(
                 "health_check",
@@ -216,12 +227,12 @@ def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
             _filter(
                 "local_ratelimit",
                 "extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-                _rate_limit(settings),
+                _rate_limit(settings, services),
             ),
             _filter(
                 "jwt_authn",
                 "extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-                _jwt(settings, services),
+                _jwt(settings, services, pages),
             ),
             _filter(
                 "buffer",
@@ -232,6 +243,11 @@ def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
                 "grpc_json_transcoder",
                 "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
                 _transcoder(settings, services),
+            ),
+            _filter(
+                "credential_injector",
+                "extensions.filters.http.credential_injector.v3.CredentialInjector",
+                _gateway_secret(settings),
             ),
             _filter("router", "extensions.filters.http.router.v3.Router", {}),
         ],
@@ -255,9 +271,10 @@ def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
     return {"resources": [listener]}
 
 
-def _routes(settings: GatewaySettings, services: list[ApiService]) -> dict:
-    """Routes on the gRPC path (the transcoder rewrites REST paths to it before routing)."""
-    routes = []
+def _routes(settings: GatewaySettings, services: list[ApiService], pages: list[docs.Page]) -> dict:
+    """Routes on the gRPC path (the transcoder rewrites REST paths to it before routing),
+    and the pages Envoy answers itself."""
+    routes = [_page_route(page) for page in pages]
     for service in services:
         for method in service.methods:
             routes.append(
@@ -301,6 +318,7 @@ def _routes(settings: GatewaySettings, services: list[ApiService]) -> dict:
     return {
         "name": "api",
         "validate_clusters": False,  # clusters come from CDS
+        "max_direct_response_body_size_bytes": docs.MAX_BODY_BYTES,
         "virtual_hosts": [
             {
                 "name": "api",
@@ -317,6 +335,24 @@ def _routes(settings: GatewaySettings, services: list[ApiService]) -> dict:
                 ],
             }
         ],
+    }
+
+
+def _page_route(page: docs.Page) -> dict:
+    """GET of a page, answered from the config with no transcoding (which would 404 it)."""
+    headers = {
+        "content-type": page.content_type,
+        "x-content-type-options": "nosniff",
+        "cache-control": "no-cache",
+        **page.headers,
+    }
+    return {
+        "match": {"path": page.path, "headers": [_method_is("GET")]},
+        "direct_response": {"status": 200, "body": page.body},
+        "response_headers_to_add": [_header(k, v, True) for k, v in headers.items()],
+        "typed_per_filter_config": {
+            TRANSCODER_FILTER: {"@type": T + "config.route.v3.FilterConfig", "disabled": True}
+        },
     }
 
 
@@ -340,13 +376,17 @@ def _retry_policy(idempotent: bool) -> dict:
     }
 
 
-def _jwt(settings: GatewaySettings, services: list[ApiService]) -> dict:
-    """Public methods (REST and native gRPC paths) need no token, but one that is sent must
-    be valid (as in each service's auth interceptor); everything else needs a token."""
+def _jwt(settings: GatewaySettings, services: list[ApiService], pages: list[docs.Page]) -> dict:
+    """Public methods (REST and native gRPC paths) and the API document's pages need no
+    token, but one that is sent must be valid (as in each service's auth interceptor);
+    everything else needs a token."""
     optional = {
         "requires_any": {"requirements": [{"provider_name": JWT_PROVIDER}, {"allow_missing": {}}]}
     }
-    rules = []
+    rules = [
+        {"match": {"path": page.path, "headers": [_method_is("GET")]}, "requires": optional}
+        for page in pages
+    ]
     for service in services:
         for method in service.methods:
             if not method.public:
@@ -357,7 +397,7 @@ def _jwt(settings: GatewaySettings, services: list[ApiService]) -> dict:
                     {
                         "match": {
                             "safe_regex": {"regex": http.path_regex()},
-                            "headers": [{"name": ":method", "string_match": {"exact": http.verb}}],
+                            "headers": [_method_is(http.verb)],
                         },
                         "requires": optional,
                     }
@@ -410,7 +450,43 @@ def _transcoder(settings: GatewaySettings, services: list[ApiService]) -> dict:
     }
 
 
-def _rate_limit(settings: GatewaySettings) -> dict:
+def _rate_limit(settings: GatewaySettings, services: list[ApiService]) -> dict:
+    """One bucket for the whole gateway (the ceiling), and for the methods in
+    `client_limits` a bucket per method and client address as well (LRU-bounded)."""
+    rate_limits, descriptors = [], []
+    for service in services:
+        for method in service.methods:
+            per_minute = settings.client_limits.get(f"{service.full_name}.{method.name}")
+            if per_minute is None:
+                continue
+            paths = [re.escape(method.grpc_path)] + [rule.path_regex() for rule in method.http]
+            matches = [
+                _method_is("POST"),
+                {
+                    "name": ":path",
+                    "string_match": {"safe_regex": {"regex": f"^(?:{'|'.join(paths)})(?:\\?.*)?$"}},
+                },
+            ]
+            rate_limits.append(
+                {
+                    "actions": [
+                        {
+                            "header_value_match": {
+                                "descriptor_key": "method",
+                                "descriptor_value": method.name,
+                                "headers": matches,
+                            }
+                        },
+                        {"remote_address": {}},
+                    ]
+                }
+            )
+            descriptors.append(
+                {
+                    "entries": [{"key": "method", "value": method.name}, {"key": "remote_address"}],
+                    "token_bucket": _per_minute(per_minute),
+                }
+            )
     return {
         "stat_prefix": "gateway_rate_limit",
         "token_bucket": {
@@ -421,6 +497,56 @@ def _rate_limit(settings: GatewaySettings) -> dict:
         "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
         "filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
         "response_headers_to_add": [{"header": {"key": "x-ratelimit-limited", "value": "true"}}],
+        "rate_limits": rate_limits,
+        "descriptors": descriptors,
+        # A bucket per address seen lately: an address pushed out starts a full bucket again,
+        # and the gateway's bucket above still bounds everything.
+        "max_dynamic_descriptors": CLIENT_BUCKETS,
+        "always_consume_default_token_bucket": True,
+    }
+
+
+def _per_minute(calls: int) -> dict:
+    """A bucket of `calls` that refills evenly over a minute (Envoy's fill interval >= 50 ms)."""
+    interval = max(0.05, 60 / calls)
+    return {
+        "max_tokens": calls,
+        "tokens_per_fill": max(1, round(calls * interval / 60)),
+        "fill_interval": f"{interval:.3f}s",
+    }
+
+
+def secret_discovery(settings: GatewaySettings) -> dict:
+    """The SDS file for the gateway's secret: it names the secret's file, never the secret."""
+    return {
+        "resources": [
+            {
+                "@type": T + "extensions.transport_sockets.tls.v3.Secret",
+                "name": GATEWAY_SECRET,
+                "generic_secret": {"secret": {"filename": str(settings.secret_file)}},
+            }
+        ]
+    }
+
+
+def _gateway_secret(settings: GatewaySettings) -> dict:
+    """Every forwarded request carries the gateway's secret (whatever the client sent in its
+    place), so services believe the client headers it sets (services.kit.clients)."""
+    return {
+        "overwrite": True,
+        "credential": {
+            "name": "envoy.http.injected_credentials.generic",
+            "typed_config": {
+                "@type": T + "extensions.http.injected_credentials.generic.v3.Generic",
+                "credential": {
+                    "name": GATEWAY_SECRET,
+                    "sds_config": {
+                        "path_config_source": {"path": str(settings.config_dir / SECRET_SDS_FILE)}
+                    },
+                },
+                "header": GATEWAY_SECRET_HEADER,
+            },
+        },
     }
 
 
@@ -479,6 +605,10 @@ def _filter(name: str, type_name: str, config: dict) -> dict:
         "name": f"envoy.filters.http.{name}",
         "typed_config": {"@type": T + type_name, **config},
     }
+
+
+def _method_is(verb: str) -> dict:
+    return {"name": ":method", "string_match": {"exact": verb}}
 
 
 def _address(host: str, port: int) -> dict:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway import descriptors, envoy_config
+from gateway import descriptors, docs, envoy_config
 from gateway.config import GatewaySettings
 from gateway.files import write_json
+from infra.secrets import ensure_secret
 
 
 def upstreams(settings: GatewaySettings) -> list[str]:
@@ -22,13 +23,22 @@ def render(settings: GatewaySettings, out_dir: Path | None = None) -> list[str]:
 
     The files name the paths in `settings` (where Envoy reads them); `out_dir`
     writes them elsewhere instead, e.g. into a Kubernetes ConfigMap's source,
-    and then no EDS file is written (the feed makes them where Envoy runs).
-    Returns the upstream names.
+    and then no EDS file is written (the feed makes them where Envoy runs) and
+    Swagger UI's files are not looked for (the pod has them). Returns the
+    upstream names. Raises FileNotFoundError for a missing generated file or,
+    in place, missing Swagger UI files (Envoy would refuse the listener).
     """
     services = _services(settings)
     target = out_dir or settings.config_dir
     if out_dir is None:
+        missing = docs.missing_ui_files(settings)
+        if missing:
+            raise FileNotFoundError(
+                f"{', '.join(missing)} missing from {settings.docs_dir}; run `make tools`"
+            )
         seed_endpoints(settings)
+        ensure_secret(settings.secret_file)  # a local run's; Kubernetes mounts a Secret
+    write_json(target / envoy_config.SECRET_SDS_FILE, envoy_config.secret_discovery(settings))
     write_json(target / "cds.json", envoy_config.clusters(settings, services))
     write_json(target / "lds.json", envoy_config.listeners(settings, services))
     write_json(target / settings.bootstrap_file.name, envoy_config.bootstrap(settings))

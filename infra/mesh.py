@@ -23,6 +23,7 @@ import httpx
 from infra.config import Settings
 from infra.errors import InfraError
 from infra.processes import free_port, wait_until
+from infra.secrets import ensure_secret
 from services.kit import healthcheck
 
 #: Every service that exists (`python -m services.<name>`), in start order.
@@ -58,7 +59,8 @@ class Mesh:
         return self.settings.run_dir / "secrets"
 
     def env(self) -> dict[str, str]:
-        """The environment of every child: ours, plus the local token keys unless given."""
+        """The environment of every child: ours, plus the local token keys and the gateway's
+        secret unless given."""
         from services.user.tokens import ensure_keypair
 
         private = self.secrets_dir / "jwt-private.pem"
@@ -68,6 +70,8 @@ class Mesh:
             ensure_keypair(private, public)
             env["ZENTRY_JWT_PRIVATE_KEY_FILE"] = str(private)
             env["ZENTRY_JWT_PUBLIC_KEY_FILE"] = str(public)
+        if "ZENTRY_GATEWAY_SECRET_FILE" not in env:
+            env["ZENTRY_GATEWAY_SECRET_FILE"] = str(ensure_secret(self.secrets_dir / "gateway"))
         return env
 
     def start_feed(self, extra_env: dict[str, str] | None = None) -> Child:

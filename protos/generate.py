@@ -1,14 +1,19 @@
-"""Generate Python code and Envoy's descriptor set from protos/ (run by `make protos`).
+"""Generate Python code, Envoy's descriptor set and the OpenAPI document from protos/.
 
-Output goes to the git-ignored gen/: gen/python (importable thanks to a .pth
-file this writes into the running interpreter's site-packages),
-gen/zentry.descriptor.pb (every file with its imports, plus google/rpc's status
-and error details so Envoy can transcode rich errors), and gen/googleapis (the
-google/api protos, so buf can lint without reaching its registry).
+Run by `make protos`. Output goes to the git-ignored gen/: gen/python
+(importable thanks to a .pth file this writes into the running interpreter's
+site-packages), gen/zentry.descriptor.pb (every file with its imports, plus
+google/rpc's status and error details so Envoy can transcode rich errors),
+gen/googleapis (the google/api protos, so buf can lint without reaching its
+registry) and gen/openapi.json (protos/openapi.py; `--no-openapi` skips it
+where the plugin is not installed, as in the container image, which does
+not serve it).
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import shutil
 import site
 import sys
@@ -34,7 +39,10 @@ def googleapis_dir() -> Path:
     return Path(google.api.__path__[0]).parent.parent
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="protos/generate.py", description=__doc__)
+    parser.add_argument("--no-openapi", action="store_true", help="skip gen/openapi.json")
+    args = parser.parse_args(argv)
     sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     if not sources:
         print(f"protos: no .proto files under {PROTOS}", file=sys.stderr)
@@ -73,10 +81,16 @@ def main() -> int:
         return code
     _copy_googleapis()
     _make_importable()
-    print(
-        f"protos: {len(sources)} files -> {PYTHON_OUT.relative_to(REPO)}, "
-        f"{DESCRIPTOR_SET.relative_to(REPO)}"
-    )
+    written = [PYTHON_OUT, DESCRIPTOR_SET]
+    if not args.no_openapi:
+        import openapi  # protos/openapi.py; needs PyYAML and the plugin, which the image lacks
+
+        try:
+            written.append(openapi.write(includes, sources, DESCRIPTOR_SET))
+        except (FileNotFoundError, RuntimeError, ValueError) as error:
+            print(f"protos: {error}", file=sys.stderr)
+            return 1
+    print(f"protos: {len(sources)} files -> {', '.join(str(p.relative_to(REPO)) for p in written)}")
     return 0
 
 
@@ -90,9 +104,15 @@ def _copy_googleapis() -> None:
 
 
 def _make_importable() -> None:
-    """Put gen/python on sys.path for this venv, so `import zentry.user.v1` just works."""
+    """Put gen/python on sys.path for this venv, so `import zentry.user.v1` just works.
+
+    This process too: the OpenAPI step reads the descriptors with them.
+    """
     pth = Path(site.getsitepackages()[0]) / "zentry-generated.pth"
     pth.write_text(f"{PYTHON_OUT}\n")
+    if str(PYTHON_OUT) not in sys.path:
+        sys.path.append(str(PYTHON_OUT))
+    importlib.invalidate_caches()
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.kit import logs, reflection, telemetry
 from services.kit.auth import AuthInterceptor, TokenVerifier, public_methods
+from services.kit.clients import GatewayTrust
 from services.kit.db import migrate
 from services.kit.discovery import Consul
 from services.kit.errors import ErrorInterceptor
@@ -99,6 +100,7 @@ def create_server(
             ErrorInterceptor(),
             AuthInterceptor(verifier, public_methods(*assembly.services)),
             ControlCharacterGuard(),
+            GatewayTrust.from_file(settings.gateway_secret_file),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -105,6 +105,8 @@ class ServiceSettings:
     kafka_bootstrap: str
     consul_url: str
     jwt_public_key_file: Path
+    #: The secret the gateway adds to each request; unset, no gateway header is believed.
+    gateway_secret_file: Path | None
     jwt_issuer: str
     jwt_audience: str
     shutdown_grace: float
@@ -140,6 +142,11 @@ class ServiceSettings:
             ),
             jwt_public_key_file=env.file(
                 "JWT_PUBLIC_KEY_FILE", "the PEM public key that verifies access tokens"
+            ),
+            gateway_secret_file=(
+                env.file("GATEWAY_SECRET_FILE", "the secret the gateway adds to requests")
+                if env.raw("GATEWAY_SECRET_FILE")
+                else None
             ),
             jwt_issuer=env.str("JWT_ISSUER", "zentry"),
             jwt_audience=env.str("JWT_AUDIENCE", "zentry-api"),

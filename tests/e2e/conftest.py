@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from gateway.config import NO_CLIENT_LIMITS
 from infra import config, lifecycle
 from infra.config import Settings
 from infra.mesh import SERVICES, Mesh
@@ -31,6 +32,9 @@ TEST_ENV = {
     "ZENTRY_FEED_TIMELINE_LENGTH": "10",
     "ZENTRY_MAX_FOLLOWING": "6",
 }
+#: Every test logs in from this machine's address: only the intake keeps a per-client limit
+#: here, low enough for a test to reach (test_hostile_input).
+GATEWAY_ENV = {**NO_CLIENT_LIMITS, "ZENTRY_GATEWAY_CLIENT_EVENTS": "40"}
 PASSWORD = "sleep-well-42"
 #: The services with Kafka consumers; each runs them in one instance of its own.
 CONSUMING = ("sleep", "feed", "leaderboard", "analytics")
@@ -46,7 +50,7 @@ def mesh(settings: Settings) -> Iterator[Mesh]:
     lifecycle.up(settings, lifecycle.servers(settings))
     mesh = Mesh(settings)
     try:
-        mesh.start_feed()
+        mesh.start_feed(GATEWAY_ENV)
         children = [
             mesh.start_service(service, 0, TEST_ENV, role="api" if service in CONSUMING else "all")
             for service in SERVICES

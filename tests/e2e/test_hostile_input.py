@@ -114,3 +114,23 @@ def test_an_update_that_names_nothing_to_change_is_refused(api, new_account):
     wrapped = {"user": {"bio": "owl"}, "updateMask": "bio"}
     assert_names_field(api.patch("/v1/users/me", headers=me.auth, json=wrapped), "update_mask")
     assert api.get("/v1/users/me", headers=me.auth).json().get("bio", "") == ""
+
+
+def test_one_client_address_cannot_use_up_the_intake_for_everyone(gateway):
+    """Found by reading: one bucket for the whole gateway, so one client could 429 everyone.
+    The test gateway lets each address send 40 intake calls a minute."""
+    batch = {"events": [event()]}
+
+    def send_from(address: str, calls: int) -> list[int]:
+        transport = httpx.HTTPTransport(local_address=address)
+        with httpx.Client(base_url=gateway, transport=transport, timeout=20) as client:
+            return [
+                client.post(
+                    "/v1/analytics/events:batchCreate", json=batch, headers=BROWSER
+                ).status_code
+                for _ in range(calls)
+            ]
+
+    flood = send_from("127.0.0.3", 45)
+    assert flood.count(200) <= 41 and flood[-1] == 429, flood  # 40, and one refilled at most
+    assert send_from("127.0.0.4", 3) == [200] * 3, "another address is not limited by it"

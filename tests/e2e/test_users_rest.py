@@ -6,9 +6,12 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import httpx
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from tests.e2e.conftest import PASSWORD, register
 from tests.support import unique
@@ -284,6 +287,27 @@ def test_a_guesser_locks_out_only_their_own_address(api, new_account, gateway):
     elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")  # the owner, at home
     with httpx.Client(base_url=gateway, transport=elsewhere, timeout=20) as owner:
         assert owner.post("/v1/sessions", json=body).status_code == 200
+
+
+def test_a_direct_call_cannot_pass_for_the_gateway_with_its_headers(api, new_account, mesh):
+    """Found by reading: a service believed x-zentry-client-address from anyone who reached
+    its port. Six wrong guesses sent straight to a user instance, each claiming another
+    address, are counted against the sender's own address (this machine's)."""
+    account = new_account()
+    port = next(c.port for c in mesh.children if c.name.startswith("user-") and c.alive())
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = user_service_pb2_grpc.UserServiceStub(channel)
+        for n in range(6):
+            with pytest.raises(grpc.RpcError):
+                stub.CreateSession(
+                    user_service_pb2.CreateSessionRequest(
+                        username=account.username, password="wrong-pass-1"
+                    ),
+                    metadata=(("x-zentry-client-address", f"198.51.100.{n}"),),
+                    timeout=10,
+                )
+    body = {"username": account.username, "password": PASSWORD}
+    assert error_of(api.post("/v1/sessions", json=body))[:2] == (429, "RESOURCE_EXHAUSTED")
 
 
 def test_missing_malformed_expired_and_forged_tokens_are_401(api, new_account, settings):

@@ -44,7 +44,8 @@ def test_base_images_are_pinned():
             image = rest.split()[0]
             image = re.sub(r"\$\{(\w+)\}", lambda m: args()[m.group(1)], image)
             tag = image.partition(":")[2]
-            assert re.fullmatch(r"\d+\.\d+\.\d+-slim-\w+", tag), f"{image}: pin an exact version"
+            slim = r"\d+\.\d+\.\d+-(slim-\w+|\w+-slim)"  # python's and node's spellings
+            assert re.fullmatch(slim, tag), f"{image}: pin an exact version"
 
 
 def test_the_image_runs_as_a_numeric_non_root_user():

@@ -39,7 +39,7 @@ def test_each_package_is_one_upstream_named_by_its_domain(services):
 
 def test_the_user_service_and_its_http_rules(services):
     methods = methods_by_name([s for s in services if s.upstream == "user"])
-    assert methods["FollowUser"].http == (HttpRule("POST", "/v1/users/{username}:follow"),)
+    assert methods["FollowUser"].http == (HttpRule("POST", "/v1/users/{username}:follow", "*"),)
     assert {n for n, m in methods.items() if m.public} == {"CreateUser", "CreateSession", "GetJwks"}
     assert methods["GetUser"].idempotent and methods["FollowUser"].idempotent
     assert not methods["CreateUser"].idempotent and not methods["CreateSession"].idempotent
@@ -77,20 +77,34 @@ def test_filter_order(settings, services):
         "jwt_authn",
         "buffer",
         "grpc_json_transcoder",
+        "credential_injector",
         "router",
     ]
 
 
-def test_only_public_methods_skip_the_token(settings, services):
+OPTIONAL_TOKEN = {
+    "requires_any": {"requirements": [{"provider_name": "zentry"}, {"allow_missing": {}}]}
+}
+DOC_PAGES = {
+    "/openapi.json",
+    "/docs",
+    "/docs/init.js",
+    "/docs/swagger-ui-bundle.js",
+    "/docs/swagger-ui.css",
+}
+
+
+def jwt_config(settings, services) -> dict:
     manager = http_filters(settings, services)
-    jwt = next(f for f in manager["http_filters"] if f["name"].endswith("jwt_authn"))[
+    return next(f for f in manager["http_filters"] if f["name"].endswith("jwt_authn"))[
         "typed_config"
     ]
-    optional = {
-        "requires_any": {"requirements": [{"provider_name": "zentry"}, {"allow_missing": {}}]}
-    }
-    open_rules = [r["match"] for r in jwt["rules"] if r["requires"] == optional]
-    open_paths = {m.get("path") for m in open_rules} - {None}
+
+
+def test_only_public_methods_skip_the_token(settings, services):
+    jwt = jwt_config(settings, services)
+    open_rules = [r["match"] for r in jwt["rules"] if r["requires"] == OPTIONAL_TOKEN]
+    open_paths = {m.get("path") for m in open_rules} - {None} - DOC_PAGES
     assert open_paths == {
         "/zentry.user.v1.UserService/CreateUser",
         "/zentry.user.v1.UserService/CreateSession",
@@ -114,12 +128,99 @@ def test_only_public_methods_skip_the_token(settings, services):
     assert provider["clock_skew_seconds"] == 5 and provider["forward"] is True
 
 
+def routes_of(settings, services) -> list[dict]:
+    return http_filters(settings, services)["route_config"]["virtual_hosts"][0]["routes"]
+
+
+def page_routes(settings, services) -> dict[str, dict]:
+    routes = routes_of(settings, services)
+    return {
+        r["match"]["path"]: r for r in routes if "direct_response" in r and "path" in r["match"]
+    }
+
+
+def headers_of(route: dict) -> dict[str, str]:
+    return {h["header"]["key"]: h["header"]["value"] for h in route["response_headers_to_add"]}
+
+
+def test_the_api_document_and_its_reference_are_answered_by_envoy(settings, services):
+    pages = page_routes(settings, services)
+    assert set(pages) >= DOC_PAGES
+    types = {path: headers_of(pages[path])["content-type"] for path in DOC_PAGES}
+    assert types["/openapi.json"] == "application/json"
+    assert types["/docs"].startswith("text/html")
+    assert types["/docs/swagger-ui-bundle.js"].startswith("text/javascript")
+    assert types["/docs/swagger-ui.css"].startswith("text/css")
+    for path in DOC_PAGES:
+        route = pages[path]
+        assert route["match"]["headers"] == [{"name": ":method", "string_match": {"exact": "GET"}}]
+        assert route["direct_response"]["status"] == 200
+        disabled = route["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]
+        assert disabled["disabled"] is True, f"{path}: the transcoder would answer 404"
+        assert path.startswith("/docs") or path == "/openapi.json"
+    served = json.loads(pages["/openapi.json"]["direct_response"]["body"]["inline_string"])
+    assert served == json.loads(settings.openapi_document.read_text()), "gen/openapi.json as is"
+
+
+def test_the_documentation_needs_no_token(settings, services):
+    rules = jwt_config(settings, services)["rules"]
+    open_pages = {
+        r["match"]["path"]
+        for r in rules
+        if r["requires"] == OPTIONAL_TOKEN and r["match"].get("path") in DOC_PAGES
+    }
+    assert open_pages == DOC_PAGES
+    first_catch_all = next(i for i, r in enumerate(rules) if r["match"] == {"prefix": "/"})
+    assert all(
+        i < first_catch_all for i, r in enumerate(rules) if r["match"].get("path") in DOC_PAGES
+    )
+
+
+def test_every_page_fits_in_a_direct_response(settings, services):
+    limit = http_filters(settings, services)["route_config"]["max_direct_response_body_size_bytes"]
+    for path, route in page_routes(settings, services).items():
+        body = route["direct_response"]["body"]
+        size = (
+            Path(body["filename"]).stat().st_size
+            if "filename" in body
+            else len(body["inline_string"].encode())
+        )
+        assert size <= limit, f"{path}: {size} bytes; Envoy would refuse the listener"
+
+
+def test_the_reference_page_loads_only_what_the_gateway_serves(settings, services):
+    pages = page_routes(settings, services)
+    html = pages["/docs"]["direct_response"]["body"]["inline_string"]
+    loaded = {url for url in re.findall(r'(?:src|href)="([^"]+)"', html) if url != "data:,"}
+    assert loaded and loaded <= set(pages), "no CDN: every script and stylesheet is ours"
+    init = pages["/docs/init.js"]["direct_response"]["body"]["inline_string"]
+    assert '"/openapi.json"' in init and "validatorUrl: null" in init
+    policy = headers_of(pages["/docs"])["content-security-policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy
+    assert "http" not in policy, "nothing from another origin"
+
+
+def test_rendering_in_place_needs_swagger_ui(tmp_path):
+    pod = replace(
+        GatewaySettings.load(config.load({})),
+        config_dir=tmp_path / "envoy",
+        eds_dir=tmp_path / "envoy" / "eds",
+        docs_dir=tmp_path / "no-swagger-ui",
+    )
+    with pytest.raises(FileNotFoundError, match="make tools"):
+        render(pod)
+    assert not (tmp_path / "envoy" / "lds.json").exists()
+    render(pod, out_dir=tmp_path / "out")  # for a pod, whose own files Envoy reads
+    lds = json.loads((tmp_path / "out" / "lds.json").read_text())
+    assert str(tmp_path / "no-swagger-ui" / "swagger-ui-bundle.js") in json.dumps(lds)
+
+
 def test_retries_follow_idempotency(settings, services):
-    routes = http_filters(settings, services)["route_config"]["virtual_hosts"][0]["routes"]
+    routes = routes_of(settings, services)
     retry_on = {
         r["match"].get("path"): r["route"]["retry_policy"]["retry_on"]
         for r in routes
-        if "path" in r["match"]
+        if "path" in r["match"] and "route" in r
     }
     assert "unavailable" in retry_on["/zentry.user.v1.UserService/GetUser"]
     assert "unavailable" in retry_on["/zentry.user.v1.UserService/FollowUser"]
@@ -138,6 +239,50 @@ def test_limits_come_from_settings(settings, services):
         for m in manager["local_reply_config"]["mappers"]
     }
     assert {400, 401, 403, 404, 429, 503} <= statuses
+
+
+def test_log_ins_sign_ups_and_intake_have_a_bucket_per_client_address(settings, services):
+    """Found by reading: one bucket for the whole gateway let one client 429 everyone."""
+    limits = {**settings.client_limits, "zentry.user.v1.UserService.CreateSession": 6}
+    manager = http_filters(replace(settings, client_limits=limits), services)
+    config = next(f for f in manager["http_filters"] if f["name"].endswith("local_ratelimit"))[
+        "typed_config"
+    ]
+    by_method = {d["entries"][0]["value"]: d for d in config["descriptors"]}
+    assert set(by_method) == {"CreateSession", "CreateUser", "TrackEvents"}
+    assert by_method["CreateSession"]["entries"][1] == {"key": "remote_address"}  # any value
+    assert by_method["CreateSession"]["token_bucket"] == {
+        "max_tokens": 6,
+        "tokens_per_fill": 1,
+        "fill_interval": "10.000s",
+    }
+    assert config["always_consume_default_token_bucket"] and config["token_bucket"]
+    assert config["max_dynamic_descriptors"] >= 10000
+    by_value = {
+        r["actions"][0]["header_value_match"]["descriptor_value"]: r for r in config["rate_limits"]
+    }
+    sessions = by_value["CreateSession"]
+    path = sessions["actions"][0]["header_value_match"]["headers"][1]["string_match"]
+    regex = path["safe_regex"]["regex"]
+    for hit in ("/v1/sessions", "/v1/sessions?x=1", "/zentry.user.v1.UserService/CreateSession"):
+        assert re.fullmatch(regex, hit), hit
+    for miss in ("/v1/sessionsX", "/v1/users", "/zentry.user.v1.UserServiceXCreateSession"):
+        assert not re.fullmatch(regex, miss), miss
+    assert sessions["actions"][1] == {"remote_address": {}}
+
+
+def test_every_forwarded_request_carries_the_gateway_secret_from_its_file(settings, services):
+    manager = http_filters(settings, services)
+    injector = next(
+        f for f in manager["http_filters"] if f["name"].endswith("credential_injector")
+    )["typed_config"]
+    assert injector["overwrite"] is True  # a client's own header of that name is replaced
+    generic = injector["credential"]["typed_config"]
+    assert generic["header"] == "x-zentry-gateway-secret"
+    sds = generic["credential"]["sds_config"]["path_config_source"]["path"]
+    assert sds == str(settings.config_dir / envoy_config.SECRET_SDS_FILE)
+    secret = envoy_config.secret_discovery(settings)["resources"][0]
+    assert secret["generic_secret"]["secret"] == {"filename": str(settings.secret_file)}
 
 
 def test_admin_is_on_loopback_and_upstreams_speak_http2(settings, services):
@@ -161,6 +306,7 @@ def test_render_elsewhere_names_the_in_place_paths_and_seeding_keeps_endpoints(t
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "bootstrap.json",
         "cds.json",
+        "gateway-secret.json",
         "lds.json",
     ]
     assert not (tmp_path / "eds").exists(), "rendering elsewhere leaves endpoints to the feed"

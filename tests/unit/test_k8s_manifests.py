@@ -16,6 +16,7 @@ from gateway import descriptors
 from gateway.config import DESCRIPTOR_SET
 from infra import config, k8s, mesh
 from infra.topics import declared
+from tests.unit.test_dockerfile import instructions
 
 REPO = config.REPO_DIR
 OVERLAYS = [path.name for path in k8s.overlays()]
@@ -200,3 +201,41 @@ def test_the_gateway_config_is_generated_for_the_pod(rendered, overlay):
     assert listener["address"]["socket_address"]["address"] == "0.0.0.0"
     port = listener["address"]["socket_address"]["port_value"]
     assert envoy["ports"] == [{"name": "http", "containerPort": port}]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_pod_has_the_files_envoy_serves_at_docs(rendered, overlay):
+    """Swagger UI is too big for the ConfigMap: an init container copies it from the image."""
+    (envoy_config,) = [
+        o
+        for o in objects(rendered, overlay, "ConfigMap")
+        if o["metadata"]["name"].startswith("gateway-envoy-")
+    ]
+    listener = json.loads(envoy_config["data"]["lds.json"])["resources"][0]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    bodies = [
+        r["direct_response"]["body"]
+        for r in manager["route_config"]["virtual_hosts"][0]["routes"]
+        if "direct_response" in r
+    ]
+    files = [Path(body["filename"]) for body in bodies if "filename" in body]
+    assert files, "Envoy reads Swagger UI's files"
+    (folder,) = {f.parent for f in files}
+    gateway = pod_specs(rendered, overlay)["gateway"]
+    (envoy,) = gateway["containers"]
+    volume = {m["mountPath"]: m["name"] for m in envoy["volumeMounts"]}[str(folder)]
+    assert "emptyDir" in {v["name"]: v for v in gateway["volumes"]}[volume]
+    (filler,) = [
+        c
+        for c in gateway["initContainers"]
+        if any(m["name"] == volume for m in c.get("volumeMounts", []))
+    ]
+    source = filler["command"][-2].removesuffix("/.")
+    assert filler["command"] == ["cp", "-R", f"{source}/.", str(folder)]
+    copied = [
+        rest.split()
+        for word, rest in instructions()
+        if word == "COPY" and rest.startswith("--from=docs-ui")
+    ]
+    assert sorted(Path(part).name for part in copied[0][1:-1]) == sorted(f.name for f in files)
+    assert copied[0][-1].rstrip("/") == source, "the image keeps them where the pod copies from"
