@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PROTO_SOURCES := $(shell find protos -name '*.proto')
 
 .PHONY: help setup tools protos dev test test-unit test-integration test-e2e lint lock migrate \
-        k8s-validate replay-feed replay-leaderboard replay-analytics dead-letters redrive bench chaos \
+        fuzz k8s-validate replay-feed replay-leaderboard replay-analytics dead-letters redrive bench chaos \
         infra-up infra-down infra-status infra-reset
 
 help: ## list the targets
@@ -57,6 +57,9 @@ test-integration: infra-up ## only the tests against the real servers
 
 test-e2e: infra-up ## only the REST-through-Envoy tests (they start their own service instances)
 	@$(PY) -m pytest $(PYTEST_ARGS) tests/e2e
+
+fuzz: infra-up ## a longer fuzzing run: FUZZ_EXAMPLES (300) cases per operation, a new seed each time
+	@ZENTRY_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} ZENTRY_FUZZ_SEED=random $(PY) -m pytest -s tests/e2e/test_fuzz.py
 
 k8s-validate: setup ## render every k8s/ overlay (kustomize) and validate it offline against the Kubernetes schema
 	@$(INFRA) k8s

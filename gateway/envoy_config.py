@@ -8,8 +8,11 @@ so new protos or instances never need an Envoy restart.
 Request path through the listener's HTTP filters, in order:
 health_check (answers GET /healthz itself: 200, or 503 once Envoy is draining)
 → lua (adds the gRPC code name to JSON error bodies) → cors → local rate limit
-(429) → jwt_authn (401) → buffer (request body limit, 413) → gRPC-JSON
-transcoder → router (retries, outlier detection, timeouts). The router answers
+(429: the gateway's bucket, and a bucket per client address for log-ins,
+sign-ups and the intake) → jwt_authn (401) → buffer (request body limit, 413)
+→ lua body check (400 naming an unknown or ill-typed field: gateway.body_check)
+→ gRPC-JSON transcoder → credential injector (the gateway's secret) → router
+(retries, outlier detection, timeouts). The router answers
 GET /openapi.json and /docs itself (gateway.docs), with no token and no transcoding.
 """
 
@@ -19,7 +22,7 @@ import base64
 import re
 from pathlib import Path
 
-from gateway import docs
+from gateway import body_check, descriptors, docs
 from gateway.config import GatewaySettings
 from gateway.descriptors import ApiService
 
@@ -52,25 +55,8 @@ LOCAL_REPLY_CODES = {
     504: (4, "DEADLINE_EXCEEDED"),
 }
 
-# convert_grpc_status answers {"code":5,"message":...}; add "status":"NOT_FOUND".
-ERROR_BODY_LUA = """
-local names = {[1]="CANCELLED",[2]="UNKNOWN",[3]="INVALID_ARGUMENT",[4]="DEADLINE_EXCEEDED",
-  [5]="NOT_FOUND",[6]="ALREADY_EXISTS",[7]="PERMISSION_DENIED",[8]="RESOURCE_EXHAUSTED",
-  [9]="FAILED_PRECONDITION",[10]="ABORTED",[11]="OUT_OF_RANGE",[12]="UNIMPLEMENTED",
-  [13]="INTERNAL",[14]="UNAVAILABLE",[15]="DATA_LOSS",[16]="UNAUTHENTICATED"}
-function envoy_on_response(handle)
-  local status = tonumber(handle:headers():get(":status") or "200")
-  local ctype = handle:headers():get("content-type") or ""
-  if status < 400 or not string.find(ctype, "application/json", 1, true) then return end
-  local body = handle:body()
-  if body == nil then return end
-  local text = body:getBytes(0, body:length())
-  local code = string.match(text, '^{"code":(%d+)')
-  if code == nil or string.find(text, '"status":', 1, true) then return end
-  local name = names[tonumber(code)] or "UNKNOWN"
-  body:setBytes('{"code":' .. code .. ',"status":"' .. name .. '"' .. string.sub(text, 9 + #code))
-end
-"""
+#: Gives every error body the services' shape (see the file).
+ERROR_BODY_LUA = (Path(__file__).with_name("error_body.lua")).read_text()
 
 
 def bootstrap(settings: GatewaySettings) -> dict:
@@ -238,6 +224,12 @@ def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
                 "buffer",
                 "extensions.filters.http.buffer.v3.Buffer",
                 {"max_request_bytes": settings.max_request_bytes},
+            ),
+            _filter(
+                "lua",
+                "extensions.filters.http.lua.v3.Lua",
+                {"default_source_code": {"inline_string": _body_check(settings, services)}},
+                label="body_check",
             ),
             _filter(
                 "grpc_json_transcoder",
@@ -551,8 +543,21 @@ def _gateway_secret(settings: GatewaySettings) -> dict:
 
 
 def _local_reply_config() -> dict:
-    """Envoy's own answers (401 from jwt_authn, 429, 503, ...) in the same JSON shape."""
-    mappers = []
+    """Envoy's own answers (401 from jwt_authn, 429, 503, ...) in the same JSON shape; the
+    body check's answers are that shape already."""
+    mappers = [
+        {
+            "filter": {
+                "header_filter": {
+                    "header": {"name": body_check.REFUSED_HEADER, "present_match": True}
+                }
+            },
+            "body_format_override": {
+                "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+                "content_type": "application/json",
+            },
+        }
+    ]
     for status, (code, name) in LOCAL_REPLY_CODES.items():
         mappers.append(
             {
@@ -600,11 +605,16 @@ def _access_log() -> dict:
     }
 
 
-def _filter(name: str, type_name: str, config: dict) -> dict:
+def _filter(name: str, type_name: str, config: dict, label: str = "") -> dict:
+    """An HTTP filter; `label` names a second filter of a kind apart from the first."""
     return {
-        "name": f"envoy.filters.http.{name}",
+        "name": f"envoy.filters.http.{name}" + (f".{label}" if label else ""),
         "typed_config": {"@type": T + type_name, **config},
     }
+
+
+def _body_check(settings: GatewaySettings, services: list[ApiService]) -> str:
+    return body_check.lua(descriptors.load(settings.descriptor_set), services)
 
 
 def _method_is(verb: str) -> dict:

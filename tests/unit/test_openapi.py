@@ -238,6 +238,8 @@ def test_envoys_own_replies_fit_the_error_schema(document):
     for status, (code, name) in envoy_config.LOCAL_REPLY_CODES.items():
         validator.validate({"code": code, "status": name, "message": f"HTTP {status}"})
     for mapper in envoy_config._local_reply_config()["mappers"]:
+        if "header_filter" in mapper["filter"]:
+            continue  # the body check's own answers, already in the shape (test_body_check)
         keys = set(mapper["body_format_override"]["json_format"])
         assert set(document["components"]["schemas"]["Error"]["required"]) <= keys
 
