@@ -1,8 +1,10 @@
 """A log-in flood from many addresses while one ordinary user goes on as usual.
 
-The flood: wrong passwords for a real account and log-ins under random names
-(each still costs a password hash), from FLOOD_ADDRESSES loopback addresses
-at once. The ordinary user, from an address of their own, logs in and reads
+The flood (the Go load generator, so that sending it costs little): wrong
+passwords for a real account and log-ins under random names, from
+FLOOD_ADDRESSES loopback addresses at once, FLOOD_RATE a second in all (this
+machine's two cores also run the generator and the gateway: an unbounded
+flood measures only how fast Envoy says 429). The ordinary user, from an address of their own, logs in and reads
 their feed in a loop, first alone (quiet), then during the flood. Printed: the
 ordinary user's p50/p95 both times, how the flood was answered, and the user
 service instances' peak memory beside the limit Kubernetes gives them.
@@ -11,61 +13,96 @@ service instances' peak memory beside the limit Kubernetes gives them.
 from __future__ import annotations
 
 import asyncio
+import json
+import tempfile
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
+from bench import loadgen
 from bench.memory import PeakRss
+from infra.config import Settings
 
 FLOOD_ADDRESSES = 48  # 127.0.1.1 and on
 FLOOD_CONCURRENCY = 96
+FLOOD_RATE = 1000
 USER_ADDRESS = "127.0.2.1"
 PASSWORD = "bench-pass-1"
+#: Seconds between the ordinary user's log-ins: within the gateway's 20 a minute an address.
+LOG_IN_EVERY = 3.5
 #: The user service's memory limit in k8s/base/services/user.yaml.
 MEMORY_LIMIT_MIB = 512
 
 
 @dataclass(frozen=True)
 class Scale:
-    seconds: float = 20.0
+    seconds: float = 45.0  # a dozen of the ordinary user's log-ins each time
 
     @classmethod
     def times(cls, factor: float) -> Scale:
-        return cls(seconds=max(5.0, 20.0 * min(factor, 3.0)))
+        return cls(seconds=max(45.0, 45.0 * min(factor, 3.0)))
 
 
-def run(base_url: str, user_pids: dict[str, int], scale: Scale) -> dict:
-    return asyncio.run(_run(base_url, user_pids, scale))
+def run(settings: Settings, base_url: str, user_pids: dict[str, int], scale: Scale) -> dict:
+    return asyncio.run(_run(settings, base_url, user_pids, scale))
 
 
-async def _run(base_url: str, user_pids: dict[str, int], scale: Scale) -> dict:
+async def _run(settings: Settings, base_url: str, user_pids: dict[str, int], scale: Scale) -> dict:
     async with _client(base_url, USER_ADDRESS) as client:
         ordinary = await _account(client, "flood_user")
         target = await _account(client, "flood_target")
     print("bench flood: the ordinary user alone", flush=True)
     quiet = await _ordinary(base_url, ordinary, scale.seconds)
     print(f"bench flood: {FLOOD_ADDRESSES} addresses flooding log-ins", flush=True)
-    stop = asyncio.Event()
     with PeakRss(user_pids) as peak:
-        flood = asyncio.gather(
-            *(_flooder(base_url, n, target, stop) for n in range(FLOOD_CONCURRENCY))
+        floods = [
+            asyncio.to_thread(_flood, settings, base_url, body, scale.seconds)
+            for body in (
+                {"username": target, "password": "wrong-pass-1"},
+                {"username": "nobody_{{random}}", "password": "wrong-pass-1"},
+            )
+        ]
+        loaded, *answers = await asyncio.gather(
+            _ordinary(base_url, ordinary, scale.seconds), *floods
         )
-        loaded = await _ordinary(base_url, ordinary, scale.seconds)
-        stop.set()
-        answers = sum(await flood, Counter())
+    statuses: Counter = Counter()
+    for answer in answers:
+        statuses.update(answer["statuses"])
     return {
         "seconds": scale.seconds,
         "addresses": FLOOD_ADDRESSES,
         "concurrency": FLOOD_CONCURRENCY,
         "quiet": quiet,
         "flooded": loaded,
-        "flood_answers": dict(sorted(answers.items())),
+        "flood_answers": dict(sorted(statuses.items())),
         "user_rss_peak_mib": peak.peak,
         "user_memory_limit_mib": MEMORY_LIMIT_MIB,
     }
+
+
+def _flood(settings: Settings, base_url: str, body: dict, seconds: float) -> dict:
+    """Log-ins with `body` (a loadgen template) from every flood address, half the flooders."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        json.dump(body, file)
+    try:
+        return loadgen.run(
+            settings,
+            f"{base_url}/v1/sessions",
+            method="POST",
+            body=Path(file.name),
+            headers={"Content-Type": "application/json"},
+            concurrency=FLOOD_CONCURRENCY // 2,
+            seconds=seconds,
+            max_requests=2_000_000,
+            rate=FLOOD_RATE / 2,
+            sources=[f"127.0.1.{n}" for n in range(1, FLOOD_ADDRESSES + 1)],
+        )
+    finally:
+        Path(file.name).unlink(missing_ok=True)
 
 
 def _client(base_url: str, address: str) -> httpx.AsyncClient:
@@ -81,7 +118,8 @@ async def _account(client: httpx.AsyncClient, prefix: str) -> str:
 
 
 async def _ordinary(base_url: str, name: str, seconds: float) -> dict:
-    """Log in, read the feed twice, again and again: latency of each kind of call."""
+    """Log in every LOG_IN_EVERY seconds (as often as the gateway lets one address) and read
+    the feed in between, without pause: latency of each kind of call."""
     logins, reads, failed = [], [], 0
     async with _client(base_url, USER_ADDRESS) as client:
         deadline = time.monotonic() + seconds
@@ -93,33 +131,16 @@ async def _ordinary(base_url: str, name: str, seconds: float) -> dict:
             logins.append(time.monotonic() - started)
             if response.status_code != 200:
                 failed += 1
+                await asyncio.sleep(LOG_IN_EVERY)
                 continue
             auth = {"Authorization": f"Bearer {response.json()['accessToken']}"}
-            for _ in range(2):
-                started = time.monotonic()
+            until = started + LOG_IN_EVERY
+            while time.monotonic() < min(until, deadline):
+                began = time.monotonic()
                 read = await client.get("/v1/feed", headers=auth, params={"pageSize": 20})
-                reads.append(time.monotonic() - started)
+                reads.append(time.monotonic() - began)
                 failed += read.status_code != 200
     return {"log_in": _percentiles(logins), "feed_read": _percentiles(reads), "failed": failed}
-
-
-async def _flooder(base_url: str, n: int, target: str, stop: asyncio.Event) -> Counter:
-    """Wrong passwords for the target and random names, alternately, until `stop`."""
-    answers: Counter = Counter()
-    address = f"127.0.1.{1 + n % FLOOD_ADDRESSES}"
-    async with _client(base_url, address) as client:
-        for sent in range(1_000_000):
-            if stop.is_set():
-                break
-            name = target if sent % 2 else f"nobody_{uuid.uuid4().hex[:12]}"
-            try:
-                response = await client.post(
-                    "/v1/sessions", json={"username": name, "password": "wrong-pass-1"}
-                )
-                answers[str(response.status_code)] += 1
-            except httpx.HTTPError as error:
-                answers[type(error).__name__] += 1
-    return answers
 
 
 def _percentiles(seconds: list[float]) -> dict:
@@ -131,3 +152,31 @@ def _percentiles(seconds: list[float]) -> dict:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
 
     return {"count": len(ordered), "p50_ms": at(0.5), "p95_ms": at(0.95)}
+
+
+def main() -> int:
+    """`python -m bench.flood`: this scenario alone, on a mesh of its own (what `make bench`
+    runs last, with every other scenario)."""
+    from infra import config, lifecycle
+    from infra.mesh import Mesh
+
+    settings = config.load()
+    lifecycle.up(settings, lifecycle.servers(settings))
+    mesh = Mesh(settings)
+    base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
+    try:
+        mesh.start_feed()
+        quiet = {"ZENTRY_LOG_LEVEL": "WARNING"}
+        children = [mesh.start_service(s, 0, quiet) for s in ("user", "user", "feed", "feed")]
+        for child in children:
+            mesh.wait_healthy(child)
+        time.sleep(3)  # Envoy picks up every new instance
+        users = {c.name: c.pid for c in children if c.name.startswith("user-")}
+        print(json.dumps(run(settings, base, users, Scale()), indent=1))
+    finally:
+        mesh.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

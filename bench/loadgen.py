@@ -40,9 +40,13 @@ def run(
     headers: dict[str, str] | None = None,
     grpc: tuple[str, str] | None = None,
     origin: str = "",
+    sources: list[str] | None = None,
+    rate: float = 0,
 ) -> dict:
     """Sends to `url` (or calls `grpc` = (host:port, method)) at `concurrency` for `seconds`,
-    at most `max_requests`; the tool's JSON. `body` is a template (bench/loadgen/main.go)."""
+    at most `max_requests`; the tool's JSON. `body` is a template (bench/loadgen/main.go);
+    `sources` are local addresses the workers send from, in turn; `rate` caps requests a
+    second."""
     argv = [
         str(binary(settings)),
         "-c", str(concurrency),
@@ -59,6 +63,10 @@ def run(
         argv += ["-body", str(body)]
     if origin:
         argv += ["-origin", origin]
+    if sources:
+        argv += ["-from", ",".join(sources)]
+    if rate:
+        argv += ["-rate", str(rate)]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)

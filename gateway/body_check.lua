@@ -2,11 +2,17 @@
 -- query parameter the call does not have (the transcoder would drop it without a word), or
 -- a value of the wrong JSON kind (it would answer a 400 that names no field, or pass on a
 -- message the service cannot decode). Answers 400 INVALID_ARGUMENT with a BadRequest that
--- names the field, as the services do. gateway/body_check.py generates ROUTES, TYPES and
--- NAMES above this from the descriptor set.
+-- names the field, as the services do. gateway/body_check.py generates ROUTES, TYPES, NAMES
+-- and REFUSED_HEADER above this from the descriptor set.
+--
+-- One pass over the body, no copies: a field's path is kept as a stack of its parts and
+-- written out only for the answer (TYPES name each field ".proto_name" for it), strings are looked into only where their content is
+-- checked (names, timestamps, durations, masks, numbers).
 local byte, sub, find, concat = string.byte, string.sub, string.find, table.concat
-local S, I, DEPTH = "", 1, 0
+local S, I, DEPTH, PATH = "", 1, 0, {}
 local MAX_DEPTH = 32
+local QUOTE, BACKSLASH, OPEN, CLOSE, OPEN_LIST, CLOSE_LIST, COMMA, COLON =
+  34, 92, 123, 125, 91, 93, 44, 58
 local ESCAPES = {['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n",
   r = "\r", t = "\t"}
 local WANT = {
@@ -18,34 +24,66 @@ local WANT = {
   mask = "must be field names separated by commas, like displayName,timeZone",
 }
 
-local function fail(path, why) error({path, why}, 0) end
+-- PATH holds ".field" strings, list indexes (numbers) and map keys ({key}); KEYS marks
+-- the map keys' places, so nothing is built unless a request is refused.
+local KEYS = {}
+local function where()
+  local parts = {}
+  for n, part in ipairs(PATH) do
+    if type(part) == "number" then parts[n] = "[" .. part .. "]"
+    elseif KEYS[n] then parts[n] = "['" .. part .. "']"
+    else parts[n] = part end
+  end
+  local path = concat(parts)
+  if path == "" then return "body" end
+  return (path:gsub("^%.", ""))
+end
+local function fail(why) error({where(), why}, 0) end
+local function invalid() fail("is not valid JSON there") end
 local function ws() I = find(S, "[^ \t\r\n]", I) or (#S + 1) end
-local function char() return sub(S, I, I) end
-local function invalid(path) fail(path == "" and "body" or path, "is not valid JSON there") end
+local function expect(b) if byte(S, I) ~= b then invalid() end; I = I + 1 end
 
-local function read_string(path)
+-- A string whose content matters, decoded (a \u escape stands for no character we compare).
+local function read_string()
+  local k = find(S, '["\\]', I + 1)
+  if k and byte(S, k) == QUOTE then
+    local text = sub(S, I + 1, k - 1)
+    I = k + 1
+    return text
+  end
   local out, j = {}, I + 1
   while true do
-    local k = find(S, '["\\]', j)
-    if not k then invalid(path) end
+    k = find(S, '["\\]', j)
+    if not k then invalid() end
     out[#out + 1] = sub(S, j, k - 1)
-    if byte(S, k) == 34 then I = k + 1; return concat(out) end
+    if byte(S, k) == QUOTE then I = k + 1; return concat(out) end
     local e = sub(S, k + 1, k + 1)
     if e == "u" then
-      if not find(sub(S, k + 2, k + 5), "^%x%x%x%x$") then invalid(path) end
-      out[#out + 1] = "\0"  -- a character we never compare equal to anything
+      if not find(sub(S, k + 2, k + 5), "^%x%x%x%x$") then invalid() end
+      out[#out + 1] = "\0"
       j = k + 6
     elseif ESCAPES[e] then
       out[#out + 1] = ESCAPES[e]; j = k + 2
     else
-      invalid(path)
+      invalid()
     end
   end
 end
 
-local function read_number(path)
+-- A string whose content does not matter: only where it ends.
+local function pass_string()
+  local j = I + 1
+  while true do
+    local k = find(S, '["\\]', j)
+    if not k then invalid() end
+    if byte(S, k) == QUOTE then I = k + 1; return end
+    j = k + 2
+  end
+end
+
+local function read_number()
   local a, b = find(S, "^-?%d+%.?%d*[eE]?[-+]?%d*", I)
-  if not a then invalid(path) end
+  if not a then invalid() end
   I = b + 1
   return sub(S, a, b)
 end
@@ -55,37 +93,42 @@ local function literal(word)
   return false
 end
 
-local skip
-local function deeper(path)
+local function deeper()
   DEPTH = DEPTH + 1
-  if DEPTH > MAX_DEPTH then fail(path == "" and "body" or path, "is nested too deeply") end
+  if DEPTH > MAX_DEPTH then fail("is nested too deeply") end
+end
+
+-- The members of an object, or the items of a list: `each` reads one (the key read first).
+local function members(close, keyed, each)
+  deeper()
+  I = I + 1; ws()
+  if byte(S, I) == close then I = I + 1; DEPTH = DEPTH - 1; return end
+  local n = 0
+  while true do
+    local key
+    if keyed then
+      ws(); if byte(S, I) ~= QUOTE then invalid() end
+      key = read_string(); ws(); expect(COLON)
+    end
+    each(key, n)
+    n = n + 1
+    ws()
+    local b = byte(S, I)
+    I = I + 1
+    if b == close then DEPTH = DEPTH - 1; return end
+    if b ~= COMMA then I = I - 1; invalid() end
+  end
 end
 
 -- Any JSON value (google.protobuf.Struct and Value), checked for syntax only.
-skip = function(path)
+local function skip()
   ws()
-  local c = char()
-  if c == '"' then read_string(path)
-  elseif c == "{" or c == "[" then
-    deeper(path)
-    local close = c == "{" and "}" or "]"
-    I = I + 1; ws()
-    if char() == close then I = I + 1; DEPTH = DEPTH - 1; return end
-    while true do
-      if c == "{" then
-        ws(); if char() ~= '"' then invalid(path) end
-        read_string(path); ws()
-        if char() ~= ":" then invalid(path) end
-        I = I + 1
-      end
-      skip(path); ws()
-      local d = char()
-      I = I + 1
-      if d == close then DEPTH = DEPTH - 1; return end
-      if d ~= "," then invalid(path) end
-    end
-  elseif find(c, "^[-%d]") then read_number(path)
-  elseif not (literal("true") or literal("false") or literal("null")) then invalid(path) end
+  local b = byte(S, I)
+  if b == QUOTE then pass_string()
+  elseif b == OPEN then members(CLOSE, true, function() skip() end)
+  elseif b == OPEN_LIST then members(CLOSE_LIST, false, function() skip() end)
+  elseif b == 45 or (b and b >= 48 and b <= 57) then read_number()
+  elseif not (literal("true") or literal("false") or literal("null")) then invalid() end
 end
 
 local function integer_in(text, low, high)
@@ -93,8 +136,7 @@ local function integer_in(text, low, high)
   return n ~= nil and n == math.floor(n) and n >= low and n <= high
 end
 
-local function check_text(kind, text, path)
-  if kind == "s" then return end
+local function check_text(kind, text)
   if kind == "ts" then
     local rest = text:match("^%d%d%d%d%-%d%d%-%d%d[Tt]%d%d:%d%d:%d%d(.*)$")
     if rest then rest = rest:gsub("^%.%d+", "") end
@@ -112,82 +154,63 @@ local function check_text(kind, text, path)
   elseif kind == "f" then
     if tonumber(text) or text == "NaN" or text == "Infinity" or text == "-Infinity" then return end
   end
-  fail(path, WANT[kind])
+  fail(WANT[kind])
 end
 
 local object, map
-local function value(kind, extra, repeated, path)
+local function value(kind, extra, repeated)
   ws()
   if literal("null") then return end
   if repeated then
-    if char() ~= "[" then fail(path, "must be a list") end
-    deeper(path)
-    I = I + 1; ws()
-    if char() == "]" then I = I + 1; DEPTH = DEPTH - 1; return end
-    local n = 0
-    while true do
-      value(kind, extra, false, path .. "[" .. n .. "]")
-      n = n + 1; ws()
-      local c = char()
-      I = I + 1
-      if c == "]" then DEPTH = DEPTH - 1; return end
-      if c ~= "," then invalid(path) end
-    end
+    if byte(S, I) ~= OPEN_LIST then fail("must be a list") end
+    local top = #PATH + 1
+    members(CLOSE_LIST, false, function(_, n)
+      PATH[top] = n
+      value(kind, extra, false)
+      PATH[top] = nil
+    end)
+    return
   end
-  if kind == "m" then return object(extra, path) end
-  if kind == "map" then return map(extra, path) end
-  if kind == "any" then return skip(path) end
-  local c = char()
+  if kind == "m" then return object(extra) end
+  if kind == "map" then return map(extra) end
+  if kind == "any" then return skip() end
+  local b = byte(S, I)
   if kind == "b" then
-    if not (literal("true") or literal("false")) then fail(path, WANT.b) end
-  elseif c == '"' then
-    check_text(kind, read_string(path), path)
-  elseif find(c, "^[-%d]") and (kind == "i32" or kind == "i64" or kind == "f" or kind == "e") then
-    local text = read_number(path)
-    if kind ~= "f" and not integer_in(text, -2^63, 2^64) then fail(path, WANT[kind]) end
-    if kind == "i32" then check_text(kind, text, path) end
+    if not (literal("true") or literal("false")) then fail(WANT.b) end
+  elseif b == QUOTE then
+    if kind == "s" then pass_string() else check_text(kind, read_string()) end
+  elseif (b == 45 or (b and b >= 48 and b <= 57))
+      and (kind == "i32" or kind == "i64" or kind == "f" or kind == "e") then
+    local text = read_number()
+    if kind ~= "f" and not integer_in(text, -2^63, 2^64) then fail(WANT[kind]) end
+    if kind == "i32" then check_text(kind, text) end
   else
-    fail(path, WANT[kind])
+    fail(WANT[kind])
   end
 end
 
-local function members(path, each)
-  if char() ~= "{" then fail(path == "" and "body" or path, "must be an object") end
-  deeper(path)
-  I = I + 1; ws()
-  if char() == "}" then I = I + 1; DEPTH = DEPTH - 1; return end
-  while true do
-    ws()
-    if char() ~= '"' then invalid(path) end
-    local key = read_string(path)
-    ws()
-    if char() ~= ":" then invalid(path) end
-    I = I + 1
-    each(key)
-    ws()
-    local c = char()
-    I = I + 1
-    if c == "}" then DEPTH = DEPTH - 1; return end
-    if c ~= "," then invalid(path) end
-  end
-end
-
-object = function(type_name, path)
-  local fields = TYPES[type_name]
-  members(path, function(key)
+object = function(type_name)
+  if byte(S, I) ~= OPEN then fail("must be an object") end
+  local fields, top = TYPES[type_name], #PATH + 1
+  members(CLOSE, true, function(key)
     local field = fields[key]
-    local at = (path == "" and "" or path .. ".") .. (field and field[1] or key)
-    if not field then
-      fail(at, "is not a field here; the fields are " .. NAMES[type_name])
-    end
-    value(field[2], field[4], field[3], at)
+    PATH[top] = field and field[1] or ("." .. key)
+    if not field then fail("is not a field here; the fields are " .. NAMES[type_name]) end
+    value(field[2], field[4], field[3])
+    PATH[top] = nil
   end)
 end
 
-map = function(spec, path)
-  members(path, function(key)
-    value(spec[1], spec[2], false, path .. "['" .. key .. "']")
+map = function(spec)
+  if byte(S, I) ~= OPEN then fail("must be an object") end
+  local top = #PATH + 1
+  KEYS[top] = true
+  members(CLOSE, true, function(key)
+    PATH[top] = key
+    value(spec[1], spec[2], false)
+    PATH[top] = nil
   end)
+  KEYS[top] = nil
 end
 
 local function quote(text)
@@ -232,12 +255,12 @@ function envoy_on_request(handle)
   if not route[3] then return end
   local body = handle:body()
   if body == nil or body:length() == 0 then return end
-  S, I, DEPTH = body:getBytes(0, body:length()), 1, 0
+  S, I, DEPTH, PATH, KEYS = body:getBytes(0, body:length()), 1, 0, {}, {}
   local ok, err = pcall(function()
     ws()
-    object(route[3], "")
+    object(route[3])
     ws()
-    if I <= #S then fail("body", "has more after its JSON object") end
+    if I <= #S then PATH = {}; fail("has more after its JSON object") end
   end)
   S = ""
   if ok then return end

@@ -162,12 +162,13 @@ def _describe(type_name: str, messages, types: dict, names: dict) -> None:
 
 
 def _spec(field: descriptor_pb2.FieldDescriptorProto, messages) -> tuple[str, list[str]]:
-    """The field's Lua spec {proto name, kind, repeated, extra} and the messages it reaches."""
+    """The field's Lua spec {".proto_name", kind, repeated, extra} and the messages it reaches."""
     repeated = "true" if field.label == F.LABEL_REPEATED else "false"
+    name = _q("." + field.name)
     if field.type != F.TYPE_MESSAGE:
-        return f"{{{_q(field.name)}, {_q(SCALARS[field.type])}, {repeated}}}", []
+        return f"{{{name}, {_q(SCALARS[field.type])}, {repeated}}}", []
     if field.type_name in WELL_KNOWN:
-        return f"{{{_q(field.name)}, {_q(WELL_KNOWN[field.type_name])}, {repeated}}}", []
+        return f"{{{name}, {_q(WELL_KNOWN[field.type_name])}, {repeated}}}", []
     entry = messages[field.type_name]
     if entry.options.map_entry:
         value = next(f for f in entry.field if f.name == "value")
@@ -176,9 +177,9 @@ def _spec(field: descriptor_pb2.FieldDescriptorProto, messages) -> tuple[str, li
         else:
             kind = WELL_KNOWN.get(value.type_name) or SCALARS[value.type]
             inner, reached = f"{{{_q(kind)}}}", []
-        return f"{{{_q(field.name)}, 'map', false, {inner}}}", reached
+        return f"{{{name}, 'map', false, {inner}}}", reached
     return (
-        f"{{{_q(field.name)}, 'm', {repeated}, {_q(field.type_name[1:])}}}",
+        f"{{{name}, 'm', {repeated}, {_q(field.type_name[1:])}}}",
         [field.type_name],
     )
 

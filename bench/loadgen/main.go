@@ -10,10 +10,10 @@
 //	loadgen -grpc 127.0.0.1:50051 -rpc /zentry.user.v1.UserService/GetJwks -c 8 -d 10s
 //
 // With -tokens, request n carries "Authorization: Bearer <line n mod N>". A -body
-// file is a template: {{n}} becomes the request's number, {{now}} the time it is
+// file is a template: {{n}} becomes the request's number, {{random}} a random word, {{now}} the time it is
 // sent, and {{start}} and {{end}} the bounds of a slot -span long; each token's
 // slots go back from -origin, -step apart, so one user's nights never overlap. -grpc calls a method whose request is empty, on one HTTP/2
-// connection per worker.
+// connection per worker. -from spreads the workers over local addresses (a flood from many clients).
 package main
 
 import (
@@ -23,6 +23,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"sort"
@@ -74,6 +76,8 @@ func main() {
 	step := flag.Duration("step", 2*time.Hour, "how far apart the {{start}} slots are")
 	span := flag.Duration("span", time.Hour, "from {{start}} to {{end}}")
 	originText := flag.String("origin", "", "where the {{start}} slots begin, RFC 3339 (default: a day ago)")
+	from := flag.String("from", "", "local addresses to send from, comma-separated, one a worker in turn")
+	rate := flag.Float64("rate", 0, "requests a second in all, at most (0: as fast as answered)")
 	flag.Parse()
 	tokens, err := readTokens(*tokensFile)
 	fail(err)
@@ -88,10 +92,12 @@ func main() {
 			fail(err)
 			template = string(raw)
 		}
-		client := &http.Client{
-			Timeout:   10 * time.Second,
-			Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency, MaxConnsPerHost: *concurrency},
+		shared := newClient("", *concurrency)
+		var sources []string
+		if *from != "" {
+			sources = strings.Split(*from, ",")
 		}
+		var workers atomic.Int64
 		origin := time.Now().Add(-24 * time.Hour).Truncate(time.Hour)
 		if *originText != "" {
 			parsed, err := time.Parse(time.RFC3339, *originText)
@@ -100,13 +106,17 @@ func main() {
 		}
 		var counter atomic.Int64 // numbers stay unique across the warm-up and the run
 		send = func() call {
+			client := shared
+			if len(sources) > 0 { // each worker its own connections, from its own address
+				client = newClient(sources[int(workers.Add(1))%len(sources)], 1)
+			}
 			return httpCaller(client, *method, *url, template, extra, tokens, &counter, origin, *step, *span)
 		}
 	default:
 		fail(fmt.Errorf("give -url, or -grpc and -rpc"))
 	}
-	run(send, *concurrency, *warmup, 1<<62) // warm connections and caches
-	out := run(send, *concurrency, *duration, *limit)
+	run(send, *concurrency, *warmup, 1<<62, *rate) // warm connections and caches
+	out := run(send, *concurrency, *duration, *limit, *rate)
 	json.NewEncoder(os.Stdout).Encode(out)
 }
 
@@ -137,6 +147,22 @@ func readTokens(path string) ([]string, error) {
 	return tokens, scanner.Err()
 }
 
+// newClient sends from `source` (any local address if empty) on up to `conns` connections.
+func newClient(source string, conns int) *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	if source != "" {
+		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(strings.TrimSpace(source))}
+	}
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			DialContext:         dialer.DialContext,
+			MaxIdleConnsPerHost: conns,
+			MaxConnsPerHost:     conns,
+		},
+	}
+}
+
 func httpCaller(
 	client *http.Client, method, url, template string, extra headers, tokens []string,
 	counter *atomic.Int64, origin time.Time, step, span time.Duration,
@@ -152,6 +178,7 @@ func httpCaller(
 			start := origin.Add(-time.Duration(slot) * step)
 			body = strings.NewReader(strings.NewReplacer(
 				"{{n}}", strconv.FormatInt(n, 10),
+				"{{random}}", strconv.FormatUint(rand.Uint64(), 36),
 				"{{now}}", time.Now().UTC().Format(time.RFC3339),
 				"{{start}}", start.UTC().Format(time.RFC3339),
 				"{{end}}", start.Add(span).UTC().Format(time.RFC3339),
@@ -203,7 +230,9 @@ func grpcCaller(target, rpc string) func() call {
 	}
 }
 
-func run(send func() call, concurrency int, duration time.Duration, limit int64) result {
+// run sends with `concurrency` workers until `duration` or `limit`; with a `rate`, each
+// worker waits for its turn, so that all of them send at most `rate` a second.
+func run(send func() call, concurrency int, duration time.Duration, limit int64, rate float64) result {
 	var sent atomic.Int64
 	var mu sync.Mutex
 	var latencies []float64
@@ -220,7 +249,16 @@ func run(send func() call, concurrency int, duration time.Duration, limit int64)
 			var mine []float64
 			myStatuses := map[string]int{}
 			myErrors := 0
+			var every time.Duration
+			if rate > 0 {
+				every = time.Duration(float64(concurrency) / rate * float64(time.Second))
+			}
+			next := time.Now()
 			for time.Now().Before(deadline) {
+				if every > 0 {
+					time.Sleep(time.Until(next))
+					next = next.Add(every)
+				}
 				i := sent.Add(1)
 				if i > limit {
 					break

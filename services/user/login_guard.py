@@ -1,14 +1,17 @@
 """Bounds password guessing: attempts are counted before the password is checked.
 
-Two counts, each living `lockout` seconds after its latest attempt:
+Two limits, each on attempts within `lockout` seconds:
 
 - per account *and client address*: `max_failures` attempts, then that
-  address is refused for the account. A guesser locks out only their own
-  address, never the account's owner elsewhere;
-- per account over all addresses: `account_ceiling` attempts (many more),
-  then every address is refused: guessing spread over many addresses is
-  bounded too, at the price that such an attack can keep the account's
-  owner out while it lasts.
+  address is refused for the account until `lockout` after its latest try.
+  A guesser locks out only their own address, never the account's owner
+  elsewhere;
+- per account over all addresses: a bucket of `account_burst` attempts (as many as
+  `max_failures` unless given) that
+  refills by `account_ceiling` a lockout. Guessing spread over many addresses
+  is bounded too (and a flood of them checks a few passwords at once, not a
+  hundred), at the price that such an attack can keep the account's owner out
+  while it lasts.
 
 An account is counted by its id whichever name was typed (username or email),
 and a name no account has by the name, so the answer never tells which
@@ -32,18 +35,33 @@ from services.kit.errors import ResourceExhausted
 
 _log = logging.getLogger(__name__)
 
-#: KEYS: the pair's count, the account's count. ARGV: lockout seconds. Returns both counts.
+#: KEYS: the pair's count, the account's bucket. ARGV: lockout seconds, max attempts a pair,
+#: the bucket's refill a lockout and its size. Returns the pair's count and whether the
+#: account's bucket had a token (-1: not asked, the pair was over already).
 _ATTEMPT = """
+local lockout, most = tonumber(ARGV[1]), tonumber(ARGV[2])
+local refill, size = tonumber(ARGV[3]), tonumber(ARGV[4])
 local pair = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-local account = redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-return {pair, account}
+redis.call('EXPIRE', KEYS[1], lockout)
+if pair > most then return {pair, -1} end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
+local held = redis.call('HMGET', KEYS[2], 'tokens', 'at')
+local tokens = tonumber(held[1]) or size
+tokens = math.min(size, tokens + (now - (tonumber(held[2]) or now)) * refill / lockout)
+local taken = 0
+if tokens >= 1 then tokens = tokens - 1; taken = 1 end
+redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[2], lockout)
+return {pair, taken}
 """
-#: Takes a successful attempt back: the pair starts again, the account counts one less.
+#: Takes a successful attempt back: the pair starts again, the account's token returns.
 _SUCCEEDED = """
 redis.call('DEL', KEYS[1])
-if redis.call('DECR', KEYS[2]) <= 0 then redis.call('DEL', KEYS[2]) end
+local tokens = tonumber(redis.call('HGET', KEYS[2], 'tokens'))
+if tokens then
+  redis.call('HSET', KEYS[2], 'tokens', tostring(math.min(tonumber(ARGV[1]), tokens + 1)))
+end
 return 1
 """
 #: Counts a process keeps while Redis is down, at most (the oldest go first).
@@ -57,11 +75,13 @@ class LoginGuard:
         max_failures: int,
         lockout_seconds: int,
         account_ceiling: int,
+        account_burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._redis = redis
         self._max = max_failures
         self._ceiling = account_ceiling
+        self._burst = account_burst or min(account_ceiling, max_failures)
         self._lockout = lockout_seconds
         self._attempt = redis.register_script(_ATTEMPT)
         self._succeeded = redis.register_script(_SUCCEEDED)
@@ -71,36 +91,37 @@ class LoginGuard:
         """Count an attempt on `account` (its id, or the name typed) from `address`;
         ResourceExhausted if it is one too many."""
         keys = _keys(account, address)
+        args = [self._lockout, self._max, self._ceiling, self._burst]
         try:
-            pair, total = await self._attempt(keys=keys, args=[self._lockout])
+            pair, taken = await self._attempt(keys=keys, args=args)
         except RedisError as error:
             _log.warning("login guard: Redis unreachable, counting in this process: %r", error)
-            pair, total = (self._local.incr(key, self._lockout) for key in keys)
+            pair = self._local.incr(keys[0], self._lockout)
+            taken = pair <= self._max and self._local.take(keys[1], *args)
         if pair > self._max:
             raise ResourceExhausted(
                 "Too many log-ins for this account from your address; "
                 f"try again in {_minutes(self._lockout)}."
             )
-        if total > self._ceiling:
+        if not taken:
             raise ResourceExhausted(
-                "Too many log-ins for this account; try again in "
-                f"{_minutes(self._lockout)}, or reset your password."
+                "Too many log-ins for this account; try again in a minute, or reset your password."
             )
 
     async def succeeded(self, account: str, address: str) -> None:
         keys = _keys(account, address)
         try:
-            await self._succeeded(keys=keys)
+            await self._succeeded(keys=keys, args=[self._burst])
         except RedisError as error:
             _log.warning("login guard: Redis unreachable, resetting in this process: %r", error)
-            self._local.succeeded(*keys)
+            self._local.succeeded(*keys, self._burst)
 
 
 def _keys(account: str, address: str) -> list[str]:
     """Hashed, so keys hold no names or addresses; the braces keep both on one Redis slot."""
     digest = hashlib.sha256(account.casefold().encode()).hexdigest()[:32]
     where = hashlib.sha256(address.encode()).hexdigest()[:16]
-    return [f"user:login:{{{digest}}}:{where}", f"user:login:{{{digest}}}"]
+    return [f"user:login:{{{digest}}}:{where}", f"user:login-bucket:{{{digest}}}"]
 
 
 def _minutes(seconds: int) -> str:
@@ -109,23 +130,40 @@ def _minutes(seconds: int) -> str:
 
 
 class _LocalCounts:
-    """Counts with an expiry in this process's memory, for while Redis is down."""
+    """Counts and buckets with an expiry in this process's memory, for while Redis is down."""
 
     def __init__(self, clock: Callable[[], float]):
         self._clock = clock
-        self._counts: dict[str, tuple[int, float]] = {}
+        self._counts: dict[str, tuple[float, float]] = {}  # key: (count or tokens, expiry)
+        self._at: dict[str, float] = {}  # a bucket's last refill
 
     def incr(self, key: str, ttl: float) -> int:
         now = self._clock()
         count, expires = self._counts.pop(key, (0, now))
         count = count + 1 if expires > now else 1
-        self._counts[key] = (count, now + ttl)  # re-inserted: dict order is age order
-        while len(self._counts) > LOCAL_KEYS:
-            del self._counts[next(iter(self._counts))]
-        return count
+        self._keep(key, count, now + ttl)
+        return int(count)
 
-    def succeeded(self, pair: str, account: str) -> None:
+    def take(self, key: str, lockout: float, _most: int, refill: float, size: int) -> bool:
+        now = self._clock()
+        tokens, expires = self._counts.pop(key, (size, now))
+        if expires <= now:
+            tokens = size
+        tokens = min(size, tokens + (now - self._at.get(key, now)) * refill / lockout)
+        taken = tokens >= 1
+        self._keep(key, tokens - taken, now + lockout)
+        self._at[key] = now
+        return taken
+
+    def succeeded(self, pair: str, account: str, size: int) -> None:
         self._counts.pop(pair, None)
-        count, expires = self._counts.pop(account, (0, 0.0))
-        if count > 1:
-            self._counts[account] = (count - 1, expires)
+        if account in self._counts:
+            tokens, expires = self._counts[account]
+            self._counts[account] = (min(size, tokens + 1), expires)
+
+    def _keep(self, key: str, value: float, expires: float) -> None:
+        self._counts[key] = (value, expires)  # re-inserted: dict order is age order
+        while len(self._counts) > LOCAL_KEYS:
+            oldest = next(iter(self._counts))
+            del self._counts[oldest]
+            self._at.pop(oldest, None)

@@ -3,14 +3,22 @@
 One argon2 hash takes `memory_cost` (64 MiB by default) while it runs. Hashes
 run on a thread pool of their own, as many at once as the budget holds
 (ZENTRY_PASSWORD_MEMORY_MIB over one hash's memory), so no flood of sign-ups
-or log-ins, real or made up, makes the service take more. A call that finds
-every slot busy waits at most `wait` seconds for one, then is refused with
-RESOURCE_EXHAUSTED (429 at the gateway) instead of queueing without end.
+or log-ins makes the service take more. A call that finds every slot busy
+waits at most `wait` seconds for one, then is refused with RESOURCE_EXHAUSTED
+(429 at the gateway) instead of queueing without end.
+
+A log-in under a name no account has is answered as late as a real check
+would be (a wait as long as one of the latest real checks took, queueing
+included), with no hash: made-up names, the cheapest flood there is, cost no
+CPU or memory, and the time still tells nothing of which names exist.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
@@ -19,6 +27,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from services.kit.errors import ResourceExhausted
 
 BUSY = "Too many passwords are being checked right now; try again in a few seconds."
+#: Real checks remembered to time the answers for names no account has.
+RECENT = 64
 
 
 class Passwords:
@@ -28,22 +38,30 @@ class Passwords:
         self._free = asyncio.Semaphore(self.slots)
         self._pool = ThreadPoolExecutor(self.slots, thread_name_prefix="argon2")
         self._wait = wait
-        # Checked against when an account does not exist, so timing tells nothing.
-        self._dummy_hash = self._hasher.hash("not a real password 0")
+        # How long the latest real checks took, queueing included; one at first.
+        started = time.monotonic()
+        self._hasher.verify(self._hasher.hash("a password 0"), "a password 0")
+        self._recent: deque[float] = deque([(time.monotonic() - started) / 2], maxlen=RECENT)
 
     async def hash(self, password: str) -> str:
         return await self._run(self._hasher.hash, password)
 
     async def matches(self, password_hash: str | None, password: str) -> bool:
-        """Whether `password` is the one hashed; a hash's time even without a hash (None)."""
-        return await self._run(self._matches, password_hash, password)
-
-    def _matches(self, password_hash: str | None, password: str) -> bool:
+        """Whether `password` is the one hashed; a real check's time without a hash (None)."""
+        if password_hash is None:
+            await asyncio.sleep(random.choice(self._recent))
+            return False
+        started = time.monotonic()
         try:
-            matches = self._hasher.verify(password_hash or self._dummy_hash, password)
+            return await self._run(self._matches, password_hash, password)
+        finally:
+            self._recent.append(time.monotonic() - started)
+
+    def _matches(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
-        return matches and password_hash is not None
 
     async def _run(self, work, *args):
         if self._free.locked():

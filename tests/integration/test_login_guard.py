@@ -22,7 +22,9 @@ async def redis(settings):
 
 
 def guard(redis: Redis, ceiling: int = 5) -> LoginGuard:
-    return LoginGuard(redis, max_failures=3, lockout_seconds=60, account_ceiling=ceiling)
+    return LoginGuard(
+        redis, max_failures=3, lockout_seconds=60, account_ceiling=ceiling, account_burst=ceiling
+    )
 
 
 async def refused(guard: LoginGuard, account: str, address: str) -> bool:
@@ -66,5 +68,32 @@ async def test_with_redis_unreachable_each_process_counts_itself():
         assert results == [False] * 3 + [True]
         assert not await refused(alone, "someone", "10.0.3.2")
         await alone.succeeded("someone", "10.0.3.2")
+    finally:
+        await down.aclose()
+
+
+async def test_the_account_bucket_refills_evenly_over_the_lockout():
+    """Checked in memory (Redis unreachable), where the clock can be moved: the attempts a
+    flood gets at one account over all addresses come a few at once, then one by one."""
+    now = [0.0]
+    down = Redis.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.5, socket_connect_timeout=0.5
+    )
+    guard = LoginGuard(
+        down,
+        max_failures=3,
+        lockout_seconds=60,
+        account_ceiling=6,
+        account_burst=2,
+        clock=lambda: now[0],
+    )
+    try:
+        assert [await refused(guard, "acct", f"10.0.4.{n}") for n in range(3)] == [
+            False,
+            False,
+            True,
+        ]
+        now[0] += 10  # 6 a minute: one every 10 seconds
+        assert [await refused(guard, "acct", f"10.0.5.{n}") for n in range(2)] == [False, True]
     finally:
         await down.aclose()

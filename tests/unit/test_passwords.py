@@ -40,3 +40,14 @@ async def test_hashes_check_and_an_absent_hash_never_matches():
 @pytest.mark.parametrize("memory_mib", [64, 100])
 async def test_a_budget_below_two_hashes_still_hashes_one_at_a_time(memory_mib):
     assert Passwords(memory_mib, 1.0).slots == 1
+
+
+async def test_a_made_up_name_is_answered_without_a_hash_or_a_slot():
+    """A flood of random names would otherwise cost a hash each (64 MiB, tens of ms)."""
+    passwords = Passwords(8, 0.0, SMALL)  # one slot, no waiting for it
+    busy = asyncio.create_task(passwords.hash("sleep-well-42"))
+    await asyncio.sleep(0)  # the real hash holds the only slot
+    answers = await asyncio.gather(*(passwords.matches(None, "guess-1") for _ in range(20)))
+    assert answers == [False] * 20, "no 429: made-up names need no slot"
+    await busy
+    passwords.close()
