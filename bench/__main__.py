@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bench import analytics, feed, flood, leaderboard, limits, sleep
+from bench import analytics, checks, feed, flood, leaderboard, limits, sleep
 from bench.memory import PeakRss, rss_mib
 from gateway.config import NO_CLIENT_LIMITS
 from infra import config, lifecycle
@@ -94,6 +94,7 @@ def main() -> int:
         users = {name: pid for name, pid in pids.items() if name.startswith("user-")}
         results["flood"] = flood.run(settings, base, users, flood.Scale.times(factor))
         results["memory"] = {"rss_idle_mib": idle, "rss_peak_mib": peak.peak}
+        results["request_check"] = checks.run()
         tokens.unlink(missing_ok=True)
     finally:
         mesh.stop_all()
@@ -254,7 +255,23 @@ def report(results: dict) -> str:
     ]
     for name, idle in rss["rss_idle_mib"].items():
         lines.append(f"| {name} | {idle} | {rss['rss_peak_mib'].get(name)} |")
-    return "\n".join(lines + _flood_report(results["flood"]))
+    return "\n".join(lines + _flood_report(results["flood"]) + _check_report(results))
+
+
+def _check_report(results: dict) -> list[str]:
+    lines = [
+        "",
+        "### The gateway's request check (gateway.body_check), timed alone in LuaJIT",
+        "",
+        "| request | body bytes | µs a request | MB/s |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in results["request_check"]:
+        lines.append(
+            f"| {r['scenario']} | {r['body_bytes']} | {r['us_per_request']} | "
+            f"{r['mb_per_s'] or ''} |"
+        )
+    return lines
 
 
 def _flood_report(f: dict) -> list[str]:

@@ -4,10 +4,11 @@ The flood (the Go load generator, so that sending it costs little): wrong
 passwords for a real account and log-ins under random names, from
 FLOOD_ADDRESSES loopback addresses at once, FLOOD_RATE a second in all (this
 machine's two cores also run the generator and the gateway: an unbounded
-flood measures only how fast Envoy says 429). The ordinary user, from an address of their own, logs in and reads
-their feed in a loop, first alone (quiet), then during the flood. Printed: the
-ordinary user's p50/p95 both times, how the flood was answered, and the user
-service instances' peak memory beside the limit Kubernetes gives them.
+flood measures only how fast Envoy says 429). The ordinary user, from an
+address of their own, logs in every LOG_IN_EVERY seconds and reads their feed
+in between, first alone (quiet), then during the flood. Printed: the ordinary
+user's p50/p95 both times, how the flood was answered, and the user service
+instances' peak memory beside the limit Kubernetes gives them.
 """
 
 from __future__ import annotations
