@@ -16,9 +16,11 @@ local QUOTE, BACKSLASH, OPEN, CLOSE, OPEN_LIST, CLOSE_LIST, COMMA, COLON =
 local ESCAPES = {['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n",
   r = "\r", t = "\t"}
 local WANT = {
-  s = "must be a string", b = "must be true or false", i32 = "must be a whole number",
+  s = "must be a string", b = "must be true or false",
+  i32 = "must be a whole number from -2147483648 to 2147483647",
+  u32 = "must be a whole number from 0 to 4294967295",
   i64 = "must be a whole number (as a string or a number)", f = "must be a number",
-  e = "must be one of the names the API document lists", m = "must be an object",
+  e = "must be the name of one of its values (see the API document)", m = "must be an object",
   map = "must be an object", ts = "must be an RFC 3339 timestamp like 2026-11-20T22:10:00Z",
   dur = 'must be a duration in seconds like "28800s"',
   mask = "must be field names separated by commas, like displayName,timeZone",
@@ -38,6 +40,7 @@ local function where()
   if path == "" then return "body" end
   return (path:gsub("^%.", ""))
 end
+local NUMERIC = {i32 = true, u32 = true, i64 = true, f = true, e = true}
 local function fail(why) error({where(), why}, 0) end
 local function invalid() fail("is not valid JSON there") end
 local function ws() I = find(S, "[^ \t\r\n]", I) or (#S + 1) end
@@ -81,9 +84,14 @@ local function pass_string()
   end
 end
 
+-- A JSON number: -?digits, then .digits, then e[+-]digits, each part whole or absent.
 local function read_number()
-  local a, b = find(S, "^-?%d+%.?%d*[eE]?[-+]?%d*", I)
+  local a, b = find(S, "^-?%d+", I)
   if not a then invalid() end
+  local _, c = find(S, "^%.%d+", b + 1)
+  b = c or b
+  _, c = find(S, "^[eE][-+]?%d+", b + 1)
+  b = c or b
   I = b + 1
   return sub(S, a, b)
 end
@@ -148,7 +156,9 @@ local function check_text(kind, text)
   elseif kind == "e" then
     if find(text, "^[%a_][%w_]*$") then return end
   elseif kind == "i32" then
-    if integer_in(text, -2147483648, 4294967295) then return end
+    if integer_in(text, -2147483648, 2147483647) then return end
+  elseif kind == "u32" then
+    if integer_in(text, 0, 4294967295) then return end
   elseif kind == "i64" then
     if find(text, "^%-?%d+$") and #text <= 20 then return end
   elseif kind == "f" then
@@ -179,11 +189,13 @@ local function value(kind, extra, repeated)
     if not (literal("true") or literal("false")) then fail(WANT.b) end
   elseif b == QUOTE then
     if kind == "s" then pass_string() else check_text(kind, read_string()) end
-  elseif (b == 45 or (b and b >= 48 and b <= 57))
-      and (kind == "i32" or kind == "i64" or kind == "f" or kind == "e") then
+  elseif (b == 45 or (b and b >= 48 and b <= 57)) and NUMERIC[kind] then
     local text = read_number()
-    if kind ~= "f" and not integer_in(text, -2^63, 2^64) then fail(WANT[kind]) end
-    if kind == "i32" then check_text(kind, text) end
+    if kind == "i64" or kind == "e" then
+      if not integer_in(text, -2^63, 2^64) then fail(WANT[kind]) end
+    else
+      check_text(kind, text)
+    end
   else
     fail(WANT[kind])
   end
@@ -213,8 +225,10 @@ map = function(spec)
   KEYS[top] = nil
 end
 
+-- A JSON string of `text`; bytes past ASCII are written as the characters U+0080..U+00FF,
+-- so that a name made of broken UTF-8 still makes valid JSON.
 local function quote(text)
-  return '"' .. text:gsub('[%c"\\]', function(c)
+  return '"' .. text:gsub('[%c"\\\128-\255]', function(c)
     return string.format("\\u%04x", byte(c))
   end) .. '"'
 end

@@ -34,7 +34,7 @@ SCALARS = {
     F.TYPE_DOUBLE: "f",
     F.TYPE_FLOAT: "f",
     **dict.fromkeys((F.TYPE_INT32, F.TYPE_SINT32, F.TYPE_SFIXED32), "i32"),
-    **dict.fromkeys((F.TYPE_UINT32, F.TYPE_FIXED32), "i32"),
+    **dict.fromkeys((F.TYPE_UINT32, F.TYPE_FIXED32), "u32"),
     **dict.fromkeys(
         (F.TYPE_INT64, F.TYPE_SINT64, F.TYPE_SFIXED64, F.TYPE_UINT64, F.TYPE_FIXED64), "i64"
     ),
@@ -54,7 +54,7 @@ WELL_KNOWN = {
     ".google.protobuf.DoubleValue": "f",
     ".google.protobuf.FloatValue": "f",
     ".google.protobuf.Int32Value": "i32",
-    ".google.protobuf.UInt32Value": "i32",
+    ".google.protobuf.UInt32Value": "u32",
     ".google.protobuf.Int64Value": "i64",
     ".google.protobuf.UInt64Value": "i64",
 }

@@ -7,7 +7,7 @@ so new protos or instances never need an Envoy restart.
 
 Request path through the listener's HTTP filters, in order:
 health_check (answers GET /healthz itself: 200, or 503 once Envoy is draining)
-→ lua (adds the gRPC code name to JSON error bodies) → cors → local rate limit
+→ lua (every error body in the services' shape: error_body.lua) → cors → local rate limit
 (429: the gateway's bucket, and a bucket per client address for log-ins,
 sign-ups and the intake) → jwt_authn (401) → buffer (request body limit, 413)
 → lua body check (400 naming an unknown or ill-typed field: gateway.body_check)
@@ -25,6 +25,11 @@ from pathlib import Path
 from gateway import body_check, descriptors, docs
 from gateway.config import GatewaySettings
 from gateway.descriptors import ApiService
+from services.kit.clients import (  # the headers the gateway sets for the services
+    CLIENT_ADDRESS_HEADER,
+    CLIENT_USER_AGENT_HEADER,
+    GATEWAY_SECRET_HEADER,
+)
 
 T = "type.googleapis.com/envoy."
 JWKS_CLUSTER = "gateway_jwks"
@@ -34,14 +39,10 @@ NO_UPSTREAM = "no_upstream"  # a cluster without endpoints, for routes never for
 JWT_PROVIDER = "zentry"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 PER_TRY_TIMEOUT = "5s"
-#: Request headers the gateway sets for the services (services.kit.clients reads them).
-GATEWAY_SECRET_HEADER = "x-zentry-gateway-secret"
 GATEWAY_SECRET = "gateway_secret"
 SECRET_SDS_FILE = "gateway-secret.json"
 #: Client addresses with a bucket of their own at once, at most.
 CLIENT_BUCKETS = 65536
-CLIENT_ADDRESS_HEADER = "x-zentry-client-address"
-CLIENT_USER_AGENT_HEADER = "x-zentry-user-agent"
 
 #: HTTP status of a local reply → the gRPC code it stands for (number, name).
 LOCAL_REPLY_CODES = {
@@ -469,13 +470,17 @@ def _rate_limit(settings: GatewaySettings, services: list[ApiService]) -> dict:
                                 "headers": matches,
                             }
                         },
-                        {"remote_address": {}},
+                        # An IPv6 client usually holds a whole /64: one bucket for it.
+                        {"masked_remote_address": {"v6_prefix_mask_len": 64}},
                     ]
                 }
             )
             descriptors.append(
                 {
-                    "entries": [{"key": "method", "value": method.name}, {"key": "remote_address"}],
+                    "entries": [
+                        {"key": "method", "value": method.name},
+                        {"key": "masked_remote_address"},
+                    ],
                     "token_bucket": _per_minute(per_minute),
                 }
             )

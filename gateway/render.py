@@ -7,7 +7,7 @@ from pathlib import Path
 from gateway import descriptors, docs, envoy_config
 from gateway.config import GatewaySettings
 from gateway.files import write_json
-from infra.secrets import ensure_secret
+from gateway.secret import ensure_secret
 
 
 def upstreams(settings: GatewaySettings) -> list[str]:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import httpx
 
+from gateway.secret import ensure_secret
 from infra.config import Settings
 from infra.errors import InfraError
 from infra.processes import free_port, wait_until
-from infra.secrets import ensure_secret
 from services.kit import healthcheck
 
 #: Every service that exists (`python -m services.<name>`), in start order.

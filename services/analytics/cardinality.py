@@ -28,7 +28,8 @@ from services.kit.db import lock_keys
 
 OTHER = "(other)"
 #: Advisory lock spaces, one a stage, taken in this order; a scope's lock is one of STRIPES.
-_NAME_LOCKS, _KEY_LOCKS, _VALUE_LOCKS = 3, 4, 5
+#: (product_store's visitor locks are space 5.)
+_NAME_LOCKS, _KEY_LOCKS, _VALUE_LOCKS = 6, 7, 8
 STRIPES = 64
 
 metadata = MetaData()
@@ -72,7 +73,7 @@ async def labels(
         found += [
             (f"property.{_as(keys, day, f'key:{name}', k)}", v) for k, v in e.properties.items()
         ]
-        raw[e.event_id] = list(dict.fromkeys(found))  # two keys over the cap: one OTHER
+        raw[e.event_id] = found
 
     wanted = {
         (days[i], f"value:{name_of[i]}:{dimension}", value)
@@ -80,11 +81,15 @@ async def labels(
         for dimension, value in found
     }
     values = await _admit(session, wanted, caps.values, _VALUE_LOCKS)
-    return {
+    return {  # an event counts once under a label, however many of its keys or values fold
         i: (
             name_of[i],
-            [("", "")]
-            + [(d, _as(values, days[i], f"value:{name_of[i]}:{d}", v)) for d, v in found],
+            list(
+                dict.fromkeys(
+                    [("", "")]
+                    + [(d, _as(values, days[i], f"value:{name_of[i]}:{d}", v)) for d, v in found]
+                )
+            ),
         )
         for i, found in raw.items()
     }

@@ -14,7 +14,6 @@ from services.kit.auth import current_caller, optional_caller
 from services.kit.clients import client_of
 
 ADMIN = "admin"
-#: Set by the gateway from the connection and the request (a client cannot set them).
 
 
 class SleepStatsServicer(sleep_stats_service_pb2_grpc.SleepStatsServiceServicer):

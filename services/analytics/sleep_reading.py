@@ -25,6 +25,7 @@ from services.kit.zones import zone_or_utc
 DEFAULT_DAYS = 30
 MAX_STATS_DAYS = 3660  # ten years
 MAX_TREND_DAYS = 732  # two years of daily points
+RANGE_AHEAD = timedelta(days=366)  # a range may end in the future (a calendar's view)
 
 
 class SleepStatsReader:
@@ -124,7 +125,7 @@ def _date(text: str, field: str) -> date:
         day = date.fromisoformat(text)
     except ValueError:
         raise InvalidArgument.field(field, f"{text!r} is not a date like 2026-11-21") from None
-    return dates.check_date(day, field, datetime.now(UTC))
+    return dates.check_date(day, field, datetime.now(UTC), RANGE_AHEAD)
 
 
 def _today(sleeper: sleep_store.Sleeper | None) -> date:

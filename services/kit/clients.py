@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import contextvars
 import hmac
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from services.kit.interceptors import Around, metadata_value
+from services.kit.settings import ConfigError
 
 CLIENT_ADDRESS_HEADER = "x-zentry-client-address"
 CLIENT_USER_AGENT_HEADER = "x-zentry-user-agent"
 GATEWAY_SECRET_HEADER = "x-zentry-gateway-secret"
+WARN_EVERY = 60.0  # seconds between warnings of a wrong secret
+
+_log = logging.getLogger(__name__)
 
 _via_gateway: contextvars.ContextVar[bool] = contextvars.ContextVar("via_gateway", default=False)
 
@@ -48,17 +54,39 @@ def client_of(context: grpc.aio.ServicerContext) -> Client:
 
 
 class GatewayTrust(Around):
-    """Notes, for `client_of`, whether a call carries the gateway's secret."""
+    """Notes, for `client_of`, whether a call carries the gateway's secret; warns (once a
+    minute at most) when calls carry another, as a gateway with the wrong secret would."""
 
-    def __init__(self, secret: str):
+    def __init__(self, secret: str, clock=time.monotonic):
         self._secret = secret.encode()
+        self._clock = clock
+        self._warned = -WARN_EVERY
 
     @classmethod
     def from_file(cls, path: Path | None) -> GatewayTrust:
-        """No file: no call is the gateway's (its headers are never believed)."""
-        return cls(path.read_text().strip() if path else "")
+        """No file: no call is the gateway's (its headers are never believed). The gateway
+        sends the file's content as it is, so a secret with spaces or a newline around it
+        would never match: ConfigError."""
+        if path is None:
+            return cls("")
+        secret = path.read_text()
+        if not secret or secret != secret.strip():
+            raise ConfigError(
+                f"{path}: the gateway secret must be one line of text with nothing around it "
+                "(no newline at the end); the gateway sends it as it is"
+            )
+        return cls(secret)
 
     async def around(self, call, request, context, method):
-        given = (metadata_value(context, GATEWAY_SECRET_HEADER) or "").encode()
-        _via_gateway.set(bool(self._secret) and hmac.compare_digest(given, self._secret))
+        given = metadata_value(context, GATEWAY_SECRET_HEADER)
+        trusted = bool(given) and bool(self._secret)
+        trusted = trusted and hmac.compare_digest(given.encode(), self._secret)
+        if given and not trusted and self._clock() - self._warned >= WARN_EVERY:
+            self._warned = self._clock()
+            _log.warning(
+                "a call carries a gateway secret that is not this service's; its client "
+                "headers are not believed (do the gateway and the services read the same "
+                "secret?)"
+            )
+        _via_gateway.set(trusted)
         return await call(request, context)

@@ -9,14 +9,14 @@ caller just made would answer wrongly, and for a night, for good. So those
 requests read the caller's profile from its owner, one primary-key lookup
 away (read your own writes).
 
-When the user service cannot answer within `timeout` (or answers with an
-error other than NOT_FOUND), `fresh` returns None
-and the service answers from its copy: recording a night never depends on
-the user service being up. After such a failure the copy answers for
-`cooldown` seconds without asking, so an outage costs one timeout, not one
-per request; a warning says when that starts and when the user service
-answers again. Without a user service to ask (`users` None: tools and tests
-that run a service's parts alone), the copy always answers.
+When the user service cannot answer within `timeout` (or answers with any
+error but NOT_FOUND), `fresh` returns None and the service answers from its
+copy: recording a night never depends on the user service being up. After an
+outage (not a refusal of one call) the copy answers for `cooldown` seconds
+without asking, so an outage costs one timeout, not one per request; a
+warning says when that starts and when the user service answers again.
+Without a user service to ask (`users` None: tools and tests that run a
+service's parts alone), the copy always answers.
 """
 
 from __future__ import annotations
@@ -35,6 +35,19 @@ from services.kit.errors import NotFound
 from services.kit.settings import Env
 
 _log = logging.getLogger(__name__)
+
+
+#: Answers that say the user service as a whole cannot answer now: the copy answers for a while.
+OUTAGE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.CANCELLED,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,9 @@ class OwnProfiles:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound("Your account no longer exists.") from None
+            if error.code() not in OUTAGE_CODES:  # about this call only: no cooldown for all
+                _log.warning("the user service refused a caller's profile: %s", error.code().name)
+                return None
             return self._unanswered(f"{error.code().name}: {error.details()}")
         except (UnavailableError, TimeoutError) as error:
             return self._unanswered(str(error) or "no instance known in time")

@@ -34,6 +34,9 @@ from services.leaderboard.domain import Totals
 _log = logging.getLogger(__name__)
 
 REDIS_RETRY = 1.0  # seconds on the PostgreSQL path after a Redis failure
+#: How far ahead a board may be asked for: a window still under way, not one whose keys
+#: Redis would keep for months with nothing in them.
+BOARDS_AHEAD = timedelta(days=31)
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class LeaderboardReader:
         """The caller's zone as the user service has it now; the copy's when it cannot say."""
         fresh = await self._profiles.fresh(caller)
         if fresh is not None:
-            return fresh.time_zone
+            return fresh.time_zone or "UTC"
         me = (await self._directory.users([caller.user_id])).get(caller.user_id)
         return me.time_zone if me else "UTC"
 
@@ -227,7 +230,11 @@ def window_view(kind: str, day: str, time_zone: str, now: datetime | None = None
     """The window of `kind` containing `day` (default: today), as seen from `time_zone`."""
     zone = ZoneInfo(time_zone)
     today = (now or datetime.now(UTC)).astimezone(zone).date()
-    picked = dates.check_date(_parse_day(day), "date", now or datetime.now(UTC)) if day else today
+    picked = (
+        dates.check_date(_parse_day(day), "date", now or datetime.now(UTC), BOARDS_AHEAD)
+        if day
+        else today
+    )
     window = pb.Window(kind=kind, id=domain.window_id(kind, picked), time_zone=time_zone)
     span = domain.first_and_last_day(kind, picked)
     if span is None:

@@ -21,6 +21,7 @@ from services.kit.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
 )
 from services.kit.events import USER_EVENTS
@@ -101,7 +102,12 @@ class UserActions:
             user = await store.find_for_login(session, account.casefold())
         counted_as = user.id if user else account  # the account, whichever name was typed
         await self._guard.attempt(counted_as, address)
-        if not await self._passwords.matches(user.password_hash if user else None, password):
+        try:
+            right = await self._passwords.matches(user.password_hash if user else None, password)
+        except ResourceExhausted:
+            await self._guard.unchecked(counted_as, address)
+            raise
+        if not right:
             raise Unauthenticated(WRONG_CREDENTIALS)
         await self._guard.succeeded(counted_as, address)
         token, expires = self._issuer.issue(user.id, user.username, user.roles)

@@ -47,15 +47,20 @@ class Passwords:
         return await self._run(self._hasher.hash, password)
 
     async def matches(self, password_hash: str | None, password: str) -> bool:
-        """Whether `password` is the one hashed; a real check's time without a hash (None)."""
+        """Whether `password` is the one hashed; a real check's time without a hash (None).
+
+        Without a hash, a slot is still asked for (and given back at once), so that a busy
+        service refuses a made-up name exactly as it refuses a real one.
+        """
         if password_hash is None:
+            await self._admit()
+            self._free.release()
             await asyncio.sleep(random.choice(self._recent))
             return False
         started = time.monotonic()
-        try:
-            return await self._run(self._matches, password_hash, password)
-        finally:
-            self._recent.append(time.monotonic() - started)
+        right = await self._run(self._matches, password_hash, password)
+        self._recent.append(time.monotonic() - started)  # only checks that were made
+        return right
 
     def _matches(self, password_hash: str, password: str) -> bool:
         try:
@@ -63,18 +68,28 @@ class Passwords:
         except (VerificationError, InvalidHashError):
             return False
 
-    async def _run(self, work, *args):
-        if self._free.locked():
-            try:
-                await asyncio.wait_for(self._free.acquire(), self._wait)
-            except TimeoutError:
-                raise ResourceExhausted(BUSY) from None
-        else:
+    async def _admit(self) -> None:
+        """Take a slot, waiting at most `wait`; ResourceExhausted if none comes free."""
+        if not self._free.locked():
             await self._free.acquire()  # free: returns at once
+            return
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
-        finally:
+            await asyncio.wait_for(self._free.acquire(), self._wait)
+        except TimeoutError:
+            raise ResourceExhausted(BUSY) from None
+
+    async def _run(self, work, *args):
+        """`work` on the pool in a slot, which comes free when the work is done (not when a
+        cancelled caller stops waiting for it)."""
+        await self._admit()
+        loop = asyncio.get_running_loop()
+        try:
+            done = self._pool.submit(work, *args)
+        except BaseException:
             self._free.release()
+            raise
+        done.add_done_callback(lambda _: loop.call_soon_threadsafe(self._free.release))
+        return await asyncio.wrap_future(done)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

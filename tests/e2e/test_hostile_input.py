@@ -154,3 +154,17 @@ def test_one_client_address_cannot_use_up_the_intake_for_everyone(gateway):
     accepted, seconds = send_from("127.0.0.3", 3000)
     assert 600 <= accepted <= 600 + 10 * seconds + 1, (accepted, seconds)
     assert send_from("127.0.0.4", 3)[0] == 3, "another address is not limited by it"
+
+
+def test_a_client_cannot_make_the_gateways_answers_leave_their_shape(api):
+    """Found in review: the header the body check marks its answers with let a client turn
+    Envoy's own 401s into plain text labelled JSON."""
+    response = api.get(
+        "/v1/feed", headers={"Authorization": "Bearer nope", "x-zentry-body-check": "1"}
+    )
+    assert response.status_code == 401 and response.json()["status"] == "UNAUTHENTICATED"
+
+
+def test_a_transcoder_error_quoting_the_value_back_is_still_json(api, new_account):
+    response = api.get("/v1/feed", headers=new_account().auth, params={"pageSize": '"x",}'})
+    assert_names_field(response, "page_size")

@@ -97,3 +97,18 @@ async def test_the_account_bucket_refills_evenly_over_the_lockout():
         assert [await refused(guard, "acct", f"10.0.5.{n}") for n in range(2)] == [False, True]
     finally:
         await down.aclose()
+
+
+async def test_an_attempt_no_password_was_checked_for_is_not_held_against_the_address(redis):
+    """Found in review: during a flood on their account, an owner's refused tries counted
+    against their own address, and locked it out for the whole lockout after the flood."""
+    account, flood, owner = str(uuid.uuid4()), "10.0.6.1", "10.0.6.2"
+    one = LoginGuard(redis, max_failures=3, lockout_seconds=60, account_ceiling=1, account_burst=1)
+    await one.attempt(account, flood)  # the flood takes the account's only token
+    for _ in range(5):
+        with pytest.raises(ResourceExhausted, match="for this account; try again"):
+            await one.attempt(account, owner)
+    await one.succeeded(account, flood)  # the token comes back
+    await one.attempt(account, owner)  # not "from your address": those five did not count
+    await one.unchecked(account, owner)  # every hashing slot was busy: undone too
+    await one.succeeded(account, owner)

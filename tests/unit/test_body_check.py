@@ -115,6 +115,9 @@ def test_what_the_transcoder_reads_as_meant_passes(check, body):
         ("/v1/sleepEntries", '{"quality": 4.5}', "quality", "whole number"),
         ("/v1/sleepEntries", '{"quality": 99999999999}', "quality", "whole number"),
         ("/v1/sleepEntries", '{"quality": true}', "quality", "whole number"),
+        ("/v1/sleepEntries", '{"quality": 2147483648}', "quality", "whole number"),
+        ("/v1/sleepEntries", '{"quality": 1-2}', "body", "not valid JSON"),
+        ("/v1/sleepEntries", '{"quality": 1e}', "body", "not valid JSON"),
         ("/v1/sleepEntries", '{"tags": "a"}', "tags", "must be a list"),
         ("/v1/sleepEntries", '{"tags": ["a", 7]}', "tags[1]", "must be a string"),
         ("/v1/sleepEntries", "[1, 2]", "body", "must be an object"),
@@ -164,3 +167,8 @@ def test_nesting_where_a_string_belongs_is_refused_at_once(check):
 def test_calls_it_does_not_know_pass_untouched(check):
     assert check.request("GET", "/healthz") is None
     assert check.request("POST", "/zentry.user.v1.UserService/GetUser", "\x00\x00") is None
+
+
+def test_an_answer_naming_broken_utf8_is_still_json(check):
+    answer = check.request("GET", "/v1/feed?%FF%FE=1")
+    assert answer.status == 400 and answer.body["details"][0]["fieldViolations"][0]["field"]

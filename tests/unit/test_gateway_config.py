@@ -252,7 +252,7 @@ def test_log_ins_sign_ups_and_intake_have_a_bucket_per_client_address(settings, 
     ]
     by_method = {d["entries"][0]["value"]: d for d in config["descriptors"]}
     assert set(by_method) == {"CreateSession", "CreateUser", "TrackEvents"}
-    assert by_method["CreateSession"]["entries"][1] == {"key": "remote_address"}  # any value
+    assert by_method["CreateSession"]["entries"][1] == {"key": "masked_remote_address"}  # any
     assert by_method["CreateSession"]["token_bucket"] == {
         "max_tokens": 6,
         "tokens_per_fill": 1,
@@ -270,7 +270,7 @@ def test_log_ins_sign_ups_and_intake_have_a_bucket_per_client_address(settings, 
         assert re.fullmatch(regex, hit), hit
     for miss in ("/v1/sessionsX", "/v1/users", "/zentry.user.v1.UserServiceXCreateSession"):
         assert not re.fullmatch(regex, miss), miss
-    assert sessions["actions"][1] == {"remote_address": {}}
+    assert sessions["actions"][1] == {"masked_remote_address": {"v6_prefix_mask_len": 64}}
 
 
 def test_every_forwarded_request_carries_the_gateway_secret_from_its_file(settings, services):

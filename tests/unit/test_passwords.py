@@ -42,12 +42,20 @@ async def test_a_budget_below_two_hashes_still_hashes_one_at_a_time(memory_mib):
     assert Passwords(memory_mib, 1.0).slots == 1
 
 
-async def test_a_made_up_name_is_answered_without_a_hash_or_a_slot():
-    """A flood of random names would otherwise cost a hash each (64 MiB, tens of ms)."""
-    passwords = Passwords(8, 0.0, SMALL)  # one slot, no waiting for it
-    busy = asyncio.create_task(passwords.hash("sleep-well-42"))
-    await asyncio.sleep(0)  # the real hash holds the only slot
-    answers = await asyncio.gather(*(passwords.matches(None, "guess-1") for _ in range(20)))
-    assert answers == [False] * 20, "no 429: made-up names need no slot"
-    await busy
+async def test_a_made_up_name_costs_no_hash_and_is_refused_alike_when_busy():
+    """A flood of random names would otherwise cost a hash each (64 MiB, tens of ms); and
+    were they never refused, a busy service's 429s would tell which names are accounts."""
+    passwords = Passwords(8, 5.0, SMALL)  # one slot
+    answers = await asyncio.gather(
+        passwords.hash("sleep-well-42"), *(passwords.matches(None, "guess-1") for _ in range(20))
+    )
+    assert answers[1:] == [False] * 20, "each holds the slot only a moment"
     passwords.close()
+
+    busy = Passwords(8, 0.0, SMALL)  # one slot, no waiting for it
+    real = asyncio.create_task(busy.hash("sleep-well-42"))
+    await asyncio.sleep(0)  # the real hash holds the only slot
+    with pytest.raises(ResourceExhausted):
+        await busy.matches(None, "guess-1")
+    await real
+    busy.close()

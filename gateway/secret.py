@@ -1,4 +1,4 @@
-"""Secrets made for local runs (never in production, where Kubernetes Secrets hold them)."""
+"""The gateway's secret for local runs (in production a Kubernetes Secret holds it)."""
 
 from __future__ import annotations
 
