@@ -6,8 +6,8 @@ Two limits, each on attempts within `lockout` seconds:
   address is refused for the account until `lockout` after its latest try.
   A guesser locks out only their own address, never the account's owner
   elsewhere;
-- per account over all addresses: a bucket of `account_burst` attempts (as many as
-  `max_failures` unless given) that
+- per account over all addresses: a bucket of `account_burst` attempts (twice
+  `max_failures` unless given, so that one address cannot empty it) that
   refills by `account_ceiling` a lockout. Guessing spread over many addresses
   is bounded too (and a flood of them checks a few passwords at once, not a
   hundred), at the price that such an attack can keep the account's owner out
@@ -89,7 +89,7 @@ class LoginGuard:
         self._redis = redis
         self._max = max_failures
         self._ceiling = account_ceiling
-        self._burst = account_burst or min(account_ceiling, max_failures)
+        self._burst = account_burst or min(account_ceiling, 2 * max_failures)
         self._lockout = lockout_seconds
         self._attempt = redis.register_script(_ATTEMPT)
         self._take_back = redis.register_script(_TAKE_BACK)
