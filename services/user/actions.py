@@ -103,7 +103,9 @@ class UserActions:
         counted_as = user.id if user else account  # the account, whichever name was typed
         await self._guard.attempt(counted_as, address)
         try:
-            right = await self._passwords.matches(user.password_hash if user else None, password)
+            right = await self._passwords.matches(
+                user.password_hash if user else None, password, counted_as
+            )
         except ResourceExhausted:
             await self._guard.unchecked(counted_as, address)
             raise

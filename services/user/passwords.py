@@ -5,7 +5,9 @@ run on a thread pool of their own, as many at once as the budget holds
 (ZENTRY_PASSWORD_MEMORY_MIB over one hash's memory), so no flood of sign-ups
 or log-ins makes the service take more. A call that finds every slot busy
 waits at most `wait` seconds for one, then is refused with RESOURCE_EXHAUSTED
-(429 at the gateway) instead of queueing without end.
+(429 at the gateway) instead of queueing without end. One account's passwords
+are checked one at a time, so a flood at one account cannot take every slot
+from everyone else.
 
 A log-in under a name no account has is answered as late as a real check
 would be (a wait as long as one of the latest real checks took, queueing
@@ -16,6 +18,7 @@ CPU or memory, and the time still tells nothing of which names exist.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import deque
@@ -38,6 +41,9 @@ class Passwords:
         self._free = asyncio.Semaphore(self.slots)
         self._pool = ThreadPoolExecutor(self.slots, thread_name_prefix="argon2")
         self._wait = wait
+        # Each account's turn, and how many hold or wait for it.
+        self._turns: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, int] = {}
         # How long the latest real checks took, queueing included; one at first.
         started = time.monotonic()
         self._hasher.verify(self._hasher.hash("a password 0"), "a password 0")
@@ -46,11 +52,13 @@ class Passwords:
     async def hash(self, password: str) -> str:
         return await self._run(self._hasher.hash, password)
 
-    async def matches(self, password_hash: str | None, password: str) -> bool:
+    async def matches(self, password_hash: str | None, password: str, account: str) -> bool:
         """Whether `password` is the one hashed; a real check's time without a hash (None).
 
-        Without a hash, a slot is still asked for (and given back at once), so that a busy
-        service refuses a made-up name exactly as it refuses a real one.
+        One account's passwords are checked one at a time (a later check waits at most
+        `wait` for the one before, then is refused), so a flood at one account holds one
+        slot, not all of them. Without a hash, a slot is still asked for (and given back
+        at once), so that a busy service refuses a made-up name exactly as a real one.
         """
         if password_hash is None:
             await self._admit()
@@ -58,9 +66,25 @@ class Passwords:
             await asyncio.sleep(random.choice(self._recent))
             return False
         started = time.monotonic()
-        right = await self._run(self._matches, password_hash, password)
+        async with self._turn_of(account):
+            right = await self._run(self._matches, password_hash, password)
         self._recent.append(time.monotonic() - started)  # only checks that were made
         return right
+
+    @contextlib.asynccontextmanager
+    async def _turn_of(self, account: str):
+        turn = self._turns.setdefault(account, asyncio.Lock())
+        self._waiting[account] = self._waiting.get(account, 0) + 1
+        try:
+            await self._take(turn)
+            try:
+                yield
+            finally:
+                turn.release()
+        finally:
+            self._waiting[account] -= 1
+            if not self._waiting[account]:  # nobody else holds or waits: forget it
+                del self._waiting[account], self._turns[account]
 
     def _matches(self, password_hash: str, password: str) -> bool:
         try:
@@ -70,11 +94,14 @@ class Passwords:
 
     async def _admit(self) -> None:
         """Take a slot, waiting at most `wait`; ResourceExhausted if none comes free."""
-        if not self._free.locked():
-            await self._free.acquire()  # free: returns at once
+        await self._take(self._free)
+
+    async def _take(self, lock: asyncio.Lock | asyncio.Semaphore) -> None:
+        if not lock.locked():
+            await lock.acquire()  # free: returns at once (wait_for(..., 0) would not)
             return
         try:
-            await asyncio.wait_for(self._free.acquire(), self._wait)
+            await asyncio.wait_for(lock.acquire(), self._wait)
         except TimeoutError:
             raise ResourceExhausted(BUSY) from None
 

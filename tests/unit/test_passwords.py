@@ -31,9 +31,9 @@ async def test_a_flood_beyond_the_slots_is_refused_quickly_instead_of_queued():
 async def test_hashes_check_and_an_absent_hash_never_matches():
     passwords = Passwords(16, 5.0, SMALL)
     hashed = await passwords.hash("sleep-well-42")
-    assert await passwords.matches(hashed, "sleep-well-42")
-    assert not await passwords.matches(hashed, "sleep-well-43")
-    assert not await passwords.matches(None, "not a real password 0")
+    assert await passwords.matches(hashed, "sleep-well-42", "ada")
+    assert not await passwords.matches(hashed, "sleep-well-43", "ada")
+    assert not await passwords.matches(None, "not a real password 0", "nobody")
     passwords.close()
 
 
@@ -46,9 +46,8 @@ async def test_a_made_up_name_costs_no_hash_and_is_refused_alike_when_busy():
     """A flood of random names would otherwise cost a hash each (64 MiB, tens of ms); and
     were they never refused, a busy service's 429s would tell which names are accounts."""
     passwords = Passwords(8, 5.0, SMALL)  # one slot
-    answers = await asyncio.gather(
-        passwords.hash("sleep-well-42"), *(passwords.matches(None, "guess-1") for _ in range(20))
-    )
+    guesses = (passwords.matches(None, "guess-1", "nobody") for _ in range(20))
+    answers = await asyncio.gather(passwords.hash("sleep-well-42"), *guesses)
     assert answers[1:] == [False] * 20, "each holds the slot only a moment"
     passwords.close()
 
@@ -56,6 +55,21 @@ async def test_a_made_up_name_costs_no_hash_and_is_refused_alike_when_busy():
     real = asyncio.create_task(busy.hash("sleep-well-42"))
     await asyncio.sleep(0)  # the real hash holds the only slot
     with pytest.raises(ResourceExhausted):
-        await busy.matches(None, "guess-1")
+        await busy.matches(None, "guess-1", "nobody")
     await real
     busy.close()
+
+
+async def test_a_flood_at_one_account_holds_one_slot_and_leaves_the_others():
+    """Found by the flood bench: an attacked account's checks took every slot, and an
+    ordinary user's log-in waited behind them."""
+    passwords = Passwords(16, 0.0, SMALL)  # two slots, no waiting
+    hashed = await passwords.hash("sleep-well-42")
+    flood = [passwords.matches(hashed, "wrong-1", "target") for _ in range(5)]
+    ordinary = passwords.matches(hashed, "sleep-well-42", "ordinary")
+    *attacked, mine = await asyncio.gather(*flood, ordinary, return_exceptions=True)
+    assert mine is True, "the other slot was free for someone else"
+    assert attacked.count(False) == 1, "one of the attacked account's checks at a time"
+    assert all(isinstance(a, ResourceExhausted) for a in attacked if a is not False)
+    assert passwords._turns == {}, "turns are forgotten once nobody waits"
+    passwords.close()
