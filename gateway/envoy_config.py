@@ -7,7 +7,8 @@ so new protos or instances never need an Envoy restart.
 
 Request path through the listener's HTTP filters, in order:
 health_check (answers GET /healthz itself: 200, or 503 once Envoy is draining)
-→ lua (every error body in the services' shape: error_body.lua) → cors → local rate limit
+→ header_mutation (drops the body check's marker a client might send) → lua
+(every error body in the services' shape: error_body.lua) → cors → local rate limit
 (429: the gateway's bucket, and a bucket per client address for log-ins,
 sign-ups and the intake) → jwt_authn (401) → buffer (request body limit, 413)
 → lua body check (400 naming an unknown or ill-typed field: gateway.body_check)
@@ -204,6 +205,13 @@ def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
                     "pass_through_mode": False,
                     "headers": [{"name": ":path", "string_match": {"exact": HEALTH_PATH}}],
                 },
+            ),
+            # The body check marks its own answers with this header; a client must not, or
+            # Envoy's local replies would skip their JSON shape.
+            _filter(
+                "header_mutation",
+                "extensions.filters.http.header_mutation.v3.HeaderMutation",
+                {"mutations": {"request_mutations": [{"remove": body_check.REFUSED_HEADER}]}},
             ),
             _filter(
                 "lua",

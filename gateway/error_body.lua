@@ -34,12 +34,6 @@ local function named(text)
     .. '"fieldViolations":[{"field":"' .. field .. '","description":"' .. why .. '"}]}]}'
 end
 
--- The body check marks its own answers with this header (gateway/body_check.lua): a client
--- must not, or Envoy's local replies would skip their JSON shape.
-function envoy_on_request(handle)
-  handle:headers():remove("x-zentry-body-check")
-end
-
 function envoy_on_response(handle)
   local status = tonumber(handle:headers():get(":status") or "200")
   local ctype = handle:headers():get("content-type") or ""

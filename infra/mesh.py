@@ -116,22 +116,12 @@ class Mesh:
     def wait_healthy(self, child: Child, timeout: float = 60.0) -> int:
         """Block until the instance is passing (in Consul; a consumer, to its own health
         check); returns its port."""
-        if child.role == "consumer":
-
-            def serving() -> None:
-                status = healthcheck.check(f"127.0.0.1:{child.port}", timeout=1)
-                if status != "SERVING":
-                    raise RuntimeError(f"its health check says {status}")
-
-            wait_until(
-                serving,
-                what=f"{child.name} serving its health check",
-                timeout=timeout,
-                log_file=child.log,
-                exit_code=child.process.poll,
-            )
-            return child.port
         service = child.name.rsplit("-", 1)[0]
+
+        def serving() -> None:
+            status = healthcheck.check(f"127.0.0.1:{child.port}", timeout=1)
+            if status != "SERVING":
+                raise RuntimeError(f"its health check says {status}")
 
         def passing() -> None:
             entries = httpx.get(
@@ -146,9 +136,11 @@ class Mesh:
                 raise RuntimeError(f"{child.instance_id} is not passing in Consul yet")
             child.port = ports[0]
 
+        consumer = child.role == "consumer"
+        state = "serving its health check" if consumer else "healthy in Consul"
         wait_until(
-            passing,
-            what=f"{child.name} healthy in Consul",
+            serving if consumer else passing,
+            what=f"{child.name} {state}",
             timeout=timeout,
             log_file=child.log,
             exit_code=child.process.poll,

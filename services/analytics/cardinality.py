@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, date
 
-from sqlalchemy import Column, Date, MetaData, Table, Text, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from zentry.events.v1 import analytics_events_pb2 as aev
 
@@ -31,15 +31,6 @@ OTHER = "(other)"
 #: (product_store's visitor locks are space 5.)
 _NAME_LOCKS, _KEY_LOCKS, _VALUE_LOCKS = 6, 7, 8
 STRIPES = 64
-
-metadata = MetaData()
-admitted = Table(
-    "admitted",
-    metadata,
-    Column("day", Date, primary_key=True),
-    Column("scope", Text, primary_key=True),
-    Column("item", Text, primary_key=True),
-)
 
 
 @dataclass(frozen=True)

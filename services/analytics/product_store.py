@@ -38,7 +38,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.analytics.cardinality import admitted
 from services.analytics.sessions import GAP, Session
 from services.kit.db import lock_keys
 
@@ -97,6 +96,14 @@ salts = Table(
     metadata,
     Column("day", Date, primary_key=True),
     Column("salt", LargeBinary, nullable=False),
+)
+#: The event names, property keys and values each day counts (services.analytics.cardinality).
+admitted = Table(
+    "admitted",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("scope", Text, primary_key=True),
+    Column("item", Text, primary_key=True),
 )
 
 

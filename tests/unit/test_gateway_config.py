@@ -71,6 +71,7 @@ def test_filter_order(settings, services):
     names = [f["name"].rsplit(".", 1)[1] for f in http_filters(settings, services)["http_filters"]]
     assert names == [
         "health_check",
+        "header_mutation",
         "lua",
         "cors",
         "local_ratelimit",
