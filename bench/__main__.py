@@ -280,9 +280,9 @@ def _flood_report(f: dict) -> list[str]:
     lines = [
         "",
         f"### A log-in flood from {f['addresses']} addresses ({f['concurrency']} at once, "
-        f"{f['seconds']:.0f} s), and one ordinary user",
+        f"{f['seconds']:.0f} s), and {f['ordinary_users']} ordinary users",
         "",
-        "| ordinary user | log-in p50 ms | log-in p95 ms | feed read p50 ms | feed read p95 ms "
+        "| ordinary users | log-in p50 ms | log-in p95 ms | feed read p50 ms | feed read p95 ms "
         "| failed |",
         "|---|---:|---:|---:|---:|---:|",
     ]

@@ -1,14 +1,16 @@
-"""A log-in flood from many addresses while one ordinary user goes on as usual.
+"""A log-in flood from many addresses while ordinary users go on as usual.
 
 The flood (the Go load generator, so that sending it costs little): wrong
 passwords for a real account and log-ins under random names, from
 FLOOD_ADDRESSES loopback addresses at once, FLOOD_RATE a second in all (this
 machine's two cores also run the generator and the gateway: an unbounded
-flood measures only how fast Envoy says 429). The ordinary user, from an
-address of their own, logs in every LOG_IN_EVERY seconds and reads their feed
-in between, first alone (quiet), then during the flood. Printed: the ordinary
-user's p50/p95 both times, how the flood was answered, and the user service
-instances' peak memory beside the limit Kubernetes gives them.
+flood measures only how fast Envoy says 429). ORDINARY_USERS people, each from
+an address of their own, log in every LOG_IN_EVERY seconds and read their feed
+every READ_EVERY seconds in between, first alone (quiet), then during the flood;
+there are several so that a p95 of log-ins rests on some fifty of them, not on
+the slowest of a dozen. Printed: their p50/p95 both times, how the flood was
+answered, and the user service instances' peak memory beside the limit Kubernetes
+gives them.
 """
 
 from __future__ import annotations
@@ -31,17 +33,20 @@ from infra.config import Settings
 FLOOD_ADDRESSES = 48  # 127.0.1.1 and on
 FLOOD_CONCURRENCY = 96
 FLOOD_RATE = 1000
-USER_ADDRESS = "127.0.2.1"
+ORDINARY_USERS = 4  # from 127.0.2.1 and on
 PASSWORD = "bench-pass-1"
-#: Seconds between the ordinary user's log-ins: within the gateway's 20 a minute an address.
+#: Seconds between one ordinary user's log-ins: within the gateway's 20 a minute an address.
 LOG_IN_EVERY = 3.5
+#: Seconds between one ordinary user's feed reads: a person scrolling, not a load generator
+#: (users that read without pause would fill both cores themselves, and measure only that).
+READ_EVERY = 0.1
 #: The user service's memory limit in k8s/base/services/user.yaml.
 MEMORY_LIMIT_MIB = 512
 
 
 @dataclass(frozen=True)
 class Scale:
-    seconds: float = 45.0  # a dozen of the ordinary user's log-ins each time
+    seconds: float = 45.0  # a dozen log-ins of each ordinary user each time
 
     @classmethod
     def times(cls, factor: float) -> Scale:
@@ -53,11 +58,16 @@ def run(settings: Settings, base_url: str, user_pids: dict[str, int], scale: Sca
 
 
 async def _run(settings: Settings, base_url: str, user_pids: dict[str, int], scale: Scale) -> dict:
-    async with _client(base_url, USER_ADDRESS) as client:
-        ordinary = await _account(client, "flood_user")
+    addresses = [f"127.0.2.{n}" for n in range(1, ORDINARY_USERS + 1)]
+    ordinary = []
+    for address in addresses:  # each signs up from home (the gateway allows a few an address)
+        async with _client(base_url, address) as client:
+            ordinary.append(await _account(client, "flood_user"))
+    async with _client(base_url, addresses[0]) as client:
         target = await _account(client, "flood_target")
-    print("bench flood: the ordinary user alone", flush=True)
-    quiet = await _ordinary(base_url, ordinary, scale.seconds)
+    people = list(zip(ordinary, addresses, strict=True))
+    print(f"bench flood: {ORDINARY_USERS} ordinary users alone", flush=True)
+    quiet = await _ordinary(base_url, people, scale.seconds)
     print(f"bench flood: {FLOOD_ADDRESSES} addresses flooding log-ins", flush=True)
     with PeakRss(user_pids) as peak:
         floods = [
@@ -67,9 +77,7 @@ async def _run(settings: Settings, base_url: str, user_pids: dict[str, int], sca
                 {"username": "nobody_{{random}}", "password": "wrong-pass-1"},
             )
         ]
-        loaded, *answers = await asyncio.gather(
-            _ordinary(base_url, ordinary, scale.seconds), *floods
-        )
+        loaded, *answers = await asyncio.gather(_ordinary(base_url, people, scale.seconds), *floods)
     statuses: Counter = Counter()
     for answer in answers:
         statuses.update(answer["statuses"])
@@ -77,6 +85,7 @@ async def _run(settings: Settings, base_url: str, user_pids: dict[str, int], sca
         "seconds": scale.seconds,
         "addresses": FLOOD_ADDRESSES,
         "concurrency": FLOOD_CONCURRENCY,
+        "ordinary_users": ORDINARY_USERS,
         "quiet": quiet,
         "flooded": loaded,
         "flood_answers": dict(sorted(statuses.items())),
@@ -118,12 +127,40 @@ async def _account(client: httpx.AsyncClient, prefix: str) -> str:
     return name
 
 
-async def _ordinary(base_url: str, name: str, seconds: float) -> dict:
-    """Log in every LOG_IN_EVERY seconds (as often as the gateway lets one address) and read
-    the feed in between, without pause: latency of each kind of call."""
-    logins, reads, failed = [], [], 0
-    async with _client(base_url, USER_ADDRESS) as client:
+async def _ordinary(base_url: str, people: list[tuple[str, str]], seconds: float) -> dict:
+    """Every (name, address) at once: latency of each kind of call, over all of them."""
+    logins: list[float] = []
+    reads: list[float] = []
+    failed = sum(
+        await asyncio.gather(
+            *(
+                _person(
+                    base_url, name, address, seconds, n * LOG_IN_EVERY / len(people), logins, reads
+                )
+                for n, (name, address) in enumerate(people)
+            )
+        )
+    )
+    return {"log_in": _percentiles(logins), "feed_read": _percentiles(reads), "failed": failed}
+
+
+async def _person(
+    base_url: str,
+    name: str,
+    address: str,
+    seconds: float,
+    offset: float,
+    logins: list,
+    reads: list,
+) -> int:
+    """After `offset` seconds (people do not log in in step), log in every LOG_IN_EVERY
+    seconds (as often as the gateway lets one address) and read the feed every READ_EVERY
+    seconds in between; latencies go to `logins` and `reads`. Returns how many calls
+    failed."""
+    failed = 0
+    async with _client(base_url, address) as client:
         deadline = time.monotonic() + seconds
+        await asyncio.sleep(offset)
         while time.monotonic() < deadline:
             started = time.monotonic()
             response = await client.post(
@@ -141,7 +178,8 @@ async def _ordinary(base_url: str, name: str, seconds: float) -> dict:
                 read = await client.get("/v1/feed", headers=auth, params={"pageSize": 20})
                 reads.append(time.monotonic() - began)
                 failed += read.status_code != 200
-    return {"log_in": _percentiles(logins), "feed_read": _percentiles(reads), "failed": failed}
+                await asyncio.sleep(max(0.0, began + READ_EVERY - time.monotonic()))
+    return failed
 
 
 def _percentiles(seconds: list[float]) -> dict:

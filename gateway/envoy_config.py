@@ -213,16 +213,18 @@ def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
                 "extensions.filters.http.header_mutation.v3.HeaderMutation",
                 {"mutations": {"request_mutations": [{"remove": body_check.REFUSED_HEADER}]}},
             ),
-            _filter(
-                "lua",
-                "extensions.filters.http.lua.v3.Lua",
-                {"default_source_code": {"inline_string": ERROR_BODY_LUA}},
-            ),
             _filter("cors", "extensions.filters.http.cors.v3.Cors", {}),
+            # Before the error body's Lua, so that a flood's 429s cost no Lua (their shape
+            # comes from local_reply_config, as every local reply's does).
             _filter(
                 "local_ratelimit",
                 "extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
                 _rate_limit(settings, services),
+            ),
+            _filter(
+                "lua",
+                "extensions.filters.http.lua.v3.Lua",
+                {"default_source_code": {"inline_string": ERROR_BODY_LUA}},
             ),
             _filter(
                 "jwt_authn",
@@ -512,10 +514,12 @@ def _rate_limit(settings: GatewaySettings, services: list[ApiService]) -> dict:
 
 
 def _per_minute(calls: int) -> dict:
-    """A bucket of `calls` that refills evenly over a minute (Envoy's fill interval >= 50 ms)."""
+    """`calls` a minute, refilled evenly (Envoy's fill interval >= 50 ms), at most a quarter
+    of them at once: a person retrying a typo has room, while a thousand fresh addresses
+    cannot send their whole minute in its first second."""
     interval = max(0.05, 60 / calls)
     return {
-        "max_tokens": calls,
+        "max_tokens": -(-calls // 4),
         "tokens_per_fill": max(1, round(calls * interval / 60)),
         "fill_interval": f"{interval:.3f}s",
     }
