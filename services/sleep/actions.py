@@ -108,9 +108,11 @@ class SleepActions:
     async def get(self, caller: Caller, entry_id: str) -> EntryRow:
         entry_id = _check_id(entry_id)
         async with self._db.transaction() as session:
-            entry = _found(await store.get_entry(session, entry_id), entry_id)
-        privacy.check_can_view(caller, entry.user_id)
-        return entry
+            entry = await store.get_entry(session, entry_id)
+            # An entry its reader may not see is answered as one that is not there.
+            if entry is not None and not await privacy.can_view(session, caller, entry.user_id):
+                entry = None
+            return _found(entry, entry_id)
 
     async def update(
         self, caller: Caller, entry_id: str, changes: dict, paths: list[str]
@@ -119,7 +121,7 @@ class SleepActions:
         entry_id = _check_id(entry_id)
         async with self._db.transaction() as session:
             entry = _found(await store.get_entry(session, entry_id, True), entry_id)
-            _check_owner(caller, entry, "change")
+            await _check_owner(session, caller, entry, "change")
             wanted = {
                 "start_time": entry.start_time,
                 "end_time": entry.end_time,
@@ -166,7 +168,7 @@ class SleepActions:
         entry_id = _check_id(entry_id)
         async with self._db.transaction() as session:
             entry = _found(await store.get_entry(session, entry_id, True), entry_id)
-            _check_owner(caller, entry, "delete")
+            await _check_owner(session, caller, entry, "delete")
             await store.delete_entry(session, entry.id)
             await self._outbox.add(session, ev.SleepEntryDeleted(entry=state(entry)), entry.user_id)
 
@@ -185,8 +187,8 @@ class SleepActions:
         limit: int,
         after: tuple[datetime, str] | None,
     ) -> list[EntryRow]:
-        privacy.check_can_view(caller, owner_id)
         async with self._db.transaction() as session:
+            await privacy.check_can_view(session, caller, owner_id)
             return await store.list_entries(session, owner_id, first, last, limit, after)
 
     async def _refuse_overlap(
@@ -216,9 +218,14 @@ def _found(entry: EntryRow | None, entry_id: str) -> EntryRow:
     return entry
 
 
-def _check_owner(caller: Caller, entry: EntryRow, verb: str) -> None:
-    if entry.user_id != caller.user_id:
-        raise PermissionDenied(f"Only the owner of a sleep entry can {verb} it.")
+async def _check_owner(session, caller: Caller, entry: EntryRow, verb: str) -> None:
+    """PermissionDenied for another's entry the caller may see; NotFound for one they may
+    not, as for an entry that is not there."""
+    if entry.user_id == caller.user_id:
+        return
+    if not await privacy.can_view(session, caller, entry.user_id):
+        _found(None, entry.id)
+    raise PermissionDenied(f"Only the owner of a sleep entry can {verb} it.")
 
 
 def state(entry: EntryRow) -> ev.SleepEntryState:

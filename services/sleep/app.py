@@ -37,7 +37,10 @@ def assemble(settings: SleepSettings) -> Assembly:
             servicer, server
         ),
         workers=[OutboxRelay(db, service.kafka_bootstrap, client_id=service.instance_id)],
-        consumers=[ConsumerRunner(db, service.kafka_bootstrap, UserDirectory.subscription())],
+        consumers=[
+            ConsumerRunner(db, service.kafka_bootstrap, subscription)
+            for subscription in UserDirectory.subscriptions()
+        ],
         closers=[users.aclose, consul.aclose, db.dispose],
         migrations_dir=MIGRATIONS,
     )

@@ -1,10 +1,12 @@
-"""Who the users are, as the sleep service needs them: id, username and time zone.
+"""Who the users are, as the sleep service needs them: id, username, time zone, who may
+see their nights, and who follows whom.
 
-The sleep service keeps its own copy, fed by the user service's events
-(UserRegistered, UserProfileUpdated on zentry.user.events), so listing nights
-needs no call to another service and recording them keeps working while the
-user service is down. Two kinds of request ask the user service directly,
-through Consul, with the caller's own token:
+The sleep service keeps its own copies, fed by the user service's events
+(UserRegistered, UserProfileUpdated, FollowCreated, FollowDeleted on
+zentry.user.events), so listing nights needs no call to another service and
+recording them keeps working while the user service is down. Two kinds of
+request ask the user service directly, through Consul, with the caller's own
+token:
 
 - the caller themselves (`me`), whose zone dates the night they record: a
   change they just made may not have reached the copy yet (services.kit.profiles);
@@ -23,6 +25,7 @@ import grpc
 from zentry.events.v1 import user_events_pb2 as ev
 from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
 
+from services.kit import visibility
 from services.kit.auth import Caller
 from services.kit.consumer import Subscription
 from services.kit.db import Database
@@ -36,6 +39,9 @@ from services.sleep.store import UserRow
 _log = logging.getLogger(__name__)
 
 CONSUMER_GROUP = "sleep.user-directory"
+#: A group of its own, so that a service that had the profiles before it read the follows
+#: from the start of the log.
+FOLLOWS_GROUP = "sleep.follows"
 #: Tries of the user service (on different instances) before giving up.
 ATTEMPTS = 2
 
@@ -93,16 +99,34 @@ class UserDirectory:
         raise Unavailable("The user directory cannot be reached right now; try again shortly.")
 
     @staticmethod
-    def subscription() -> Subscription:
-        """The consumer that keeps the copy: profile events replace the user's row."""
-        return Subscription(
-            group=CONSUMER_GROUP,
-            topics=(USER_EVENTS,),
-            handlers={ev.UserRegistered: _save_profile, ev.UserProfileUpdated: _save_profile},
-        )
+    def subscriptions() -> list[Subscription]:
+        """The consumers that keep the copies: profile events replace the user's row, follow
+        events add or remove a follow."""
+        return [
+            Subscription(
+                group=CONSUMER_GROUP,
+                topics=(USER_EVENTS,),
+                handlers={ev.UserRegistered: _save_profile, ev.UserProfileUpdated: _save_profile},
+            ),
+            Subscription(
+                group=FOLLOWS_GROUP,
+                topics=(USER_EVENTS,),
+                handlers={ev.FollowCreated: _follow, ev.FollowDeleted: _unfollow},
+            ),
+        ]
 
 
 async def _save_profile(_envelope, payload, session) -> None:
     """Events carry the whole profile after the change, and one user's arrive in order."""
-    profile = payload.profile
-    await store.save_user(session, profile.user_id, profile.username, profile.time_zone)
+    p = payload.profile
+    setting = visibility.audience(p.nights_visible_to)
+    await store.save_user(session, p.user_id, p.username, p.time_zone, setting)
+
+
+async def _follow(_envelope, payload, session) -> None:
+    """One follower's events arrive in order (they are keyed by the follower)."""
+    await store.set_follow(session, payload.follower_id, payload.followee_id, True)
+
+
+async def _unfollow(_envelope, payload, session) -> None:
+    await store.set_follow(session, payload.follower_id, payload.followee_id, False)

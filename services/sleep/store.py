@@ -74,6 +74,15 @@ users = Table(
     Column("username_key", Text, nullable=False),
     Column("time_zone", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("nights_visible_to", Text, nullable=False, server_default="followers"),
+)
+
+#: The sleep service's copy of who follows whom (services.sleep.directory).
+follows = Table(
+    "follows",
+    metadata,
+    Column("follower_id", UUID(as_uuid=False), primary_key=True),
+    Column("followee_id", UUID(as_uuid=False), primary_key=True),
 )
 
 
@@ -259,12 +268,15 @@ async def claim_request(
     return row.entry_id, row.fingerprint
 
 
-async def save_user(session: AsyncSession, user_id: str, username: str, time_zone: str) -> None:
+async def save_user(
+    session: AsyncSession, user_id: str, username: str, time_zone: str, nights_visible_to: str
+) -> None:
     """Insert or replace the directory's copy of a user."""
     values = {
         "username": username,
         "username_key": username.casefold(),
         "time_zone": time_zone,
+        "nights_visible_to": nights_visible_to,
         "updated_at": func.now(),
     }
     await session.execute(
@@ -292,3 +304,32 @@ async def find_user_by_username(session: AsyncSession, username: str) -> UserRow
         )
     ).first()
     return UserRow(*row) if row else None
+
+
+async def set_follow(session: AsyncSession, follower_id: str, followee_id: str, on: bool) -> None:
+    """The copy of one follow, made to exist (`on`) or not; idempotent."""
+    if on:
+        await session.execute(
+            pg_insert(follows)
+            .values(follower_id=follower_id, followee_id=followee_id)
+            .on_conflict_do_nothing()
+        )
+    else:
+        await session.execute(
+            delete(follows).where(
+                follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
+            )
+        )
+
+
+async def audience_of(session: AsyncSession, viewer_id: str, owner_id: str) -> tuple[str, bool]:
+    """The owner's `nights_visible_to` ("" if the copy does not know them yet) and whether
+    `viewer_id` follows them, in one query."""
+    following = (
+        select(literal(True))
+        .where(follows.c.follower_id == viewer_id, follows.c.followee_id == owner_id)
+        .exists()
+    )
+    setting = select(users.c.nights_visible_to).where(users.c.id == owner_id).scalar_subquery()
+    row = (await session.execute(select(func.coalesce(setting, ""), following))).one()
+    return row[0], row[1]

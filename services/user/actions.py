@@ -13,6 +13,7 @@ from datetime import datetime
 from google.protobuf import duration_pb2
 from zentry.events.v1 import user_events_pb2 as ev
 
+from services.kit import visibility
 from services.kit.auth import Caller
 from services.kit.db import Database
 from services.kit.errors import (
@@ -34,6 +35,8 @@ from services.user.store import UserRow
 from services.user.tokens import TokenIssuer
 
 WRONG_CREDENTIALS = "Wrong username or password."
+#: A list the owner's setting keeps from the caller: the same words whatever the setting.
+HIDDEN = "This account shares its follows only with the people it lets see its nights."
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,10 @@ class UserActions:
                 values["time_zone"] = domain.check_time_zone(value)
             elif path == "sleep_goal":
                 values["sleep_goal_seconds"] = int(domain.check_sleep_goal(value).total_seconds())
+            elif path == "nights_visible_to":
+                values["nights_visible_to"] = visibility.check_audience(value)
+            else:  # approve_followers, show_on_global_boards
+                values[path] = bool(value)
         async with self._db.transaction() as session:
             me = await self._resolve(session, caller, username, for_update=True)
             if me.id != caller.user_id:
@@ -152,48 +159,118 @@ class UserActions:
             )
         return user
 
-    async def follow(self, caller: Caller, username: str) -> UserRow:
-        """The caller follows `username`; idempotent. Returns the followee with its counts."""
-        return await self._set_follow(caller, username, following=True)
+    async def follow(self, caller: Caller, username: str) -> tuple[UserRow, bool]:
+        """The caller follows `username`, or asks to if it approves its followers; idempotent.
+        Returns the followee with its counts, and whether a request waits for its answer."""
+        async with self._db.transaction() as session:
+            followee, locked = await self._pair(session, caller, username, "follow")
+            if followee.approve_followers and not await store.is_following(
+                session, caller.user_id, followee.id
+            ):
+                if await store.add_request(session, caller.user_id, followee.id):
+                    following = locked[caller.user_id].following_count
+                    asked = await store.count_requests_by(session, caller.user_id)
+                    self._check_following(following + asked)
+                return followee, True
+            return await self._change_follow(session, caller.user_id, followee, True), False
 
     async def unfollow(self, caller: Caller, username: str) -> UserRow:
-        """The caller stops following `username`; idempotent."""
-        return await self._set_follow(caller, username, following=False)
+        """The caller stops following `username` and withdraws any request to; idempotent."""
+        async with self._db.transaction() as session:
+            followee, _ = await self._pair(session, caller, username, "unfollow")
+            await store.remove_request(session, caller.user_id, followee.id)
+            return await self._change_follow(session, caller.user_id, followee, False)
 
-    async def _set_follow(self, caller: Caller, username: str, following: bool) -> UserRow:
-        """The follow row, both counts, the event and the celebrity check: one transaction."""
-        verb = "follow" if following else "unfollow"
+    async def list_requests(
+        self, caller: Caller, username: str, limit: int, after: tuple[datetime, str] | None
+    ) -> list[tuple[UserRow, datetime]]:
+        """Requests to follow the caller, oldest first."""
+        async with self._db.transaction() as session:
+            me = await self._own(session, caller, username, "see the follow requests of")
+            return await store.list_requests(session, me.id, limit, after)
+
+    async def approve(self, caller: Caller, username: str, requester: str) -> UserRow:
+        """`requester` follows the caller from now on; NotFound without a request."""
+        async with self._db.transaction() as session:
+            await self._own(session, caller, username, "approve follow requests to")
+            asker, locked = await self._pair(session, caller, requester, "approve", "requester")
+            if not await store.remove_request(session, asker.id, caller.user_id):
+                if await store.is_following(session, asker.id, caller.user_id):
+                    return asker  # approved before: a retry
+                raise NotFound(f"{requester!r} has not asked to follow you.")
+            me = locked[caller.user_id]
+            await self._change_follow(session, asker.id, me, True)
+            return await store.find_by_id(session, asker.id)
+
+    async def reject(self, caller: Caller, username: str, requester: str) -> None:
+        """`requester`'s request is turned down; idempotent."""
+        async with self._db.transaction() as session:
+            await self._own(session, caller, username, "reject follow requests to")
+            asker = await self._resolve(session, caller, requester)
+            await store.remove_request(session, asker.id, caller.user_id)
+
+    async def cancel(self, caller: Caller, username: str, requester: str) -> None:
+        """The caller withdraws their request to follow `username`; idempotent."""
+        if requester != domain.ME and domain.username_key(requester) != domain.username_key(
+            caller.username
+        ):
+            raise PermissionDenied("You can only withdraw your own follow requests.")
         async with self._db.transaction() as session:
             followee = await self._resolve(session, caller, username)
-            if followee.id == caller.user_id:
-                raise InvalidArgument.field("username", f"you cannot {verb} yourself")
-            locked = await store.lock_pair(session, caller.user_id, followee.id)
-            if caller.user_id not in locked:
-                raise NotFound("Your account no longer exists.")
-            change = store.add_follow if following else store.remove_follow
-            if not await change(session, caller.user_id, followee.id):
-                return locked[followee.id]  # already as asked: nothing changes, no event
-            delta = 1 if following else -1
-            follower, followee = await store.change_counts(
-                session, caller.user_id, followee.id, delta
+            await store.remove_request(session, caller.user_id, followee.id)
+
+    async def _pair(
+        self, session, caller: Caller, username: str, verb: str, field: str = "username"
+    ) -> tuple[UserRow, dict[str, UserRow]]:
+        """`username` and the caller, both rows locked (in id order, so that concurrent
+        A→B and B→A cannot deadlock); InvalidArgument naming `field` for the caller."""
+        other = await self._resolve(session, caller, username)
+        if other.id == caller.user_id:
+            raise InvalidArgument.field(field, f"you cannot {verb} yourself")
+        locked = await store.lock_pair(session, caller.user_id, other.id)
+        if caller.user_id not in locked:
+            raise NotFound("Your account no longer exists.")
+        return locked[other.id], locked
+
+    async def _own(self, session, caller: Caller, username: str, verb: str) -> UserRow:
+        me = await self._resolve(session, caller, username)
+        if me.id != caller.user_id:
+            raise PermissionDenied(f"You can only {verb} your own account.")
+        return me
+
+    async def _change_follow(
+        self, session, follower_id: str, followee: UserRow, following: bool
+    ) -> UserRow:
+        """The follow row, both counts, the event and the celebrity check, in `session`
+        (both rows locked). Returns the followee after the change."""
+        change = store.add_follow if following else store.remove_follow
+        if not await change(session, follower_id, followee.id):
+            return followee  # already as asked: nothing changes, no event
+        delta = 1 if following else -1
+        follower, followee = await store.change_counts(session, follower_id, followee.id, delta)
+        if following:  # rolled back with the row
+            asked = await store.count_requests_by(session, follower_id)
+            self._check_following(follower.following_count + asked)
+        event = ev.FollowCreated if following else ev.FollowDeleted
+        await self._outbox.add(
+            session,
+            event(
+                follower_id=follower.id,
+                followee_id=followee.id,
+                followee_follower_count=followee.follower_count,
+                follower_following_count=follower.following_count,
+            ),
+            follower.id,
+        )
+        return await self._recheck_celebrity(session, followee)
+
+    def _check_following(self, count: int) -> None:
+        """Follows and requests waiting for an answer, together, within the cap."""
+        if count > self._max_following:
+            raise FailedPrecondition(
+                f"You follow or have asked to follow {self._max_following} accounts, the most "
+                "one account may; unfollow some, or withdraw requests, to follow others."
             )
-            if follower.following_count > self._max_following:  # rolled back with the row
-                raise FailedPrecondition(
-                    f"You follow {self._max_following} accounts, the most one account may; "
-                    "unfollow some to follow others."
-                )
-            event = ev.FollowCreated if following else ev.FollowDeleted
-            await self._outbox.add(
-                session,
-                event(
-                    follower_id=follower.id,
-                    followee_id=followee.id,
-                    followee_follower_count=followee.follower_count,
-                    follower_following_count=follower.following_count,
-                ),
-                follower.id,
-            )
-            return await self._recheck_celebrity(session, followee)
 
     async def list_follows(
         self,
@@ -203,8 +280,14 @@ class UserActions:
         limit: int,
         after: tuple[datetime, str] | None,
     ):
+        """Followers or followees, if the caller may see this account's nights."""
         async with self._db.transaction() as session:
             user = await self._resolve(session, caller, username)
+            follows = user.id != caller.user_id and await store.is_following(
+                session, caller.user_id, user.id
+            )
+            if not visibility.may_see(caller.user_id, user.id, user.nights_visible_to, follows):
+                raise PermissionDenied(HIDDEN)
             return await store.list_follows(session, user.id, direction, limit, after)
 
     async def _recheck_celebrity(self, session, user: UserRow) -> UserRow:
@@ -242,4 +325,6 @@ def event_profile(user: UserRow) -> ev.UserProfile:
         time_zone=user.time_zone,
         sleep_goal=duration_pb2.Duration(seconds=user.sleep_goal_seconds),
         celebrity=user.celebrity,
+        nights_visible_to=user.nights_visible_to,
+        show_on_global_boards=user.show_on_global_boards,
     )

@@ -27,7 +27,15 @@ DEFAULT_TIME_ZONE = "UTC"
 ME = "me"
 
 #: Profile fields a user may change, by proto field name.
-UPDATABLE = ("display_name", "bio", "time_zone", "sleep_goal")
+UPDATABLE = (
+    "display_name",
+    "bio",
+    "time_zone",
+    "sleep_goal",
+    "nights_visible_to",
+    "approve_followers",
+    "show_on_global_boards",
+)
 IMMUTABLE = (
     "id",
     "username",

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 
 from google.api import httpbody_pb2
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, empty_pb2
 from zentry.user.v1 import user_pb2, user_service_pb2_grpc
 from zentry.user.v1 import user_service_pb2 as pb
 
@@ -65,13 +65,16 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
             "bio": given.bio,
             "time_zone": given.time_zone,
             "sleep_goal": given.sleep_goal.ToTimedelta(),
+            "nights_visible_to": given.nights_visible_to,
+            "approve_followers": given.approve_followers,
+            "show_on_global_boards": given.show_on_global_boards,
         }
         user = await self._actions.update_profile(caller, request.username, changes, paths)
         return to_proto(user, with_email=True)
 
     async def FollowUser(self, request: pb.FollowUserRequest, context) -> pb.FollowUserResponse:
-        user = await self._actions.follow(current_caller(), request.username)
-        return pb.FollowUserResponse(user=to_proto(user))
+        user, requested = await self._actions.follow(current_caller(), request.username)
+        return pb.FollowUserResponse(user=to_proto(user), requested=requested)
 
     async def UnfollowUser(
         self, request: pb.UnfollowUserRequest, context
@@ -91,26 +94,69 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         users, token = await self._list(request, "following")
         return pb.ListFollowingResponse(users=users, next_page_token=token)
 
+    async def ListFollowRequests(
+        self, request: pb.ListFollowRequestsRequest, context
+    ) -> pb.ListFollowRequestsResponse:
+        size = paging.page_size(request.page_size)
+        rows = await self._actions.list_requests(
+            current_caller(), request.username, size + 1, _after(request.page_token)
+        )
+        page, token = _page(rows, size)
+        return pb.ListFollowRequestsResponse(
+            follow_requests=[
+                pb.FollowRequest(requester=to_proto(user), create_time=timestamp(asked_at))
+                for user, asked_at in page
+            ],
+            next_page_token=token,
+        )
+
+    async def ApproveFollowRequest(
+        self, request: pb.ApproveFollowRequestRequest, context
+    ) -> pb.ApproveFollowRequestResponse:
+        follower = await self._actions.approve(
+            current_caller(), request.username, request.requester
+        )
+        return pb.ApproveFollowRequestResponse(follower=to_proto(follower))
+
+    async def RejectFollowRequest(
+        self, request: pb.RejectFollowRequestRequest, context
+    ) -> empty_pb2.Empty:
+        await self._actions.reject(current_caller(), request.username, request.requester)
+        return empty_pb2.Empty()
+
+    async def CancelFollowRequest(
+        self, request: pb.CancelFollowRequestRequest, context
+    ) -> empty_pb2.Empty:
+        await self._actions.cancel(current_caller(), request.username, request.requester)
+        return empty_pb2.Empty()
+
     async def _list(self, request, direction: str) -> tuple[list[user_pb2.User], str]:
         size = paging.page_size(request.page_size)
-        cursor = paging.decode_token(request.page_token, {"t", "id"})
-        after = None
-        if cursor:
-            try:
-                after = (datetime.fromisoformat(cursor["t"]), str(uuid.UUID(cursor["id"])))
-            except (TypeError, ValueError, AttributeError):
-                raise InvalidArgument.field(
-                    "page_token", "is damaged; start again without it"
-                ) from None
         rows = await self._actions.list_follows(
-            current_caller(), request.username, direction, size + 1, after
+            current_caller(), request.username, direction, size + 1, _after(request.page_token)
         )
-        page, more = rows[:size], len(rows) > size
-        token = ""
-        if more:
-            last_user, followed_at = page[-1]
-            token = paging.encode_token({"t": followed_at.isoformat(), "id": last_user.id})
+        page, token = _page(rows, size)
         return [to_proto(user) for user, _ in page], token
+
+
+def _after(page_token: str) -> tuple[datetime, str] | None:
+    """A page token of a list of users in time order → (time, user id) to go on after."""
+    cursor = paging.decode_token(page_token, {"t", "id"})
+    if not cursor:
+        return None
+    try:
+        return datetime.fromisoformat(cursor["t"]), str(uuid.UUID(cursor["id"]))
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidArgument.field("page_token", "is damaged; start again without it") from None
+
+
+def _page(rows: list[tuple[UserRow, datetime]], size: int) -> tuple[list, str]:
+    """The first `size` of `rows` (one more was asked for), and the token of the next page."""
+    page = rows[:size]
+    if len(rows) <= size:
+        return page, ""
+    last_user, at = page[-1]
+    return page, paging.encode_token({"t": at.isoformat(), "id": last_user.id})
 
 
 def to_proto(user: UserRow, with_email: bool = False) -> user_pb2.User:
@@ -127,4 +173,7 @@ def to_proto(user: UserRow, with_email: bool = False) -> user_pb2.User:
         celebrity=user.celebrity,
         create_time=timestamp(user.created_at),
         update_time=timestamp(user.updated_at),
+        nights_visible_to=user.nights_visible_to,
+        approve_followers=user.approve_followers,
+        show_on_global_boards=user.show_on_global_boards,
     )

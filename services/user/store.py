@@ -57,6 +57,10 @@ users = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # Granted by an operator (python -m services.user.roles), carried in the access token.
     Column("roles", ARRAY(Text), nullable=False, server_default="{}"),
+    # services.kit.visibility
+    Column("nights_visible_to", Text, nullable=False, server_default="followers"),
+    Column("approve_followers", Boolean, nullable=False, server_default="false"),
+    Column("show_on_global_boards", Boolean, nullable=False, server_default="false"),
 )
 
 follows = Table(
@@ -67,6 +71,17 @@ follows = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("follows_by_followee", "followee_id", "created_at", "follower_id"),
     Index("follows_by_follower", "follower_id", "created_at", "followee_id"),
+)
+
+#: Asked to follow an account that approves its followers, and not answered yet.
+follow_requests = Table(
+    "follow_requests",
+    metadata,
+    Column("followee_id", UUID(as_uuid=False), ForeignKey("users.id"), primary_key=True),
+    Column("requester_id", UUID(as_uuid=False), ForeignKey("users.id"), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("follow_requests_by_followee", "followee_id", "created_at", "requester_id"),
+    Index("follow_requests_by_requester", "requester_id"),
 )
 
 
@@ -86,6 +101,9 @@ class UserRow:
     created_at: datetime
     updated_at: datetime
     roles: list[str]
+    nights_visible_to: str
+    approve_followers: bool
+    show_on_global_boards: bool
 
 
 _USER_COLUMNS = [users.c[name] for name in UserRow.__dataclass_fields__]
@@ -207,6 +225,64 @@ async def remove_follow(session: AsyncSession, follower_id: str, followee_id: st
         .returning(follows.c.created_at)
     )
     return result.first() is not None
+
+
+async def is_following(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
+    query = select(literal(1)).where(
+        follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
+    )
+    return (await session.execute(query)).first() is not None
+
+
+async def add_request(session: AsyncSession, requester_id: str, followee_id: str) -> bool:
+    """True if the request is new (asking again is idempotent)."""
+    result = await session.execute(
+        pg_insert(follow_requests)
+        .values(requester_id=requester_id, followee_id=followee_id)
+        .on_conflict_do_nothing()
+        .returning(follow_requests.c.created_at)
+    )
+    return result.first() is not None
+
+
+async def remove_request(session: AsyncSession, requester_id: str, followee_id: str) -> bool:
+    """True if there was a request to remove."""
+    result = await session.execute(
+        delete(follow_requests)
+        .where(
+            follow_requests.c.requester_id == requester_id,
+            follow_requests.c.followee_id == followee_id,
+        )
+        .returning(follow_requests.c.created_at)
+    )
+    return result.first() is not None
+
+
+async def count_requests_by(session: AsyncSession, requester_id: str) -> int:
+    query = select(func.count()).where(follow_requests.c.requester_id == requester_id)
+    return (await session.execute(query)).scalar_one()
+
+
+async def list_requests(
+    session: AsyncSession, followee_id: str, limit: int, after: tuple[datetime, str] | None
+) -> list[tuple[UserRow, datetime]]:
+    """Who asked to follow `followee_id`, oldest first; keyset on (asked at, requester id)."""
+    query = (
+        select(*_USER_COLUMNS, follow_requests.c.created_at.label("asked_at"))
+        .join(users, users.c.id == follow_requests.c.requester_id)
+        .where(follow_requests.c.followee_id == followee_id)
+        .order_by(follow_requests.c.created_at, follow_requests.c.requester_id)
+        .limit(limit)
+    )
+    if after is not None:
+        cursor = tuple_(
+            literal(after[0], DateTime(timezone=True)), literal(after[1], UUID(as_uuid=False))
+        )
+        query = query.where(
+            tuple_(follow_requests.c.created_at, follow_requests.c.requester_id) > cursor
+        )
+    rows = (await session.execute(query)).all()
+    return [(UserRow(*row[:-1]), row[-1]) for row in rows]
 
 
 async def change_counts(

@@ -62,18 +62,32 @@ def test_record_and_read_a_night(api, new_account):
     )
     assert entry["createTime"] == entry["updateTime"]
 
-    reader = new_account()
-    for account in (owner, reader):  # nights are visible to everyone signed in, for now
-        got = api.get(f"/v1/sleepEntries/{entry['id']}", headers=account.auth)
-        assert got.status_code == 200 and got.json() == entry
+    got = api.get(f"/v1/sleepEntries/{entry['id']}", headers=owner.auth)
+    assert got.status_code == 200 and got.json() == entry
 
     given_zone = create(api, owner, night(5, timeZone="Pacific/Kiritimati"))
     assert given_zone["timeZone"] == "Pacific/Kiritimati"
     assert given_zone["sleepDate"] == day(5)  # 07:00 UTC is 21:00 the same day at UTC+14
 
 
+def share_with_everyone(api: httpx.Client, owner, reader) -> None:
+    """The owner shares their nights with everyone; returns once the sleep service has
+    learnt of it (from the user service's event), as `reader` sees."""
+    response = api.patch("/v1/users/me", headers=owner.auth, json={"nightsVisibleTo": "everyone"})
+    assert response.status_code == 200, response.text
+    eventually(
+        lambda: (
+            api.get(f"/v1/users/{owner.username}/sleepEntries", headers=reader.auth).status_code
+            == 200
+        ),
+        timeout=20,
+        what="the sleep service learnt that the owner shares with everyone",
+    )
+
+
 def test_list_newest_first_with_a_date_range_and_pages(api, new_account):
     owner, reader = new_account(), new_account()
+    share_with_everyone(api, owner, reader)
     ids = {n: create(api, owner, night(n))["id"] for n in range(1, 6)}
 
     seen, token, pages = [], "", 0
@@ -171,6 +185,13 @@ def test_only_the_owner_changes_or_deletes_an_entry(api, new_account):
     entry = create(api, owner, night(1, quality=3))
     url = f"/v1/sleepEntries/{entry['id']}"
 
+    # Shared with followers (the default): to anyone else the entry is not there.
+    for hidden in (
+        api.patch(url, headers=other.auth, json={"quality": 1}),
+        api.delete(url, headers=other.auth),
+    ):
+        assert hidden.status_code == 404 and hidden.json()["status"] == "NOT_FOUND"
+    share_with_everyone(api, owner, other)
     patched = api.patch(url, headers=other.auth, json={"quality": 1})
     assert patched.status_code == 403 and patched.json()["status"] == "PERMISSION_DENIED"
     deleted = api.delete(url, headers=other.auth)
@@ -314,5 +335,7 @@ def test_a_user_the_directory_has_not_learnt_of_is_asked_of_the_user_service(
         conn.execute("DELETE FROM users WHERE id = %s", (owner.id,))
     entry = create(api, owner, night(1))
     assert entry["timeZone"] == "Pacific/Kiritimati"
-    listed = entries_of(api, reader, owner.username.upper())
+    doubted = api.get(f"/v1/users/{owner.username}/sleepEntries", headers=reader.auth)
+    assert doubted.status_code == 403, "a setting the copy does not know refuses, never shows"
+    listed = entries_of(api, owner, owner.username.upper())
     assert [e["id"] for e in listed] == [entry["id"]]

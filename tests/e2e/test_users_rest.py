@@ -128,7 +128,8 @@ def test_one_account_follows_at_most_the_cap(api, new_account):
     status, code, message = error_of(follow(authors[6]))
     assert (status, code) == (400, "FAILED_PRECONDITION")
     assert message == (
-        "You follow 6 accounts, the most one account may; unfollow some to follow others."
+        "You follow or have asked to follow 6 accounts, the most one account may; "
+        "unfollow some, or withdraw requests, to follow others."
     )
     assert follow(authors[0]).status_code == 200, "following again at the cap changes nothing"
     assert api.get("/v1/users/me", headers=reader.auth).json()["followingCount"] == 6

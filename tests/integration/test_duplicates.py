@@ -164,7 +164,7 @@ async def test_the_sleep_services_user_directory_counts_each_event_once(
     for event in events:
         producer.produce(topic, key=user.encode(), value=event.SerializeToString())
     assert producer.flush(30) == 0
-    directory = UserDirectory.subscription()
+    directory = UserDirectory.subscriptions()[0]
     runner = ConsumerRunner(
         db, bootstrap, replace(directory, group=unique("sleep-users"), topics=(topic,))
     )

@@ -19,7 +19,12 @@ from zentry.events.v1 import user_events_pb2 as uev
 from services.kit.auth import Caller
 from services.kit.db import Database, migrate
 from services.kit.discovery import Balancer, Consul
-from services.kit.errors import AlreadyExists, FailedPrecondition, PermissionDenied
+from services.kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+)
 from services.kit.events import SLEEP_EVENTS, envelope
 from services.kit.outbox import OutboxRelay
 from services.kit.profiles import OwnProfiles
@@ -58,15 +63,27 @@ async def known_user(db: Database, time_zone: str = "Europe/Paris") -> Caller:
     return caller
 
 
-async def apply_profile_event(db: Database, event_class, caller: Caller, time_zone: str) -> None:
+async def apply_profile_event(
+    db: Database, event_class, caller: Caller, time_zone: str, nights_visible_to: str = ""
+) -> None:
     payload = event_class(
         profile=uev.UserProfile(
-            user_id=caller.user_id, username=caller.username, time_zone=time_zone
+            user_id=caller.user_id,
+            username=caller.username,
+            time_zone=time_zone,
+            nights_visible_to=nights_visible_to,
         )
     )
-    handler = UserDirectory.subscription().handlers[event_class]
-    async with db.transaction() as session:
-        await handler(envelope(payload, caller.user_id, "user"), payload, session)
+    await apply(db, payload, caller.user_id)
+
+
+async def apply(db: Database, payload, key: str) -> None:
+    """`payload` as the directory's consumers apply it."""
+    for subscription in UserDirectory.subscriptions():
+        handler = subscription.handlers.get(type(payload))
+        if handler is not None:
+            async with db.transaction() as session:
+                await handler(envelope(payload, key, "user"), payload, session)
 
 
 def night(**fields) -> dict:
@@ -106,9 +123,10 @@ async def test_each_accepted_change_publishes_exactly_one_event(actions, db, set
     changes = {"end_time": new_end, "quality": 5}
     updated = await actions.update(owner, created.id, changes, ["end_time", "quality"])
     assert await actions.update(owner, created.id, changes, ["end_time", "quality"]) == updated
-    with pytest.raises(PermissionDenied):
+    # The owner shares with followers (the default): to a stranger the entry is not there.
+    with pytest.raises(NotFound):
         await actions.update(stranger, created.id, {"quality": 1}, ["quality"])
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotFound):
         await actions.delete(stranger, created.id)
     await actions.delete(owner, created.id)
     assert await outbox_rows(db) == 3, "created, updated, deleted: nothing for the rest"
@@ -207,3 +225,47 @@ async def test_the_directory_follows_profile_events(actions, db):
     assert tokyo.time_zone == "Asia/Tokyo", "an entry keeps the zone it was slept in"
     given = night(start=NIGHT_START - timedelta(days=1), end=NIGHT_END - timedelta(days=1))
     assert (await actions.create(owner, **{**given, "time_zone": "UTC"})).time_zone == "UTC"
+
+
+async def test_who_reads_whose_nights_follows_the_owners_setting(actions, db):
+    """The owner's setting and the follows, as the user events bring them, decide who reads
+    an entry or the list; a refusal of an entry is the answer for an entry that is not there."""
+    owner, follower, stranger = await known_user(db), await known_user(db), await known_user(db)
+    await apply(
+        db,
+        uev.FollowCreated(follower_id=follower.user_id, followee_id=owner.user_id),
+        follower.user_id,
+    )
+    entry = await actions.create(owner, **night())
+
+    async def readers() -> set[str]:
+        seen = set()
+        for name, viewer in (("owner", owner), ("follower", follower), ("stranger", stranger)):
+            try:
+                assert (await actions.get(viewer, entry.id)).id == entry.id
+            except NotFound:
+                with pytest.raises(PermissionDenied):
+                    await actions.list(viewer, owner.user_id, None, None, 10, None)
+                continue
+            assert [
+                e.id for e in await actions.list(viewer, owner.user_id, None, None, 10, None)
+            ] == [entry.id]
+            seen.add(name)
+        return seen
+
+    assert await readers() == {"owner", "follower"}, "followers, the default"
+    for setting, expected in (
+        ("everyone", {"owner", "follower", "stranger"}),
+        ("onlyMe", {"owner"}),
+        ("followers", {"owner", "follower"}),
+    ):
+        await apply_profile_event(db, uev.UserProfileUpdated, owner, "Europe/Paris", setting)
+        assert await readers() == expected, setting
+    await apply(
+        db,
+        uev.FollowDeleted(follower_id=follower.user_id, followee_id=owner.user_id),
+        follower.user_id,
+    )
+    assert await readers() == {"owner"}
+    with pytest.raises(NotFound, match=f"No sleep entry with id {entry.id}"):
+        await actions.delete(follower, entry.id)
