@@ -78,6 +78,7 @@ class Publisher:
             display_name=name.replace("_", " ").title(),
             time_zone=time_zone,
             sleep_goal=duration_pb2.Duration(seconds=8 * 3600),
+            nights_visible_to="everyone",  # ranked on the global boards the bench reads
         )
         self._send(USER_EVENTS, uev.UserRegistered(profile=profile), user_id)
 

@@ -171,7 +171,15 @@ class EventWorld:
                 raise AssertionError(f"consumers handled {handled} of {wanted} events")
             await asyncio.sleep(0.05)
 
-    def user(self, name: str = "", display_name: str = "", time_zone: str = "UTC") -> str:
+    def user(
+        self,
+        name: str = "",
+        display_name: str = "",
+        time_zone: str = "UTC",
+        nights_visible_to: str = "everyone",
+    ) -> str:
+        """A new account; sharing its nights with everyone unless told otherwise (so that it
+        is ranked on the global boards)."""
         user_id = str(uuid.uuid4())
         name = name or f"u{user_id[:8]}"
         profile = uev.UserProfile(
@@ -179,6 +187,7 @@ class EventWorld:
             username=name,
             display_name=display_name or name.title(),
             time_zone=time_zone,
+            nights_visible_to=nights_visible_to,
         )
         self.publish(uev.UserRegistered(profile=profile), user_id)
         return user_id

@@ -1,7 +1,11 @@
-"""The boards in Redis: one sorted set per metric and window, and the window's totals.
+"""The global boards in Redis: one sorted set per metric and window, and the window's totals.
 
     lb:totals:{window}          hash: user id -> "seconds:nights" (what a standing shows)
     lb:board:{metric}:{window}  sorted set: user id -> domain.board_score
+
+Only users ranked on the global boards (services.kit.visibility) are in them;
+the following scope reads scores from PostgreSQL. (The keys end in `:2` since
+they hold only those: boards from before were everyone's.)
 
 A window's four keys are written together by a rebuild (from PostgreSQL),
 each with a sentinel (`~`) so an empty board differs from a missing one; the
@@ -104,11 +108,11 @@ return out
 
 
 def totals_key(window_id: str) -> str:
-    return f"lb:totals:{window_id}"
+    return f"lb:totals:{window_id}:2"
 
 
 def board_key(metric: str, window_id: str) -> str:
-    return f"lb:board:{metric}:{window_id}"
+    return f"lb:board:{metric}:{window_id}:2"
 
 
 def _keys(window_id: str) -> list[str]:
@@ -150,12 +154,17 @@ class Boards:
             for m in METRICS
         ]
 
-    async def update(self, changed: Iterable[Score]) -> None:
-        """Changed scores into the windows that are in Redis; one round trip."""
+    async def update(self, changed: Iterable[Score], ranked: set[str]) -> None:
+        """Changed scores into the windows that are in Redis, those of users not in `ranked`
+        taken off; one round trip."""
         by_window: dict[str, list[str]] = defaultdict(list)
         for score in changed:
-            totals = f"{score.seconds}:{score.nights}" if score.nights > 0 else ""
-            by_window[score.window_id] += [score.user_id, totals, *self.scores(score)]
+            if score.user_id in ranked:
+                totals = f"{score.seconds}:{score.nights}" if score.nights > 0 else ""
+                boards = self.scores(score)
+            else:
+                totals, boards = "", [""] * len(METRICS)
+            by_window[score.window_id] += [score.user_id, totals, *boards]
         if not by_window:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -205,22 +214,15 @@ class Boards:
         )
         return _slice(reply)
 
-    async def rows_of(self, metric: str, window_id: str, user_ids: list[str]):
-        """Those of `user_ids` on the board (for the following scope); None if not in Redis."""
-        board, totals = board_key(metric, window_id), totals_key(window_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zmscore(board, [SENTINEL, *user_ids])
-            pipe.hexists(totals, SENTINEL)
-            pipe.hmget(totals, user_ids)
-            scores, whole, sums = await pipe.execute()
-        if scores[0] is None or not whole:
-            return None
-        scores = scores[1:]
-        return [
-            Row(user, int(score), _totals(sum_))
-            for user, score, sum_ in zip(user_ids, scores, sums, strict=True)
-            if score is not None
+    def rows(self, metric: str, scores: Iterable[Score]) -> list[Row]:
+        """Those of `scores` that qualify for the board, best first (as the sorted set)."""
+        index = METRICS.index(metric)
+        rows = [
+            Row(score.user_id, int(value), Totals(score.seconds, score.nights))
+            for score in scores
+            if (value := self.scores(score)[index])
         ]
+        return sorted(rows, key=lambda r: (r.score, r.user_id), reverse=True)
 
 
 def _totals(raw: bytes | None) -> Totals:

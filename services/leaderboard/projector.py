@@ -6,9 +6,12 @@ windows of its sleep date, a deleted one takes away, an update does both with
 the values the event carries from before), applied in one statement that
 skips events already recorded, then written to the boards in one Redis round
 trip, all in one transaction. `leaderboard.directory` keeps the names, time
-zones and follows the queries show and scope by, also a batch at a time:
-each event sets state (a whole profile, a follow present or absent), so
-applying a redelivered suffix of a partition again, in order, ends the same.
+zones, privacy settings and follows the queries show and scope by, also a
+batch at a time: each event sets state (a whole profile, a follow present or
+absent), so applying a redelivered suffix of a partition again, in order, ends
+the same. A profile that starts or stops being ranked on the global boards
+puts its scores on, or takes them off, every window in Redis (store's locks
+keep this and the score batches from missing each other).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import UTC, date
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
+from services.kit import visibility
 from services.kit.batch_consumer import BatchSubscription, Event
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 from services.leaderboard import domain, store
@@ -78,25 +82,54 @@ class Projector:
                 groups[1],
                 (user_topic,),
                 tuple(_DIRECTORY),
-                apply_directory,
+                self.apply_directory,
             ),
         )
 
     async def apply_batch(self, events: list[Event], session) -> None:
         changes = changes_of(events)
+        users = {c.user_id for c in changes}
+        await store.lock_users(session, users, shared=True)
         await store.lock_windows(session, {c.window_id for c in changes}, shared=True)
-        await self._boards.update(await store.apply(session, changes))
+        scores = await store.apply(session, changes)
+        await self._boards.update(scores, await store.ranked(session, users))
+
+    async def apply_directory(self, events: list[Event], session) -> None:
+        profiles = [p.profile for _e, p in events if isinstance(p, _PROFILES)]
+        await store.lock_users(session, {p.user_id for p in profiles}, shared=False)
+        before = await store.find_users(session, {p.user_id for p in profiles})
+        for _envelope, payload in events:
+            await _DIRECTORY[type(payload)](payload, session)
+        after = await store.find_users(session, {p.user_id for p in profiles})
+        flipped = {
+            user_id
+            for user_id, row in after.items()
+            if row.ranked != (user_id in before and before[user_id].ranked)
+        }
+        if flipped:
+            scores = [
+                s for user in sorted(flipped) for s in await store.scores_of_user(session, user)
+            ]
+            await store.lock_windows(session, {s.window_id for s in scores}, shared=False)
+            ranked = {user for user in flipped if after[user].ranked}
+            await self._boards.update(scores, ranked)
 
 
-async def apply_directory(events: list[Event], session) -> None:
-    for _envelope, payload in events:
-        await _DIRECTORY[type(payload)](payload, session)
+_PROFILES = (uev.UserRegistered, uev.UserProfileUpdated)
 
 
 async def _save_profile(payload, session) -> None:
     p = payload.profile
     await store.save_user(
-        session, store.UserRow(p.user_id, p.username, p.display_name, p.time_zone or "UTC")
+        session,
+        store.UserRow(
+            p.user_id,
+            p.username,
+            p.display_name,
+            p.time_zone or "UTC",
+            visibility.audience(p.nights_visible_to),
+            p.show_on_global_boards,
+        ),
     )
 
 

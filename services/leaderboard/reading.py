@@ -3,10 +3,12 @@
 A window is picked in the caller's calendar (their profile's time zone, read
 from the user service so a change they just made counts; services.kit.profiles):
 the one containing `date`, or today. The global scope reads the board's sorted
-set (one script call per page or neighbourhood); the following scope reads the
-scores of the people the caller follows and the caller, and ranks them among
-themselves. A board missing from Redis is rebuilt from `scores` first; with
-Redis unreachable, every query ranks `scores` itself, in the same order.
+set (one script call per page or neighbourhood), which ranks only those who
+chose to be ranked (services.kit.visibility). A board missing from Redis is
+rebuilt from `scores` first; with Redis unreachable, the global scope ranks
+`scores` itself, in the same order. The following scope ranks, from `scores`,
+the caller and the people they follow who let them see their nights (or stand
+on the global boards anyway).
 """
 
 from __future__ import annotations
@@ -145,18 +147,13 @@ class LeaderboardReader:
     # -- following scope -----------------------------------------------------------
 
     async def _following_rows(self, caller: Caller, query: Query) -> list[Row]:
-        """The caller and those they follow who are on the board, best first."""
+        """The caller and those they follow who let them see their nights (or are ranked
+        globally), on the board, best first: from PostgreSQL (the Redis boards hold only those ranked globally), one
+        indexed lookup of at most ZENTRY_MAX_FOLLOWING + 1 scores."""
         async with self._db.transaction() as session:
-            people = [caller.user_id, *await store.followees(session, caller.user_id)]
-
-        async def from_redis():
-            return await self._boards.rows_of(query.metric, query.window.id, people)
-
-        rows = await self._from_redis(query, from_redis)
-        if rows is None:
-            wanted = set(people)
-            rows = [r for r in await self._ranked_from_db(query) if r.user_id in wanted]
-        return sorted(rows, key=lambda r: (r.score, r.user_id), reverse=True)
+            people = [caller.user_id, *await store.visible_followees(session, caller.user_id)]
+            scores = await store.scores_of(session, query.window.id, people)
+        return self._boards.rows(query.metric, scores)
 
     # -- where the rows come from --------------------------------------------------
 
@@ -185,18 +182,7 @@ class LeaderboardReader:
         """The whole board from `scores`, in the boards' order: slower, but the same answer."""
         async with self._db.transaction() as session:
             scores = await store.window_scores(session, query.window.id)
-        rows = []
-        for score in scores:
-            board_scores = dict(zip(domain.METRICS, self._boards.scores(score), strict=True))
-            if board_scores[query.metric]:
-                rows.append(
-                    Row(
-                        score.user_id,
-                        int(board_scores[query.metric]),
-                        Totals(score.seconds, score.nights),
-                    )
-                )
-        return sorted(rows, key=lambda r: (r.score, r.user_id), reverse=True)
+        return self._boards.rows(query.metric, scores)
 
     async def _own_row(self, caller: Caller, query: Query) -> Row:
         async with self._db.transaction() as session:

@@ -10,7 +10,10 @@ tie-break); the Redis boards are a cache of it.
 
 Locks: a batch takes each window it touches shared, a board rebuild takes
 its window exclusively (transaction-scoped advisory locks), so a rebuild never
-reads scores that a batch is about to write past it.
+reads scores that a batch is about to write past it. Whether a user is ranked
+on the global boards (services.kit.visibility) changes under their user lock
+taken exclusively, which every batch with their scores takes shared first: a
+change of it and a change of their scores are never half seen by each other.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, MetaData, Table, Text, delete, select, text
+from sqlalchemy import Boolean, Column, MetaData, Table, Text, delete, or_, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.kit import visibility
 from services.kit.db import lock_keys
 
 metadata = MetaData()
@@ -36,7 +40,11 @@ users = Table(
     Column("username", Text, nullable=False),
     Column("display_name", Text, nullable=False),
     Column("time_zone", Text, nullable=False),
+    Column("nights_visible_to", Text, nullable=False, server_default=visibility.DEFAULT),
+    Column("show_on_global_boards", Boolean, nullable=False, server_default="false"),
 )
+#: Who is ranked on the global boards (visibility.on_global_boards), as SQL.
+_RANKED = or_(users.c.nights_visible_to == visibility.EVERYONE, users.c.show_on_global_boards)
 
 follows = Table(
     "follows",
@@ -45,7 +53,9 @@ follows = Table(
     Column("followee_id", _uuid, primary_key=True),
 )
 
-_WINDOW_LOCKS = 3
+_WINDOW_LOCKS, _USER_LOCKS = 3, 9
+#: Users share this many locks: a batch of thousands takes at most this many.
+USER_STRIPES = 256
 
 
 @dataclass(frozen=True)
@@ -75,10 +85,30 @@ class UserRow:
     username: str
     display_name: str
     time_zone: str
+    nights_visible_to: str = visibility.DEFAULT
+    show_on_global_boards: bool = False
+
+    @property
+    def ranked(self) -> bool:
+        return visibility.on_global_boards(self.nights_visible_to, self.show_on_global_boards)
 
 
 async def lock_windows(session: AsyncSession, windows: Iterable[str], *, shared: bool) -> None:
     await lock_keys(session, _WINDOW_LOCKS, windows, shared=shared)
+
+
+async def lock_users(session: AsyncSession, user_ids: Iterable[str], *, shared: bool) -> None:
+    """Before any window lock (every writer takes users, then windows)."""
+    stripes = {str(int(user_id.replace("-", ""), 16) % USER_STRIPES) for user_id in user_ids}
+    await lock_keys(session, _USER_LOCKS, stripes, shared=shared)
+
+
+async def ranked(session: AsyncSession, user_ids: Iterable[str]) -> set[str]:
+    """Those of `user_ids` ranked on the global boards (an unknown user is not)."""
+    rows = await session.scalars(
+        select(users.c.user_id).where(users.c.user_id.in_(list(set(user_ids))), _RANKED)
+    )
+    return {str(r) for r in rows}
 
 
 _APPLY = text(
@@ -161,14 +191,38 @@ def _once_each(changes: list[Change]) -> list[Change]:
 
 
 async def window_scores(session: AsyncSession, window_id: str) -> list[Score]:
+    """The scores of the users ranked on the global boards."""
+    rows = await session.execute(
+        text(
+            "SELECT s.user_id, s.seconds, s.nights, s.reached_at FROM scores s "
+            "JOIN users u USING (user_id) "
+            "WHERE s.window_id = :w AND s.nights > 0 "
+            "AND (u.nights_visible_to = :everyone OR u.show_on_global_boards)"
+        ),
+        {"w": window_id, "everyone": visibility.EVERYONE},
+    )
+    return [Score(window_id, str(u), s, n, t) for u, s, n, t in rows]
+
+
+async def scores_of(session: AsyncSession, window_id: str, user_ids: list[str]) -> list[Score]:
+    """The scores of `user_ids` in the window, ranked globally or not."""
     rows = await session.execute(
         text(
             "SELECT user_id, seconds, nights, reached_at FROM scores "
-            "WHERE window_id = :w AND nights > 0"
+            "WHERE window_id = :w AND user_id = ANY(CAST(:ids AS uuid[])) AND nights > 0"
         ),
-        {"w": window_id},
+        {"w": window_id, "ids": user_ids},
     )
     return [Score(window_id, str(u), s, n, t) for u, s, n, t in rows]
+
+
+async def scores_of_user(session: AsyncSession, user_id: str) -> list[Score]:
+    """Every window's score of one user."""
+    rows = await session.execute(
+        text("SELECT window_id, seconds, nights, reached_at FROM scores WHERE user_id = :u"),
+        {"u": user_id},
+    )
+    return [Score(w, user_id, s, n, t) for w, s, n, t in rows]
 
 
 async def user_score(session: AsyncSession, window_id: str, user_id: str) -> Score | None:
@@ -214,8 +268,15 @@ async def remove_follow(session: AsyncSession, follower_id: str, followee_id: st
     )
 
 
-async def followees(session: AsyncSession, follower_id: str) -> list[str]:
+async def visible_followees(session: AsyncSession, follower_id: str) -> list[str]:
+    """Whom `follower_id` follows and may see (visibility.may_see, for a follower), or who
+    stand on the global boards anyway; a followee the copy does not know yet is left out."""
     rows = await session.scalars(
-        select(follows.c.followee_id).where(follows.c.follower_id == follower_id)
+        select(follows.c.followee_id)
+        .join(users, users.c.user_id == follows.c.followee_id)
+        .where(
+            follows.c.follower_id == follower_id,
+            or_(users.c.nights_visible_to != visibility.ONLY_ME, _RANKED),
+        )
     )
     return [str(r) for r in rows]

@@ -42,8 +42,15 @@ def twice(world, payload, subject: str) -> None:
 
 
 def profile(user_id: str, name: str) -> uev.UserRegistered:
+    """A new account that shares its nights with everyone (ranked on the global boards)."""
     return uev.UserRegistered(
-        profile=uev.UserProfile(user_id=user_id, username=name, display_name=name, time_zone="UTC")
+        profile=uev.UserProfile(
+            user_id=user_id,
+            username=name,
+            display_name=name,
+            time_zone="UTC",
+            nights_visible_to="everyone",
+        )
     )
 
 

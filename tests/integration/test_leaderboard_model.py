@@ -40,7 +40,6 @@ from services.kit.events import envelope
 from services.kit.profiles import OwnProfiles
 from services.leaderboard import app, domain, store
 from services.leaderboard.boards import board_key, totals_key
-from services.leaderboard.projector import apply_directory
 from tests import event_world
 from tests.event_world import NOW, night
 from tests.leaderboard_world import leaderboard_settings
@@ -85,15 +84,18 @@ class LeaderboardModel(StoreMachine):
         with a night of each user on every day: boards are busy from the first step."""
         self.run(self.redis.flushdb())
         self.users = [str(uuid.uuid4()) for _ in range(USERS)]
+        self.ranked = set(self.users)
 
         async def register():
             async with self.db.transaction() as session:
                 await session.execute(text("TRUNCATE scores, score_changes, users, follows"))
                 events = []
                 for user in self.users:
-                    profile = uev.UserProfile(user_id=user, username=f"u{user[:6]}")
+                    profile = uev.UserProfile(
+                        user_id=user, username=f"u{user[:6]}", nights_visible_to="everyone"
+                    )
                     events.append((None, uev.UserRegistered(profile=profile)))
-                await apply_directory(events, session)
+                await self.projector.apply_directory(events, session)
 
         self.run(register())
         made = []
@@ -149,6 +151,22 @@ class LeaderboardModel(StoreMachine):
         keys = [totals_key(window), *(board_key(m, window) for m in domain.METRICS)]
         self.run(self.redis.delete(*keys))
 
+    @rule(user=st.integers(0, USERS - 1), setting=st.sampled_from(["everyone", "followers"]))
+    def choose_ranking(self, user, setting):
+        """A user starts or stops sharing with everyone: on or off the global boards."""
+        user_id = self.users[user]
+        profile = uev.UserProfile(
+            user_id=user_id, username=f"u{user_id[:6]}", nights_visible_to=setting
+        )
+
+        async def apply():
+            async with self.db.transaction() as session:
+                event = (None, uev.UserProfileUpdated(profile=profile))
+                await self.projector.apply_directory([event], session)
+
+        self.run(apply())
+        (self.ranked.add if setting == "everyone" else self.ranked.discard)(user_id)
+
     @rule()
     def flush_redis(self):
         self.run(self.redis.flushdb())
@@ -159,7 +177,8 @@ class LeaderboardModel(StoreMachine):
 
     # -- what every board must say -----------------------------------------------------
 
-    def expected(self, kind: str, metric: str) -> list[tuple[str, int, int]]:
+    def expected(self, kind: str, metric: str, everyone=False) -> list[tuple[str, int, int]]:
+        """The board's rows: of the ranked users only, unless `everyone`."""
         window = domain.window_id(kind, self.day)
         sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for entry in self.entries_.values():
@@ -171,6 +190,7 @@ class LeaderboardModel(StoreMachine):
             (user, s, n)
             for user, (s, n) in sums.items()
             if domain.qualifies(metric, kind, domain.Totals(s, n), self.settings.min_nights)
+            and (everyone or user in self.ranked)
         )
 
     async def board(self, kind: str, metric: str):
@@ -202,8 +222,9 @@ class LeaderboardModel(StoreMachine):
             return
         self.checked()
         for kind in domain.WINDOWS:
-            everyone = {u: (s, n) for u, s, n in self.expected(kind, "nights")}
-            assert self.run(self.stored(kind)) == everyone
+            everyone = {u: (s, n) for u, s, n in self.expected(kind, "nights", everyone=True)}
+            ranked = {u: (s, n) for u, s, n in self.expected(kind, "nights")}
+            assert self.run(self.stored(kind)) == ranked
             for metric in domain.METRICS:
                 want = self.expected(kind, metric)
                 standings = self.run(self.board(kind, metric))

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 
 import pytest
 from zentry.events.v1 import sleep_events_pb2 as sev
+from zentry.events.v1 import user_events_pb2 as uev
 
 from services.kit.auth import Caller
 from services.kit.errors import InvalidArgument
@@ -199,6 +200,51 @@ async def test_the_following_scope_ranks_the_people_you_follow_and_yourself(worl
         2,
         ["friend", "me", "other"],
     )
+
+
+async def test_boards_show_only_whom_their_settings_let_them(world):
+    """Global boards rank those who share with everyone or opted in; the following scope
+    shows the people who let the caller see them; a caller always finds their own standing.
+    A change of setting moves a user on or off boards Redis already holds."""
+    me = world.user("me", nights_visible_to="followers")
+    public = world.user("public")
+    opted = world.user("opted", nights_visible_to="onlyMe")
+    private = world.user("private", nights_visible_to="onlyMe")
+    friend = world.user("friend", nights_visible_to="followers")
+    for user, hours in ((me, 7), (public, 8), (opted, 6), (private, 9), (friend, 5)):
+        world.night(user, MONDAY, hours)
+    for user in (public, opted, private, friend):
+        world.follow(me, user)
+    world.publish(
+        uev.UserProfileUpdated(
+            profile=uev.UserProfile(
+                user_id=opted,
+                username="opted",
+                nights_visible_to="onlyMe",
+                show_on_global_boards=True,
+            )
+        ),
+        opted,
+    )
+    await world.settled()
+
+    async def names(scope: str) -> list[str]:
+        _, standings = await world.board(me, "total-duration", "weekly", MONDAY.isoformat(), scope)
+        return [s.username for s in standings]
+
+    assert await names("global") == ["public", "opted"]
+    assert await names("following") == ["public", "me", "opted", "friend"], "not private"
+    around = await world.around(me, "total-duration", "weekly", 2, day=MONDAY.isoformat())
+    assert (around.me.rank, around.me.total_duration.seconds) == (0, 7 * 3600)
+    assert list(around.standings) == [], "not ranked: their own standing, and no one else's"
+
+    # Settings change while the boards are in Redis: public leaves, private joins.
+    for user, name, setting in ((public, "public", "followers"), (private, "private", "everyone")):
+        profile = uev.UserProfile(user_id=user, username=name, nights_visible_to=setting)
+        world.publish(uev.UserProfileUpdated(profile=profile), user)
+    await world.settled()
+    assert await names("global") == ["private", "opted"]
+    assert await names("following") == ["private", "public", "me", "opted", "friend"]
 
 
 async def test_bad_queries_are_refused_naming_the_field(world):
