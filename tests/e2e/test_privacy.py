@@ -87,16 +87,39 @@ def test_every_viewer_sees_exactly_what_the_owner_allows(api, new_account, setti
             "following": api.get(f"/v1/users/{owner.username}/following", headers=headers),
         }
 
-    def cells() -> dict[tuple[str, str], int]:
-        return {
+    def on_board(viewer: str, scope: str) -> int | str:
+        """Whether the owner stands on the viewer's board of the night's date ("listed" or
+        "absent"), or the status of a refusal."""
+        headers = viewers[viewer].auth if viewer != "nobody" else {}
+        names, token = [], ""
+        while True:
+            params = {"date": END.date().isoformat(), "scope": scope, "pageSize": 100}
+            page = api.get(
+                "/v1/leaderboards/total-duration/daily",
+                headers=headers,
+                params=params | ({"pageToken": token} if token else {}),
+            )
+            if page.status_code != 200:
+                return page.status_code
+            names += [s["username"] for s in page.json().get("standings", [])]
+            token = page.json().get("nextPageToken", "")
+            if not token:
+                return "listed" if owner.username in names else "absent"
+
+    def cells() -> dict[tuple[str, str], int | str]:
+        found = {
             (viewer, endpoint): response.status_code
             for viewer in VIEWERS
             for endpoint, response in answers(viewer).items()
         }
+        for viewer in VIEWERS:
+            for scope in ("global", "following"):
+                found[viewer, scope] = on_board(viewer, scope)
+        return found
 
-    def expected() -> dict[tuple[str, str], int]:
+    def expected() -> dict[tuple[str, str], int | str]:
         denied = {"entry": 404, "nights": 403, "followers": 403, "following": 403}
-        return {
+        cells: dict[tuple[str, str], int | str] = {
             (viewer, endpoint): 401
             if viewer == "nobody"
             else 200
@@ -105,14 +128,33 @@ def test_every_viewer_sees_exactly_what_the_owner_allows(api, new_account, setti
             for viewer in VIEWERS
             for endpoint in denied
         }
+        for viewer in VIEWERS:
+            # The global board ranks those who share with everyone; one's following board
+            # shows oneself and the people one follows who let one see them.
+            ranked = setting == "everyone"
+            followed = viewer == "self" or (viewer == "follower" and setting != "onlyMe")
+            cells[viewer, "global"] = (
+                401 if viewer == "nobody" else "listed" if ranked else "absent"
+            )
+            cells[viewer, "following"] = (
+                401 if viewer == "nobody" else "listed" if followed else "absent"
+            )
+        return cells
 
-    # The sleep service learns of settings and follows from the user service's events.
+    # The services learn of settings and follows from the user service's events.
     want, deadline = expected(), time.monotonic() + 20
     while (got := cells()) != want and time.monotonic() < deadline:
         time.sleep(0.2)
     assert got == want, {
-        cell: (status, want[cell]) for cell, status in got.items() if status != want[cell]
+        cell: (found, want[cell]) for cell, found in got.items() if found != want[cell]
     }
+
+    mine = api.get(
+        "/v1/leaderboards/total-duration/daily:aroundMe",
+        headers=owner.auth,
+        params={"date": END.date().isoformat()},
+    ).json()["me"]
+    assert mine["totalDuration"] == f"{8 * 3600}s", "the owner always finds their own standing"
 
     for viewer in VIEWERS:
         for endpoint, response in answers(viewer).items():
