@@ -22,6 +22,12 @@ gone), and an unreachable Redis is an outage the runner waits out.
   be one removes them and pushes their recent entries into the timelines.
 - An update replaces the cached entry; a delete removes it from everywhere it
   was pushed, and leaves a tombstone so a late event cannot bring it back.
+- An author who shares their nights with nobody (services.kit.visibility:
+  `onlyMe`) is hidden: nothing of theirs is pushed, backfilled or fanned in,
+  and hiding takes their recent entries out of their followers' timelines and
+  them out of their followers' celebrity sets; showing again puts both back.
+  (Followers are the only readers fan-out writes to, and `everyone` and
+  `followers` both let a follower see: the feed needs to know only `onlyMe`.)
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from services.feed.activity import Activity
 from services.feed.domain import Key, entry_from_state, score
 from services.feed.store import EntryChange
 from services.feed.timelines import Timelines, celebs_key, newest, posts_key, timeline_key
+from services.kit import visibility
 from services.kit.consumer import Subscription
 from services.kit.db import Database
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
@@ -59,6 +66,7 @@ class Projector:
         self._effects = {
             "author": self._cache_author,
             "celebrity": self._sync_celebrity,
+            "visibility": self._sync_visibility,
             "follow": self._backfill,
             "unfollow": self._purge,
             "created": self._fan_out,
@@ -107,6 +115,9 @@ class Projector:
         effects = [{"do": "author", "user": profile.user_id}]
         if await self._set_celebrity(session, profile.user_id, profile.celebrity):
             effects.append({"do": "celebrity", "author": profile.user_id})
+        hidden = visibility.audience(profile.nights_visible_to) == visibility.ONLY_ME
+        if await store.set_hidden(session, profile.user_id, hidden):
+            effects.append({"do": "visibility", "author": profile.user_id})
         await store.note_effects(session, envelope.event_id, effects)
 
     async def on_celebrity(self, envelope, payload, session) -> None:
@@ -199,6 +210,8 @@ class Projector:
         """Followers' celebrity sets and timelines as the author's flag is now."""
         author_id = effect["author"]
         await store.lock_author(session, author_id)
+        if await store.is_hidden(session, author_id):
+            return  # in no feed either way; showing again puts them where they belong
         followers = await self._followers(session, author_id)
         if await store.is_celebrity(session, author_id):
             await self._timelines.add_celebrity(followers, author_id)
@@ -210,12 +223,34 @@ class Projector:
         recent = await store.recent_entries(session, author_id, length + 1)
         await self._timelines.push([timeline_key(f) for f in followers], *newest(recent, length))
 
+    async def _sync_visibility(self, session, effect) -> None:
+        """Followers' timelines and celebrity sets as the author's hidden flag is now."""
+        author_id = effect["author"]
+        await store.lock_author(session, author_id)
+        followers = await self._followers(session, author_id)
+        length = self._timelines.length
+        recent = await store.recent_entries(session, author_id, length + 1)
+        if await store.is_hidden(session, author_id):
+            # A timeline keeps its `length` newest entries: of an author's, no older ones
+            # than their `length` newest can be among them.
+            timelines = [timeline_key(f) for f in followers]
+            await self._timelines.remove(timelines, [k.entry_id for k in recent])
+            await self._timelines.remove([celebs_key(f) for f in followers], [author_id], sets=True)
+        elif await store.is_celebrity(session, author_id):
+            await self._timelines.add_celebrity(followers, author_id)
+        else:
+            await self._timelines.push(
+                [timeline_key(f) for f in followers], *newest(recent, length)
+            )
+
     async def _backfill(self, session, effect) -> None:
         reader, author = effect["reader"], effect["author"]
         await store.lock_reader(session, reader)
         await store.lock_author(session, author, shared=True)
         if not await store.follows_now(session, reader, author):
             return  # unfollowed since: the unfollow's effect has nothing to undo
+        if await store.is_hidden(session, author):
+            return  # in no feed: showing again backfills every follower
         if await store.is_celebrity(session, author):
             await self._timelines.add_celebrity([reader], author)
         else:
@@ -244,8 +279,8 @@ class Projector:
             return  # deleted since: its delete's effect removes what is left
         await self._timelines.cache_entry(entry.key.entry_id, author, entry.body)
         await self._timelines.push([posts_key(author)], [entry.key])
-        if not entry.fanned_out:
-            return  # a celebrity's: fanned in at read
+        if not entry.fanned_out or await store.is_hidden(session, author):
+            return  # a celebrity's (fanned in at read), or a hidden author's (in no feed)
         started = time.monotonic()
         followers = await self._followers(session, author)
         self.last_fanout = await self._timelines.push(

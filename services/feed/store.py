@@ -63,6 +63,8 @@ authors = Table(
     Column("username", Text, nullable=False),
     Column("display_name", Text, nullable=False),
     Column("celebrity", Boolean, nullable=False),
+    # Shares their nights with nobody (services.kit.visibility): in no reader's feed.
+    Column("hidden", Boolean, nullable=False, server_default="false"),
 )
 
 follows = Table(
@@ -128,6 +130,7 @@ class AuthorRow:
     username: str
     display_name: str
     celebrity: bool
+    hidden: bool
 
 
 async def save_author(
@@ -164,6 +167,22 @@ async def set_celebrity(session: AsyncSession, user_id: str, celebrity: bool) ->
     return True
 
 
+async def set_hidden(session: AsyncSession, user_id: str, hidden: bool) -> bool:
+    """Sets whether the author is in no feed (the row exists: save_author first); returns
+    whether it changed."""
+    changed = await session.execute(
+        update(authors)
+        .where(authors.c.user_id == user_id, authors.c.hidden != hidden)
+        .values(hidden=hidden)
+        .returning(authors.c.user_id)
+    )
+    return changed.first() is not None
+
+
+async def is_hidden(session: AsyncSession, user_id: str) -> bool:
+    return bool(await session.scalar(select(authors.c.hidden).where(authors.c.user_id == user_id)))
+
+
 async def is_celebrity(session: AsyncSession, user_id: str) -> bool:
     return bool(
         await session.scalar(select(authors.c.celebrity).where(authors.c.user_id == user_id))
@@ -197,11 +216,12 @@ async def remove_follow(session: AsyncSession, follower_id: str, followee_id: st
 
 
 async def followees(session: AsyncSession, reader_id: str) -> dict[str, bool]:
-    """Whom the reader follows, each with whether they are a celebrity."""
+    """Whom the reader follows and may read (hidden authors left out), each with whether
+    they are a celebrity."""
     rows = await session.execute(
         select(follows.c.followee_id, func.coalesce(authors.c.celebrity, False))
         .select_from(follows.outerjoin(authors, authors.c.user_id == follows.c.followee_id))
-        .where(follows.c.follower_id == reader_id)
+        .where(follows.c.follower_id == reader_id, ~func.coalesce(authors.c.hidden, False))
     )
     return {followee: bool(celebrity) for followee, celebrity in rows}
 
@@ -390,9 +410,12 @@ async def feed_keys(
     """The reader's feed computed from the read models alone: the slow path and the rebuild.
 
     `celebrities=False` leaves out authors who are celebrities (a timeline holds
-    only what fan-out would have pushed into it).
+    only what fan-out would have pushed into it). Hidden authors are left out always.
     """
-    followed = select(follows.c.followee_id).where(follows.c.follower_id == reader_id)
+    followed = select(follows.c.followee_id).where(
+        follows.c.follower_id == reader_id,
+        ~follows.c.followee_id.in_(select(authors.c.user_id).where(authors.c.hidden)),
+    )
     if not celebrities:
         followed = followed.where(
             ~follows.c.followee_id.in_(select(authors.c.user_id).where(authors.c.celebrity))

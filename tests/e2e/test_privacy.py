@@ -115,7 +115,16 @@ def test_every_viewer_sees_exactly_what_the_owner_allows(api, new_account, setti
         for viewer in VIEWERS:
             for scope in ("global", "following"):
                 found[viewer, scope] = on_board(viewer, scope)
+            found[viewer, "feed"] = in_feed(viewer)
         return found
+
+    def in_feed(viewer: str) -> int | str:
+        headers = viewers[viewer].auth if viewer != "nobody" else {}
+        feed = api.get("/v1/feed", headers=headers, params={"pageSize": 100})
+        if feed.status_code != 200:
+            return feed.status_code
+        ids = [item["entry"]["id"] for item in feed.json().get("items", [])]
+        return "listed" if entry["id"] in ids else "absent"
 
     def expected() -> dict[tuple[str, str], int | str]:
         denied = {"entry": 404, "nights": 403, "followers": 403, "following": 403}
@@ -139,6 +148,9 @@ def test_every_viewer_sees_exactly_what_the_owner_allows(api, new_account, setti
             cells[viewer, "following"] = (
                 401 if viewer == "nobody" else "listed" if followed else "absent"
             )
+            # A feed shows the nights of those one follows (never one's own) who let one.
+            fed = viewer == "follower" and setting != "onlyMe"
+            cells[viewer, "feed"] = 401 if viewer == "nobody" else "listed" if fed else "absent"
         return cells
 
     # The services learn of settings and follows from the user service's events.

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
+from services.feed.timelines import timeline_key
 from tests.event_world import ago, flush
 from tests.feed_world import FeedWorld, open_world, redis_url
 
@@ -108,6 +109,44 @@ async def test_follow_backfills_and_unfollow_removes_an_authors_entries(world):
     world.unfollow(reader, star)
     await world.settled()
     assert await world.feed(reader) == []
+
+
+async def test_an_author_who_shares_with_nobody_is_in_no_feed_until_they_share_again(world):
+    """Hiding (nightsVisibleTo onlyMe) takes an author's entries out of timelines already
+    built, out of fan-in, out of rebuilds and the PostgreSQL path; a night recorded while
+    hidden goes nowhere; showing again puts everything back."""
+    author, star = world.user("ada"), world.star("bo")
+    reader = await world.active_reader(author, star)
+    before = [world.post(author, 30), world.post(star, 25)]
+    await world.settled()
+    assert await world.feed(reader) == [before[1].entry_id, before[0].entry_id]
+
+    def share(user: str, name: str, setting: str) -> None:
+        """The profile as the user service sends it: the star still a celebrity."""
+        profile = uev.UserProfile(
+            user_id=user, username=name, nights_visible_to=setting, celebrity=user == star
+        )
+        world.publish(uev.UserProfileUpdated(profile=profile), user)
+
+    share(author, "ada", "onlyMe")
+    share(star, "bo", "onlyMe")
+    await world.settled()
+    during = world.post(author, 20)
+    await world.settled()
+    assert await world.timeline(reader) == [], "taken out of the timeline already built"
+    assert await world.feed(reader) == []
+    await world.redis.delete(timeline_key(reader))  # a rebuild, and the PostgreSQL path
+    assert await world.feed(reader) == []
+    other = await world.active_reader(author, star)
+    assert await world.feed(other) == [], "a new follower's backfill brings nothing"
+
+    share(author, "ada", "followers")
+    share(star, "bo", "everyone")
+    await world.settled()
+    everything = [during.entry_id, before[1].entry_id, before[0].entry_id]
+    for someone in (reader, other):
+        assert await world.feed(someone) == everything
+        assert await world.timeline(someone) == [during.entry_id, before[0].entry_id]
 
 
 async def test_an_update_is_shown_and_a_delete_disappears_from_every_feed(world):
