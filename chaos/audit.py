@@ -226,7 +226,9 @@ class Auditor:
             for s in self._pages(f"/v1/leaderboards/{metric}/{kind}", "standings", users[0], params)
             if s["userId"] in ours
         ]
-        self._standings(found, model, sums, shown, f"{metric} {window}")
+        ranked = {u.id for u in users if u.public}  # the others share with followers only
+        public = {u: s for u, s in sums.items() if u in ranked}
+        self._standings(found, model, public, shown, f"{metric} {window}")
         for user in users:  # the following scope, as each of them sees it
             followed = {
                 self.ledger.users[a].id
