@@ -120,7 +120,7 @@ class FeedReader:
         async with self._db.transaction() as session:
             await store.lock_reader(session, reader_id)
             await store.lock_authors(
-                session, await store.followees(session, reader_id), shared=True
+                session, await store.followees(session, reader_id, hidden=True), shared=True
             )
             await store.touch_reader(session, reader_id, datetime.now(UTC))
             followed = await store.followees(session, reader_id)

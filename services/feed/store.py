@@ -215,15 +215,20 @@ async def remove_follow(session: AsyncSession, follower_id: str, followee_id: st
     return result.first() is not None
 
 
-async def followees(session: AsyncSession, reader_id: str) -> dict[str, bool]:
-    """Whom the reader follows and may read (hidden authors left out), each with whether
-    they are a celebrity."""
-    rows = await session.execute(
+async def followees(
+    session: AsyncSession, reader_id: str, *, hidden: bool = False
+) -> dict[str, bool]:
+    """Whom the reader follows and may read (hidden authors too with `hidden`, as for the
+    locks of a rebuild, which an author's change of visibility must wait for), each with
+    whether they are a celebrity."""
+    query = (
         select(follows.c.followee_id, func.coalesce(authors.c.celebrity, False))
         .select_from(follows.outerjoin(authors, authors.c.user_id == follows.c.followee_id))
-        .where(follows.c.follower_id == reader_id, ~func.coalesce(authors.c.hidden, False))
+        .where(follows.c.follower_id == reader_id)
     )
-    return {followee: bool(celebrity) for followee, celebrity in rows}
+    if not hidden:
+        query = query.where(~func.coalesce(authors.c.hidden, False))
+    return {followee: bool(celebrity) for followee, celebrity in await session.execute(query)}
 
 
 async def active_followers(session: AsyncSession, author_id: str, since: datetime) -> list[str]:

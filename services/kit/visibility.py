@@ -13,7 +13,8 @@ else: roles run the product, they do not open people's health data.
 
 The same answer decides who sees an owner's followers and following lists.
 The global boards rank only those whose nights everyone may see, or who chose
-`show_on_global_boards` (a standing shows totals, never a night).
+`show_on_global_boards`: a standing shows a window's totals (on a daily board,
+that day's sleep), never a night's times, notes or tags.
 """
 
 from __future__ import annotations

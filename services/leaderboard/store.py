@@ -9,11 +9,12 @@ luck, makes each event count once, and a whole batch is one round trip.
 tie-break); the Redis boards are a cache of it.
 
 Locks: a batch takes each window it touches shared, a board rebuild takes
-its window exclusively (transaction-scoped advisory locks), so a rebuild never
-reads scores that a batch is about to write past it. Whether a user is ranked
-on the global boards (services.kit.visibility) changes under their user lock
-taken exclusively, which every batch with their scores takes shared first: a
-change of it and a change of their scores are never half seen by each other.
+its window exclusively (transaction-scoped advisory locks, one per group of
+windows), so a rebuild never reads scores that a batch is about to write past
+it. Whether a user is ranked on the global boards (services.kit.visibility)
+changes under their user lock taken exclusively, which every batch with their
+scores takes shared first: a change of it and a change of their scores are
+never half seen by each other.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit import visibility
 from services.kit.db import lock_keys
+from services.leaderboard import domain
 
 metadata = MetaData()
 _uuid = UUID(as_uuid=False)
@@ -94,7 +96,19 @@ class UserRow:
 
 
 async def lock_windows(session: AsyncSession, windows: Iterable[str], *, shared: bool) -> None:
-    await lock_keys(session, _WINDOW_LOCKS, windows, shared=shared)
+    """A lock per window group (`_lock_group`): a user's change of ranking locks every window
+    they ever scored in, which would be a lock a day of their history otherwise."""
+    await lock_keys(session, _WINDOW_LOCKS, {_lock_group(w) for w in windows}, shared=shared)
+
+
+def _lock_group(window_id: str) -> str:
+    """Daily windows by month, weekly and monthly ones by year (window ids begin with it)."""
+    kind = domain.kind_of(window_id)
+    if kind == "daily":
+        return f"d{window_id[:7]}"
+    if kind in ("weekly", "monthly"):
+        return f"{kind[0]}{window_id[:4]}"
+    return window_id
 
 
 async def lock_users(session: AsyncSession, user_ids: Iterable[str], *, shared: bool) -> None:

@@ -243,6 +243,8 @@ class UserActions:
     ) -> UserRow:
         """The follow row, both counts, the event and the celebrity check, in `session`
         (both rows locked). Returns the followee after the change."""
+        if following:  # a request left from when the followee approved followers is done
+            await store.remove_request(session, follower_id, followee.id)
         change = store.add_follow if following else store.remove_follow
         if not await change(session, follower_id, followee.id):
             return followee  # already as asked: nothing changes, no event
