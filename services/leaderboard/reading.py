@@ -148,8 +148,9 @@ class LeaderboardReader:
 
     async def _following_rows(self, caller: Caller, query: Query) -> list[Row]:
         """The caller and those they follow who let them see their nights (or are ranked
-        globally), on the board, best first: from PostgreSQL (the Redis boards hold only those ranked globally), one
-        indexed lookup of at most ZENTRY_MAX_FOLLOWING + 1 scores."""
+        globally), on the board, best first: from PostgreSQL (the Redis boards hold only
+        those ranked globally), one indexed lookup of at most ZENTRY_MAX_FOLLOWING + 1
+        scores."""
         async with self._db.transaction() as session:
             people = [caller.user_id, *await store.visible_followees(session, caller.user_id)]
             scores = await store.scores_of(session, query.window.id, people)
