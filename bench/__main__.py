@@ -48,7 +48,8 @@ def main() -> int:
     started = time.monotonic()
     try:
         feed_process = mesh.start_feed(UNLIMITED)
-        quiet = {"ZENTRY_LOG_LEVEL": "WARNING"}
+        # Readers log in once and read for the whole run, which outlasts a 15-minute token.
+        quiet = {"ZENTRY_LOG_LEVEL": "WARNING", "ZENTRY_TOKEN_TTL": "14400"}
         children = [
             mesh.start_service(name, 0, quiet)
             for name, count in INSTANCES.items()

@@ -8,14 +8,20 @@ option; `public_methods` reads it from the service descriptors.
 
 from __future__ import annotations
 
+import base64
 import contextvars
+import hashlib
+import json
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from google.protobuf.descriptor import ServiceDescriptor
+from jwt.algorithms import RSAAlgorithm
 from zentry.api.v1 import access_pb2
 
 from services.kit.errors import PermissionDenied, Unauthenticated
@@ -38,6 +44,8 @@ class Caller:
     authorization: str = field(default="", repr=False, compare=False)
     #: Granted by an operator (e.g. "admin"), from the token's `roles` claim.
     roles: frozenset[str] = frozenset()
+    #: The session (log-in) the token belongs to, from its `sid` claim.
+    session_id: str = ""
 
     def require_role(self, role: str) -> None:
         """PermissionDenied unless the token carries `role`."""
@@ -74,18 +82,41 @@ def public_methods(*services: ServiceDescriptor) -> frozenset[str]:
     )
 
 
+_PEM_KEY = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+
+
+def public_keys(pem: bytes) -> dict[str, RSAPublicKey]:
+    """Every public key of a PEM file, by key id: while signing keys rotate, the file holds
+    the new key and the previous one, and tokens signed with either verify."""
+    keys = [load_pem_public_key(block) for block in _PEM_KEY.findall(pem)]
+    if not keys or not all(isinstance(k, RSAPublicKey) for k in keys):
+        raise ValueError("the token verification file must hold RSA public keys (PEM)")
+    return {key_id(key): key for key in keys}
+
+
+def key_id(key: RSAPublicKey) -> str:
+    """The key's RFC 7638 thumbprint (SHA-256 over e, kty and n): a `kid` that a new key
+    gets by itself."""
+    jwk = json.loads(RSAAlgorithm.to_jwk(key))
+    canonical = json.dumps({k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
 class TokenVerifier:
     """Checks an RS256 access token's signature, expiry, issuer and audience.
 
-    A client sends the same token with every call until it expires, so a token
-    verified once is remembered (up to `CACHE_SIZE` of them) with its expiry:
-    the same bytes verify the same way, and only the clock is checked again.
+    The key is the one the token's `kid` names among `public_keys` (a token
+    without one must be signed with the only key there is). A client sends the
+    same token with every call until it expires, so a token verified once is
+    remembered (up to `CACHE_SIZE` of them) with its expiry: the same bytes
+    verify the same way, and only the clock is checked again.
     """
 
     CACHE_SIZE = 10_000
 
     def __init__(self, public_key_pem: bytes, issuer: str, audience: str):
-        self._key = load_pem_public_key(public_key_pem)  # parsed once, not per call
+        self._keys = public_keys(public_key_pem)  # parsed once, not per call
         self._issuer = issuer
         self._audience = audience
         self._verified: dict[str, tuple[float, Caller]] = {}
@@ -108,7 +139,7 @@ class TokenVerifier:
         try:
             claims = jwt.decode(
                 token,
-                self._key,
+                self._key_of(token),
                 algorithms=[ALGORITHM],
                 issuer=self._issuer,
                 audience=self._audience,
@@ -125,11 +156,21 @@ class TokenVerifier:
             username=claims.get("username", ""),
             authorization=authorization,
             roles=frozenset(roles if isinstance(roles, list) else ()),
+            session_id=str(claims.get("sid", "")),
         )
         if len(self._verified) >= self.CACHE_SIZE:
             self._verified.clear()
         self._verified[token] = (float(claims["exp"]), caller)
         return caller
+
+    def _key_of(self, token: str) -> RSAPublicKey:
+        kid = jwt.get_unverified_header(token).get("kid")
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        key = self._keys.get(kid)
+        if key is None:
+            raise jwt.InvalidKeyError(f"no key {kid!r}")
+        return key
 
 
 class AuthInterceptor(Around):

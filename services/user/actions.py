@@ -7,8 +7,9 @@ here knows about gRPC.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf import duration_pb2
 from zentry.events.v1 import user_events_pb2 as ev
@@ -27,16 +28,22 @@ from services.kit.errors import (
 )
 from services.kit.events import USER_EVENTS
 from services.kit.outbox import Outbox
-from services.user import domain, store
+from services.user import domain, sessions, store
 from services.user.domain import CelebrityRule
 from services.user.login_guard import LoginGuard
 from services.user.passwords import Passwords
 from services.user.store import UserRow
 from services.user.tokens import TokenIssuer
 
+_log = logging.getLogger(__name__)
+
 WRONG_CREDENTIALS = "Wrong username or password."
 #: A list the owner's setting keeps from the caller: the same words whatever the setting.
 HIDDEN = "This account shares its follows only with the people it lets see its nights."
+
+
+#: Every refused refresh says the same: the client's way on is to log in.
+REFRESH_REFUSED = "The refresh token is not valid (used, expired or logged out); log in again."
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class NewSession:
     token: str
     expires: datetime
     user: UserRow
+    refresh_token: str
+    refresh_expires: datetime
 
 
 class UserActions:
@@ -55,6 +64,7 @@ class UserActions:
         rule: CelebrityRule,
         max_following: int,
         passwords: Passwords,
+        refresh_ttl: timedelta = timedelta(days=30),
     ):
         self._db = db
         self._issuer = issuer
@@ -62,6 +72,7 @@ class UserActions:
         self._rule = rule
         self._max_following = max_following
         self._passwords = passwords
+        self._refresh_ttl = refresh_ttl
         self._outbox = Outbox(USER_EVENTS, producer="user")
 
     @property
@@ -103,7 +114,17 @@ class UserActions:
             raise Unauthenticated(WRONG_CREDENTIALS)
         async with self._db.transaction() as session:
             user = await store.find_for_login(session, account.casefold())
-        counted_as = user.id if user else account  # the account, whichever name was typed
+        if not await self._checked(user, account, password, address):
+            raise Unauthenticated(WRONG_CREDENTIALS)
+        async with self._db.transaction() as session:
+            ended_before = datetime.now(UTC) - self._refresh_ttl
+            await store.forget_sessions(session, user.id, ended_before)
+            session_id = await store.start_session(session, user.id)
+            return await self._next_tokens(session, user, session_id)
+
+    async def _checked(self, user: UserRow | None, typed: str, password: str, address: str) -> bool:
+        """Whether `password` is `user`'s, counted by the log-in guard (429 after too many)."""
+        counted_as = user.id if user else typed  # the account, whichever name was typed
         await self._guard.attempt(counted_as, address)
         try:
             right = await self._passwords.matches(
@@ -112,11 +133,74 @@ class UserActions:
         except ResourceExhausted:
             await self._guard.unchecked(counted_as, address)
             raise
-        if not right:
-            raise Unauthenticated(WRONG_CREDENTIALS)
-        await self._guard.succeeded(counted_as, address)
-        token, expires = self._issuer.issue(user.id, user.username, user.roles)
-        return NewSession(token, expires, user)
+        if right:
+            await self._guard.succeeded(counted_as, address)
+        return right
+
+    async def _next_tokens(self, session, user: UserRow, session_id: str) -> NewSession:
+        """An access token of the session, and its next refresh token (stored in `session`)."""
+        refresh = sessions.new_refresh_token()
+        refresh_expires = datetime.now(UTC) + self._refresh_ttl
+        await store.add_refresh_token(
+            session, session_id, sessions.digest(refresh), refresh_expires
+        )
+        token, expires = self._issuer.issue(user.id, user.username, user.roles, session_id)
+        return NewSession(token, expires, user, refresh, refresh_expires.replace(microsecond=0))
+
+    async def refresh(self, token: str) -> NewSession:
+        """The next tokens for a refresh token, which then stops working; a token used before
+        ends its session (services.user.sessions)."""
+        if not sessions.well_formed(token):
+            raise Unauthenticated(REFRESH_REFUSED)
+        digest, now = sessions.digest(token), datetime.now(UTC)
+        async with self._db.transaction() as session:
+            row = await store.find_refresh_token(session, digest)
+            outcome = sessions.outcome(row, now)
+            if outcome is sessions.Outcome.REUSED:  # committed, then refused
+                await store.end_sessions(
+                    session, row.user_id, "refresh token reused", only=row.session_id
+                )
+                _log.warning(
+                    "a used refresh token came back: session %s ended",
+                    row.session_id,
+                    extra={"user": row.user_id},
+                )
+            if outcome is sessions.Outcome.ROTATE:
+                user = await store.find_by_id(session, row.user_id)
+                await store.use_refresh_token(session, digest, now)
+                return await self._next_tokens(session, user, row.session_id)
+        raise Unauthenticated(REFRESH_REFUSED)
+
+    async def end_session(self, caller: Caller, name: str) -> None:
+        """Log out: the caller's session ends (`current` is the only name one may give)."""
+        if name != sessions.CURRENT:
+            raise InvalidArgument.field("session", f"must be {sessions.CURRENT!r}")
+        if not caller.session_id:
+            return  # a token from before sessions: nothing to end
+        async with self._db.transaction() as session:
+            await store.end_sessions(session, caller.user_id, "logged out", only=caller.session_id)
+
+    async def end_all_sessions(self, caller: Caller) -> None:
+        """Log out everywhere: every session of the caller's account ends."""
+        async with self._db.transaction() as session:
+            await store.end_sessions(session, caller.user_id, "logged out everywhere")
+
+    async def change_password(
+        self, caller: Caller, username: str, current: str, new: str, address: str
+    ) -> None:
+        """A new password, given the current one; every other session ends. Wrong current
+        passwords count with the log-in guard's, so a stolen token cannot guess them."""
+        async with self._db.transaction() as session:
+            me = await self._own(session, caller, username, "change the password of")
+        domain.check_password(new, me.username, field="new_password")
+        if not current or not await self._checked(me, me.id, current, address):
+            raise InvalidArgument.field("current_password", "is not this account's password")
+        password_hash = await self._passwords.hash(new)
+        async with self._db.transaction() as session:
+            await store.set_password(session, me.id, password_hash)
+            await store.end_sessions(
+                session, me.id, "password changed", keep=caller.session_id or None
+            )
 
     async def get(self, caller: Caller, username: str) -> UserRow:
         async with self._db.transaction() as session:

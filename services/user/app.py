@@ -31,6 +31,7 @@ def assemble(settings: UserSettings) -> Assembly:
         issuer=service.jwt_issuer,
         audience=service.jwt_audience,
         ttl=timedelta(seconds=settings.token_ttl_seconds),
+        verifying=service.jwt_public_key_file.read_bytes(),
     )
     guard = LoginGuard(
         redis,
@@ -39,7 +40,15 @@ def assemble(settings: UserSettings) -> Assembly:
         settings.login_account_ceiling,
     )
     passwords = Passwords(settings.password_memory_mib, settings.password_wait)
-    actions = UserActions(db, issuer, guard, settings.celebrity, settings.max_following, passwords)
+    actions = UserActions(
+        db,
+        issuer,
+        guard,
+        settings.celebrity,
+        settings.max_following,
+        passwords,
+        refresh_ttl=timedelta(seconds=settings.refresh_ttl_seconds),
+    )
     servicer = UserServicer(actions)
     return Assembly(
         services=[user_service_pb2.DESCRIPTOR.services_by_name["UserService"]],

@@ -16,6 +16,8 @@ class UserSettings:
     service: ServiceSettings
     jwt_private_key_file: Path
     token_ttl_seconds: int
+    #: How long a refresh token works if not used (each refresh gives a new one).
+    refresh_ttl_seconds: int
     celebrity: CelebrityRule
     login_max_failures: int
     login_lockout_seconds: int
@@ -43,7 +45,8 @@ class UserSettings:
             jwt_private_key_file=env.file(
                 "JWT_PRIVATE_KEY_FILE", "the PEM RSA private key that signs access tokens"
             ),
-            token_ttl_seconds=env.int("TOKEN_TTL", 3600, minimum=60),
+            token_ttl_seconds=env.int("TOKEN_TTL", 900, minimum=60),
+            refresh_ttl_seconds=env.int("REFRESH_TTL", 30 * 86400, minimum=60),
             celebrity=CelebrityRule(promote_at=promote, demote_below=demote),
             login_max_failures=env.int("LOGIN_MAX_FAILURES", 5, minimum=1),
             login_lockout_seconds=env.int("LOGIN_LOCKOUT", 900, minimum=1),

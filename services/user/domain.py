@@ -74,15 +74,15 @@ def email_key(email: str) -> str:
     return email.casefold()
 
 
-def check_password(password: str, username: str) -> str:
+def check_password(password: str, username: str, field: str = "password") -> str:
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise InvalidArgument.field(
-            "password", f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long"
+            field, f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long"
         )
     if password.isalpha() or password.isdigit():
-        raise InvalidArgument.field("password", "must mix letters with digits or symbols")
+        raise InvalidArgument.field(field, "must mix letters with digits or symbols")
     if username and username_key(username) in password.casefold():
-        raise InvalidArgument.field("password", "must not contain the username")
+        raise InvalidArgument.field(field, "must not contain the username")
     return password
 
 

@@ -17,7 +17,7 @@ from services.kit.clients import client_of
 from services.kit.errors import InvalidArgument
 from services.kit.wellknown import timestamp
 from services.user import domain
-from services.user.actions import UserActions
+from services.user.actions import NewSession, UserActions
 from services.user.store import UserRow
 
 
@@ -39,11 +39,30 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         session = await self._actions.log_in(
             request.username, request.password, client_of(context).address
         )
-        return pb.Session(
-            access_token=session.token,
-            expire_time=timestamp(session.expires),
-            user=to_proto(session.user, with_email=True),
+        return _session(session)
+
+    async def RefreshSession(self, request: pb.RefreshSessionRequest, context) -> pb.Session:
+        return _session(await self._actions.refresh(request.refresh_token))
+
+    async def DeleteSession(self, request: pb.DeleteSessionRequest, context) -> empty_pb2.Empty:
+        await self._actions.end_session(current_caller(), request.session)
+        return empty_pb2.Empty()
+
+    async def DeleteAllSessions(
+        self, request: pb.DeleteAllSessionsRequest, context
+    ) -> empty_pb2.Empty:
+        await self._actions.end_all_sessions(current_caller())
+        return empty_pb2.Empty()
+
+    async def ChangePassword(self, request: pb.ChangePasswordRequest, context) -> empty_pb2.Empty:
+        await self._actions.change_password(
+            current_caller(),
+            request.username,
+            request.current_password,
+            request.new_password,
+            client_of(context).address,
         )
+        return empty_pb2.Empty()
 
     async def GetJwks(self, request: pb.GetJwksRequest, context) -> httpbody_pb2.HttpBody:
         return httpbody_pb2.HttpBody(
@@ -157,6 +176,16 @@ def _page(rows: list[tuple[UserRow, datetime]], size: int) -> tuple[list, str]:
         return page, ""
     last_user, at = page[-1]
     return page, paging.encode_token({"t": at.isoformat(), "id": last_user.id})
+
+
+def _session(session: NewSession) -> pb.Session:
+    return pb.Session(
+        access_token=session.token,
+        expire_time=timestamp(session.expires),
+        user=to_proto(session.user, with_email=True),
+        refresh_token=session.refresh_token,
+        refresh_expire_time=timestamp(session.refresh_expires),
+    )
 
 
 def to_proto(user: UserRow, with_email: bool = False) -> user_pb2.User:

@@ -35,6 +35,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.user.sessions import RefreshRow
+
 metadata = MetaData()
 
 users = Table(
@@ -82,6 +84,33 @@ follow_requests = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("follow_requests_by_followee", "followee_id", "created_at", "requester_id"),
     Index("follow_requests_by_requester", "requester_id"),
+)
+
+#: One per log-in (services.user.sessions); ended by log-out, reuse or a password change.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("user_id", UUID(as_uuid=False), ForeignKey("users.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("ended_why", Text),
+    Index("sessions_by_user", "user_id"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("digest", Text, primary_key=True),
+    Column(
+        "session_id",
+        UUID(as_uuid=False),
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used", Boolean, nullable=False, server_default="false"),
+    Index("refresh_tokens_by_session", "session_id", "expires_at"),
 )
 
 
@@ -355,3 +384,107 @@ async def change_role(session: AsyncSession, username_key: str, role: str, held:
         .returning(users.c.id)
     )
     return row.first() is not None
+
+
+async def start_session(session: AsyncSession, user_id: str) -> str:
+    session_id = str(uuid.uuid4())
+    await session.execute(insert(sessions).values(id=session_id, user_id=user_id))
+    return session_id
+
+
+async def add_refresh_token(
+    session: AsyncSession, session_id: str, digest: str, expires_at: datetime
+) -> None:
+    await session.execute(
+        insert(refresh_tokens).values(digest=digest, session_id=session_id, expires_at=expires_at)
+    )
+
+
+async def find_refresh_token(session: AsyncSession, digest: str) -> RefreshRow | None:
+    """The token and its session's state, the token's row locked (two refreshes with one
+    token take turns: the second finds it used)."""
+    row = (
+        await session.execute(
+            select(
+                refresh_tokens.c.session_id,
+                sessions.c.user_id,
+                refresh_tokens.c.expires_at,
+                refresh_tokens.c.used,
+                sessions.c.ended_at.is_not(None),
+            )
+            .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
+            .where(refresh_tokens.c.digest == digest)
+            .with_for_update(of=refresh_tokens)
+        )
+    ).first()
+    return RefreshRow(str(row[0]), str(row[1]), row[2], row[3], row[4]) if row else None
+
+
+async def use_refresh_token(session: AsyncSession, digest: str, now: datetime) -> None:
+    """Mark it used, and forget the session's tokens that have expired (used or not, they
+    refresh nothing now): a session keeps the tokens of one refresh lifetime at most."""
+    await session.execute(
+        update(refresh_tokens).where(refresh_tokens.c.digest == digest).values(used=True)
+    )
+    owner = select(refresh_tokens.c.session_id).where(refresh_tokens.c.digest == digest)
+    await session.execute(
+        delete(refresh_tokens).where(
+            refresh_tokens.c.session_id == owner.scalar_subquery(),
+            refresh_tokens.c.expires_at < now,
+        )
+    )
+
+
+async def end_sessions(
+    session: AsyncSession,
+    user_id: str,
+    why: str,
+    *,
+    only: str | None = None,
+    keep: str | None = None,
+) -> int:
+    """End the user's open sessions (`only` one, or all but `keep`) and delete their refresh
+    tokens; returns how many ended."""
+    query = update(sessions).where(sessions.c.user_id == user_id, sessions.c.ended_at.is_(None))
+    if only is not None:
+        query = query.where(sessions.c.id == only)
+    if keep:
+        query = query.where(sessions.c.id != keep)
+    ended = (
+        (
+            await session.execute(
+                query.values(ended_at=func.now(), ended_why=why).returning(sessions.c.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if ended:
+        await session.execute(delete(refresh_tokens).where(refresh_tokens.c.session_id.in_(ended)))
+    return len(ended)
+
+
+async def forget_sessions(session: AsyncSession, user_id: str, ended_before: datetime) -> None:
+    """Delete the user's sessions that ended before `ended_before`, and those left open whose
+    refresh tokens have all expired (abandoned): an account keeps its live sessions and the
+    recently ended ones, whatever how often it logs in."""
+    live = select(literal(1)).where(
+        refresh_tokens.c.session_id == sessions.c.id, refresh_tokens.c.expires_at > func.now()
+    )
+    await session.execute(
+        delete(sessions).where(
+            sessions.c.user_id == user_id,
+            or_(
+                sessions.c.ended_at < ended_before,
+                sessions.c.ended_at.is_(None) & ~live.exists(),
+            ),
+        )
+    )
+
+
+async def set_password(session: AsyncSession, user_id: str, password_hash: str) -> None:
+    await session.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(password_hash=password_hash, updated_at=func.now())
+    )

@@ -1,15 +1,14 @@
 """Access tokens: RS256 JWTs signed with the user service's private key.
 
-The public half is published as a JWKS (GetJwks, /.well-known/jwks.json): the
-gateway reads it there and every service verifies with the same key
+The public half is published as a JWKS (GetJwks, /.well-known/jwks.json),
+with the other keys tokens may still be signed with while keys rotate: the
+gateway reads it there and every service verifies with the same keys
 (services.kit.auth). `kid` is the key's RFC 7638 thumbprint, so a rotated key
-gets a new id by itself.
+gets a new id by itself. A token names its session (`sid`).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -20,31 +19,51 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from services.kit.auth import ALGORITHM
+from services.kit.auth import ALGORITHM, key_id, public_keys
 
 
 class TokenIssuer:
-    def __init__(self, private_key_pem: bytes, issuer: str, audience: str, ttl: timedelta):
+    """Signs with the private key; publishes its public half and `verifying` ones.
+
+    To rotate: add the new public key to every service's ZENTRY_JWT_PUBLIC_KEY_FILE
+    beside the old one, then sign with the new private key; once the old key's
+    last tokens have expired (ZENTRY_TOKEN_TTL), drop it from the file.
+    """
+
+    def __init__(
+        self,
+        private_key_pem: bytes,
+        issuer: str,
+        audience: str,
+        ttl: timedelta,
+        verifying: bytes = b"",
+    ):
         self._key = serialization.load_pem_private_key(private_key_pem, password=None)
         if not isinstance(self._key, rsa.RSAPrivateKey):
             raise ValueError("the token signing key must be an RSA private key")
         self._issuer = issuer
         self._audience = audience
-        self._ttl = ttl
-        public_jwk = json.loads(RSAAlgorithm.to_jwk(self._key.public_key()))
-        self.kid = _thumbprint(public_jwk)
-        self._jwks = {"keys": [{**public_jwk, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}]}
+        self.ttl = ttl
+        self.kid = key_id(self._key.public_key())
+        keys = {**(public_keys(verifying) if verifying else {}), self.kid: self._key.public_key()}
+        self._jwks = {
+            "keys": [
+                {**json.loads(RSAAlgorithm.to_jwk(key)), "kid": kid, "alg": ALGORITHM, "use": "sig"}
+                for kid, key in sorted(keys.items(), key=lambda item: item[0] != self.kid)
+            ]
+        }
 
     def issue(
         self,
         user_id: str,
         username: str,
         roles: Iterable[str] = (),
+        session_id: str = "",
         now: datetime | None = None,
     ) -> tuple[str, datetime]:
-        """A signed token for the user (and their roles) and the moment it expires."""
+        """A signed token for the user (their roles, their session) and when it expires."""
         now = now or datetime.now(UTC)
-        expires = now + self._ttl
+        expires = now + self.ttl
         claims = {
             "iss": self._issuer,
             "aud": self._audience,
@@ -54,18 +73,13 @@ class TokenIssuer:
             "iat": int(now.timestamp()),
             "exp": int(expires.timestamp()),
         }
+        if session_id:
+            claims["sid"] = session_id
         token = jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.kid})
         return token, expires.replace(microsecond=0)
 
     def jwks(self) -> dict:
         return self._jwks
-
-
-def _thumbprint(jwk: dict) -> str:
-    """RFC 7638: SHA-256 over the required members in lexicographic order."""
-    canonical = json.dumps({k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode()).digest()
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def ensure_keypair(private_path: Path, public_path: Path) -> None:

@@ -40,7 +40,12 @@ def test_each_package_is_one_upstream_named_by_its_domain(services):
 def test_the_user_service_and_its_http_rules(services):
     methods = methods_by_name([s for s in services if s.upstream == "user"])
     assert methods["FollowUser"].http == (HttpRule("POST", "/v1/users/{username}:follow", "*"),)
-    assert {n for n, m in methods.items() if m.public} == {"CreateUser", "CreateSession", "GetJwks"}
+    assert {n for n, m in methods.items() if m.public} == {
+        "CreateUser",
+        "CreateSession",
+        "RefreshSession",
+        "GetJwks",
+    }
     assert methods["GetUser"].idempotent and methods["FollowUser"].idempotent
     assert not methods["CreateUser"].idempotent and not methods["CreateSession"].idempotent
     assert all(m.http for m in methods.values()), "every public API method has a REST binding"
@@ -110,6 +115,7 @@ def test_only_public_methods_skip_the_token(settings, services):
     assert open_paths == {
         "/zentry.user.v1.UserService/CreateUser",
         "/zentry.user.v1.UserService/CreateSession",
+        "/zentry.user.v1.UserService/RefreshSession",
         "/zentry.user.v1.UserService/GetJwks",
         "/zentry.analytics.v1.ProductAnalyticsService/TrackEvents",
     }
@@ -121,6 +127,7 @@ def test_only_public_methods_skip_the_token(settings, services):
     assert rest == {
         ("POST", "/v1/users"),
         ("POST", "/v1/sessions"),
+        ("POST", "/v1/sessions:refresh"),
         ("GET", re.escape("/.well-known/jwks.json")),
         ("POST", re.escape("/v1/analytics/events:batchCreate")),
     }

@@ -95,6 +95,7 @@ def test_public_methods_come_from_the_proto_option():
     assert public_methods(service) == {
         "/zentry.user.v1.UserService/CreateUser",
         "/zentry.user.v1.UserService/CreateSession",
+        "/zentry.user.v1.UserService/RefreshSession",
         "/zentry.user.v1.UserService/GetJwks",
     }
 
@@ -138,3 +139,28 @@ async def test_a_public_rpc_needs_no_token_but_a_sent_one_must_be_valid(keys):
         await interceptor.around(call, None, _Context("Bearer stale"), public)
     with pytest.raises(Unauthenticated, match="Missing token"):
         await interceptor.around(call, None, _Context(None), "/zentry.user.v1.UserService/GetUser")
+
+
+def test_while_keys_rotate_tokens_of_either_key_verify_and_others_do_not(keys, tmp_path):
+    """The public key file holds the new key and the previous one; the JWKS lists both, the
+    signing key first; each token is checked with the key its `kid` names."""
+    ensure_keypair(tmp_path / "new.pem", tmp_path / "new.pub")
+    bundle = keys[1] + (tmp_path / "new.pub").read_bytes()
+    old = issuer(keys)
+    new = TokenIssuer(
+        (tmp_path / "new.pem").read_bytes(), "zentry", "zentry-api", timedelta(hours=1), bundle
+    )
+    assert [k["kid"] for k in new.jwks()["keys"]] == [new.kid, old.kid]
+    check = TokenVerifier(bundle, issuer="zentry", audience="zentry-api")
+    for signer in (old, new):
+        token, _ = signer.issue("id-1", "ada", session_id="s-1")
+        caller = check.verify(f"Bearer {token}")
+        assert (caller.user_id, caller.session_id) == ("id-1", "s-1")
+    only_old = verifier(keys)
+    token, _ = new.issue("id-1", "ada")
+    with pytest.raises(Unauthenticated, match="not valid"):
+        only_old.verify(f"Bearer {token}")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    mislabelled = jwt.encode(claims, keys[0], "RS256", headers={"kid": new.kid})
+    with pytest.raises(Unauthenticated, match="not valid"):
+        check.verify(f"Bearer {mislabelled}")  # signed with the old key, naming the new one

@@ -118,6 +118,7 @@ def test_public_operations_need_no_token_and_the_others_a_bearer_jwt(document, m
     assert public == {
         ("POST", "/v1/users"),
         ("POST", "/v1/sessions"),
+        ("POST", "/v1/sessions:refresh"),
         ("GET", "/.well-known/jwks.json"),
         ("POST", "/v1/analytics/events:batchCreate"),
     }

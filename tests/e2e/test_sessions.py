@@ -1,0 +1,99 @@
+"""Sessions a person controls, over REST through Envoy: refresh tokens that rotate, a reused
+one ending its session, log out, log out everywhere, and a password change."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from tests.e2e.conftest import PASSWORD
+from tests.e2e.test_users_rest import error_of
+
+
+def log_in(api: httpx.Client, account, password: str = PASSWORD) -> dict:
+    response = api.post("/v1/sessions", json={"username": account.username, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def refresh(api: httpx.Client, token: str) -> httpx.Response:
+    return api.post("/v1/sessions:refresh", json={"refreshToken": token})
+
+
+def bearer(session: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {session['accessToken']}"}
+
+
+def refused(response: httpx.Response) -> bool:
+    return error_of(response)[:2] == (401, "UNAUTHENTICATED")
+
+
+def test_a_refresh_token_works_once_and_a_reused_one_ends_its_session(api, new_account):
+    me = new_account()
+    first = log_in(api, me)
+    expires = datetime.fromisoformat(first["expireTime"].replace("Z", "+00:00"))
+    assert timedelta(minutes=14) < expires - datetime.now(UTC) <= timedelta(minutes=15)
+    assert first["refreshToken"] and first["refreshExpireTime"] > first["expireTime"]
+
+    second = refresh(api, first["refreshToken"])
+    assert second.status_code == 200, second.text
+    second = second.json()
+    assert second["refreshToken"] != first["refreshToken"]
+    assert second["user"]["username"] == me.username
+    assert api.get("/v1/users/me", headers=bearer(second)).status_code == 200
+
+    # The first token again: someone else holds a copy. The session ends for both.
+    assert refused(refresh(api, first["refreshToken"]))
+    assert refused(refresh(api, second["refreshToken"])), "the whole session ended"
+    assert refused(refresh(api, "zr1_" + "x" * 43)) and refused(refresh(api, "nonsense"))
+    assert refresh(api, log_in(api, me)["refreshToken"]).status_code == 200, "a new log-in"
+
+
+def test_log_out_ends_this_session_and_log_out_everywhere_ends_them_all(api, new_account):
+    me = new_account()
+    phone, laptop, tablet = log_in(api, me), log_in(api, me), log_in(api, me)
+
+    bad = api.delete("/v1/sessions/yesterday", headers=bearer(phone))
+    assert error_of(bad)[:2] == (400, "INVALID_ARGUMENT") and "session" in error_of(bad)[2]
+    assert api.delete("/v1/sessions/current", headers=bearer(phone)).status_code == 200
+    assert api.delete("/v1/sessions/current", headers=bearer(phone)).status_code == 200
+    assert refused(refresh(api, phone["refreshToken"]))
+    laptop = refresh(api, laptop["refreshToken"]).json()  # the others go on
+
+    everywhere = api.post("/v1/sessions:deleteAll", headers=bearer(laptop), json={})
+    assert everywhere.status_code == 200, everywhere.text
+    assert refused(refresh(api, laptop["refreshToken"]))
+    assert refused(refresh(api, tablet["refreshToken"]))
+    assert api.delete("/v1/sessions/current").status_code == 401
+
+
+def test_a_password_change_ends_every_other_session(api, new_account):
+    me = new_account()
+    here, elsewhere = log_in(api, me), log_in(api, me)
+    url = "/v1/users/me:changePassword"
+    new_password = "a-new-secret-7"
+
+    wrong = api.post(
+        url,
+        headers=bearer(here),
+        json={"currentPassword": "not-it-42", "newPassword": new_password},
+    )
+    assert error_of(wrong)[:2] == (400, "INVALID_ARGUMENT")
+    assert error_of(wrong)[2].startswith("current_password: ")
+    weak = api.post(
+        url, headers=bearer(here), json={"currentPassword": PASSWORD, "newPassword": "short"}
+    )
+    assert error_of(weak)[:2] == (400, "INVALID_ARGUMENT")
+    assert error_of(weak)[2].startswith("new_password: ")
+    elsewhere = refresh(api, elsewhere["refreshToken"]).json()  # refused changes: still open
+
+    changed = api.post(
+        url, headers=bearer(here), json={"currentPassword": PASSWORD, "newPassword": new_password}
+    )
+    assert changed.status_code == 200, changed.text
+    assert refused(refresh(api, elsewhere["refreshToken"])), "every other session ended"
+    assert refresh(api, here["refreshToken"]).status_code == 200, "this one goes on"
+    old = api.post("/v1/sessions", json={"username": me.username, "password": PASSWORD})
+    assert refused(old), "the old password is gone"
+    log_in(api, me, new_password)
