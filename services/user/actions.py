@@ -31,6 +31,7 @@ from services.kit.outbox import Outbox
 from services.user import domain, sessions, store
 from services.user.domain import CelebrityRule
 from services.user.login_guard import LoginGuard
+from services.user.nights import SleepNights
 from services.user.passwords import Passwords
 from services.user.store import UserRow
 from services.user.tokens import TokenIssuer
@@ -40,6 +41,20 @@ _log = logging.getLogger(__name__)
 WRONG_CREDENTIALS = "Wrong username or password."
 #: A list the owner's setting keeps from the caller: the same words whatever the setting.
 HIDDEN = "This account shares its follows only with the people it lets see its nights."
+
+
+#: Followers (and requests) an export lists at most; following is capped lower anyway.
+EXPORT_MOST = 10_000
+
+
+@dataclass(frozen=True)
+class Export:
+    profile: UserRow
+    nights: list
+    following: list[str]
+    followers: list[str]
+    followers_truncated: bool
+    requests: list[tuple[UserRow, datetime]]
 
 
 #: Every refused refresh says the same: the client's way on is to log in.
@@ -64,6 +79,7 @@ class UserActions:
         rule: CelebrityRule,
         max_following: int,
         passwords: Passwords,
+        nights: SleepNights,
         refresh_ttl: timedelta = timedelta(days=30),
     ):
         self._db = db
@@ -73,6 +89,7 @@ class UserActions:
         self._max_following = max_following
         self._passwords = passwords
         self._refresh_ttl = refresh_ttl
+        self._nights = nights
         self._outbox = Outbox(USER_EVENTS, producer="user")
 
     @property
@@ -264,6 +281,23 @@ class UserActions:
             followee, _ = await self._pair(session, caller, username, "unfollow")
             await store.remove_request(session, caller.user_id, followee.id)
             return await self._change_follow(session, caller.user_id, followee, False)
+
+    async def export(self, caller: Caller, username: str) -> Export:
+        """Everything kept about the caller (see UserExport)."""
+        async with self._db.transaction() as session:
+            me = await self._own(session, caller, username, "export")
+            following = await store.list_follows(session, me.id, "following", EXPORT_MOST, None)
+            followers = await store.list_follows(session, me.id, "followers", EXPORT_MOST + 1, None)
+            asking = await store.list_requests(session, me.id, EXPORT_MOST, None)
+        nights = await self._nights.of(caller)
+        return Export(
+            profile=me,
+            nights=nights,
+            following=[user.username for user, _ in following],
+            followers=[user.username for user, _ in followers[:EXPORT_MOST]],
+            followers_truncated=len(followers) > EXPORT_MOST,
+            requests=asking,
+        )
 
     async def list_requests(
         self, caller: Caller, username: str, limit: int, after: tuple[datetime, str] | None

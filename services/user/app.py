@@ -8,12 +8,15 @@ from pathlib import Path
 from redis.asyncio import Redis
 from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
 
+from services.kit import telemetry
 from services.kit.boot import Assembly
 from services.kit.db import Database
+from services.kit.discovery import Balancer, Consul
 from services.kit.outbox import OutboxRelay
 from services.user.actions import UserActions
 from services.user.config import UserSettings
 from services.user.login_guard import LoginGuard
+from services.user.nights import SleepNights
 from services.user.passwords import Passwords
 from services.user.server import UserServicer
 from services.user.tokens import TokenIssuer
@@ -40,6 +43,9 @@ def assemble(settings: UserSettings) -> Assembly:
         settings.login_account_ceiling,
     )
     passwords = Passwords(settings.password_memory_mib, settings.password_wait)
+    consul = Consul(service.consul_url)
+    sleep = Balancer(consul, "sleep", interceptors=[telemetry.ClientTracing()])
+    sleep.start()
     actions = UserActions(
         db,
         issuer,
@@ -47,6 +53,7 @@ def assemble(settings: UserSettings) -> Assembly:
         settings.celebrity,
         settings.max_following,
         passwords,
+        SleepNights(sleep),
         refresh_ttl=timedelta(seconds=settings.refresh_ttl_seconds),
     )
     servicer = UserServicer(actions)
@@ -56,7 +63,7 @@ def assemble(settings: UserSettings) -> Assembly:
             servicer, server
         ),
         workers=[OutboxRelay(db, service.kafka_bootstrap, client_id=service.instance_id)],
-        closers=[db.dispose, redis.aclose, _closer(passwords.close)],
+        closers=[sleep.aclose, consul.aclose, db.dispose, redis.aclose, _closer(passwords.close)],
         migrations_dir=MIGRATIONS,
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.api import httpbody_pb2
 from google.protobuf import duration_pb2, empty_pb2
@@ -112,6 +112,21 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     ) -> pb.ListFollowingResponse:
         users, token = await self._list(request, "following")
         return pb.ListFollowingResponse(users=users, next_page_token=token)
+
+    async def ExportUser(self, request: pb.ExportUserRequest, context) -> pb.UserExport:
+        export = await self._actions.export(current_caller(), request.username)
+        return pb.UserExport(
+            export_time=timestamp(datetime.now(UTC)),
+            profile=to_proto(export.profile, with_email=True),
+            nights=export.nights,
+            following=export.following,
+            followers=export.followers,
+            followers_truncated=export.followers_truncated,
+            follow_requests=[
+                pb.FollowRequest(requester=to_proto(user), create_time=timestamp(asked_at))
+                for user, asked_at in export.requests
+            ],
+        )
 
     async def ListFollowRequests(
         self, request: pb.ListFollowRequestsRequest, context

@@ -172,11 +172,15 @@ async def test_replay_from_the_topics_rebuilds_the_same_feeds(world, settings):
     world.unfollow(users[0], users[1])
     world.celebrity(star, False)
     world.post(star, 1, "after the demotion")
+    # One author shares with nobody now: in no feed, before the replay or after it.
+    hidden = uev.UserProfile(user_id=users[3], username="hidden", nights_visible_to="onlyMe")
+    world.publish(uev.UserProfileUpdated(profile=hidden), users[3])
     await world.settled()
     for reader in users:
         await world.page(reader)
     live = {reader: (await world.page(reader, size=100)).items for reader in users}
     assert all(live.values())
+    assert not any(item.entry.user_id == users[3] for items in live.values() for item in items)
 
     with pytest.raises(ReplayRefused, match=r"running member.*stop them, then replay"):
         await run_replay(world, settings)

@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 from zentry.events.v1 import sleep_events_pb2 as sev
+from zentry.events.v1 import user_events_pb2 as uev
 
 from services.kit.replay import ReplayRefused
 from services.leaderboard import domain
@@ -99,8 +100,12 @@ async def test_past_windows_expire_after_the_retention_and_all_time_never(world)
 async def test_replay_from_the_topics_ends_with_the_same_boards(world, settings):
     users = populate(world)
     world.follow(users[0], users[1])
+    # One leaves the global boards, after its scores were on them.
+    left = uev.UserProfile(user_id=users[2], username="left", nights_visible_to="followers")
+    world.publish(uev.UserProfileUpdated(profile=left), users[2])
     await world.settled()
     before = await every_board(world, users[0])
+    assert not any(row[0] == users[2] for rows in before.values() for row in rows)
     following = await world.board(users[0], "nights", "all-time", scope="following")
 
     with pytest.raises(ReplayRefused):
