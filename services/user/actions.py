@@ -299,6 +299,13 @@ class UserActions:
             requests=asking,
         )
 
+    async def remove_follower(self, caller: Caller, username: str, follower: str) -> None:
+        """`follower` no longer follows the caller; idempotent."""
+        async with self._db.transaction() as session:
+            await self._own(session, caller, username, "remove the followers of")
+            them, locked = await self._pair(session, caller, follower, "remove", "follower")
+            await self._change_follow(session, them.id, locked[caller.user_id], False)
+
     async def list_requests(
         self, caller: Caller, username: str, limit: int, after: tuple[datetime, str] | None
     ) -> list[tuple[UserRow, datetime]]:

@@ -128,6 +128,10 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
             ],
         )
 
+    async def RemoveFollower(self, request: pb.RemoveFollowerRequest, context) -> empty_pb2.Empty:
+        await self._actions.remove_follower(current_caller(), request.username, request.follower)
+        return empty_pb2.Empty()
+
     async def ListFollowRequests(
         self, request: pb.ListFollowRequestsRequest, context
     ) -> pb.ListFollowRequestsResponse:

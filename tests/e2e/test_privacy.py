@@ -271,3 +271,33 @@ def test_a_setting_that_is_not_one_is_refused_naming_it(api, new_account):
     profile = api.get("/v1/users/me", headers=me.auth).json()
     assert profile["nightsVisibleTo"] == "followers", "the default, unchanged"
     assert not profile.get("approveFollowers") and not profile.get("showOnGlobalBoards")
+
+
+def test_an_owner_removes_a_follower_who_then_sees_what_strangers_see(api, new_account):
+    owner, follower = new_account(), new_account()
+    follow(api, follower, owner.username)
+    night = {"startTime": (END - timedelta(hours=6)).isoformat(), "endTime": END.isoformat()}
+    entry = api.post("/v1/sleepEntries", headers=owner.auth, json=night).json()
+    url = f"/v1/sleepEntries/{entry['id']}"
+
+    def status() -> int:
+        return api.get(url, headers=follower.auth).status_code
+
+    deadline = time.monotonic() + 20
+    while status() != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status() == 200, "a follower reads the night"
+
+    removed = f"/v1/users/me/followers/{follower.username}"
+    assert api.delete(removed, headers=owner.auth).status_code == 200
+    assert api.delete(removed, headers=owner.auth).status_code == 200, "idempotent"
+    followers = api.get("/v1/users/me/followers", headers=owner.auth).json()
+    assert followers.get("users", []) == []
+    deadline = time.monotonic() + 20
+    while status() != 404 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status() == 404, "no longer a follower: the night is not there for them"
+    yourself = api.delete(f"/v1/users/me/followers/{owner.username}", headers=owner.auth)
+    assert error_of(yourself)[:2] == (400, "INVALID_ARGUMENT")
+    theirs = api.delete(f"/v1/users/{follower.username}/followers/x_y_z", headers=owner.auth)
+    assert error_of(theirs)[:2] == (403, "PERMISSION_DENIED")
