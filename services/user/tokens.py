@@ -43,7 +43,7 @@ class TokenIssuer:
             raise ValueError("the token signing key must be an RSA private key")
         self._issuer = issuer
         self._audience = audience
-        self.ttl = ttl
+        self._ttl = ttl
         self.kid = key_id(self._key.public_key())
         keys = {**(public_keys(verifying) if verifying else {}), self.kid: self._key.public_key()}
         self._jwks = {
@@ -63,7 +63,7 @@ class TokenIssuer:
     ) -> tuple[str, datetime]:
         """A signed token for the user (their roles, their session) and when it expires."""
         now = now or datetime.now(UTC)
-        expires = now + self.ttl
+        expires = now + self._ttl
         claims = {
             "iss": self._issuer,
             "aud": self._audience,
