@@ -320,3 +320,11 @@ async def sweep_chunk(
         result = await session.execute(delete(table).where(match).returning(literal(1)))
         gone += len(result.all())
     return gone
+
+
+async def forget_user(session: AsyncSession, user_id: str) -> None:
+    """A deleted account's raw events and sessions. The counts and rollups hold no one
+    (they stay); a visitor sketch cannot take one visitor out, and its days expire
+    (ZENTRY_ANALYTICS_ROLLUP_RETENTION_DAYS)."""
+    await session.execute(delete(raw_events).where(raw_events.c.user_id == user_id))
+    await session.execute(delete(sessions).where(sessions.c.visitor_id == f"u:{user_id}"))

@@ -16,8 +16,9 @@ from datetime import UTC, date
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
-from services.analytics import sleep_store
+from services.analytics import product_store, sleep_store
 from services.analytics.sleep_store import EntryRow, Sleeper
+from services.kit import erasure
 from services.kit.batch_consumer import BatchSubscription, Event
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 from services.kit.zones import zone_or_utc
@@ -40,7 +41,10 @@ def subscriptions(
             apply_sleep_events,
         ),
         BatchSubscription(
-            groups[1], (user_topic,), (uev.UserRegistered, uev.UserProfileUpdated), apply_profiles
+            groups[1],
+            (user_topic,),
+            (uev.UserRegistered, uev.UserProfileUpdated, uev.UserDeleted),
+            apply_profiles,
         ),
     )
 
@@ -93,6 +97,11 @@ async def apply_sleep_events(events: list[Event], session) -> None:
 
 async def apply_profiles(events: list[Event], session) -> None:
     for _envelope, payload in events:
+        if isinstance(payload, uev.UserDeleted):  # their statistics and product events, all
+            await sleep_store.forget_user(session, payload.user_id)
+            await product_store.forget_user(session, payload.user_id)
+            await erasure.record(session, payload.user_id)
+            continue
         profile = payload.profile
         goal = profile.sleep_goal.seconds or DEFAULT_GOAL_SECONDS
         await sleep_store.save_sleeper(

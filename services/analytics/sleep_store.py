@@ -26,6 +26,7 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    delete,
     select,
     text,
 )
@@ -196,3 +197,9 @@ _NIGHT = (
     nights.c.wake_time,
     nights.c.quality,
 )
+
+
+async def forget_user(session: AsyncSession, user_id: str) -> None:
+    """A deleted account's nights, entries and settings."""
+    for table in (nights, entries, sleepers):
+        await session.execute(delete(table).where(table.c.user_id == user_id))

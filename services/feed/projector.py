@@ -22,6 +22,9 @@ gone), and an unreachable Redis is an outage the runner waits out.
   be one removes them and pushes their recent entries into the timelines.
 - An update replaces the cached entry; a delete removes it from everywhere it
   was pushed, and leaves a tombstone so a late event cannot bring it back.
+- A deleted account (UserDeleted) goes from every table, timeline, celebrity
+  set and cache, and no later or replayed event of theirs is applied
+  (services.kit.erasure).
 - An author who shares their nights with nobody (services.kit.visibility:
   `onlyMe`) is hidden: nothing of theirs is pushed, backfilled or fanned in,
   and hiding takes their recent entries out of their followers' timelines and
@@ -45,7 +48,7 @@ from services.feed.activity import Activity
 from services.feed.domain import Key, entry_from_state, score
 from services.feed.store import EntryChange
 from services.feed.timelines import Timelines, celebs_key, newest, posts_key, timeline_key
-from services.kit import visibility
+from services.kit import erasure, visibility
 from services.kit.consumer import Subscription
 from services.kit.db import Database
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
@@ -67,6 +70,7 @@ class Projector:
             "author": self._cache_author,
             "celebrity": self._sync_celebrity,
             "visibility": self._sync_visibility,
+            "forget": self._forget,
             "follow": self._backfill,
             "unfollow": self._purge,
             "created": self._fan_out,
@@ -91,6 +95,7 @@ class Projector:
                     uev.CelebrityStatusChanged: self.on_celebrity,
                     uev.FollowCreated: self.on_follow,
                     uev.FollowDeleted: self.on_unfollow,
+                    uev.UserDeleted: self.on_deleted,
                 },
                 after_commit=self.after_commit,
             ),
@@ -146,6 +151,16 @@ class Projector:
         if await store.remove_follow(session, reader, author):
             effect = {"do": "unfollow", "reader": reader, "author": author}
             await store.note_effects(session, envelope.event_id, [effect])
+
+    async def on_deleted(self, envelope, payload, session) -> None:
+        """A deleted account: every row now, their keys and entries out of Redis next; the
+        note carries what the rows said, since they are gone when it runs."""
+        user = payload.user_id
+        await store.lock_author(session, user)
+        entry_ids, followers = await store.forget_user(session, user)
+        await erasure.record(session, user)
+        effect = {"do": "forget", "user": user, "entries": entry_ids, "followers": followers}
+        await store.note_effects(session, envelope.event_id, [effect])
 
     # -- sleep events ----------------------------------------------------------------
 
@@ -242,6 +257,12 @@ class Projector:
             await self._timelines.push(
                 [timeline_key(f) for f in followers], *newest(recent, length)
             )
+
+    async def _forget(self, session, effect) -> None:
+        user, followers = effect["user"], effect["followers"]
+        await self._timelines.remove([timeline_key(f) for f in followers], effect["entries"])
+        await self._timelines.remove([celebs_key(f) for f in followers], [user], sets=True)
+        await self._timelines.forget_user(user, effect["entries"])
 
     async def _backfill(self, session, effect) -> None:
         reader, author = effect["reader"], effect["author"]

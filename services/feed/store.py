@@ -459,3 +459,29 @@ async def touch_reader(session: AsyncSession, reader_id: str, now: datetime) -> 
         .values(user_id=reader_id, last_seen=now)
         .on_conflict_do_update(index_elements=[readers.c.user_id], set_={"last_seen": now})
     )
+
+
+async def forget_user(session: AsyncSession, user_id: str) -> tuple[list[str], list[str]]:
+    """Delete every row of a user (as author, reader and follower, both ways); returns the
+    ids of their entries and of their followers, for the Redis effect."""
+    entry_ids = [
+        str(e)
+        for e in await session.scalars(
+            select(entries.c.entry_id).where(entries.c.author_id == user_id)
+        )
+    ]
+    followers = [
+        str(f)
+        for f in await session.scalars(
+            select(follows.c.follower_id).where(follows.c.followee_id == user_id)
+        )
+    ]
+    await session.execute(delete(entries).where(entries.c.author_id == user_id))
+    await session.execute(
+        delete(follows).where(
+            (follows.c.follower_id == user_id) | (follows.c.followee_id == user_id)
+        )
+    )
+    await session.execute(delete(readers).where(readers.c.user_id == user_id))
+    await session.execute(delete(authors).where(authors.c.user_id == user_id))
+    return entry_ids, followers

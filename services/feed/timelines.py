@@ -189,6 +189,14 @@ class Timelines:
     async def forget_entry(self, entry_id: str) -> None:
         await self.redis.delete(entry_key(entry_id))
 
+    async def forget_user(self, user_id: str, entry_ids: Sequence[str]) -> None:
+        """A deleted user's own keys (timeline, celebrities, posts, cached profile) and their
+        cached entries."""
+        keys = [timeline_key(user_id), celebs_key(user_id), posts_key(user_id)]
+        keys += [author_key(user_id), *(entry_key(e) for e in entry_ids)]
+        for start in range(0, len(keys), self._batch):
+            await self.redis.delete(*keys[start : start + self._batch])
+
     async def cache_author(self, user_id: str, body: bytes) -> None:
         await self.redis.set(author_key(user_id), body, ex=CACHE_TTL)
 

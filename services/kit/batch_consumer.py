@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncSession
 from zentry.events.v1 import envelope_pb2
 
-from services.kit import telemetry
+from services.kit import erasure, telemetry
 from services.kit.consumer import ConsumerRunner, Subscription
 from services.kit.db import Database
 
@@ -115,7 +115,11 @@ class BatchConsumerRunner(ConsumerRunner):
 
         async def apply() -> None:
             async with self._db.transaction() as session:
-                await self._batch_handler([(e, p) for _m, e, p in batch], session)
+                named = {id(p): erasure.users_named(p) for _m, _e, p in batch}
+                gone = await erasure.erased(session, set().union(*named.values()))
+                events = [(e, p) for _m, e, p in batch if not named[id(p)] & gone]
+                if events:  # events of deleted accounts are skipped (services.kit.erasure)
+                    await self._batch_handler(events, session)
 
         failed = await self._retrying(apply, f"applying a batch of {len(batch)}")
         if failed is None:

@@ -6,7 +6,8 @@ event type) and the kit does the rest. For each message, in order:
 1. decode the EventEnvelope (undecodable → dead-letter topic at once);
 2. in one database transaction, record (group, event id) in processed_events
    and run the handler; an event id seen before is skipped, so redelivery and
-   replay change nothing twice; then the subscription's `after_commit`, if any
+   replay change nothing twice, and so is an event naming a deleted account
+   (services.kit.erasure); then the subscription's `after_commit`, if any
    (on every delivery: see Subscription);
 3. on an exception, roll back and retry with exponential backoff, up to
    `max_attempts`; then park the message on `<topic>.dlt` with headers naming
@@ -38,7 +39,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from zentry.events.v1 import envelope_pb2
 
-from services.kit import telemetry
+from services.kit import erasure, telemetry
 from services.kit.db import Database
 from services.kit.errors import OUTAGES
 from services.kit.outbox import producer_config
@@ -264,7 +265,7 @@ class ConsumerRunner:
                 .returning(processed_events.c.event_id)
             )
             seen = first_time.first() is None
-            if not seen:
+            if not seen and not await erasure.erased(session, erasure.users_named(payload)):
                 await handler(event, payload, session)
         if self._sub.after_commit is not None:
             await self._sub.after_commit(event)

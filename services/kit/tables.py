@@ -41,3 +41,12 @@ processed_events = Table(
     Column("event_id", Text, primary_key=True),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+#: Accounts their owners deleted (services.kit.erasure): kept for good, never emptied by a
+#: replay, so that no event of theirs is applied again.
+deleted_users = Table(
+    "deleted_users",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("deleted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

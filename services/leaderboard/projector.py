@@ -11,7 +11,9 @@ batch at a time: each event sets state (a whole profile, a follow present or
 absent), so applying a redelivered suffix of a partition again, in order, ends
 the same. A profile that starts or stops being ranked on the global boards
 puts its scores on, or takes them off, every window in Redis (store's locks
-keep this and the score batches from missing each other).
+keep this and the score batches from missing each other). A deleted account
+(UserDeleted) comes off every window and out of every table, and no later or
+replayed event of theirs is applied (services.kit.erasure).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import UTC, date
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
-from services.kit import visibility
+from services.kit import erasure, visibility
 from services.kit.batch_consumer import BatchSubscription, Event
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 from services.leaderboard import domain, store
@@ -96,23 +98,28 @@ class Projector:
 
     async def apply_directory(self, events: list[Event], session) -> None:
         profiles = [p.profile for _e, p in events if isinstance(p, _PROFILES)]
-        await store.lock_users(session, {p.user_id for p in profiles}, shared=False)
-        before = await store.find_users(session, {p.user_id for p in profiles})
+        deleted = {p.user_id for _e, p in events if isinstance(p, uev.UserDeleted)}
+        changing = {p.user_id for p in profiles} | deleted
+        await store.lock_users(session, changing, shared=False)
+        before = await store.find_users(session, changing)
         for _envelope, payload in events:
             await _DIRECTORY[type(payload)](payload, session)
-        after = await store.find_users(session, {p.user_id for p in profiles})
+        after = await store.find_users(session, changing - deleted)
         flipped = {
             user_id
             for user_id, row in after.items()
             if row.ranked != (user_id in before and before[user_id].ranked)
-        }
+        } | deleted
         if flipped:
             scores = [
                 s for user in sorted(flipped) for s in await store.scores_of_user(session, user)
             ]
             await store.lock_windows(session, {s.window_id for s in scores}, shared=False)
-            ranked = {user for user in flipped if after[user].ranked}
+            ranked = {user for user in flipped - deleted if after[user].ranked}
             await self._boards.update(scores, ranked)
+        for user in deleted:  # off every board above; now every row, for good
+            await store.forget_user(session, user)
+            await erasure.record(session, user)
 
 
 _PROFILES = (uev.UserRegistered, uev.UserProfileUpdated)
@@ -141,9 +148,14 @@ async def _unfollow(payload, session) -> None:
     await store.remove_follow(session, payload.follower_id, payload.followee_id)
 
 
+async def _deleted(payload, session) -> None:
+    """Done by apply_directory, after the batch's other events (see there)."""
+
+
 _DIRECTORY = {
     uev.UserRegistered: _save_profile,
     uev.UserProfileUpdated: _save_profile,
     uev.FollowCreated: _follow,
     uev.FollowDeleted: _unfollow,
+    uev.UserDeleted: _deleted,
 }

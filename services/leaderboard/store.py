@@ -294,3 +294,14 @@ async def visible_followees(session: AsyncSession, follower_id: str) -> list[str
         )
     )
     return [str(r) for r in rows]
+
+
+async def forget_user(session: AsyncSession, user_id: str) -> None:
+    """Every row of a user: scores, the ledger of their changes, the copies."""
+    for statement in (
+        "DELETE FROM scores WHERE user_id = :u",
+        "DELETE FROM score_changes WHERE user_id = :u",
+        "DELETE FROM follows WHERE follower_id = :u OR followee_id = :u",
+        "DELETE FROM users WHERE user_id = :u",
+    ):
+        await session.execute(text(statement), {"u": user_id})

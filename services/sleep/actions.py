@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 
 from zentry.events.v1 import sleep_events_pb2 as ev
 
-from services.kit import zones
+from services.kit import erasure, zones
 from services.kit.auth import Caller
 from services.kit.db import Database
 from services.kit.errors import (
@@ -22,6 +22,7 @@ from services.kit.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unauthenticated,
 )
 from services.kit.events import SLEEP_EVENTS
 from services.kit.outbox import Outbox
@@ -70,6 +71,7 @@ class SleepActions:
         )
         entry_id = str(uuid.uuid4())
         async with self._db.transaction() as session:
+            await _check_not_deleted(session, caller)
             if request_id:
                 fingerprint = domain.request_fingerprint(
                     night.start, night.end, time_zone, night.quality, night.note, night.tags
@@ -210,6 +212,12 @@ def _check_id(entry_id: str) -> str:
         return str(uuid.UUID(entry_id))
     except ValueError:
         raise InvalidArgument.field("id", f"{entry_id!r} is not a sleep entry id") from None
+
+
+async def _check_not_deleted(session, caller: Caller) -> None:
+    """A deleted account's access token may live a few minutes more; it records nothing."""
+    if await erasure.erased(session, [caller.user_id]):
+        raise Unauthenticated("This account has been deleted.")
 
 
 def _found(entry: EntryRow | None, entry_id: str) -> EntryRow:

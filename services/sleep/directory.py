@@ -4,7 +4,8 @@ see their nights, and who follows whom.
 The sleep service keeps its own copies, fed by the user service's events
 (UserRegistered, UserProfileUpdated, FollowCreated, FollowDeleted on
 zentry.user.events), so listing nights needs no call to another service and
-recording them keeps working while the user service is down. Two kinds of
+recording them keeps working while the user service is down. UserDeleted
+takes a user's nights with them, for good (services.kit.erasure). Two kinds of
 request ask the user service directly, through Consul, with the caller's own
 token:
 
@@ -25,7 +26,7 @@ import grpc
 from zentry.events.v1 import user_events_pb2 as ev
 from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
 
-from services.kit import visibility
+from services.kit import erasure, visibility
 from services.kit.auth import Caller
 from services.kit.consumer import Subscription
 from services.kit.db import Database
@@ -106,7 +107,11 @@ class UserDirectory:
             Subscription(
                 group=CONSUMER_GROUP,
                 topics=(USER_EVENTS,),
-                handlers={ev.UserRegistered: _save_profile, ev.UserProfileUpdated: _save_profile},
+                handlers={
+                    ev.UserRegistered: _save_profile,
+                    ev.UserProfileUpdated: _save_profile,
+                    ev.UserDeleted: _forget,
+                },
             ),
             Subscription(
                 group=FOLLOWS_GROUP,
@@ -121,6 +126,12 @@ async def _save_profile(_envelope, payload, session) -> None:
     p = payload.profile
     setting = visibility.audience(p.nights_visible_to)
     await store.save_user(session, p.user_id, p.username, p.time_zone, setting)
+
+
+async def _forget(_envelope, payload, session) -> None:
+    """A deleted account: their nights and everything kept of them go, for good."""
+    await store.forget_user(session, payload.user_id)
+    await erasure.record(session, payload.user_id)
 
 
 async def _follow(_envelope, payload, session) -> None:

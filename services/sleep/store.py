@@ -333,3 +333,15 @@ async def audience_of(session: AsyncSession, viewer_id: str, owner_id: str) -> t
     setting = select(users.c.nights_visible_to).where(users.c.id == owner_id).scalar_subquery()
     row = (await session.execute(select(func.coalesce(setting, ""), following))).one()
     return row[0], row[1]
+
+
+async def forget_user(session: AsyncSession, user_id: str) -> None:
+    """Everything the sleep service keeps of a user: nights, create requests, the copies."""
+    await session.execute(delete(sleep_entries).where(sleep_entries.c.user_id == user_id))
+    await session.execute(delete(create_requests).where(create_requests.c.user_id == user_id))
+    await session.execute(
+        delete(follows).where(
+            (follows.c.follower_id == user_id) | (follows.c.followee_id == user_id)
+        )
+    )
+    await session.execute(delete(users).where(users.c.id == user_id))

@@ -282,6 +282,23 @@ class UserActions:
             await store.remove_request(session, caller.user_id, followee.id)
             return await self._change_follow(session, caller.user_id, followee, False)
 
+    async def delete_account(
+        self, caller: Caller, username: str, password: str, address: str
+    ) -> None:
+        """The caller's account, and (through UserDeleted) everything derived from it."""
+        async with self._db.transaction() as session:
+            me = await self._own(session, caller, username, "delete")
+        if not password or not await self._checked(me, me.id, password, address):
+            raise InvalidArgument.field("password", "is not this account's password")
+        async with self._db.transaction() as session:
+            followees = await store.forget_user(session, me.id)
+            if followees is None:
+                return  # deleted meanwhile: a retry
+            for followee in followees:
+                await self._recheck_celebrity(session, followee)
+            await self._outbox.add(session, ev.UserDeleted(user_id=me.id), me.id)
+        _log.info("account deleted", extra={"user": me.id})
+
     async def export(self, caller: Caller, username: str) -> Export:
         """Everything kept about the caller (see UserExport)."""
         async with self._db.transaction() as session:

@@ -113,6 +113,12 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         users, token = await self._list(request, "following")
         return pb.ListFollowingResponse(users=users, next_page_token=token)
 
+    async def DeleteUser(self, request: pb.DeleteUserRequest, context) -> empty_pb2.Empty:
+        await self._actions.delete_account(
+            current_caller(), request.username, request.password, client_of(context).address
+        )
+        return empty_pb2.Empty()
+
     async def ExportUser(self, request: pb.ExportUserRequest, context) -> pb.UserExport:
         export = await self._actions.export(current_caller(), request.username)
         return pb.UserExport(

@@ -488,3 +488,44 @@ async def set_password(session: AsyncSession, user_id: str, password_hash: str) 
         .where(users.c.id == user_id)
         .values(password_hash=password_hash, updated_at=func.now())
     )
+
+
+async def forget_user(session: AsyncSession, user_id: str) -> list[UserRow] | None:
+    """Delete the user, their follows both ways (the others' counts follow), their follow
+    requests both ways and their sessions; returns the accounts they followed, as now
+    (None if the user is gone already)."""
+    followed = select(follows.c.followee_id).where(follows.c.follower_id == user_id)
+    following = select(follows.c.follower_id).where(follows.c.followee_id == user_id)
+    locked = await session.scalars(  # theirs and the others' rows in id order, as lock_pair
+        select(users.c.id)
+        .where(or_(users.c.id == user_id, users.c.id.in_(followed), users.c.id.in_(following)))
+        .order_by(users.c.id)
+        .with_for_update()
+    )
+    if user_id not in {str(i) for i in locked}:
+        return None
+    await session.execute(
+        update(users)
+        .where(users.c.id.in_(following))
+        .values(following_count=users.c.following_count - 1)
+    )
+    followees = await session.execute(
+        update(users)
+        .where(users.c.id.in_(followed))
+        .values(follower_count=users.c.follower_count - 1)
+        .returning(*_USER_COLUMNS)
+    )
+    rows = [UserRow(*row) for row in followees]
+    await session.execute(
+        delete(follows).where(
+            or_(follows.c.follower_id == user_id, follows.c.followee_id == user_id)
+        )
+    )
+    await session.execute(
+        delete(follow_requests).where(
+            or_(follow_requests.c.requester_id == user_id, follow_requests.c.followee_id == user_id)
+        )
+    )
+    await session.execute(delete(sessions).where(sessions.c.user_id == user_id))
+    await session.execute(delete(users).where(users.c.id == user_id))
+    return rows

@@ -125,3 +125,21 @@ async def test_errors_become_statuses_and_outages_are_unavailable(raised, code):
     assert context.aborted[0] == getattr(grpc.StatusCode, code)
     if code == "UNAVAILABLE":
         assert "try again" in context.aborted[1]
+
+
+def test_an_event_names_its_users_wherever_they_are():
+    """services.kit.erasure skips events by the users they name."""
+    from zentry.events.v1 import sleep_events_pb2 as sev
+    from zentry.events.v1 import user_events_pb2 as uev
+
+    from services.kit.erasure import users_named
+
+    assert users_named(uev.FollowCreated(follower_id="a", followee_id="b")) == {"a", "b"}
+    profile = uev.UserProfileUpdated(profile=uev.UserProfile(user_id="c", username="c"))
+    assert users_named(profile) == {"c"}
+    entry = sev.SleepEntryUpdated(
+        entry=sev.SleepEntryState(user_id="d"), previous=sev.SleepEntryState(user_id="d")
+    )
+    assert users_named(entry) == {"d"}
+    assert users_named(uev.UserDeleted(user_id="e")) == {"e"}
+    assert users_named(uev.FollowCreated()) == set()
