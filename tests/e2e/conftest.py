@@ -9,9 +9,11 @@ the tests can reach them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +23,7 @@ from gateway.config import NO_CLIENT_LIMITS
 from infra import config, lifecycle
 from infra.config import Settings
 from infra.mesh import SERVICES, Mesh
+from services.user.tokens import ensure_keypair
 from tests.support import eventually, unique
 
 TEST_ENV = {
@@ -51,8 +54,44 @@ def settings() -> Settings:
     return config.load()
 
 
+@dataclass(frozen=True)
+class SigningKeys:
+    """The mesh signs with `private` and verifies with both public keys (a rotation under
+    way, as README.md describes it): `next_private` is the key it rotates to."""
+
+    private: Path
+    next_private: Path
+    bundle: Path
+
+
+def signing_keys(settings: Settings) -> SigningKeys:
+    folder = settings.run_dir / "secrets"
+    ensure_keypair(folder / "jwt-private.pem", folder / "jwt-public.pem")
+    ensure_keypair(folder / "jwt-next-private.pem", folder / "jwt-next-public.pem")
+    bundle = folder / "jwt-e2e-public.pem"
+    bundle.write_bytes(
+        (folder / "jwt-public.pem").read_bytes() + (folder / "jwt-next-public.pem").read_bytes()
+    )
+    return SigningKeys(folder / "jwt-private.pem", folder / "jwt-next-private.pem", bundle)
+
+
 @pytest.fixture(scope="package")
-def mesh(settings: Settings) -> Iterator[Mesh]:
+def keys(settings: Settings) -> Iterator[SigningKeys]:
+    """Every process of the mesh (restarts and replays too) gets these through the environment."""
+    keys = signing_keys(settings)
+    names = ("ZENTRY_JWT_PRIVATE_KEY_FILE", "ZENTRY_JWT_PUBLIC_KEY_FILE")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(dict(zip(names, (str(keys.private), str(keys.bundle)), strict=True)))
+    yield keys
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="package")
+def mesh(settings: Settings, keys: SigningKeys) -> Iterator[Mesh]:
     lifecycle.up(settings, lifecycle.servers(settings))
     mesh = Mesh(settings)
     try:

@@ -1,14 +1,17 @@
 """Sessions a person controls, over REST through Envoy: refresh tokens that rotate, a reused
-one ending its session, log out, log out everywhere, and a password change."""
+one ending its session, log out, log out everywhere, a password change, and signing keys
+that rotate."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import jwt
 
-from tests.e2e.conftest import PASSWORD
+from tests.e2e.conftest import PASSWORD, TEST_ENV, routed_ports
 from tests.e2e.test_users_rest import error_of
+from tests.support import eventually
 
 
 def log_in(api: httpx.Client, account, password: str = PASSWORD) -> dict:
@@ -97,3 +100,52 @@ def test_a_password_change_ends_every_other_session(api, new_account):
     old = api.post("/v1/sessions", json={"username": me.username, "password": PASSWORD})
     assert refused(old), "the old password is gone"
     log_in(api, me, new_password)
+
+
+def test_signing_keys_rotate_and_tokens_of_either_key_keep_working(
+    api, new_account, mesh, settings, keys
+):
+    """The mesh verifies with the current and the next public key (conftest.SigningKeys). The
+    user instances switch to the next private key; tokens signed before and after both work
+    everywhere through Envoy; then the instances switch back."""
+
+    def swap_user_instances(private) -> None:
+        old = [c for c in mesh.children if c.name.startswith("user-")]
+        new = [
+            mesh.start_service("user", 0, TEST_ENV | {"ZENTRY_JWT_PRIVATE_KEY_FILE": str(private)})
+            for _ in old
+        ]
+        for child in new:
+            mesh.wait_healthy(child)
+        for child in old:
+            mesh.stop(child)
+        ports = {c.port for c in new}
+        eventually(
+            lambda: routed_ports(settings) == ports,
+            timeout=30,
+            what=f"Envoy routes log-ins to the user instances on {sorted(ports)} only",
+        )
+
+    before = new_account()
+    kids = [k["kid"] for k in api.get("/.well-known/jwks.json").json()["keys"]]
+    assert len(kids) == 2, "the JWKS lists the signing key and the next one"
+    old_kid = jwt.get_unverified_header(before.token)["kid"]
+    assert old_kid == kids[0]
+    try:
+        swap_user_instances(keys.next_private)
+        after = new_account()
+        assert jwt.get_unverified_header(after.token)["kid"] == kids[1]
+        assert api.get("/.well-known/jwks.json").json()["keys"][0]["kid"] == kids[1]
+        end = datetime.now(UTC).replace(microsecond=0) - timedelta(days=40)
+        for account, day in ((before, 1), (after, 2)):
+            assert api.get("/v1/users/me", headers=account.auth).status_code == 200
+            night = {
+                "startTime": (end + timedelta(days=day, hours=-7)).isoformat(),
+                "endTime": (end + timedelta(days=day)).isoformat(),
+            }
+            created = api.post("/v1/sleepEntries", headers=account.auth, json=night)
+            assert created.status_code == 200, created.text  # the sleep service verified it
+            assert api.get("/v1/feed", headers=account.auth).status_code == 200
+    finally:
+        swap_user_instances(keys.private)
+    assert api.get("/v1/users/me", headers=before.auth).status_code == 200
