@@ -26,8 +26,9 @@ class TokenIssuer:
     """Signs with the private key; publishes its public half and `verifying` ones.
 
     To rotate: add the new public key to every service's ZENTRY_JWT_PUBLIC_KEY_FILE
-    beside the old one, then sign with the new private key; once the old key's
-    last tokens have expired (ZENTRY_TOKEN_TTL), drop it from the file.
+    beside the old one; once the gateway has fetched the JWKS again (its cache, 5
+    minutes), sign with the new private key; once the old key's last tokens have
+    expired (ZENTRY_TOKEN_TTL), drop it from the file.
     """
 
     def __init__(
