@@ -133,7 +133,10 @@ class UserActions:
             user = await store.find_for_login(session, account.casefold())
         if not await self._checked(user, account, password, address):
             raise Unauthenticated(WRONG_CREDENTIALS)
+        upgraded = await self._upgraded_hash(user.password_hash, password)
         async with self._db.transaction() as session:
+            if upgraded:
+                await store.replace_password_hash(session, user.id, user.password_hash, upgraded)
             ended_before = datetime.now(UTC) - self._refresh_ttl
             await store.forget_sessions(session, user.id, ended_before)
             session_id = await store.start_session(session, user.id)
@@ -153,6 +156,16 @@ class UserActions:
         if right:
             await self._guard.succeeded(counted_as, address)
         return right
+
+    async def _upgraded_hash(self, password_hash: str, password: str) -> str | None:
+        """A hash of today's parameters for a right `password` whose hash has others; None
+        when it has today's, or when every hashing slot is busy (a later log-in does it)."""
+        if not self._passwords.outdated(password_hash):
+            return None
+        try:
+            return await self._passwords.hash(password)
+        except ResourceExhausted:
+            return None
 
     async def _next_tokens(self, session, user: UserRow, session_id: str) -> NewSession:
         """An access token of the session, and its next refresh token (stored in `session`)."""

@@ -1,5 +1,13 @@
 """Password hashing (argon2id) within a memory budget.
 
+Each hash is argon2id with RFC 9106's low-memory cost (64 MiB, 3 passes) in one
+lane (`PARAMETERS`), so it runs on one thread: hashes running side by side do not
+slow each other down while there are cores for them, and a pod limited to one
+CPU is not throttled by a hash that wants four. (argon2-cffi's default of four
+lanes spends the same work on four threads: faster on an idle machine, but on
+two cores one flood check beside an ordinary log-in doubled it.) A hash made
+with other parameters still checks, and `outdated` says it should be replaced.
+
 One argon2 hash takes `memory_cost` (64 MiB by default) while it runs. Hashes
 run on a thread pool of their own, as many at once as the budget holds
 (ZENTRY_PASSWORD_MEMORY_MIB over one hash's memory), so no flood of sign-ups
@@ -30,13 +38,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from services.kit.errors import ResourceExhausted
 
 BUSY = "Too many passwords are being checked right now; try again in a few seconds."
+PARAMETERS = {"time_cost": 3, "memory_cost": 64 * 1024, "parallelism": 1}
 #: Real checks remembered to time the answers for names no account has.
 RECENT = 64
 
 
 class Passwords:
     def __init__(self, memory_mib: int, wait: float, hasher: PasswordHasher | None = None):
-        self._hasher = hasher or PasswordHasher()
+        self._hasher = hasher or PasswordHasher(**PARAMETERS)
         self.slots = max(1, memory_mib * 1024 // self._hasher.memory_cost)
         self._free = asyncio.Semaphore(self.slots)
         self._pool = ThreadPoolExecutor(self.slots, thread_name_prefix="argon2")
@@ -51,6 +60,10 @@ class Passwords:
 
     async def hash(self, password: str) -> str:
         return await self._run(self._hasher.hash, password)
+
+    def outdated(self, password_hash: str) -> bool:
+        """Whether the hash was made with other parameters than the ones hashes get now."""
+        return self._hasher.check_needs_rehash(password_hash)
 
     async def matches(self, password_hash: str | None, password: str, account: str) -> bool:
         """Whether `password` is the one hashed; a real check's time without a hash (None).

@@ -490,6 +490,15 @@ async def set_password(session: AsyncSession, user_id: str, password_hash: str) 
     )
 
 
+async def replace_password_hash(session: AsyncSession, user_id: str, old: str, new: str) -> None:
+    """The same password hashed anew, unless the password changed since `old` was read."""
+    await session.execute(
+        update(users)
+        .where(users.c.id == user_id, users.c.password_hash == old)
+        .values(password_hash=new)
+    )
+
+
 async def forget_user(session: AsyncSession, user_id: str) -> list[UserRow] | None:
     """Delete the user, their follows both ways (the others' counts follow), their follow
     requests both ways and their sessions; returns the accounts they followed, as now

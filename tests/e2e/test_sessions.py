@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
+import psycopg
+from argon2 import PasswordHasher
 
 from tests.e2e.conftest import PASSWORD, TEST_ENV, routed_ports
 from tests.e2e.test_users_rest import error_of
@@ -100,6 +102,28 @@ def test_a_password_change_ends_every_other_session(api, new_account):
     old = api.post("/v1/sessions", json={"username": me.username, "password": PASSWORD})
     assert refused(old), "the old password is gone"
     log_in(api, me, new_password)
+
+
+def test_a_hash_of_older_parameters_is_replaced_at_the_next_log_in(api, new_account, settings):
+    """Hashes made before one lane became the rule (four lanes, argon2-cffi's default) still
+    log in, and the right password replaces them with one of today's parameters."""
+    me = new_account()
+    with psycopg.connect(settings.postgres.dsn("zentry_user"), autocommit=True) as conn:
+
+        def stored() -> str:
+            query = "SELECT password_hash FROM users WHERE username = %s"
+            return conn.execute(query, (me.username,)).fetchone()[0]
+
+        assert ",p=1$" in stored(), "made with today's parameters"
+        conn.execute(
+            "UPDATE users SET password_hash = %s WHERE username = %s",
+            (PasswordHasher(parallelism=4).hash(PASSWORD), me.username),
+        )
+        wrong = api.post("/v1/sessions", json={"username": me.username, "password": "nope-123"})
+        assert refused(wrong) and ",p=4$" in stored(), "a wrong password changes nothing"
+        log_in(api, me)
+        assert ",p=1$" in stored(), "replaced at the log-in"
+        log_in(api, me)
 
 
 def test_signing_keys_rotate_and_tokens_of_either_key_keep_working(

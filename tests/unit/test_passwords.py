@@ -73,3 +73,17 @@ async def test_a_flood_at_one_account_holds_one_slot_and_leaves_the_others():
     assert all(isinstance(a, ResourceExhausted) for a in attacked if a is not False)
     assert passwords._turns == {}, "turns are forgotten once nobody waits"
     passwords.close()
+
+
+async def test_a_hash_takes_one_lane_and_one_of_other_parameters_still_checks():
+    """Four lanes (argon2-cffi's default) run four threads: on two cores, a flood's check
+    beside an ordinary log-in doubled it, and a pod limited to one CPU would be throttled."""
+    passwords = Passwords(256, 5.0)
+    hashed = await passwords.hash("sleep-well-42")
+    assert ",p=1$" in hashed and "m=65536,t=3" in hashed
+    assert not passwords.outdated(hashed)
+    older = PasswordHasher(parallelism=4).hash("sleep-well-42")
+    assert passwords.outdated(older)
+    assert await passwords.matches(older, "sleep-well-42", "ada")
+    assert not await passwords.matches(older, "sleep-well-43", "ada")
+    passwords.close()
