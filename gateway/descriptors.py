@@ -45,6 +45,7 @@ class Method:
     http: tuple[HttpRule, ...]
     input_type: str = ""  # fully qualified, with a leading dot: .zentry.user.v1.GetUserRequest
     output_type: str = ""
+    role: str = ""  # `(zentry.api.v1.role)`: the role a caller's token must carry, if any
 
     @property
     def grpc_path(self) -> str:
@@ -93,6 +94,7 @@ def _method(service: str, method: descriptor_pb2.MethodDescriptorProto) -> Metho
         service=service,
         name=method.name,
         public=parsed.Extensions[access_pb2.public],
+        role=parsed.Extensions[access_pb2.role],
         idempotent=level in (parsed.NO_SIDE_EFFECTS, parsed.IDEMPOTENT)
         or any(r.verb == "GET" for r in http),
         http=http,

@@ -15,7 +15,8 @@ cannot know:
 - every error is the gateway's JSON body (`Error`: code, status, message and
   details such as google.rpc.BadRequest): the `default` response everywhere;
 - a bearer JWT is needed except by `(zentry.api.v1.public)` methods
-  (`security: []`), as Envoy's jwt_authn rules say.
+  (`security: []`), as Envoy's jwt_authn rules say; a `(zentry.api.v1.role)`
+  method says which role its token needs.
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ def finish(raw: dict, descriptor_set: descriptor_pb2.FileDescriptorSet) -> dict:
         operation = doc["paths"][path][verb.lower()]
         if method.public:
             operation["security"] = []
+        if method.role:
+            needs = f"Needs a token with the `{method.role}` role (403 without it)."
+            operation["description"] = f"{operation.get('description', '')}\n\n{needs}".strip()
         _mark_64_bit_parameters(operation, messages, method.input_type)
         if rule.body == "*":
             _drop_path_fields_from_body(operation, schemas, _path_fields(rule.template))

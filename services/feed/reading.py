@@ -10,19 +10,17 @@ may lack entries) it continues from PostgreSQL, so deep pages are complete too.
 A reader whose timeline takes longer than `rebuild_wait` to rebuild gets
 this page from PostgreSQL with `rebuilding` set, while the rebuild goes on;
 when Redis is unreachable every read takes the PostgreSQL path, and Redis is
-tried again after `REDIS_RETRY` seconds, so the service recovers by itself.
+tried again a second later (kit.fallback), so the service recovers by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from redis.exceptions import RedisError
 from zentry.feed.v1 import feed_service_pb2
 from zentry.sleep.v1 import sleep_entry_pb2
 
@@ -31,10 +29,9 @@ from services.feed.activity import Activity
 from services.feed.domain import Key
 from services.feed.timelines import Page, Timelines, newest
 from services.kit.db import Database
+from services.kit.fallback import RedisFallback
 
 _log = logging.getLogger(__name__)
-
-REDIS_RETRY = 1.0  # seconds to stay on the PostgreSQL path after a Redis failure
 
 
 @dataclass(frozen=True)
@@ -51,16 +48,13 @@ class FeedReader:
         self._activity = activity
         self._rebuild_wait = rebuild_wait
         self._rebuilds: dict[str, asyncio.Task] = {}
-        self._redis_down_until = 0.0
+        self._redis = RedisFallback("feeds")
 
     async def page(self, reader_id: str, cursor: Key | None, size: int) -> FeedPage:
         await self._record_activity(reader_id)
-        if time.monotonic() >= self._redis_down_until:
-            try:
-                return await self._page_from_redis(reader_id, cursor, size)
-            except RedisError as error:
-                _log.warning("redis unavailable, reading feeds from PostgreSQL: %r", error)
-                self._redis_down_until = time.monotonic() + REDIS_RETRY
+        page = await self._redis.attempt(lambda: self._page_from_redis(reader_id, cursor, size))
+        if page is not None:
+            return page
         keys = await self._keys_from_db(reader_id, cursor, size + 1)
         return await self._finish(keys, size, use_redis=False)
 

@@ -82,6 +82,16 @@ def public_methods(*services: ServiceDescriptor) -> frozenset[str]:
     )
 
 
+def required_roles(*services: ServiceDescriptor) -> dict[str, str]:
+    """gRPC paths of the methods marked `(zentry.api.v1.role)`, with the role each needs."""
+    roles = {
+        f"/{service.full_name}/{method.name}": method.GetOptions().Extensions[access_pb2.role]
+        for service in services
+        for method in service.methods
+    }
+    return {path: role for path, role in roles.items() if role}
+
+
 _PEM_KEY = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
 
 
@@ -174,16 +184,23 @@ class TokenVerifier:
 
 
 class AuthInterceptor(Around):
-    """Every RPC but the public ones and health/reflection needs a valid bearer token.
+    """Every RPC but the public ones and health/reflection needs a valid bearer token,
+    and one marked with a role needs a token carrying it (PERMISSION_DENIED otherwise).
 
     A public RPC needs none, but a token it is sent must be valid: it says who
     the caller is (optional_caller), and a stale one is a 401 the client can
     act on rather than a call silently made as nobody. The gateway does the same.
     """
 
-    def __init__(self, verifier: TokenVerifier, public: frozenset[str]):
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        public: frozenset[str],
+        roles: dict[str, str] | None = None,
+    ):
         self._verifier = verifier
         self._public = public
+        self._roles = roles or {}
 
     def applies_to(self, method: str) -> bool:
         return not method.startswith(INFRASTRUCTURE_PREFIXES)
@@ -193,6 +210,8 @@ class AuthInterceptor(Around):
         if method in self._public and not authorization:
             return await call(request, context)
         caller = self._verifier.verify(authorization)
+        if role := self._roles.get(method):
+            caller.require_role(role)
         token = _caller.set(caller)
         try:
             return await call(request, context)

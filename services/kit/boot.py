@@ -11,7 +11,7 @@ SIGTERM/SIGINT shut down in the order that drops no call:
    and other callers stop choosing this instance;
 2. wait `drain_delay` for them to notice;
 3. stop taking new calls and give in-flight calls `shutdown_grace` to finish;
-4. stop the background workers (outbox relay, consumers) after their current item.
+4. stop the background workers (outbox relay, consumers, timers) after their current item.
 
 A background worker that fails takes the process down (exit 1) rather than
 leaving an instance that serves but no longer relays or consumes.
@@ -39,7 +39,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from services.kit import logs, reflection, telemetry
-from services.kit.auth import AuthInterceptor, TokenVerifier, public_methods
+from services.kit.auth import AuthInterceptor, TokenVerifier, public_methods, required_roles
 from services.kit.clients import GatewayTrust
 from services.kit.db import migrate
 from services.kit.discovery import Consul
@@ -53,7 +53,7 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class Worker(Protocol):
-    """A background loop: `run()` until `stop()` is called (outbox relay, consumers)."""
+    """A background loop: `run()` until `stop()` is called (outbox relay, consumers, timers)."""
 
     async def run(self) -> None: ...
 
@@ -65,20 +65,24 @@ class Assembly:
     """What a service hands to the kit: its gRPC services and background loops.
 
     `workers` run beside the API (the outbox relay); `consumers` are the Kafka
-    consumer runners, which ZENTRY_ROLE=consumer runs apart from the API.
+    consumer runners, which ZENTRY_ROLE=consumer runs apart from the API;
+    `timers` are periodic jobs on the consumers' data (a retention sweep), run
+    where the consumers run. Clients that only one role uses open at their first
+    use (discovery.Balancer, outbox.OutboxRelay), so the other role opens none.
     """
 
     services: Sequence[ServiceDescriptor]
     add_servicers: Callable[[grpc.aio.Server], None]
     workers: list[Worker] = field(default_factory=list)
     consumers: list[Worker] = field(default_factory=list)
+    timers: list[Worker] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     migrations_dir: Path | None = None
 
     def for_role(self, role: str) -> Assembly:
         """What an instance of `role` (see ServiceSettings.role) runs of this service."""
         if role == "api":
-            return replace(self, consumers=[])
+            return replace(self, consumers=[], timers=[])
         if role == "consumer":
             if not self.consumers:
                 raise ConfigError("ZENTRY_ROLE=consumer, but this service consumes no topic")
@@ -98,7 +102,11 @@ def create_server(
         interceptors=[
             telemetry.ServerTracing(),
             ErrorInterceptor(),
-            AuthInterceptor(verifier, public_methods(*assembly.services)),
+            AuthInterceptor(
+                verifier,
+                public_methods(*assembly.services),
+                required_roles(*assembly.services),
+            ),
             ControlCharacterGuard(),
             GatewayTrust.from_file(settings.gateway_secret_file),
         ],
@@ -145,7 +153,7 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    background = [*assembly.workers, *assembly.consumers]
+    background = [*assembly.workers, *assembly.consumers, *assembly.timers]
     tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in background]
     exit_code = 0
     waiter = asyncio.create_task(stop.wait())

@@ -117,8 +117,10 @@ class Consul:
 class Balancer:
     """Round-robin gRPC channels over the healthy instances of one service.
 
-    `start()` follows Consul in the background; `channel()` picks the next
-    instance and raises UnavailableError when none is healthy.
+    It follows Consul in the background from its first use (`start()`, `wait_ready()`
+    or `pick()`), so an instance that never calls the service (a consumer) never
+    watches it; `channel()` picks the next instance and raises UnavailableError
+    when none is healthy.
     """
 
     def __init__(
@@ -136,9 +138,11 @@ class Balancer:
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._follow(), name=f"balancer-{self._service}")
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow(), name=f"balancer-{self._service}")
 
     async def wait_ready(self, timeout: float) -> None:
+        self.start()
         if not self._ready.is_set():  # the usual case costs no task
             await asyncio.wait_for(self._ready.wait(), timeout)
 
@@ -148,6 +152,7 @@ class Balancer:
 
     def pick(self) -> tuple[str, grpc.aio.Channel]:
         """The next instance's target and channel; raises UnavailableError if there is none."""
+        self.start()
         if not self._cycle:
             raise UnavailableError(f"no healthy instance of {self._service} in Consul")
         target = self._cycle()

@@ -83,12 +83,20 @@ class OutboxRelay:
         delivery_timeout: float = 30.0,
     ):
         self._db = db
-        self._producer = Producer(producer_config(bootstrap, client_id))
+        self._config = producer_config(bootstrap, client_id)
+        self._made: Producer | None = None
         self._batch_size = batch_size
         self._idle_poll = idle_poll
         self._delivery_timeout = delivery_timeout
         self._stopping = asyncio.Event()
         self.published = 0
+
+    @property
+    def _producer(self) -> Producer:
+        """Made for the first batch, so an instance that never relays opens no connection."""
+        if self._made is None:
+            self._made = Producer(self._config)
+        return self._made
 
     def stop(self) -> None:
         """Ask `run` to return after the batch in hand; does not block."""

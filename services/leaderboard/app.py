@@ -58,7 +58,6 @@ def assemble(settings: LeaderboardSettings) -> Assembly:
     redis = redis_client(service.redis_url)
     consul = Consul(service.consul_url)
     users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()])
-    users.start()
     boards, projector = parts(settings, db, redis)
     servicer = LeaderboardServicer(
         reader(settings, db, boards, OwnProfiles(users, settings.profiles))

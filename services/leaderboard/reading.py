@@ -13,29 +13,24 @@ on the global boards anyway).
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from google.protobuf import duration_pb2
-from redis.exceptions import RedisError
 from zentry.leaderboard.v1 import leaderboard_service_pb2 as pb
 
 from services.kit import dates, paging, wellknown
 from services.kit.auth import Caller
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument
+from services.kit.fallback import RedisFallback
 from services.kit.profiles import OwnProfiles
 from services.leaderboard import domain, store
 from services.leaderboard.boards import Boards, Row, Slice
 from services.leaderboard.directory import Directory
 from services.leaderboard.domain import Totals
 
-_log = logging.getLogger(__name__)
-
-REDIS_RETRY = 1.0  # seconds on the PostgreSQL path after a Redis failure
 #: How far ahead a board may be asked for: a window still under way, not one whose keys
 #: Redis would keep for months with nothing in them.
 BOARDS_AHEAD = timedelta(days=31)
@@ -60,7 +55,7 @@ class LeaderboardReader:
         self._boards = boards
         self._directory = directory
         self._profiles = profiles
-        self._redis_down_until = 0.0
+        self._redis = RedisFallback("boards")
 
     async def query(self, caller: Caller, metric: str, kind: str, day: str, scope: str) -> Query:
         metric, kind = domain.parse_metric(metric), domain.parse_window(kind)
@@ -160,18 +155,15 @@ class LeaderboardReader:
 
     async def _from_redis(self, query: Query, read):
         """`read()` from Redis, rebuilding the window if it is missing; None: use PostgreSQL."""
-        if time.monotonic() < self._redis_down_until:
-            return None
-        try:
+
+        async def read_or_rebuild():
             found = await read()
             if found is None:
                 await self._rebuild(query.window.id)
                 found = await read()
             return found
-        except RedisError as error:
-            _log.warning("redis unavailable, ranking from PostgreSQL: %r", error)
-            self._redis_down_until = time.monotonic() + REDIS_RETRY
-            return None
+
+        return await self._redis.attempt(read_or_rebuild)
 
     async def _rebuild(self, window_id: str) -> None:
         async with self._db.transaction() as session:
@@ -249,15 +241,13 @@ def _bad_date(text: str):
 
 
 def _encode(row: Row, board: str) -> str:
-    return paging.encode_token({"s": row.score, "u": row.user_id, "b": board})
+    return paging.encode_token({"s": row.score, "u": row.user_id}, board)
 
 
 def _decode(token: str, board: str):
-    cursor = paging.decode_token(token, {"s", "u", "b"})
+    cursor = paging.decode_token(token, {"s", "u"}, board)
     if cursor is None:
         return None
-    if cursor["b"] != board or not isinstance(cursor["s"], int) or not isinstance(cursor["u"], str):
-        raise InvalidArgument.field(
-            "page_token", "belongs to another board or window; start again without it"
-        )
+    if not isinstance(cursor["s"], int) or not isinstance(cursor["u"], str):
+        raise InvalidArgument.field("page_token", "is damaged; start again without it")
     return cursor["s"], cursor["u"]

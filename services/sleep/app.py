@@ -27,7 +27,6 @@ def assemble(settings: SleepSettings) -> Assembly:
     db = Database(service.postgres_dsn)
     consul = Consul(service.consul_url)
     users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()])
-    users.start()
     profiles = OwnProfiles(users, settings.profiles)
     directory = UserDirectory(db, users, profiles, timeout=settings.user_lookup_timeout)
     servicer = SleepServicer(SleepActions(db, directory))

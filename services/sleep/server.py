@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
-
 from google.protobuf import empty_pb2
 from zentry.sleep.v1 import sleep_entry_pb2, sleep_service_pb2_grpc
 from zentry.sleep.v1 import sleep_service_pb2 as pb
 
 from services.kit import paging
 from services.kit.auth import current_caller
-from services.kit.errors import InvalidArgument
 from services.kit.wellknown import instant
 from services.sleep import domain
 from services.sleep.actions import SleepActions, shared_fields
@@ -76,33 +72,13 @@ class SleepServicer(sleep_service_pb2_grpc.SleepServiceServicer):
         owner_id = await self._actions.owner_id(caller, request.username)
         # A token is only good for the list it came from (AIP-158).
         listing = f"{owner_id}|{first or ''}|{last or ''}"
-        after = _cursor(request.page_token, listing)
+        after = paging.decode_time_and_id(request.page_token, listing)
         rows = await self._actions.list(caller, owner_id, first, last, size + 1, after)
         page, more = rows[:size], len(rows) > size
-        token = ""
-        if more:
-            last_entry = page[-1]
-            token = paging.encode_token(
-                {"t": last_entry.end_time.isoformat(), "id": last_entry.id, "list": listing}
-            )
+        token = paging.encode_time_and_id(page[-1].end_time, page[-1].id, listing) if more else ""
         return pb.ListSleepEntriesResponse(
             sleep_entries=[to_proto(entry) for entry in page], next_page_token=token
         )
-
-
-def _cursor(token: str, listing: str) -> tuple[datetime, str] | None:
-    cursor = paging.decode_token(token, {"t", "id", "list"})
-    if cursor is None:
-        return None
-    if cursor["list"] != listing:
-        raise InvalidArgument.field(
-            "page_token",
-            "belongs to a list with another user or date range; start again without it",
-        )
-    try:
-        return datetime.fromisoformat(cursor["t"]), str(uuid.UUID(cursor["id"]))
-    except (TypeError, ValueError, AttributeError):
-        raise InvalidArgument.field("page_token", "is damaged; start again without it") from None
 
 
 def to_proto(entry: EntryRow) -> sleep_entry_pb2.SleepEntry:

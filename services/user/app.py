@@ -45,7 +45,6 @@ def assemble(settings: UserSettings) -> Assembly:
     passwords = Passwords(settings.password_memory_mib, settings.password_wait)
     consul = Consul(service.consul_url)
     sleep = Balancer(consul, "sleep", interceptors=[telemetry.ClientTracing()])
-    sleep.start()
     actions = UserActions(
         db,
         issuer,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 
 from google.api import httpbody_pb2
@@ -14,7 +13,6 @@ from zentry.user.v1 import user_service_pb2 as pb
 from services.kit import paging
 from services.kit.auth import current_caller
 from services.kit.clients import client_of
-from services.kit.errors import InvalidArgument
 from services.kit.wellknown import timestamp
 from services.user import domain
 from services.user.actions import NewSession, UserActions
@@ -143,7 +141,10 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     ) -> pb.ListFollowRequestsResponse:
         size = paging.page_size(request.page_size)
         rows = await self._actions.list_requests(
-            current_caller(), request.username, size + 1, _after(request.page_token)
+            current_caller(),
+            request.username,
+            size + 1,
+            paging.decode_time_and_id(request.page_token),
         )
         page, token = _page(rows, size)
         return pb.ListFollowRequestsResponse(
@@ -177,21 +178,14 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     async def _list(self, request, direction: str) -> tuple[list[user_pb2.User], str]:
         size = paging.page_size(request.page_size)
         rows = await self._actions.list_follows(
-            current_caller(), request.username, direction, size + 1, _after(request.page_token)
+            current_caller(),
+            request.username,
+            direction,
+            size + 1,
+            paging.decode_time_and_id(request.page_token),
         )
         page, token = _page(rows, size)
         return [to_proto(user) for user, _ in page], token
-
-
-def _after(page_token: str) -> tuple[datetime, str] | None:
-    """A page token of a list of users in time order → (time, user id) to go on after."""
-    cursor = paging.decode_token(page_token, {"t", "id"})
-    if not cursor:
-        return None
-    try:
-        return datetime.fromisoformat(cursor["t"]), str(uuid.UUID(cursor["id"]))
-    except (TypeError, ValueError, AttributeError):
-        raise InvalidArgument.field("page_token", "is damaged; start again without it") from None
 
 
 def _page(rows: list[tuple[UserRow, datetime]], size: int) -> tuple[list, str]:
@@ -200,7 +194,7 @@ def _page(rows: list[tuple[UserRow, datetime]], size: int) -> tuple[list, str]:
     if len(rows) <= size:
         return page, ""
     last_user, at = page[-1]
-    return page, paging.encode_token({"t": at.isoformat(), "id": last_user.id})
+    return page, paging.encode_time_and_id(at, last_user.id)
 
 
 def _session(session: NewSession) -> pb.Session:

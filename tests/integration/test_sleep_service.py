@@ -50,9 +50,10 @@ async def db(blank_database):
 @pytest.fixture
 async def actions(db, settings):
     consul = Consul(settings.consul.http_url)
-    users = Balancer(consul, "user")  # never started: every user here is in the directory
+    users = Balancer(consul, "user")  # never asked: every user here is in the directory
     # No user service to ask either: the caller's own zone comes from the directory's copy.
     yield SleepActions(db, UserDirectory(db, users, OwnProfiles(None), timeout=0.5))
+    await users.aclose()
     await consul.aclose()
 
 

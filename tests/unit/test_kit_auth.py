@@ -8,9 +8,16 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from zentry.analytics.v1 import product_analytics_service_pb2
 from zentry.user.v1 import user_service_pb2
 
-from services.kit.auth import AuthInterceptor, TokenVerifier, optional_caller, public_methods
+from services.kit.auth import (
+    AuthInterceptor,
+    TokenVerifier,
+    optional_caller,
+    public_methods,
+    required_roles,
+)
 from services.kit.errors import PermissionDenied, Unauthenticated
 from services.user.tokens import TokenIssuer, ensure_keypair
 
@@ -112,6 +119,34 @@ def test_roles_travel_in_the_token_and_are_required_by_name(keys):
     assert again.verify(f"Bearer {plain}").roles == frozenset()  # from the cache, the same
     with pytest.raises(PermissionDenied, match="needs the 'admin' role"):
         bob.require_role("admin")
+
+
+def test_roles_come_from_the_proto_option_and_public_methods_need_none():
+    analytics = product_analytics_service_pb2.DESCRIPTOR.services_by_name["ProductAnalyticsService"]
+    prefix = "/zentry.analytics.v1.ProductAnalyticsService/"
+    assert required_roles(analytics) == {
+        prefix + name: "admin"
+        for name in ("GetEventCounts", "GetEventBreakdown", "ListTopPages", "GetTraffic")
+    }
+    assert not set(required_roles(analytics)) & public_methods(analytics)
+    users = user_service_pb2.DESCRIPTOR.services_by_name["UserService"]
+    assert required_roles(users) == {}
+
+
+async def test_a_method_with_a_role_refuses_a_token_without_it(keys):
+    traffic = "/zentry.analytics.v1.ProductAnalyticsService/GetTraffic"
+    interceptor = AuthInterceptor(verifier(keys), frozenset(), {traffic: "admin"})
+
+    async def call(_request, _context):
+        return optional_caller().user_id
+
+    plain, _ = issuer(keys).issue("id-2", "bob")
+    with pytest.raises(PermissionDenied, match="needs the 'admin' role"):
+        await interceptor.around(call, None, _Context(f"Bearer {plain}"), traffic)
+    admin, _ = issuer(keys).issue("id-1", "ada", roles=["admin"])
+    assert await interceptor.around(call, None, _Context(f"Bearer {admin}"), traffic) == "id-1"
+    other = "/zentry.user.v1.UserService/GetUser"
+    assert await interceptor.around(call, None, _Context(f"Bearer {plain}"), other) == "id-2"
 
 
 class _Context:

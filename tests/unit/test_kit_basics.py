@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from uuid import UUID
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
@@ -44,6 +47,21 @@ def test_page_tokens_round_trip_and_reject_foreign_ones():
             paging.decode_token(bad, {"t", "id"})
 
 
+def test_a_token_of_one_listing_is_refused_by_another():
+    token = paging.encode_time_and_id(datetime(2026, 11, 22, tzinfo=UTC), str(UUID(int=7)), "ada|")
+    assert paging.decode_time_and_id(token, "ada|") == (
+        datetime(2026, 11, 22, tzinfo=UTC),
+        str(UUID(int=7)),
+    )
+    with pytest.raises(InvalidArgument, match=r"^page_token: belongs to another list"):
+        paging.decode_time_and_id(token, "bob|")
+    with pytest.raises(InvalidArgument, match=r"^page_token: is not a token this list"):
+        paging.decode_time_and_id(token)  # a listing's token in a list of none
+    damaged = paging.encode_token({"t": "yesterday", "id": "7"}, "ada|")
+    with pytest.raises(InvalidArgument, match=r"^page_token: is damaged"):
+        paging.decode_time_and_id(damaged, "ada|")
+
+
 def test_service_settings_defaults_and_errors(tmp_path):
     key = tmp_path / "public.pem"
     key.write_text("-----BEGIN PUBLIC KEY-----\n")
@@ -83,15 +101,24 @@ def test_roles_and_the_container_port(tmp_path):
 
 
 def test_a_role_picks_what_an_instance_runs():
-    relay, consumer = object(), object()
+    relay, consumer, sweeper = object(), object(), object()
     assembly = Assembly(
-        services=["svc"], add_servicers=lambda s: None, workers=[relay], consumers=[consumer]
+        services=["svc"],
+        add_servicers=lambda s: None,
+        workers=[relay],
+        consumers=[consumer],
+        timers=[sweeper],
     )
     assert assembly.for_role("all") is assembly
     api = assembly.for_role("api")
-    assert (api.services, api.workers, api.consumers) == (["svc"], [relay], [])
+    assert (api.services, api.workers, api.consumers, api.timers) == (["svc"], [relay], [], [])
     alone = assembly.for_role("consumer")
-    assert (alone.services, alone.workers, alone.consumers) == ([], [], [consumer])
+    assert (alone.services, alone.workers, alone.consumers, alone.timers) == (
+        [],
+        [],
+        [consumer],
+        [sweeper],
+    )
     with pytest.raises(ConfigError, match="consumes no topic"):
         Assembly(services=["svc"], add_servicers=lambda s: None).for_role("consumer")
 

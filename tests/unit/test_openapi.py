@@ -16,6 +16,7 @@ from google.protobuf import descriptor_pb2
 
 from gateway import descriptors, envoy_config
 from gateway.config import DESCRIPTOR_SET, OPENAPI_DOCUMENT
+from services.user.roles import ROLES
 
 FieldType = descriptor_pb2.FieldDescriptorProto
 VERBS = ("get", "put", "post", "delete", "patch")
@@ -122,6 +123,27 @@ def test_public_operations_need_no_token_and_the_others_a_bearer_jwt(document, m
         ("GET", "/.well-known/jwks.json"),
         ("POST", "/v1/analytics/events:batchCreate"),
     }
+
+
+def test_operations_that_need_a_role_say_which(document, methods):
+    by_binding = bindings(methods)
+    needing = {
+        key: operation["description"]
+        for key, operation in operations(document).items()
+        if by_binding[key].role
+    }
+    assert set(needing) == {
+        ("GET", "/v1/analytics/events/{name}/counts"),
+        ("GET", "/v1/analytics/events/{name}/breakdown"),
+        ("GET", "/v1/analytics/topPages"),
+        ("GET", "/v1/analytics/traffic"),
+    }
+    named = {method.role for method in methods if method.role}
+    assert named <= set(ROLES), "an operator can grant every role an RPC needs"
+    assert all(
+        d.endswith("Needs a token with the `admin` role (403 without it).")
+        for d in needing.values()
+    )
 
 
 def test_64_bit_integers_are_strings_of_digits(descriptor_set, document):
