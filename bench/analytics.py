@@ -34,8 +34,8 @@ from bench.scratch import drain, produce_all, scratch
 from infra.config import Settings
 from services.analytics import app
 from services.analytics.config import AnalyticsSettings
-from services.analytics.rollups import GROUP
-from services.analytics.tracking import Limits
+from services.analytics.product.rollups import GROUP
+from services.analytics.product.tracking import Limits
 from services.kit.db import Database, migrate
 from services.kit.events import CLIENT_EVENTS, envelope
 

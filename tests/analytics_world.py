@@ -15,11 +15,11 @@ from zentry.analytics.v1 import product_analytics_service_pb2 as pb
 
 from services.analytics import app
 from services.analytics.config import AnalyticsSettings
-from services.analytics.intake import Intake, Publisher, Salts
-from services.analytics.reports import Reports
-from services.analytics.sleep_reading import SleepStatsReader
-from services.analytics.tracking import Limits
-from services.analytics.uniques import Uniques
+from services.analytics.product.intake import Intake, Publisher, Salts
+from services.analytics.product.reports import Reports
+from services.analytics.product.tracking import Limits
+from services.analytics.product.uniques import Uniques
+from services.analytics.stats.reading import SleepStatsReader
 from services.kit.auth import Caller
 from services.kit.profiles import OwnProfiles
 from tests import event_world

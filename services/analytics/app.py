@@ -1,4 +1,8 @@
-"""Wires the analytics service together: what `python -m services.analytics` serves."""
+"""Wires the analytics service together: what `python -m services.analytics` serves.
+
+Both parts, sleep statistics (`stats`) and product analytics (`product`), run
+in one process on one database.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,18 @@ from zentry.analytics.v1 import (
     sleep_stats_service_pb2_grpc,
 )
 
-from services.analytics import rollups, sleep_projector
 from services.analytics.config import AnalyticsSettings
-from services.analytics.intake import Intake, Publisher, Salts
-from services.analytics.reports import Reports
-from services.analytics.retention import Sweeper
-from services.analytics.rollups import Rollups
-from services.analytics.server import ProductAnalyticsServicer, SleepStatsServicer
-from services.analytics.sleep_reading import SleepStatsReader
-from services.analytics.uniques import Uniques
+from services.analytics.product import rollups
+from services.analytics.product.intake import Intake, Publisher, Salts
+from services.analytics.product.reports import Reports
+from services.analytics.product.retention import Sweeper
+from services.analytics.product.rollups import Rollups
+from services.analytics.product.server import ProductAnalyticsServicer
+from services.analytics.product.uniques import Uniques
+from services.analytics.stats import projector
+from services.analytics.stats.projector import Projector
+from services.analytics.stats.reading import SleepStatsReader
+from services.analytics.stats.server import SleepStatsServicer
 from services.kit import telemetry
 from services.kit.batch_consumer import BatchConsumerRunner
 from services.kit.boot import Assembly
@@ -45,19 +52,16 @@ def consumers(
     **options,
 ) -> list[BatchConsumerRunner]:
     """The nights', the sleepers' and the rollups' batch runners (tests name their own)."""
-    subscriptions = (
-        *sleep_projector.subscriptions(
+    subscriptions = [
+        *Projector().subscriptions(
             sleep_topic,
             user_topic,
-            (
-                sleep_projector.NIGHTS_GROUP + group_suffix,
-                sleep_projector.SLEEPERS_GROUP + group_suffix,
-            ),
+            (projector.NIGHTS_GROUP + group_suffix, projector.SLEEPERS_GROUP + group_suffix),
         ),
-        Rollups(Uniques(redis), settings.caps).subscription(
+        *Rollups(Uniques(redis), settings.caps).subscriptions(
             client_topic, rollups.GROUP + group_suffix
         ),
-    )
+    ]
     return [
         BatchConsumerRunner(db, bootstrap, subscription, max_batch=settings.batch_size, **options)
         for subscription in subscriptions

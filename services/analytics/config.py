@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from services.analytics.cardinality import Caps
-from services.analytics.tracking import Limits
+from services.analytics.product.cardinality import Caps
+from services.analytics.product.tracking import Limits
 from services.kit.profiles import ProfileSettings
 from services.kit.settings import ConfigError, Env, ServiceSettings
 
@@ -24,7 +24,7 @@ class AnalyticsSettings:
     batch_size: int
     #: How long rollups, sessions and visitor sketches are kept (dashboards look this far back).
     rollup_retention: timedelta = timedelta(days=400)
-    #: Distinct names, property keys and values counted a day (services.analytics.cardinality).
+    #: Distinct names, property keys and values counted a day (product/cardinality.py).
     caps: Caps = field(default_factory=Caps)
     #: Seconds between retention sweeps.
     sweep_interval: float = 3600.0

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import sys
 
-from services.analytics import app, sleep_projector
+from services.analytics import app
 from services.analytics.config import AnalyticsSettings
+from services.analytics.stats import projector
+from services.analytics.stats.projector import Projector
 from services.kit import replay as kit_replay
 from services.kit.batch_consumer import BatchConsumerRunner
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
@@ -33,8 +35,8 @@ async def replay(
     progress=lambda _line: None,
 ) -> ReplayReport:
     groups = (
-        sleep_projector.NIGHTS_GROUP + group_suffix,
-        sleep_projector.SLEEPERS_GROUP + group_suffix,
+        projector.NIGHTS_GROUP + group_suffix,
+        projector.SLEEPERS_GROUP + group_suffix,
     )
     async with kit_replay.stores(dsn, redis_url, app.MIGRATIONS) as (db, redis):
         return await kit_replay.replay(
@@ -43,7 +45,7 @@ async def replay(
             wipe=lambda: kit_replay.empty(db, redis, ["entries", "nights", "sleepers"], None),
             runners=lambda: [
                 BatchConsumerRunner(db, bootstrap, subscription, max_batch=settings.batch_size)
-                for subscription in sleep_projector.subscriptions(sleep_topic, user_topic, groups)
+                for subscription in Projector().subscriptions(sleep_topic, user_topic, groups)
             ],
             progress=progress,
         )

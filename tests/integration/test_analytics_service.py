@@ -24,10 +24,12 @@ from zentry.analytics.v1 import product_analytics_service_pb2 as pb
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
-from services.analytics import product_store, replay, sleep_stats
-from services.analytics.cardinality import OTHER, Caps
-from services.analytics.retention import Sweeper
-from services.analytics.sleep_stats import Night
+from services.analytics import replay
+from services.analytics.product import store as product_store
+from services.analytics.product.cardinality import OTHER, Caps
+from services.analytics.product.retention import Sweeper
+from services.analytics.stats import domain as sleep_stats
+from services.analytics.stats.domain import Night
 from services.kit.auth import Caller
 from services.kit.errors import FailedPrecondition, InvalidArgument
 from tests.analytics_world import client_event, open_world, redis_url

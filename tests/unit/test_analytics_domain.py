@@ -10,8 +10,9 @@ import pytest
 from google.protobuf import timestamp_pb2
 from zentry.analytics.v1 import product_analytics_service_pb2 as pb
 
-from services.analytics import periods, sessions, sleep_stats, tracking
-from services.analytics.sleep_stats import Night
+from services.analytics.product import periods, sessions, tracking
+from services.analytics.stats import domain as sleep_stats
+from services.analytics.stats.domain import Night
 from services.kit.errors import InvalidArgument
 
 D = date(2026, 11, 2)  # a Monday

@@ -7,7 +7,8 @@ the rollups, in the same transaction. `counts` holds events per name per
 buckets), in total (dimension "") and split by page, referrer and each
 property; `minute_counts` per minute, kept only as long as raw events.
 Sessions and the visitors' HyperLogLog sketches stay too; raw events and
-minute counts are swept after the retention period.
+minute counts are swept after the retention period. The reports read
+the rollups through the queries here (`events_per_minute` and those after it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import (
@@ -38,7 +40,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.analytics.sessions import GAP, Session
+from services.analytics.product.sessions import GAP, Session
 from services.kit.db import lock_keys
 
 metadata = MetaData()
@@ -97,7 +99,7 @@ salts = Table(
     Column("day", Date, primary_key=True),
     Column("salt", LargeBinary, nullable=False),
 )
-#: The event names, property keys and values each day counts (services.analytics.cardinality).
+#: The event names, property keys and values each day counts (cardinality.py).
 admitted = Table(
     "admitted",
     metadata,
@@ -280,6 +282,100 @@ async def sketches(session: AsyncSession, buckets: Sequence[datetime]) -> dict[d
         )
     )
     return {row.bucket: row.sketch for row in rows}
+
+
+async def events_per_minute(
+    session: AsyncSession, name: str, start: datetime, end: datetime
+) -> dict[datetime, int]:
+    """Events named `name` per UTC minute in [start, end); minutes without any are absent."""
+    rows = await session.execute(
+        select(minute_counts.c.minute, minute_counts.c.events).where(
+            minute_counts.c.name == name,
+            minute_counts.c.minute >= start,
+            minute_counts.c.minute < end,
+        )
+    )
+    return {minute: int(n) for minute, n in rows}
+
+
+async def events_per_bucket(
+    session: AsyncSession, name: str, start: datetime, end: datetime
+) -> dict[datetime, int]:
+    """Events named `name` per 15-minute bucket in [start, end); buckets without any are absent."""
+    rows = await session.execute(
+        select(counts.c.bucket, counts.c.events).where(
+            counts.c.name == name,
+            counts.c.dimension == "",
+            counts.c.value == "",
+            counts.c.bucket >= start,
+            counts.c.bucket < end,
+        )
+    )
+    return {bucket: int(n) for bucket, n in rows}
+
+
+async def all_events_per_bucket(
+    session: AsyncSession, start: datetime, end: datetime
+) -> dict[datetime, int]:
+    """Events of every name per 15-minute bucket in [start, end); buckets without any are absent."""
+    rows = await session.execute(
+        select(counts.c.bucket, func.sum(counts.c.events))
+        .where(counts.c.dimension == "", counts.c.bucket >= start, counts.c.bucket < end)
+        .group_by(counts.c.bucket)
+    )
+    return {bucket: int(n) for bucket, n in rows}
+
+
+async def breakdown(
+    session: AsyncSession, name: str, dimension: str, start: datetime, end: datetime
+) -> tuple[int, dict[str, int]]:
+    """Events named `name` in [start, end): all of them, and how many had each value of
+    `dimension` (those without one count in the total only)."""
+    in_range = (counts.c.name == name, counts.c.bucket >= start, counts.c.bucket < end)
+    total = (
+        await session.execute(
+            select(func.coalesce(func.sum(counts.c.events), 0)).where(
+                *in_range, counts.c.dimension == ""
+            )
+        )
+    ).scalar_one()
+    rows = await session.execute(
+        select(counts.c.value, func.sum(counts.c.events))
+        .where(*in_range, counts.c.dimension == dimension)
+        .group_by(counts.c.value)
+    )
+    return int(total), {value: int(n) for value, n in rows}
+
+
+@dataclass(frozen=True)
+class Visits:
+    """The sessions that started in one 15-minute bucket."""
+
+    sessions: int
+    #: Those with at most one page view.
+    bounces: int
+    #: Their lengths, added up.
+    seconds: float
+
+
+_VISITS = text(
+    """
+    SELECT date_bin('15 minutes', started_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+           count(*) AS sessions,
+           count(*) FILTER (WHERE page_views <= 1) AS bounces,
+           sum(extract(epoch FROM ended_at - started_at)) AS seconds
+    FROM sessions WHERE started_at >= :start AND started_at < :end
+    GROUP BY 1
+    """
+)
+
+
+async def visits_per_bucket(
+    session: AsyncSession, start: datetime, end: datetime
+) -> dict[datetime, Visits]:
+    """Sessions started in [start, end) per 15-minute bucket; buckets without any are absent."""
+    rows = await session.execute(_VISITS, {"start": start, "end": end})
+    return {row.bucket: Visits(row.sessions, row.bounces, float(row.seconds)) for row in rows}
 
 
 async def salt_of(session: AsyncSession, day: date) -> bytes:

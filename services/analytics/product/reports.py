@@ -1,9 +1,10 @@
 """The product analytics queries: counts over time, breakdowns, top pages, traffic.
 
-Each query reads rollups only (never raw events), in the caller's time zone:
+Each query checks its parameters, reads rollups only (never raw events)
+through the store, and shapes them into periods of the caller's time zone:
 counts per minute from `minute_counts` (kept as long as raw events), per
 hour and day from the 15-minute `counts`, visitors from the sketches
-(services.analytics.uniques) and sessions from `sessions`.
+(uniques.py) and sessions from `sessions`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf import duration_pb2, timestamp_pb2
-from sqlalchemy import func, select, text
 from zentry.analytics.v1 import product_analytics_service_pb2 as pb
 
-from services.analytics import periods, tracking
-from services.analytics.periods import Period
-from services.analytics.product_store import counts, minute_counts
-from services.analytics.uniques import Uniques
+from services.analytics.product import periods, store, tracking
+from services.analytics.product.periods import Period
+from services.analytics.product.uniques import Uniques
 from services.kit.db import Database
 from services.kit.errors import FailedPrecondition, InvalidArgument
 from services.kit.zones import zone
@@ -27,17 +26,6 @@ MAX_SPAN = {"minute": timedelta(hours=24), "hour": timedelta(days=31), "day": ti
 #: Traffic merges visitor sketches per period: shorter ranges keep that quick.
 MAX_TRAFFIC_SPAN = {"hour": timedelta(days=7), "day": timedelta(days=92)}
 DEFAULT_LIMIT, MAX_LIMIT = 10, 100
-
-_SESSIONS = text(
-    """
-    SELECT date_bin('15 minutes', started_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
-           count(*) AS sessions,
-           count(*) FILTER (WHERE page_views <= 1) AS bounces,
-           sum(extract(epoch FROM ended_at - started_at)) AS seconds
-    FROM sessions WHERE started_at >= :start AND started_at < :end
-    GROUP BY 1
-    """
-)
 
 
 class Reports:
@@ -56,27 +44,16 @@ class Reports:
         )
         spans = periods.split(start, end, granularity, tz, MAX_SPAN[granularity])
         first = spans[0].start
+        if granularity == "minute" and first < now - self._raw_retention:
+            raise FailedPrecondition(
+                f"Per-minute counts are kept for {self._raw_retention.days} days; "
+                "ask for hour or day granularity for older ranges."
+            )
         async with self._db.transaction() as session:
             if granularity == "minute":
-                if first < now - self._raw_retention:
-                    raise FailedPrecondition(
-                        f"Per-minute counts are kept for {self._raw_retention.days} days; "
-                        "ask for hour or day granularity for older ranges."
-                    )
-                query = select(minute_counts.c.minute, minute_counts.c.events).where(
-                    minute_counts.c.name == name,
-                    minute_counts.c.minute >= first,
-                    minute_counts.c.minute < end,
-                )
+                found = await store.events_per_minute(session, name, first, end)
             else:
-                query = select(counts.c.bucket, counts.c.events).where(
-                    counts.c.name == name,
-                    counts.c.dimension == "",
-                    counts.c.value == "",
-                    counts.c.bucket >= first,
-                    counts.c.bucket < end,
-                )
-            found = dict((await session.execute(query)).all())
+                found = await store.events_per_bucket(session, name, first, end)
         points = [pb.CountPoint(period=_period(p), count=_sum(found, p)) for p in spans]
         return pb.EventCounts(
             name=name,
@@ -97,24 +74,9 @@ class Reports:
         if end - start > MAX_SPAN["day"]:
             raise InvalidArgument.field("start_time", "a breakdown covers at most 400 days")
         first = periods.align(start, "day", tz)  # whole local days, as a day query counts
-        in_range = (counts.c.name == name, counts.c.bucket >= first, counts.c.bucket < end)
         async with self._db.transaction() as session:
-            total = (
-                await session.execute(
-                    select(func.coalesce(func.sum(counts.c.events), 0)).where(
-                        *in_range, counts.c.dimension == ""
-                    )
-                )
-            ).scalar_one()
-            rows = (
-                await session.execute(
-                    select(counts.c.value, func.sum(counts.c.events).label("n"))
-                    .where(*in_range, counts.c.dimension == dimension)
-                    .group_by(counts.c.value)
-                )
-            ).all()
-        values = {value: int(n) for value, n in rows}
-        without = int(total) - sum(values.values())
+            total, values = await store.breakdown(session, name, dimension, first, end)
+        without = total - sum(values.values())
         if without > 0:
             values[""] = without
         top = sorted(values.items(), key=lambda item: (-item[1], item[0]))[:limit]
@@ -122,7 +84,7 @@ class Reports:
             name=name,
             dimension=dimension,
             rows=[pb.BreakdownRow(value=v, count=n) for v, n in top],
-            total=int(total),
+            total=total,
         )
 
     async def traffic(self, request: pb.GetTrafficRequest) -> pb.Traffic:
@@ -133,36 +95,16 @@ class Reports:
         )
         spans = periods.split(start, end, granularity, tz, MAX_TRAFFIC_SPAN[granularity])
         first = spans[0].start
-        totals = (counts.c.dimension == "", counts.c.bucket >= first, counts.c.bucket < end)
         async with self._db.transaction() as session:
-            events = dict(
-                (
-                    await session.execute(
-                        select(counts.c.bucket, func.sum(counts.c.events))
-                        .where(*totals)
-                        .group_by(counts.c.bucket)
-                    )
-                ).all()
-            )
-            views = dict(
-                (
-                    await session.execute(
-                        select(counts.c.bucket, counts.c.events).where(
-                            *totals, counts.c.name == tracking.PAGE_VIEW
-                        )
-                    )
-                ).all()
-            )
-            visits = {
-                row.bucket: row
-                for row in await session.execute(_SESSIONS, {"start": first, "end": end})
-            }
+            events = await store.all_events_per_bucket(session, first, end)
+            views = await store.events_per_bucket(session, tracking.PAGE_VIEW, first, end)
+            visits = await store.visits_per_bucket(session, first, end)
             visitors, all_visitors = await self._uniques.count(session, [p.buckets for p in spans])
         points = []
         for period, unique in zip(spans, visitors, strict=True):
             rows = [visits[b] for b in period.buckets if b in visits]
             sessions = sum(r.sessions for r in rows)
-            seconds = sum(float(r.seconds) for r in rows)
+            seconds = sum(r.seconds for r in rows)
             points.append(
                 pb.TrafficPoint(
                     period=_period(period),

@@ -1,4 +1,4 @@
-"""GetSleepStats and GetSleepTrend: the caller's nights, summarized (sleep_stats) as protos.
+"""GetSleepStats and GetSleepTrend: the caller's nights, summarized (stats.domain) as protos.
 
 The caller's zone (which day is today) and goal (what sleep debt is measured
 against) are read from the user service, so a change they just made counts;
@@ -12,9 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from google.protobuf import duration_pb2
 from zentry.analytics.v1 import sleep_stats_service_pb2 as pb
 
-from services.analytics import sleep_stats, sleep_store
-from services.analytics.sleep_projector import DEFAULT_GOAL_SECONDS
-from services.analytics.sleep_stats import ClockMean, Night
+from services.analytics.stats import domain, store
+from services.analytics.stats.domain import DEFAULT_GOAL_SECONDS, ClockMean, Night
 from services.kit import dates
 from services.kit.auth import Caller
 from services.kit.db import Database
@@ -37,11 +36,11 @@ class SleepStatsReader:
         user_id = caller.user_id
         fresh = await self._profiles.fresh(caller)
         async with self._db.transaction() as session:
-            sleeper = _sleeper(fresh) or await sleep_store.sleeper(session, user_id)
+            sleeper = _sleeper(fresh) or await store.sleeper(session, user_id)
             start, end = _dates(start_date, end_date, sleeper, MAX_STATS_DAYS)
-            nights = await sleep_store.nights_between(session, user_id, start, end)
+            nights = await store.nights_between(session, user_id, start, end)
         goal = sleeper.goal_seconds if sleeper else DEFAULT_GOAL_SECONDS
-        s = sleep_stats.summarize(nights, goal)
+        s = domain.summarize(nights, goal)
         return pb.SleepStats(
             start_date=start.isoformat(),
             end_date=end.isoformat(),
@@ -76,12 +75,12 @@ class SleepStatsReader:
         user_id = caller.user_id
         fresh = await self._profiles.fresh(caller)
         async with self._db.transaction() as session:
-            sleeper = _sleeper(fresh) or await sleep_store.sleeper(session, user_id)
+            sleeper = _sleeper(fresh) or await store.sleeper(session, user_id)
             start, end = _dates(start_date, end_date, sleeper, MAX_TREND_DAYS)
-            before = await sleep_store.nights_before(session, user_id, start, 29)
-            nights = await sleep_store.nights_between(session, user_id, start, end)
+            before = await store.nights_before(session, user_id, start, 29)
+            nights = await store.nights_between(session, user_id, start, end)
         points = []
-        for p in sleep_stats.trend([*before, *nights], start, end):
+        for p in domain.trend([*before, *nights], start, end):
             point = pb.TrendPoint(sleep_date=p.sleep_date.isoformat(), logged=p.night is not None)
             if p.night is not None:
                 point.duration.CopyFrom(_duration(p.night.seconds))
@@ -98,16 +97,16 @@ class SleepStatsReader:
         return pb.SleepTrend(start_date=start.isoformat(), end_date=end.isoformat(), points=points)
 
 
-def _sleeper(profile: Profile | None) -> sleep_store.Sleeper | None:
+def _sleeper(profile: Profile | None) -> store.Sleeper | None:
     if profile is None:
         return None
-    return sleep_store.Sleeper(
+    return store.Sleeper(
         profile.time_zone or "UTC", profile.sleep_goal_seconds or DEFAULT_GOAL_SECONDS
     )
 
 
 def _dates(
-    start_text: str, end_text: str, sleeper: sleep_store.Sleeper | None, max_days: int
+    start_text: str, end_text: str, sleeper: store.Sleeper | None, max_days: int
 ) -> tuple[date, date]:
     """The range asked for; an empty end is today in the caller's zone, an empty start 29 days
     before it."""
@@ -128,7 +127,7 @@ def _date(text: str, field: str) -> date:
     return dates.check_date(day, field, datetime.now(UTC), RANGE_AHEAD)
 
 
-def _today(sleeper: sleep_store.Sleeper | None) -> date:
+def _today(sleeper: store.Sleeper | None) -> date:
     return datetime.now(zone_or_utc(sleeper.time_zone) if sleeper else UTC).date()
 
 
@@ -140,8 +139,8 @@ def _clock(mean: ClockMean | None) -> pb.ClockTime | None:
     if mean is None:
         return None
     return pb.ClockTime(
-        time=sleep_stats.clock_text(mean.minutes),
-        minutes_from_midnight=sleep_stats.from_midnight(mean.minutes),
+        time=domain.clock_text(mean.minutes),
+        minutes_from_midnight=domain.from_midnight(mean.minutes),
     )
 
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
-from services.analytics import product_store
+from services.analytics.product import store
 from services.kit.db import Database
 from services.kit.errors import OUTAGES
 
@@ -49,7 +49,7 @@ class Sweeper:
         while not self._stopping.is_set():
             async with self._db.transaction() as session:
                 # Today's and yesterday's salts stay: a request at midnight may still use either.
-                chunk = await product_store.sweep_chunk(
+                chunk = await store.sweep_chunk(
                     session,
                     now - self._retention,
                     now.date() - timedelta(days=1),

@@ -19,6 +19,8 @@ MINUTES_PER_DAY = 1440
 #: Average clock-time spread (minutes) at which the consistency score reaches 0.
 CONSISTENCY_ZERO_AT = 90.0
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+#: The nightly goal of a user whose profile sets none.
+DEFAULT_GOAL_SECONDS = 8 * 3600
 
 
 @dataclass(frozen=True)

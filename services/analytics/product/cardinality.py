@@ -28,7 +28,7 @@ from services.kit.db import lock_keys
 
 OTHER = "(other)"
 #: Advisory lock spaces, one a stage, taken in this order; a scope's lock is one of STRIPES.
-#: (product_store's visitor locks are space 5.)
+#: (the store's visitor locks are space 5.)
 _NAME_LOCKS, _KEY_LOCKS, _VALUE_LOCKS = 6, 7, 8
 STRIPES = 64
 

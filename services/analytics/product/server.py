@@ -1,32 +1,17 @@
-"""The analytics servicers: personal sleep statistics, and product analytics for admins."""
+"""The product analytics servicer: TrackEvents for the apps, the queries for admins."""
 
 from __future__ import annotations
 
 from zentry.analytics.v1 import product_analytics_service_pb2 as pb
-from zentry.analytics.v1 import product_analytics_service_pb2_grpc, sleep_stats_service_pb2_grpc
-from zentry.analytics.v1 import sleep_stats_service_pb2 as stats_pb
+from zentry.analytics.v1 import product_analytics_service_pb2_grpc
 
-from services.analytics.intake import Intake
-from services.analytics.reports import Reports
-from services.analytics.sleep_reading import SleepStatsReader
-from services.analytics.tracking import PAGE_VIEW
+from services.analytics.product.intake import Intake
+from services.analytics.product.reports import Reports
+from services.analytics.product.tracking import PAGE_VIEW
 from services.kit.auth import current_caller, optional_caller
 from services.kit.clients import client_of
 
 ADMIN = "admin"
-
-
-class SleepStatsServicer(sleep_stats_service_pb2_grpc.SleepStatsServiceServicer):
-    def __init__(self, reader: SleepStatsReader):
-        self._reader = reader
-
-    async def GetSleepStats(self, request: stats_pb.GetSleepStatsRequest, context):
-        caller = current_caller()
-        return await self._reader.stats(caller, request.start_date, request.end_date)
-
-    async def GetSleepTrend(self, request: stats_pb.GetSleepTrendRequest, context):
-        caller = current_caller()
-        return await self._reader.trend(caller, request.start_date, request.end_date)
 
 
 class ProductAnalyticsServicer(product_analytics_service_pb2_grpc.ProductAnalyticsServiceServicer):

@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.analytics import product_store
-from services.analytics.periods import BUCKET
+from services.analytics.product import store
+from services.analytics.product.periods import BUCKET
 
 TTL = timedelta(days=35)
 PREFIX = "an:visitors:"
@@ -69,13 +69,13 @@ class Uniques:
         """Add each bucket's visitors, in the caller's transaction (see the module's doc)."""
         if not visitors:
             return
-        stored = await product_store.lock_sketches(session, visitors)
+        stored = await store.lock_sketches(session, visitors)
         buckets = sorted(visitors)
         args: list = [int(TTL.total_seconds() * 1000)]
         for bucket in buckets:
             args += [stored.get(bucket, b""), len(visitors[bucket]), *sorted(visitors[bucket])]
         sketches = await self._add(keys=[key(b) for b in buckets], args=args)
-        await product_store.save_sketches(session, dict(zip(buckets, sketches, strict=True)))
+        await store.save_sketches(session, dict(zip(buckets, sketches, strict=True)))
 
     async def count(
         self, session: AsyncSession, periods: list[list[datetime]]
@@ -87,9 +87,7 @@ class Uniques:
         wanted = set(everything)
         present = [
             b
-            for b in await product_store.sketch_buckets(
-                session, everything[0], everything[-1] + BUCKET
-            )
+            for b in await store.sketch_buckets(session, everything[0], everything[-1] + BUCKET)
             if b in wanted
         ]
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -97,7 +95,7 @@ class Uniques:
                 pipe.exists(key(bucket))
             exists = await pipe.execute()
         missing = [b for b, there in zip(present, exists, strict=True) if not there]
-        stored = await product_store.sketches(session, missing)
+        stored = await store.sketches(session, missing)
         async with self._redis.pipeline(transaction=False) as pipe:
             for bucket in missing:
                 pipe.set(key(bucket), stored[bucket], px=TTL, nx=True)

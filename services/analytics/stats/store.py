@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.analytics.sleep_stats import Night
+from services.analytics.stats.domain import Night
 
 metadata = MetaData()
 

@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, Producer
 from zentry.analytics.v1 import product_analytics_service_pb2 as pb
 from zentry.events.v1 import analytics_events_pb2 as aev
 
-from services.analytics import product_store, tracking
+from services.analytics.product import store, tracking
 from services.kit.auth import Caller
 from services.kit.db import Database
 from services.kit.errors import Unavailable
@@ -106,7 +106,7 @@ class Salts:
         salt = self._known.get(day)
         if salt is None:
             async with self._db.transaction() as session:
-                salt = await product_store.salt_of(session, day)
+                salt = await store.salt_of(session, day)
             self._known = {day: salt}  # yesterday's is not needed again
         return salt
 

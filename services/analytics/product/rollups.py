@@ -1,8 +1,7 @@
 """Applies accepted client events: raw rows, counts, sessions and unique visitors.
 
 Counts are kept by event name and by each dimension's value (page, referrer,
-each property), as many distinct ones a day as services.analytics.cardinality
-admits.
+each property), as many distinct ones a day as cardinality.py admits.
 
 One fetched batch is one transaction (the kit's batch runner). The raw insert
 says which events are new (an event id seen before inserts nothing), and only
@@ -17,10 +16,10 @@ from datetime import UTC
 
 from zentry.events.v1 import analytics_events_pb2 as aev
 
-from services.analytics import cardinality, periods, product_store, sessions
-from services.analytics.cardinality import Caps
-from services.analytics.tracking import PAGE_VIEW
-from services.analytics.uniques import Uniques
+from services.analytics.product import cardinality, periods, sessions, store
+from services.analytics.product.cardinality import Caps
+from services.analytics.product.tracking import PAGE_VIEW
+from services.analytics.product.uniques import Uniques
 from services.kit.batch_consumer import BatchSubscription, Event
 from services.kit.events import CLIENT_EVENTS
 
@@ -32,14 +31,17 @@ class Rollups:
         self._uniques = uniques
         self._caps = caps
 
-    def subscription(self, topic: str = CLIENT_EVENTS, group: str = GROUP) -> BatchSubscription:
-        return BatchSubscription(group, (topic,), (aev.ClientEventAccepted,), self.apply)
+    def subscriptions(
+        self, topic: str = CLIENT_EVENTS, group: str = GROUP
+    ) -> list[BatchSubscription]:
+        """The rollups' one group (tests give their own topic and group name)."""
+        return [BatchSubscription(group, (topic,), (aev.ClientEventAccepted,), self.apply)]
 
     async def apply(self, events: list[Event], session) -> None:
         rows = {}
         for _envelope, e in events:
             rows.setdefault(e.event_id, (e, _raw_row(e)))
-        new_ids = await product_store.insert_new(session, [row for _e, row in rows.values()])
+        new_ids = await store.insert_new(session, [row for _e, row in rows.values()])
         new = sorted(
             (e for e, _row in rows.values() if e.event_id in new_ids),
             key=lambda e: (e.visitor_id, e.event_time.ToNanoseconds()),
@@ -61,9 +63,9 @@ class Rollups:
             visitors[bucket].add(e.visitor_id)
             first, last = spans.get(e.visitor_id, (when, when))
             spans[e.visitor_id] = (min(first, when), max(last, when))
-        await product_store.add_counts(session, totals)
-        await product_store.add_minute_counts(session, minutes)
-        known = await product_store.visitor_sessions(session, spans)
+        await store.add_counts(session, totals)
+        await store.add_minute_counts(session, minutes)
+        known = await store.visitor_sessions(session, spans)
         for e in new:
             sessions.assign(
                 known[e.visitor_id],
@@ -71,7 +73,7 @@ class Rollups:
                 e.event_time.ToDatetime(tzinfo=UTC),
                 e.name == PAGE_VIEW,
             )
-        await product_store.save_sessions(
+        await store.save_sessions(
             session, [s for found in known.values() for s in found if s.changed]
         )
         await self._uniques.add(session, visitors)

@@ -1,0 +1,1 @@
+"""Product analytics: client events tracked, rolled up, and reported to admins."""
