@@ -76,7 +76,6 @@ def assemble(settings: AnalyticsSettings) -> Assembly:
     publisher = Publisher(service.kafka_bootstrap, service.instance_id)
     consul = Consul(service.consul_url)
     users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()])
-    users.start()
     stats = SleepStatsServicer(SleepStatsReader(db, OwnProfiles(users, settings.profiles)))
     product = ProductAnalyticsServicer(
         Intake(Salts(db), publisher, settings.limits),
@@ -95,9 +94,9 @@ def assemble(settings: AnalyticsSettings) -> Assembly:
             product_analytics_service_pb2.DESCRIPTOR.services_by_name["ProductAnalyticsService"],
         ],
         add_servicers=add_servicers,
-        consumers=[
-            *consumers(settings, db, redis, service.kafka_bootstrap),
-            Sweeper(db, settings.raw_retention, settings.rollup_retention, settings.sweep_interval),
+        consumers=consumers(settings, db, redis, service.kafka_bootstrap),
+        timers=[
+            Sweeper(db, settings.raw_retention, settings.rollup_retention, settings.sweep_interval)
         ],
         closers=[publisher.close, users.aclose, consul.aclose, redis.aclose, db.dispose],
         migrations_dir=MIGRATIONS,
