@@ -15,7 +15,7 @@ from zentry.analytics.v1 import product_analytics_service_pb2 as pb
 
 from services.analytics import app
 from services.analytics.config import AnalyticsSettings
-from services.analytics.product.intake import Intake, Publisher, Salts
+from services.analytics.product.intake import AsyncProducer, Intake, Salts
 from services.analytics.product.reports import Reports
 from services.analytics.product.tracking import Limits
 from services.analytics.product.uniques import Uniques
@@ -50,7 +50,7 @@ class AnalyticsWorld(EventWorld):
         # No user service here: zones and goals come from the sleepers copy.
         self.reader = SleepStatsReader(self.db, OwnProfiles(None))
         self.reports = Reports(self.db, Uniques(self.redis), self.settings.raw_retention)
-        self.publisher = Publisher(self.bootstrap, "test-intake", self.client_topic)
+        self.publisher = AsyncProducer(self.bootstrap, "test-intake", self.client_topic)
         self.intake = Intake(Salts(self.db), self.publisher, self.settings.limits)
         self.suffix = f".{self.client_topic}"
 

@@ -18,7 +18,7 @@ from zentry.analytics.v1 import (
 
 from services.analytics.config import AnalyticsSettings
 from services.analytics.product import rollups
-from services.analytics.product.intake import Intake, Publisher, Salts
+from services.analytics.product.intake import AsyncProducer, Intake, Salts
 from services.analytics.product.reports import Reports
 from services.analytics.product.retention import Sweeper
 from services.analytics.product.rollups import Rollups
@@ -73,7 +73,7 @@ def assemble(settings: AnalyticsSettings) -> Assembly:
     service = settings.service
     db = Database(service.postgres_dsn)
     redis = Redis.from_url(service.redis_url, socket_timeout=2.0, socket_connect_timeout=0.5)
-    publisher = Publisher(service.kafka_bootstrap, service.instance_id)
+    publisher = AsyncProducer(service.kafka_bootstrap, service.instance_id)
     consul = Consul(service.consul_url)
     users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()])
     stats = SleepStatsServicer(SleepStatsReader(db, OwnProfiles(users, settings.profiles)))

@@ -119,7 +119,7 @@ class Balancer:
 
     It follows Consul in the background from its first use (`start()`, `wait_ready()`
     or `pick()`), so an instance that never calls the service (a consumer) never
-    watches it; `channel()` picks the next instance and raises UnavailableError
+    watches it; `channel()` picks the next instance and raises NoHealthyInstance
     when none is healthy.
     """
 
@@ -151,10 +151,10 @@ class Balancer:
         return sorted(self._channels)
 
     def pick(self) -> tuple[str, grpc.aio.Channel]:
-        """The next instance's target and channel; raises UnavailableError if there is none."""
+        """The next instance's target and channel; raises NoHealthyInstance if there is none."""
         self.start()
         if not self._cycle:
-            raise UnavailableError(f"no healthy instance of {self._service} in Consul")
+            raise NoHealthyInstance(f"no healthy instance of {self._service} in Consul")
         target = self._cycle()
         return target, self._channels[target]
 
@@ -182,5 +182,5 @@ class Balancer:
             await channel.close()
 
 
-class UnavailableError(Exception):
+class NoHealthyInstance(Exception):
     """No healthy instance of the service is known."""

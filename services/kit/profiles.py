@@ -30,7 +30,7 @@ import grpc
 from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
 
 from services.kit.auth import Caller
-from services.kit.discovery import Balancer, UnavailableError
+from services.kit.discovery import Balancer, NoHealthyInstance
 from services.kit.errors import NotFound
 from services.kit.settings import Env
 
@@ -115,7 +115,7 @@ class OwnProfiles:
                 _log.warning("the user service refused a caller's profile: %s", error.code().name)
                 return None
             return self._unanswered(f"{error.code().name}: {error.details()}")
-        except (UnavailableError, TimeoutError) as error:
+        except (NoHealthyInstance, TimeoutError) as error:
             return self._unanswered(str(error) or "no instance known in time")
         if self._copy_until:
             _log.warning(

@@ -15,10 +15,10 @@ from services.kit.discovery import Balancer, Consul
 from services.kit.profiles import OwnProfiles
 from services.leaderboard.boards import Boards
 from services.leaderboard.config import LeaderboardSettings
-from services.leaderboard.directory import Directory
 from services.leaderboard.projector import Projector
 from services.leaderboard.reading import LeaderboardReader
 from services.leaderboard.server import LeaderboardServicer
+from services.leaderboard.user_cache import UserCache
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -38,7 +38,7 @@ def reader(
     settings: LeaderboardSettings, db: Database, boards: Boards, profiles: OwnProfiles
 ) -> LeaderboardReader:
     """What answers queries, over the boards `parts` made."""
-    return LeaderboardReader(db, boards, Directory(db, settings.directory_ttl), profiles)
+    return LeaderboardReader(db, boards, UserCache(db, settings.directory_ttl), profiles)
 
 
 def consumers(

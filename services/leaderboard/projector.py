@@ -65,6 +65,13 @@ def _night(state: sev.SleepEntryState) -> tuple[date, int]:
 class Projector:
     def __init__(self, boards: Boards):
         self._boards = boards
+        self._on_user = {
+            uev.UserRegistered: self._save_profile,
+            uev.UserProfileUpdated: self._save_profile,
+            uev.FollowCreated: self._follow,
+            uev.FollowDeleted: self._unfollow,
+            uev.UserDeleted: self._deleted,
+        }
 
     def subscriptions(
         self,
@@ -83,7 +90,7 @@ class Projector:
             BatchSubscription(
                 groups[1],
                 (user_topic,),
-                tuple(_DIRECTORY),
+                tuple(self._on_user),
                 self.apply_directory,
             ),
         )
@@ -103,7 +110,7 @@ class Projector:
         await store.lock_users(session, changing, shared=False)
         before = await store.find_users(session, changing)
         for _envelope, payload in events:
-            await _DIRECTORY[type(payload)](payload, session)
+            await self._on_user[type(payload)](payload, session)
         after = await store.find_users(session, changing - deleted)
         flipped = {
             user_id
@@ -121,41 +128,30 @@ class Projector:
             await store.forget_user(session, user)
             await erasure.record(session, user)
 
+    # -- user events, one at a time within apply_directory's batch ---------------
+
+    async def _save_profile(self, payload, session) -> None:
+        p = payload.profile
+        await store.save_user(
+            session,
+            store.UserRow(
+                p.user_id,
+                p.username,
+                p.display_name,
+                p.time_zone or "UTC",
+                visibility.audience(p.nights_visible_to),
+                p.show_on_global_boards,
+            ),
+        )
+
+    async def _follow(self, payload, session) -> None:
+        await store.add_follow(session, payload.follower_id, payload.followee_id)
+
+    async def _unfollow(self, payload, session) -> None:
+        await store.remove_follow(session, payload.follower_id, payload.followee_id)
+
+    async def _deleted(self, payload, session) -> None:
+        """Done by apply_directory, after the batch's other events (see there)."""
+
 
 _PROFILES = (uev.UserRegistered, uev.UserProfileUpdated)
-
-
-async def _save_profile(payload, session) -> None:
-    p = payload.profile
-    await store.save_user(
-        session,
-        store.UserRow(
-            p.user_id,
-            p.username,
-            p.display_name,
-            p.time_zone or "UTC",
-            visibility.audience(p.nights_visible_to),
-            p.show_on_global_boards,
-        ),
-    )
-
-
-async def _follow(payload, session) -> None:
-    await store.add_follow(session, payload.follower_id, payload.followee_id)
-
-
-async def _unfollow(payload, session) -> None:
-    await store.remove_follow(session, payload.follower_id, payload.followee_id)
-
-
-async def _deleted(payload, session) -> None:
-    """Done by apply_directory, after the batch's other events (see there)."""
-
-
-_DIRECTORY = {
-    uev.UserRegistered: _save_profile,
-    uev.UserProfileUpdated: _save_profile,
-    uev.FollowCreated: _follow,
-    uev.FollowDeleted: _unfollow,
-    uev.UserDeleted: _deleted,
-}

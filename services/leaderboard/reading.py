@@ -28,8 +28,8 @@ from services.kit.fallback import RedisFallback
 from services.kit.profiles import OwnProfiles
 from services.leaderboard import domain, store
 from services.leaderboard.boards import Boards, Row, Slice
-from services.leaderboard.directory import Directory
 from services.leaderboard.domain import Totals
+from services.leaderboard.user_cache import UserCache
 
 #: How far ahead a board may be asked for: a window still under way, not one whose keys
 #: Redis would keep for months with nothing in them.
@@ -50,10 +50,10 @@ class Query:
 
 
 class LeaderboardReader:
-    def __init__(self, db: Database, boards: Boards, directory: Directory, profiles: OwnProfiles):
+    def __init__(self, db: Database, boards: Boards, users: UserCache, profiles: OwnProfiles):
         self._db = db
         self._boards = boards
-        self._directory = directory
+        self._user_cache = users
         self._profiles = profiles
         self._redis = RedisFallback("boards")
 
@@ -67,7 +67,7 @@ class LeaderboardReader:
         fresh = await self._profiles.fresh(caller)
         if fresh is not None:
             return fresh.time_zone or "UTC"
-        me = (await self._directory.users([caller.user_id])).get(caller.user_id)
+        me = (await self._user_cache.users([caller.user_id])).get(caller.user_id)
         return me.time_zone if me else "UTC"
 
     async def top(self, caller: Caller, query: Query, size: int, token: str) -> pb.Leaderboard:
@@ -184,7 +184,7 @@ class LeaderboardReader:
         return Row(caller.user_id, 0, totals)
 
     async def _standings(self, rows: list[Row], first_rank: int) -> list[pb.Standing]:
-        users = await self._directory.users(r.user_id for r in rows)
+        users = await self._user_cache.users(r.user_id for r in rows)
         standings = []
         for i, row in enumerate(rows):
             user = users.get(row.user_id)

@@ -80,7 +80,7 @@ class SleepActions:
                     session, caller.user_id, request_id, entry_id, fingerprint
                 )
                 if first is not None:
-                    return await self._replay(session, request_id, fingerprint, *first)
+                    return await self._answer_retry(session, request_id, fingerprint, *first)
             await self._refuse_overlap(session, caller.user_id, night)
             try:
                 entry = await store.insert_entry(session, entry_id, caller.user_id, night)
@@ -90,7 +90,7 @@ class SleepActions:
             await self._outbox.add(session, ev.SleepEntryCreated(entry=state(entry)), entry.user_id)
         return entry
 
-    async def _replay(
+    async def _answer_retry(
         self, session, request_id: str, fingerprint: str, entry_id: str, first_fingerprint: str
     ) -> EntryRow:
         """The answer to a create retried with the same request id."""

@@ -16,6 +16,7 @@ from services.kit.profiles import OwnProfiles
 from services.sleep.actions import SleepActions
 from services.sleep.config import SleepSettings
 from services.sleep.directory import UserDirectory
+from services.sleep.projector import Projector
 from services.sleep.server import SleepServicer
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -38,7 +39,7 @@ def assemble(settings: SleepSettings) -> Assembly:
         workers=[OutboxRelay(db, service.kafka_bootstrap, client_id=service.instance_id)],
         consumers=[
             ConsumerRunner(db, service.kafka_bootstrap, subscription)
-            for subscription in UserDirectory.subscriptions()
+            for subscription in Projector().subscriptions()
         ],
         closers=[users.aclose, consul.aclose, db.dispose],
         migrations_dir=MIGRATIONS,

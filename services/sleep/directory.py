@@ -2,8 +2,7 @@
 see their nights, and who follows whom.
 
 The sleep service keeps its own copies, fed by the user service's events
-(UserRegistered, UserProfileUpdated, FollowCreated, FollowDeleted on
-zentry.user.events), so listing nights needs no call to another service and
+(services.sleep.projector), so listing nights needs no call to another service and
 recording them keeps working while the user service is down. UserDeleted
 takes a user's nights with them, for good (services.kit.erasure). Two kinds of
 request ask the user service directly, through Consul, with the caller's own
@@ -23,26 +22,18 @@ from __future__ import annotations
 import logging
 
 import grpc
-from zentry.events.v1 import user_events_pb2 as ev
 from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
 
-from services.kit import erasure, visibility
 from services.kit.auth import Caller
-from services.kit.consumer import Subscription
 from services.kit.db import Database
-from services.kit.discovery import Balancer, UnavailableError
+from services.kit.discovery import Balancer, NoHealthyInstance
 from services.kit.errors import NotFound, Unavailable
-from services.kit.events import USER_EVENTS
 from services.kit.profiles import OwnProfiles
 from services.sleep import store
 from services.sleep.store import UserRow
 
 _log = logging.getLogger(__name__)
 
-CONSUMER_GROUP = "sleep.user-directory"
-#: A group of its own, so that a service that had the profiles before it read the follows
-#: from the start of the log.
-FOLLOWS_GROUP = "sleep.follows"
 #: Tries of the user service (on different instances) before giving up.
 ATTEMPTS = 2
 
@@ -94,50 +85,7 @@ class UserDirectory:
                 ):
                     raise
                 error = failure
-            except (UnavailableError, TimeoutError) as failure:
+            except (NoHealthyInstance, TimeoutError) as failure:
                 error = failure
         _log.warning("user service unreachable for a directory miss: %r", error)
         raise Unavailable("The user directory cannot be reached right now; try again shortly.")
-
-    @staticmethod
-    def subscriptions() -> list[Subscription]:
-        """The consumers that keep the copies: profile events replace the user's row, follow
-        events add or remove a follow."""
-        return [
-            Subscription(
-                group=CONSUMER_GROUP,
-                topics=(USER_EVENTS,),
-                handlers={
-                    ev.UserRegistered: _save_profile,
-                    ev.UserProfileUpdated: _save_profile,
-                    ev.UserDeleted: _forget,
-                },
-            ),
-            Subscription(
-                group=FOLLOWS_GROUP,
-                topics=(USER_EVENTS,),
-                handlers={ev.FollowCreated: _follow, ev.FollowDeleted: _unfollow},
-            ),
-        ]
-
-
-async def _save_profile(_envelope, payload, session) -> None:
-    """Events carry the whole profile after the change, and one user's arrive in order."""
-    p = payload.profile
-    setting = visibility.audience(p.nights_visible_to)
-    await store.save_user(session, p.user_id, p.username, p.time_zone, setting)
-
-
-async def _forget(_envelope, payload, session) -> None:
-    """A deleted account: their nights and everything kept of them go, for good."""
-    await store.forget_user(session, payload.user_id)
-    await erasure.record(session, payload.user_id)
-
-
-async def _follow(_envelope, payload, session) -> None:
-    """One follower's events arrive in order (they are keyed by the follower)."""
-    await store.set_follow(session, payload.follower_id, payload.followee_id, True)
-
-
-async def _unfollow(_envelope, payload, session) -> None:
-    await store.set_follow(session, payload.follower_id, payload.followee_id, False)

@@ -1,4 +1,5 @@
-"""What the user service does, one function per use case: domain rules + store + events.
+"""What the user service does, one method of `UserActions` per use case: domain rules +
+store + events.
 
 Each action runs in one transaction (the unit of work), writes its events to
 the outbox in that same transaction, and raises the kit's DomainErrors. Nothing

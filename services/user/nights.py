@@ -13,7 +13,7 @@ import grpc
 from zentry.sleep.v1 import sleep_entry_pb2, sleep_service_pb2, sleep_service_pb2_grpc
 
 from services.kit.auth import Caller
-from services.kit.discovery import Balancer, UnavailableError
+from services.kit.discovery import Balancer, NoHealthyInstance
 from services.kit.errors import Unavailable
 
 _log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class SleepNights:
                 token = page.next_page_token
                 if not token:
                     return nights
-        except (grpc.aio.AioRpcError, UnavailableError, TimeoutError) as error:
+        except (grpc.aio.AioRpcError, NoHealthyInstance, TimeoutError) as error:
             _log.warning("an export could not read the nights: %r", error)
             raise Unavailable(UNREADABLE) from None
         raise Unavailable(UNREADABLE)  # more pages than any person has: refuse, not cut

@@ -26,7 +26,7 @@ from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database, migrate
 from services.kit.events import envelope
 from services.sleep import app as sleep_app
-from services.sleep.directory import UserDirectory
+from services.sleep.projector import Projector
 from tests import analytics_world, feed_world, leaderboard_world
 from tests.event_world import NOW, ago, flush, ts
 from tests.support import eventually_async, unique
@@ -171,7 +171,7 @@ async def test_the_sleep_services_user_directory_counts_each_event_once(
     for event in events:
         producer.produce(topic, key=user.encode(), value=event.SerializeToString())
     assert producer.flush(30) == 0
-    directory = UserDirectory.subscriptions()[0]
+    directory = Projector().subscriptions()[0]
     runner = ConsumerRunner(
         db, bootstrap, replace(directory, group=unique("sleep-users"), topics=(topic,))
     )

@@ -24,7 +24,7 @@ from infra.mesh import Mesh
 from infra.processes import free_port
 from services.kit.events import USER_EVENTS, envelope
 from services.kit.healthcheck import check
-from services.sleep.directory import CONSUMER_GROUP
+from services.sleep.projector import PROFILES_GROUP
 from tests.support import eventually
 
 
@@ -103,7 +103,7 @@ def test_an_api_instance_serves_and_registers_but_does_not_consume(settings, mes
         what="the consumer instance applied the UserRegistered event",
     )
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-    group = admin.describe_consumer_groups([CONSUMER_GROUP])[CONSUMER_GROUP].result(timeout=10)
+    group = admin.describe_consumer_groups([PROFILES_GROUP])[PROFILES_GROUP].result(timeout=10)
     assert len(group.members) == 1, "the consumer instance alone; the API instance never joined"
 
 

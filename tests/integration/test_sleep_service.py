@@ -33,6 +33,7 @@ from services.sleep import store
 from services.sleep.actions import SleepActions
 from services.sleep.app import MIGRATIONS
 from services.sleep.directory import UserDirectory
+from services.sleep.projector import Projector
 from tests.support import TopicTail, unpack
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -80,7 +81,7 @@ async def apply_profile_event(
 
 async def apply(db: Database, payload, key: str) -> None:
     """`payload` as the directory's consumers apply it."""
-    for subscription in UserDirectory.subscriptions():
+    for subscription in Projector().subscriptions():
         handler = subscription.handlers.get(type(payload))
         if handler is not None:
             async with db.transaction() as session:

@@ -29,7 +29,7 @@ DELIVERY_TIMEOUT_MS = 5000
 RETRY = "resend the same batch: events already counted are counted once"
 
 
-class Publisher:
+class AsyncProducer:
     """A Kafka producer whose acknowledgements resolve asyncio futures.
 
     librdkafka calls delivery callbacks from `poll`, which a daemon thread
@@ -112,7 +112,7 @@ class Salts:
 
 
 class Intake:
-    def __init__(self, salts: Salts, publisher: Publisher, limits: tracking.Limits):
+    def __init__(self, salts: Salts, publisher: AsyncProducer, limits: tracking.Limits):
         self._salts = salts
         self._publisher = publisher
         self._limits = limits

@@ -16,10 +16,10 @@ from services.leaderboard import store
 from services.leaderboard.store import UserRow
 
 _REMEMBERED = 100_000
-UNKNOWN_TTL = 1.0  # seconds a user not in the directory yet is remembered as unknown
+UNKNOWN_TTL = 1.0  # seconds a user not in the copy yet is remembered as unknown
 
 
-class Directory:
+class UserCache:
     def __init__(self, db: Database, ttl: float = 30.0):
         self._db = db
         self._ttl = ttl
