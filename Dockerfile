@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
 # One image for every Zentry process; the command picks which one:
-#   python -m services.user | services.sleep     a service (ZENTRY_ROLE=api|consumer|all)
-#   python -m gateway feed --endpoints-only        the gateway's Consul -> Envoy endpoint feed
+#   python -m services.user|sleep|feed|leaderboard|analytics
+#       a service (ZENTRY_ROLE=api|consumer|all)
+#   python -m gateway seed-endpoints, then python -m gateway feed --endpoints-only
+#       the gateway's empty endpoint files, then its Consul -> Envoy endpoint feed
+# Its code is services/ and gateway/ only: no development tooling (infra/, bench/, chaos/, tests/).
 # It also carries Swagger UI's files (/app/docs-ui), which the gateway pod copies for its
 # Envoy to serve at /docs. Build from the repository root:  docker build -t zentry:0.1.0 .
 # k8s/ runs it; outside Kubernetes, set ZENTRY_ADVERTISE_HOST and the ZENTRY_*_HOST
@@ -26,12 +29,11 @@ COPY pyproject.toml constraints.txt ./
 COPY protos/ protos/
 COPY services/ services/
 COPY gateway/ gateway/
-COPY infra/ infra/
 # Editable, so the code runs from /app (the runtime stage copies both to the same paths).
 # No OpenAPI document here: the gateway's ConfigMap carries it (python -m gateway render).
 RUN pip install -c constraints.txt -e . \
  && python protos/generate.py --no-openapi \
- && python -m compileall -q services gateway infra gen/python
+ && python -m compileall -q services gateway gen/python
 
 # --- runtime: no compilers, no pip cache, not root ------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import psycopg
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from psycopg import sql
 
 from infra.config import Settings
+from infra.servers.postgres import scratch_database
 
 BENCH_REDIS_DB = 10  # the tests use 11 to 13
 
@@ -31,22 +30,10 @@ def scratch(settings: Settings, name: str) -> Iterator[Scratch]:
     topics = [NewTopic(name, 6, 1), NewTopic(f"{name}.dlt", 1, 1)]
     for future in admin.create_topics(topics).values():
         future.result(timeout=30)
-    database = name.replace("-", "_")
-    admin_dsn = settings.postgres.dsn("postgres")
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    pg = settings.postgres
     try:
-        yield Scratch(
-            name,
-            f"postgresql+psycopg://{pg.user}:{pg.password}@{pg.host}:{pg.port}/{database}",
-            f"redis://{settings.redis.host}:{settings.redis.port}/{BENCH_REDIS_DB}",
-        )
+        with scratch_database(settings.postgres, name.replace("-", "_")) as dsn:
+            yield Scratch(name, dsn, settings.redis.url(BENCH_REDIS_DB))
     finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
         for future in admin.delete_topics([name, f"{name}.dlt"]).values():
             future.result(timeout=30)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from gateway.config import GatewaySettings
 from gateway.endpoints import feed
 from gateway.render import render, seed_endpoints
-from infra import config as infra_config
 from services.kit import logs
+from services.kit.settings import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="render: write the files here")
     parser.add_argument("--endpoints-only", action="store_true", help="feed: only EDS files")
     args = parser.parse_args(argv)
-    settings = GatewaySettings.load(infra_config.load())
+    try:
+        settings = GatewaySettings.load()
+    except ConfigError as error:
+        print(f"gateway: {error}", file=sys.stderr)
+        return 1
     try:
         if args.command == "render":
             upstreams = render(settings, args.out)

@@ -1,16 +1,16 @@
-"""The gateway's settings: addresses from infra's settings, limits from ZENTRY_GATEWAY_*."""
+"""The gateway's settings: addresses from the kit's, the rest from ZENTRY_GATEWAY_*."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.config import Settings
-from services.kit.settings import Env
+from services.kit import settings
+from services.kit.addresses import ConsulAddress, EnvoyAddress
+from services.kit.settings import TOKEN_AUDIENCE, TOKEN_ISSUER, Env
 
-REPO = Path(__file__).resolve().parent.parent
-DESCRIPTOR_SET = REPO / "gen" / "zentry.descriptor.pb"
-OPENAPI_DOCUMENT = REPO / "gen" / "openapi.json"
+DESCRIPTOR_SET = settings.CHECKOUT / "gen" / "zentry.descriptor.pb"
+OPENAPI_DOCUMENT = settings.CHECKOUT / "gen" / "openapi.json"
 #: Methods whose calls each client address may make only so often (a token bucket per
 #: address): the setting's name (ZENTRY_GATEWAY_CLIENT_<NAME>) and its default a minute.
 #: Log-ins and sign-ups each cost a password hash; the analytics intake is anonymous.
@@ -64,23 +64,39 @@ class GatewaySettings:
         return f"{self.base_url}/.well-known/jwks.json"
 
     @classmethod
-    def load(cls, infra: Settings, env: Env | None = None) -> GatewaySettings:
+    def load(
+        cls,
+        env: Env | None = None,
+        *,
+        envoy: EnvoyAddress | None = None,
+        consul: ConsulAddress | None = None,
+        run_dir: Path | None = None,
+        tools_dir: Path | None = None,
+    ) -> GatewaySettings:
+        """Read from `env`; infra passes the addresses and folders it already holds.
+
+        Raises ConfigError naming a variable that is wrong.
+        """
         env = env or Env()
+        envoy = envoy or EnvoyAddress.load(env)
+        consul = consul or ConsulAddress.load(env)
+        run_dir = run_dir or settings.run_dir(env)
+        tools_dir = tools_dir or settings.tools_dir(env)
         origins = env.str("GATEWAY_CORS_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000")
-        config_dir = env.path("GATEWAY_CONFIG_DIR", infra.run_dir / "envoy")
+        config_dir = env.path("GATEWAY_CONFIG_DIR", run_dir / "envoy")
         return cls(
-            host=infra.envoy.host,
-            listen_host=env.str("GATEWAY_LISTEN_HOST", infra.envoy.host),
-            port=infra.envoy.gateway_port,
-            admin_port=infra.envoy.admin_port,
+            host=envoy.host,
+            listen_host=env.str("GATEWAY_LISTEN_HOST", envoy.host),
+            port=envoy.gateway_port,
+            admin_port=envoy.admin_port,
             config_dir=config_dir,
             eds_dir=env.path("GATEWAY_EDS_DIR", config_dir / "eds"),
             descriptor_set=Path(env.str("GATEWAY_DESCRIPTOR_SET", str(DESCRIPTOR_SET))),
             openapi_document=env.path("GATEWAY_OPENAPI_DOCUMENT", OPENAPI_DOCUMENT),
-            docs_dir=env.path("GATEWAY_DOCS_DIR", infra.tools_dir / "share" / "swagger-ui"),
-            consul_url=infra.consul.http_url,
-            jwt_issuer=env.str("JWT_ISSUER", "zentry"),
-            jwt_audience=env.str("JWT_AUDIENCE", "zentry-api"),
+            docs_dir=env.path("GATEWAY_DOCS_DIR", tools_dir / "share" / "swagger-ui"),
+            consul_url=consul.http_url,
+            jwt_issuer=env.str("JWT_ISSUER", TOKEN_ISSUER),
+            jwt_audience=env.str("JWT_AUDIENCE", TOKEN_AUDIENCE),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
             max_request_bytes=env.int("GATEWAY_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024),
             rate_limit_per_second=env.int("GATEWAY_RATE_LIMIT", 1000, minimum=1),
@@ -89,7 +105,7 @@ class GatewaySettings:
                 method: env.int(f"GATEWAY_CLIENT_{name}", default, minimum=1)
                 for method, (name, default) in CLIENT_LIMITED.items()
             },
-            secret_file=env.path("GATEWAY_SECRET_FILE", infra.run_dir / "secrets" / "gateway"),
+            secret_file=env.path("GATEWAY_SECRET_FILE", run_dir / "secrets" / "gateway"),
             route_timeout_seconds=env.seconds("GATEWAY_TIMEOUT", 15.0),
             max_connections=env.int("GATEWAY_MAX_CONNECTIONS", 10_000, minimum=1),
         )

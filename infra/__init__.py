@@ -1,7 +1,16 @@
-"""Local infrastructure for Zentry: installs and runs the five real servers.
+"""Zentry's development tooling: the local servers, the mesh on this machine, the manifests.
 
-PostgreSQL, Redis, Apache Kafka (KRaft), Consul and Envoy are started on
-loopback with their data and logs under `.run/`, from pinned tools kept under
-`.tools/`. Entry point: `python -m infra {install,up,down,status,reset}`
-(wrapped by the Makefile's `setup` and `infra-*` targets).
+Never imported by services/ or gateway/, and not in the container image.
+
+- `__main__`: `python -m infra {install,up,down,status,reset,dev,k8s,replay-*}`
+  (the Makefile's `setup`, `infra-*`, `dev`, `k8s-validate` and `replay-*` run it);
+- `config`: the settings of the local servers, built on the kit's addresses;
+- `install`: the pinned tools under `.tools/` (pins in `toolchain/`);
+- `servers/`: PostgreSQL, Redis, Apache Kafka (KRaft), Consul and Envoy, on
+  loopback with their data and logs under `.run/`; `lifecycle` starts, checks and
+  stops them; `processes` tracks what we started; `topics` declares the topics
+  (`topics.toml`);
+- `mesh`: service instances and the gateway's endpoint feed (`make dev`, bench, chaos, tests);
+- `k8s`: renders and validates the Kubernetes manifests;
+- `errors`: the one error the commands show.
 """

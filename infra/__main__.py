@@ -17,6 +17,7 @@ import sys
 
 from infra import config, install, lifecycle, mesh
 from infra.errors import InfraError
+from services.kit.roster import REPLAYING
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("reset", help="stop our servers and delete .run/ (all local data)")
     commands.add_parser("dev", help="servers, every service and the gateway, until Ctrl-C")
     commands.add_parser("k8s", help="render every k8s/ overlay and validate it offline")
-    for name in ("feed", "leaderboard", "analytics"):
+    for name in REPLAYING:
         commands.add_parser(
             f"replay-{name}",
             help=f"rebuild the {name}'s read models from Kafka (consumers stopped)",

@@ -29,7 +29,7 @@ from gateway.render import render
 from infra import config
 from infra.config import Settings
 from infra.errors import InfraError
-from services.kit.settings import Env
+from services.kit.settings import ConfigError, Env
 
 K8S = config.REPO_DIR / "k8s"
 #: The oldest Kubernetes the manifests are written for (native sidecars, gRPC probes).
@@ -58,7 +58,10 @@ def overlays() -> list[Path]:
 def render_gateway(overlay: Path) -> list[str]:
     """Write the overlay's Envoy config into `<overlay>/generated/`; returns its upstreams."""
     environ = {**_pod_paths(), **_env_file(overlay / "gateway.env")}
-    gateway = GatewaySettings.load(config.load(environ), Env(environ))
+    try:
+        gateway = GatewaySettings.load(Env(environ))
+    except ConfigError as error:
+        raise InfraError(f"{overlay / 'gateway.env'}: {error}") from None
     return render(gateway, out_dir=overlay / "generated")
 
 

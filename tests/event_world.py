@@ -223,7 +223,7 @@ class EventWorld:
 
 
 def redis_url(settings, db: int) -> str:
-    return f"redis://{settings.redis.host}:{settings.redis.port}/{db}"
+    return settings.redis.url(db)
 
 
 async def flush(url: str) -> None:

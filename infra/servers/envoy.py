@@ -29,7 +29,13 @@ class Envoy(Server):
 
     @property
     def gateway(self) -> GatewaySettings:
-        return GatewaySettings.load(self.settings)
+        settings = self.settings
+        return GatewaySettings.load(
+            envoy=settings.envoy,
+            consul=settings.consul,
+            run_dir=settings.run_dir,
+            tools_dir=settings.tools_dir,
+        )
 
     def ports(self) -> list[Port]:
         envoy = self.settings.envoy

@@ -13,11 +13,14 @@ import pwd
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+from infra.config import PostgresSettings
 from infra.errors import InfraError
 from infra.processes import run_logged
 from infra.servers.base import Command, Port, Server
@@ -125,6 +128,25 @@ class Postgres(Server):
             for database in self.settings.postgres.databases:
                 if database not in existing:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
+@contextmanager
+def scratch_database(postgres: PostgresSettings, name: str) -> Iterator[str]:
+    """An empty database `name` for one test or benchmark; yields its SQLAlchemy URL.
+
+    Dropped when the block ends, open connections and all. Blocks; raises
+    psycopg's errors (a database of that name already exists, the server is down).
+    """
+    admin = postgres.dsn("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield postgres.url(name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def server_bindir() -> Path:

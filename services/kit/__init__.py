@@ -1,5 +1,41 @@
 """The runtime every Zentry service shares, so that a service's own code is only its domain.
 
-boot (server start and graceful stop), settings, logs, errors, auth, telemetry,
-discovery (Consul), db (SQLAlchemy + Alembic), outbox and consumer (Kafka).
+Configuration:
+    settings        typed `ZENTRY_*` settings, read once at start
+    addresses       where PostgreSQL, Redis, Kafka, Consul and Envoy answer, and their defaults
+    roster          which services exist, which consume events, which replay them
+Serving (gRPC):
+    boot            build the server, serve, stop gracefully
+    interceptors    the one shape of the kit's server interceptors
+    auth            JWT verification, public methods and roles from the protos
+    clients         the caller's address and user agent, believed beside the gateway's secret
+    errors          domain errors as gRPC statuses
+    reflection      server reflection that also resolves method names
+    healthcheck     `python -m services.kit.healthcheck`, the image's health check
+    discovery       Consul registration, and following a service's healthy instances
+    profiles        the caller's own profile, asked of the user service
+    telemetry       OpenTelemetry tracing across calls and messages
+    logs            JSON logs with the trace id
+Storage:
+    db              PostgreSQL through SQLAlchemy, migrated by Alembic
+    fallback        Redis, and PostgreSQL for a second after it failed
+    migrate         `python -m services.kit.migrate`: migrations ahead of a deploy
+    tables          the kit's own tables: outbox, processed events, deleted users
+Events (Kafka):
+    events          envelopes around domain messages
+    topics          how topics are named
+    outbox          the transactional outbox and its relay
+    consumer        the consumer runner: commits, idempotency, retries, dead letters
+    batch_consumer  a consumer that applies one fetch in one transaction
+    deadletters     what is parked, and applying it again
+    replay          rebuilding a read model from the first event
+    erasure         deleted accounts stay deleted, replays included
+Rules and values (pure):
+    visibility      who may see whose nights
+    dates           the span of dates Zentry holds
+    zones           IANA time zones
+    text            text as callers send it
+    masks           update masks (AIP-134)
+    paging          cursor pagination (AIP-158), page tokens bound to their list
+    wellknown       Timestamp and Duration from and to Python values
 """

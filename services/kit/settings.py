@@ -1,8 +1,8 @@
 """Typed settings read once from `ZENTRY_*` environment variables at start.
 
-The names are the ones `infra` reads (see README.md), so a service finds the
-local servers with no configuration at all. A value that is wrong or missing
-stops the process at start with a message naming the variable.
+The names are the ones `infra` reads (see README.md); the servers' addresses
+and their defaults are in services.kit.addresses. A value that is wrong or
+missing stops the process at start with a message naming the variable.
 """
 
 from __future__ import annotations
@@ -13,6 +13,21 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.kit.addresses import (
+    ConsulAddress,
+    KafkaAddress,
+    PostgresAddress,
+    RedisAddress,
+    database_name,
+    default_host,
+)
+
+#: The checkout (/app in the image): its `gen/`, and the `.run/` and `.tools/` of local runs.
+CHECKOUT = Path(__file__).resolve().parents[2]
+#: The issuer and audience of access tokens (ZENTRY_JWT_ISSUER, ZENTRY_JWT_AUDIENCE).
+TOKEN_ISSUER = "zentry"
+TOKEN_AUDIENCE = "zentry-api"
 
 
 class ConfigError(Exception):
@@ -117,7 +132,7 @@ class ServiceSettings:
     @classmethod
     def load(cls, service: str, default_port: int, env: Env | None = None) -> ServiceSettings:
         env = env or Env()
-        host = env.str("HOST", "127.0.0.1")
+        host = default_host(env)
         # ZENTRY_PORT is for containers, where every service listens on the same port.
         port = env.port(
             f"{service.upper()}_PORT",
@@ -135,11 +150,9 @@ class ServiceSettings:
                 f"{service}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
             ),
             postgres_dsn=postgres_dsn(service, env),
-            redis_url=f"redis://{env.str('REDIS_HOST', host)}:{env.port('REDIS_PORT', 6379)}/0",
+            redis_url=RedisAddress.load(env).url(),
             kafka_bootstrap=kafka_bootstrap(env),
-            consul_url=(
-                f"http://{env.str('CONSUL_HOST', host)}:{env.port('CONSUL_HTTP_PORT', 8500)}"
-            ),
+            consul_url=ConsulAddress.load(env).http_url,
             jwt_public_key_file=env.file(
                 "JWT_PUBLIC_KEY_FILE", "the PEM public key that verifies access tokens"
             ),
@@ -148,8 +161,8 @@ class ServiceSettings:
                 if env.raw("GATEWAY_SECRET_FILE")
                 else None
             ),
-            jwt_issuer=env.str("JWT_ISSUER", "zentry"),
-            jwt_audience=env.str("JWT_AUDIENCE", "zentry-api"),
+            jwt_issuer=env.str("JWT_ISSUER", TOKEN_ISSUER),
+            jwt_audience=env.str("JWT_AUDIENCE", TOKEN_AUDIENCE),
             shutdown_grace=env.seconds("SHUTDOWN_GRACE", 10.0),
             drain_delay=env.seconds("DRAIN_DELAY", 1.0),
             log_level=env.str("LOG_LEVEL", "INFO").upper(),
@@ -159,16 +172,22 @@ class ServiceSettings:
 
 def kafka_bootstrap(env: Env | None = None) -> str:
     """Where Kafka answers, from ZENTRY_KAFKA_HOST/PORT (ZENTRY_HOST by default)."""
-    env = env or Env()
-    return f"{env.str('KAFKA_HOST', env.str('HOST', '127.0.0.1'))}:{env.port('KAFKA_PORT', 9092)}"
+    return KafkaAddress.load(env or Env()).bootstrap_servers
 
 
 def postgres_dsn(service: str, env: Env | None = None) -> str:
     """The SQLAlchemy URL of the database `service` owns (`zentry_<service>` by default)."""
     env = env or Env()
-    host = env.str("POSTGRES_HOST", env.str("HOST", "127.0.0.1"))
-    return (
-        f"postgresql+psycopg://{env.str('POSTGRES_USER', 'zentry')}:"
-        f"{env.str('POSTGRES_PASSWORD', 'zentry')}@{host}:{env.port('POSTGRES_PORT', 5432)}/"
-        f"{env.str(f'{service.upper()}_DATABASE', f'zentry_{service}')}"
+    return PostgresAddress.load(env).url(
+        env.str(f"{service.upper()}_DATABASE", database_name(service))
     )
+
+
+def run_dir(env: Env) -> Path:
+    """ZENTRY_RUN_DIR: where local runs keep data, logs and generated config (`.run/`)."""
+    return env.path("RUN_DIR", CHECKOUT / ".run")
+
+
+def tools_dir(env: Env) -> Path:
+    """ZENTRY_TOOLS_DIR: where the pinned tools are installed (`.tools/`)."""
+    return env.path("TOOLS_DIR", CHECKOUT / ".tools")

@@ -52,19 +52,11 @@ def new_topic(kafka_admin):
 @pytest.fixture
 def blank_database(settings: Settings):
     """An empty database of the test's own; dropped after. Yields its SQLAlchemy URL."""
-    import psycopg
-    from psycopg import sql
-
+    from infra.servers.postgres import scratch_database
     from tests.support import unique
 
-    name = unique("ztest").replace("-", "_")
-    admin_dsn = settings.postgres.dsn("postgres")
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    pg = settings.postgres
-    yield f"postgresql+psycopg://{pg.user}:{pg.password}@{pg.host}:{pg.port}/{name}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(settings.postgres, unique("ztest").replace("-", "_")) as url:
+        yield url
 
 
 @pytest.fixture

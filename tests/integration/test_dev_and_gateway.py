@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from infra import install
-from infra.config import EnvoySettings
 from infra.errors import InfraError
-from infra.mesh import SERVICES
 from infra.processes import free_port
 from infra.servers.envoy import Envoy
+from services.kit.addresses import EnvoyAddress
+from services.kit.roster import SERVICES
 from tests.support import eventually
 
 
@@ -83,7 +83,7 @@ def test_infra_up_refuses_an_envoy_running_another_config(settings, tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        moved = replace(settings, envoy=EnvoySettings("127.0.0.1", admin, free_port()))
+        moved = replace(settings, envoy=EnvoyAddress("127.0.0.1", admin, free_port()))
         envoy = Envoy(moved)
         eventually(lambda: _answers(envoy), timeout=30, what="the foreign Envoy answers")
         listeners = envoy.gateway.config_dir / "lds.json"

@@ -84,3 +84,15 @@ def test_everything_copied_from_the_context_exists_and_is_not_ignored():
             for source in sources:
                 assert (REPO / source).exists(), source
                 assert source.rstrip("/") in allowed, f"{source} is excluded by .dockerignore"
+
+
+def test_the_python_stages_copy_no_development_tooling():
+    """Only docs-ui reads infra/ (Swagger UI's pin); the image's code never imports it."""
+    stage = ""
+    for word, rest in instructions():
+        if word == "FROM":
+            stage = rest.split()[-1]
+        elif word == "COPY" and "--from" not in rest and stage != "docs-ui":
+            *sources, _target = shlex.split(rest)
+            for source in sources:
+                assert source.split("/")[0] not in {"infra", "bench", "chaos", "tests"}, source

@@ -13,7 +13,7 @@ from gateway import descriptors, envoy_config
 from gateway.config import DESCRIPTOR_SET, GatewaySettings
 from gateway.descriptors import HttpRule
 from gateway.render import render, seed_endpoints
-from infra import config
+from services.kit.settings import Env
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def services():
 
 @pytest.fixture(scope="module")
 def settings():
-    return GatewaySettings.load(config.load({}))
+    return GatewaySettings.load(Env({}))
 
 
 def methods_by_name(services):
@@ -211,7 +211,7 @@ def test_the_reference_page_loads_only_what_the_gateway_serves(settings, service
 
 def test_rendering_in_place_needs_swagger_ui(tmp_path):
     pod = replace(
-        GatewaySettings.load(config.load({})),
+        GatewaySettings.load(Env({})),
         config_dir=tmp_path / "envoy",
         eds_dir=tmp_path / "envoy" / "eds",
         docs_dir=tmp_path / "no-swagger-ui",
@@ -308,7 +308,7 @@ def test_admin_is_on_loopback_and_upstreams_speak_http2(settings, services):
 
 def test_render_elsewhere_names_the_in_place_paths_and_seeding_keeps_endpoints(tmp_path):
     pod = replace(
-        GatewaySettings.load(config.load({})),
+        GatewaySettings.load(Env({})),
         config_dir=Path("/etc/zentry/envoy"),
         eds_dir=tmp_path / "eds",
     )
