@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import jwt
 
-from tests.e2e.conftest import PASSWORD, TEST_ENV, routed_ports
+from infra.mesh import routed_ports
+from tests.e2e.conftest import PASSWORD, TEST_ENV
 from tests.e2e.test_users_rest import error_of
 from tests.support import eventually
 
