@@ -1,8 +1,9 @@
 """`python -m bench` (make bench): start the mesh, run the benchmarks, print and keep the figures.
 
 The servers start as `make infra-up` starts them; the bench then runs its own
-service instances (2 of each, on free ports, registered in Consul so the
-gateway spreads load over them) and stops them at the end. Every figure is
+service instances (2 of each, infra.mesh.BENCH, on free ports, registered in
+Consul so the gateway spreads load over them), measures once the gateway
+routes to every one, and stops them at the end. Every figure is
 shown beside the limit of this machine measured in the same run
 (bench.limits). Figures go to stdout as Markdown tables and to .run/bench/ as
 JSON and Markdown. `BENCH_SCALE` (default 1) multiplies the population;
@@ -24,11 +25,9 @@ import httpx
 from bench import analytics, checks, feed, flood, leaderboard, limits, sleep
 from bench.memory import PeakRss, rss_mib
 from gateway.config import NO_CLIENT_LIMITS
-from infra import config, lifecycle
-from infra.mesh import Mesh
-from infra.processes import wait_until
+from infra import config
+from infra.mesh import BENCH, Mesh, running
 
-INSTANCES = {"user": 2, "sleep": 2, "feed": 2, "leaderboard": 2, "analytics": 2}
 #: The gateway's rate limit would cap every figure at its rate; the bench lifts it, and
 #: renders the usual config again when it is done.
 UNLIMITED = {
@@ -36,69 +35,18 @@ UNLIMITED = {
     "ZENTRY_GATEWAY_RATE_BURST": "1000000",
     **NO_CLIENT_LIMITS,
 }
+#: Readers log in once and read for the whole run, which outlasts a 15-minute token.
+QUIET = {"ZENTRY_LOG_LEVEL": "WARNING", "ZENTRY_TOKEN_TTL": "14400"}
 
 
 def main() -> int:
     settings = config.load()
     factor = float(os.environ.get("BENCH_SCALE", "1"))
-    scale = feed.Scale.times(factor)
-    lifecycle.up(settings, lifecycle.servers(settings))
-    mesh = Mesh(settings)
-    base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
     started = time.monotonic()
     try:
-        feed_process = mesh.start_feed(UNLIMITED)
-        # Readers log in once and read for the whole run, which outlasts a 15-minute token.
-        quiet = {"ZENTRY_LOG_LEVEL": "WARNING", "ZENTRY_TOKEN_TTL": "14400"}
-        children = [
-            mesh.start_service(name, 0, quiet)
-            for name, count in INSTANCES.items()
-            for _ in range(count)
-        ]
-        for child in children:
-            mesh.wait_healthy(child)
-        wait_until(
-            lambda: httpx.get(f"{base}/.well-known/jwks.json", timeout=2).raise_for_status(),
-            what="the gateway routing to the user service",
-            timeout=30,
-            log_file=settings.log_file("envoy"),
-        )
-        time.sleep(3)  # Envoy picks up every new instance (the endpoint feed polls Consul)
-        pids = {child.name: child.pid for child in children}
-        idle = {name: rss_mib(pid) for name, pid in pids.items()}
-        user = next(c for c in children if c.name.startswith("user-"))
-        results = {
-            "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count()},
-            "instances": _instances(settings),
-            "limits": {
-                "redis": limits.redis_rates(settings),
-                "trivial_direct": limits.trivial_rpc_direct(
-                    settings,
-                    f"{settings.envoy.host}:{user.port}",
-                    scale.concurrencies,
-                    scale.seconds,
-                ),
-            },
-        }
-        with PeakRss(pids) as peak:
-            results["feed"], tokens, readers = feed.run(settings, base, mesh.env(), scale)
-            results["sleep"] = sleep.run(settings, base, tokens, scale.seconds)
-            results["leaderboard"] = leaderboard.run(
-                settings, base, tokens, readers, leaderboard.Scale.times(factor)
-            )
-            results["analytics"] = analytics.run(settings, base, analytics.Scale.times(factor))
-        # The flood meets the gateway as the public does: per-client limits on again.
-        mesh.stop(feed_process)
-        mesh.start_feed()
-        time.sleep(3)  # Envoy reloads the listener
-        users = {name: pid for name, pid in pids.items() if name.startswith("user-")}
-        results["flood"] = flood.run(settings, base, users, flood.Scale.times(factor))
-        results["memory"] = {"rss_idle_mib": idle, "rss_peak_mib": peak.peak}
-        results["request_check"] = checks.run()
-        tokens.unlink(missing_ok=True)
+        with running(settings, BENCH, env=QUIET, gateway_env=UNLIMITED) as mesh:
+            results = measure(settings, mesh, factor)
     finally:
-        mesh.stop_all()
         subprocess.run([sys.executable, "-m", "gateway", "render"], check=False)
     results["seconds"] = round(time.monotonic() - started, 1)
     table = report(results)
@@ -111,10 +59,50 @@ def main() -> int:
     return 0
 
 
+def measure(settings, mesh: Mesh, factor: float) -> dict:
+    """Every scenario against the running mesh, the flood last (it restarts the endpoint
+    feed: the gateway's usual limits again)."""
+    scale = feed.Scale.times(factor)
+    base = mesh.gateway_url
+    pids = {child.name: child.pid for child in mesh.instances}
+    idle = {name: rss_mib(pid) for name, pid in pids.items()}
+    user = next(c for c in mesh.instances if c.service == "user")
+    results = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count()},
+        "instances": _instances(settings),
+        "limits": {
+            "redis": limits.redis_rates(settings),
+            "trivial_direct": limits.trivial_rpc_direct(
+                settings,
+                f"{settings.envoy.host}:{user.port}",
+                scale.concurrencies,
+                scale.seconds,
+            ),
+        },
+    }
+    with PeakRss(pids) as peak:
+        results["feed"], tokens, readers = feed.run(settings, base, mesh.env(), scale)
+        results["sleep"] = sleep.run(settings, base, tokens, scale.seconds)
+        results["leaderboard"] = leaderboard.run(
+            settings, base, tokens, readers, leaderboard.Scale.times(factor)
+        )
+        results["analytics"] = analytics.run(settings, base, analytics.Scale.times(factor))
+    # The flood meets the gateway as the public does: per-client limits on again.
+    mesh.restart_endpoint_feed()
+    mesh.wait_gateway()
+    users = {name: pid for name, pid in pids.items() if name.startswith("user-")}
+    results["flood"] = flood.run(settings, base, users, flood.Scale.times(factor))
+    results["memory"] = {"rss_idle_mib": idle, "rss_peak_mib": peak.peak}
+    results["request_check"] = checks.run()
+    tokens.unlink(missing_ok=True)
+    return results
+
+
 def _instances(settings) -> dict[str, int]:
     """Passing instances per service in Consul: the bench's, and any others running."""
     counts = {}
-    for name in INSTANCES:
+    for name in BENCH.api:
         url = f"{settings.consul.http_url}/v1/health/service/{name}?passing=true"
         counts[name] = len(httpx.get(url, timeout=5).json())
     return counts
@@ -129,12 +117,23 @@ def _row(r: dict, limit: dict | None, label: str) -> str:
 
 
 def report(results: dict) -> str:
-    f, lim = results["feed"], results["limits"]
-    redis = lim["redis"]
-    direct = {r["concurrency"]: r for r in lim["trivial_direct"]}
-    reads = {(r["scenario"], r["concurrency"]): r for r in f["reads"]}
-    envoy = {c: r for (name, c), r in reads.items() if name.startswith("trivial")}
-    lines = [
+    """Every figure as Markdown, one section after another."""
+    sections = (
+        _heading,
+        _limits_report,
+        _requests_report,
+        _celebrity_report,
+        _fanout_report,
+        _ingestion_report,
+        _memory_report,
+    )
+    lines = [line for section in sections for line in section(results)]
+    return "\n".join(lines + _flood_report(results["flood"]) + _check_report(results))
+
+
+def _heading(results: dict) -> list[str]:
+    f = results["feed"]
+    return [
         f"## Zentry bench, {results['when']} ({results['machine']['cpus']} CPUs, "
         f"instances {results['instances']}, {results['seconds']} s)",
         "",
@@ -142,6 +141,12 @@ def report(results: dict) -> str:
         f"{f['scale']['authors']} authors + {f['scale']['celebrities']} celebrities; "
         f"{f['scale']['readers']} readers following {f['population']['follows_per_reader']} each; "
         f"{f['population']['events']} events consumed at {f['population']['events_per_s']}/s.",
+    ]
+
+
+def _limits_report(results: dict) -> list[str]:
+    redis = results["limits"]["redis"]
+    lines = [
         "",
         "### Limits of this machine, measured in this run",
         "",
@@ -167,7 +172,14 @@ def report(results: dict) -> str:
             f"(6 partitions) | "
             f"{raw['per_s']} messages/s |"
         )
-    lines += [
+    return lines
+
+
+def _requests_report(results: dict) -> list[str]:
+    direct = {r["concurrency"]: r for r in results["limits"]["trivial_direct"]}
+    reads = {(r["scenario"], r["concurrency"]): r for r in results["feed"]["reads"]}
+    envoy = {c: r for (name, c), r in reads.items() if name.startswith("trivial")}
+    lines = [
         "",
         "### Requests (the load generator is Go; 'errors' are non-2xx and are not in req/s; "
         "direct calls go to one of the two user instances, Envoy spreads over both)",
@@ -193,21 +205,29 @@ def report(results: dict) -> str:
             "trivial via Envoy",
         )
     )
-    lines += [
+    return lines
+
+
+def _celebrity_report(results: dict) -> list[str]:
+    lines = [
         "",
         "### Feed read latency against followed celebrities (concurrency 1)",
         "",
         "| celebrities followed | req/s | p50 ms | p95 ms | p99 ms |",
         "|---:|---:|---:|---:|---:|",
     ]
-    for r in f["celebrity_curve"]:
+    for r in results["feed"]["celebrity_curve"]:
         lines.append(
             f"| {r['celebrities']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
             f"{r['p99_ms']:.2f} |"
         )
-    fan = f["fanout"]
-    zadd = redis.get("zadd_pipelined", {}).get("rps")
-    lines += [
+    return lines
+
+
+def _fanout_report(results: dict) -> list[str]:
+    fan = results["feed"]["fanout"]
+    zadd = results["limits"]["redis"].get("zadd_pipelined", {}).get("rps")
+    lines = [
         "",
         "### Fan-out: an entry's event until it is in every follower's timeline",
         "",
@@ -224,8 +244,13 @@ def report(results: dict) -> str:
         f"| 1 (Kafka and consumer floor) | {fan['one_follower_median_s']} "
         f"({fan['one_follower_seconds']}) | | |"
     )
+    return lines
+
+
+def _ingestion_report(results: dict) -> list[str]:
     ingestion, rollup = results["leaderboard"]["ingestion"], results["analytics"]["rollup"]
-    lines += [
+    intake = results["analytics"]["intake"]
+    return [
         "",
         "### Ingestion, from topic to committed read model",
         "",
@@ -241,22 +266,26 @@ def report(results: dict) -> str:
         f"{intake['rolled_up_after_s']} s after the load) | "
         f"{intake['live_rollup_events_per_s']} | |",
     ]
-    memory = f["memory"]
+
+
+def _memory_report(results: dict) -> list[str]:
+    memory = results["feed"]["memory"]
     rss = results["memory"]
-    lines += [
+    per_member = results["leaderboard"]["ingestion"]["redis_bytes_per_member"]
+    lines = [
         "",
         "### Memory",
         "",
         f"Redis: {memory['bytes_per_item']} bytes per timeline item ({memory['items']} items in "
         f"{memory['timelines']} timelines, {memory['encoding']}); "
-        f"{ingestion['redis_bytes_per_member']} bytes per leaderboard member (all-time boards).",
+        f"{per_member} bytes per leaderboard member (all-time boards).",
         "",
         "| process | RSS idle MiB | RSS peak under load MiB |",
         "|---|---:|---:|",
     ]
     for name, idle in rss["rss_idle_mib"].items():
         lines.append(f"| {name} | {idle} | {rss['rss_peak_mib'].get(name)} |")
-    return "\n".join(lines + _flood_report(results["flood"]) + _check_report(results))
+    return lines
 
 
 def _check_report(results: dict) -> list[str]:

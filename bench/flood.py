@@ -196,24 +196,13 @@ def _percentiles(seconds: list[float]) -> dict:
 def main() -> int:
     """`python -m bench.flood`: this scenario alone, on a mesh of its own (what `make bench`
     runs last, with every other scenario)."""
-    from infra import config, lifecycle
-    from infra.mesh import Mesh
+    from infra import config
+    from infra.mesh import FLOOD, running
 
     settings = config.load()
-    lifecycle.up(settings, lifecycle.servers(settings))
-    mesh = Mesh(settings)
-    base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
-    try:
-        mesh.start_feed()
-        quiet = {"ZENTRY_LOG_LEVEL": "WARNING"}
-        children = [mesh.start_service(s, 0, quiet) for s in ("user", "user", "feed", "feed")]
-        for child in children:
-            mesh.wait_healthy(child)
-        time.sleep(3)  # Envoy picks up every new instance
-        users = {c.name: c.pid for c in children if c.name.startswith("user-")}
-        print(json.dumps(run(settings, base, users, Scale()), indent=1))
-    finally:
-        mesh.stop_all()
+    with running(settings, FLOOD, env={"ZENTRY_LOG_LEVEL": "WARNING"}) as mesh:
+        users = {c.name: c.pid for c in mesh.instances if c.service == "user"}
+        print(json.dumps(run(settings, mesh.gateway_url, users, Scale()), indent=1))
     return 0
 
 

@@ -243,6 +243,7 @@ def _stamp(when: datetime) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from infra import config
+    from infra.mesh import gateway_url
 
     parser = argparse.ArgumentParser(
         prog="python -m bench.populate",
@@ -270,8 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "bulk":
         sent = bulk(population, settings.kafka.bootstrap_servers, args.celebrity_threshold)
     else:
-        base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
-        sent = rest(population, base, args.concurrency)
+        sent = rest(population, gateway_url(settings), args.concurrency)
     seconds = time.monotonic() - started
     what = "events published" if args.mode == "bulk" else "requests sent"
     print(f"populate: {sent} {what} in {seconds:.1f} s ({sent / seconds:.0f}/s)", file=sys.stderr)

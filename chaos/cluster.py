@@ -1,31 +1,26 @@
 """The mesh a chaos run strikes: its processes and servers, and each fault done to them.
 
-Instances are children of this process (infra.mesh), so a run stops exactly
-what it started. Every fault ends with the mesh whole again: a killed or
-stopped instance is replaced by a new one, a stopped server is started, and
-the call returns once the replacement answers.
+Instances are children of this process (infra.mesh, layout CHAOS: two API
+and two consumer instances of each service that consumes), so a run stops
+exactly what it started. Every fault ends with the mesh whole again: a killed
+or stopped instance is replaced by a new one, a stopped server is started,
+and the call returns once the replacement serves (healthy, and routed by
+Envoy if it serves the API).
 """
 
 from __future__ import annotations
 
 import signal
-import socket
 import time
-from dataclasses import dataclass
 
-import httpx
 from redis import Redis
 
 from chaos.network import Network
 from gateway.config import NO_CLIENT_LIMITS
 from infra import lifecycle
 from infra.config import Settings
-from infra.mesh import SERVICES, Child, Mesh
-from infra.processes import wait_until
-from services.kit.healthcheck import check
+from infra.mesh import CHAOS, Child, Mesh
 
-#: Services whose events other services consume run their consumers apart (ZENTRY_ROLE).
-CONSUMING = ("sleep", "feed", "leaderboard", "analytics")
 #: Quick enough to heal within a short run.
 #: Celebrity thresholds low enough that follows promote and demote authors during a run.
 ENV = {
@@ -37,48 +32,27 @@ ENV = {
 }
 
 
-@dataclass
-class Instance:
-    service: str
-    role: str  # "api" or "consumer" (or "all" for a service without consumers)
-    child: Child
-    health_port: int = 0  # a consumer's health-only port
-
-
 class Cluster:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.mesh = Mesh(settings)
         self.network = Network(settings)
-        self.instances: list[Instance] = []
         self.env = dict(ENV)
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.settings.envoy.host}:{self.settings.envoy.gateway_port}"
+        return self.mesh.gateway_url
 
     def start(self) -> None:
-        """Servers, the endpoint feed, and every instance; returns once the gateway routes."""
+        """Servers, Toxiproxy, the endpoint feed and every instance; returns once the
+        gateway serves them all (`Mesh.wait_ready`)."""
         lifecycle.up(self.settings, lifecycle.servers(self.settings))
         self.mesh.start_process("toxiproxy", self.network.command())
         self.network.wait_ready()
         self.env.update(self.network.create())  # every instance goes through the proxies
-        self.mesh.start_feed(NO_CLIENT_LIMITS)  # the load comes from one address
-        for service in SERVICES:
-            roles = ("api", "consumer") if service in CONSUMING else ("all",)
-            for role in roles:
-                for _ in range(2):
-                    self._start(service, role)
-        for instance in list(self.instances):
-            self._wait(instance)
-        wait_until(
-            lambda: httpx.get(
-                f"{self.base_url}/.well-known/jwks.json", timeout=2
-            ).raise_for_status(),
-            what="the gateway routing to the user service",
-            timeout=60,
-            log_file=self.settings.log_file("envoy"),
-        )
+        # The load comes from one address: no per-client limits at the gateway.
+        self.mesh.start(CHAOS, env=self.env, gateway_env=NO_CLIENT_LIMITS)
+        self.mesh.wait_ready()
 
     def stop(self) -> None:
         self.mesh.stop_all()
@@ -87,23 +61,19 @@ class Cluster:
 
     def strike(self, service: str, role: str, sig: signal.Signals) -> str:
         """Signal the first instance of `service` in `role`, wait for it, start another."""
-        victim = next(i for i in self.instances if i.service == service and i.role == role)
-        self.instances.remove(victim)
-        code = self.mesh.stop(victim.child, sig, timeout=20)
-        self._wait(self._start(service, role))
-        return f"{sig.name} {victim.child.name} ({role}), exit {code}; replaced"
+        victim = next(c for c in self.mesh.instances if (c.service, c.role) == (service, role))
+        code = self.mesh.stop(victim, sig, timeout=20)
+        self.mesh.wait_serving([self._start(service, role)])
+        return f"{sig.name} {victim.name} ({role}), exit {code}; replaced"
 
     def strike_every(self, service: str, role: str, sig: signal.Signals) -> str:
         """Signal every instance of `service` in `role` at once (the one relaying the outbox
         among them, likely with a batch published but not yet deleted), then replace them."""
-        victims = [i for i in self.instances if i.service == service and i.role == role]
+        victims = [c for c in self.mesh.instances if (c.service, c.role) == (service, role)]
         for victim in victims:
-            victim.child.process.send_signal(sig)
-        codes = [self.mesh.stop(v.child, sig, timeout=20) for v in victims]
-        for victim in victims:
-            self.instances.remove(victim)
-        for instance in [self._start(service, role) for _ in victims]:
-            self._wait(instance)
+            victim.process.send_signal(sig)
+        codes = [self.mesh.stop(victim, sig, timeout=20) for victim in victims]
+        self.mesh.wait_serving([self._start(service, role) for _ in victims])
         return f"{sig.name} every {service} {role} instance at once, exits {codes}; replaced"
 
     def restart_server(self, name: str) -> str:
@@ -131,38 +101,6 @@ class Cluster:
 
     # -- instances ---------------------------------------------------------------------
 
-    def _start(self, service: str, role: str) -> Instance:
-        env = {**self.env, "ZENTRY_ROLE": role}
-        health_port = 0
-        if role == "consumer":
-            health_port = free_port()
-            child = self.mesh.start_service(service, health_port, env)
-        else:
-            child = self.mesh.start_service(service, 0, env)
-        instance = Instance(service, role, child, health_port)
-        self.instances.append(instance)
-        return instance
-
-    def _wait(self, instance: Instance) -> None:
-        if instance.role != "consumer":
-            self.mesh.wait_healthy(instance.child, timeout=90)
-            return
-
-        def serving() -> None:
-            if check(f"127.0.0.1:{instance.health_port}") != "SERVING":
-                raise RuntimeError(f"{instance.child.name} is not serving yet")
-
-        wait_until(
-            serving,
-            what=f"{instance.child.name} serving its health check",
-            timeout=90,
-            log_file=instance.child.log,
-            exit_code=instance.child.process.poll,
-        )
-
-
-def free_port() -> int:
-    """A port nothing listens on now (for a consumer's health-only server)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    def _start(self, service: str, role: str) -> Child:
+        """One more instance as the layout starts them (a consumer on a free port)."""
+        return self.mesh.start_service(service, 0, self.env, role=role)

@@ -17,8 +17,9 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chaos.cluster import CONSUMING, Cluster
+from chaos.cluster import Cluster
 from chaos.network import TOXICS
+from services.kit.roster import CONSUMING
 
 
 @dataclass(frozen=True)

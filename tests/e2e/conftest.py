@@ -2,9 +2,10 @@
 
 The package starts the infrastructure (as `make infra-up`), the gateway's
 endpoint feed and, as in production (k8s/), two API instances of each service
-and one consumer instance of each service that consumes, on free ports; it
-stops what it started when its last test is done. Thresholds are lowered so
-the tests can reach them.
+and one consumer instance of each service that consumes, on free ports
+(infra.mesh.E2E), and waits until the gateway serves them all; it stops what
+it started when its last test is done. Thresholds are lowered so the tests
+can reach them.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import pytest
 import schemathesis
 
 from gateway.config import NO_CLIENT_LIMITS
-from infra import config, lifecycle
+from infra import config
 from infra.config import Settings
-from infra.mesh import SERVICES, Mesh
+from infra.mesh import CONSUMING, E2E, Child, Mesh, running
 from services.user.tokens import ensure_keypair
-from tests.support import eventually, unique
+from tests.support import unique
 
 TEST_ENV = {
     "ZENTRY_CELEBRITY_THRESHOLD": "3",
@@ -45,8 +46,6 @@ GATEWAY_ENV = {
     name: value for name, value in NO_CLIENT_LIMITS.items() if not name.endswith("_EVENTS")
 }
 PASSWORD = "sleep-well-42"
-#: The services with Kafka consumers; each runs them in one instance of its own.
-CONSUMING = ("sleep", "feed", "leaderboard", "analytics")
 
 
 @pytest.fixture(scope="session")
@@ -92,25 +91,18 @@ def keys(settings: Settings) -> Iterator[SigningKeys]:
 
 @pytest.fixture(scope="package")
 def mesh(settings: Settings, keys: SigningKeys) -> Iterator[Mesh]:
-    lifecycle.up(settings, lifecycle.servers(settings))
-    mesh = Mesh(settings)
-    try:
-        mesh.start_feed(GATEWAY_ENV)
-        children = [
-            mesh.start_service(service, 0, TEST_ENV, role="api" if service in CONSUMING else "all")
-            for service in SERVICES
-            for _ in range(2)
-        ]
-        children += start_consumers(mesh)
-        for child in children:
-            mesh.wait_healthy(child)
+    """The E2E layout, ready: Envoy routes to every API instance and serves the JWKS."""
+    with running(settings, E2E, env=TEST_ENV, gateway_env=GATEWAY_ENV) as mesh:
         yield mesh
-    finally:
-        mesh.stop_all()
 
 
-def start_consumers(mesh: Mesh) -> list:
-    return [mesh.start_service(service, None, TEST_ENV, role="consumer") for service in CONSUMING]
+def start_consumers(mesh: Mesh) -> list[Child]:
+    """The E2E layout's consumer instances, started again (`Mesh.wait_serving` waits)."""
+    return [
+        mesh.start_service(service, None, TEST_ENV, role="consumer")
+        for service in CONSUMING
+        for _ in range(E2E.consumers)
+    ]
 
 
 @contextmanager
@@ -124,31 +116,13 @@ def consumers_stopped(mesh: Mesh) -> Iterator[None]:
     try:
         yield
     finally:
-        for child in start_consumers(mesh):
-            mesh.wait_healthy(child)
+        mesh.wait_serving(start_consumers(mesh))
 
 
 @pytest.fixture(scope="package")
-def gateway(settings: Settings, mesh: Mesh) -> str:
-    """The REST base URL, once Envoy routes to every instance of the session."""
-    base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
-    for service in SERVICES:
-        ports = {
-            c.port
-            for c in mesh.children
-            if c.port and c.role != "consumer" and c.name.startswith(f"{service}-")
-        }
-        eventually(
-            lambda service=service, ports=ports: ports <= routed_ports(settings, service),
-            timeout=30,
-            what=f"Envoy routes to the {service} instances {sorted(ports)}",
-        )
-    eventually(
-        lambda: httpx.get(f"{base}/.well-known/jwks.json").status_code == 200,
-        timeout=30,
-        what="the gateway serves the JWKS",
-    )
-    return base
+def gateway(mesh: Mesh) -> str:
+    """The REST base URL; the mesh fixture has waited until Envoy routes to every instance."""
+    return mesh.gateway_url
 
 
 @pytest.fixture(scope="package")
@@ -171,27 +145,6 @@ def api(gateway: str, api_document) -> Iterator[httpx.Client]:
     hooks = {"response": [conforms]}
     with httpx.Client(base_url=gateway, timeout=20, event_hooks=hooks) as client:
         yield client
-
-
-def routed_ports(settings: Settings, cluster: str = "user") -> set[int]:
-    """Ports of the hosts Envoy has in `cluster` now (its admin /clusters)."""
-    text = httpx.get(f"{settings.envoy.admin_url}/clusters", timeout=5).text
-    return {
-        int(line.split("::")[1].rsplit(":", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(f"{cluster}::") and line.split("::")[2] == "cx_active"
-    }
-
-
-def served_counts(settings: Settings, cluster: str = "user") -> dict[int, int]:
-    """Successful requests Envoy sent to each host of `cluster`, by port."""
-    text = httpx.get(f"{settings.envoy.admin_url}/clusters", timeout=5).text
-    counts = {}
-    for line in text.splitlines():
-        parts = line.split("::")
-        if len(parts) == 4 and parts[0] == cluster and parts[2] == "rq_success":
-            counts[int(parts[1].rsplit(":", 1)[1])] = int(parts[3])
-    return counts
 
 
 @dataclass

@@ -13,7 +13,8 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
 
-from tests.e2e.conftest import PASSWORD, TEST_ENV, routed_ports, served_counts
+from infra.mesh import routed_ports, served_counts
+from tests.e2e.conftest import PASSWORD, TEST_ENV
 from tests.support import eventually
 
 

@@ -17,7 +17,8 @@ import psycopg
 from google.protobuf import timestamp_pb2
 from zentry.sleep.v1 import sleep_service_pb2, sleep_service_pb2_grpc
 
-from tests.e2e.conftest import TEST_ENV, consumers_stopped, routed_ports
+from infra.mesh import routed_ports
+from tests.e2e.conftest import TEST_ENV, consumers_stopped
 from tests.support import eventually
 
 #: Each differs from the one before in zone, and but for the last pair in the night's date.

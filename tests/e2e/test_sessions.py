@@ -11,7 +11,8 @@ import jwt
 import psycopg
 from argon2 import PasswordHasher
 
-from tests.e2e.conftest import PASSWORD, TEST_ENV, routed_ports
+from infra.mesh import routed_ports
+from tests.e2e.conftest import PASSWORD, TEST_ENV
 from tests.e2e.test_users_rest import error_of
 from tests.support import eventually
 

@@ -15,6 +15,7 @@ import pytest
 
 from infra import install
 from infra.errors import InfraError
+from infra.mesh import gateway_url
 from infra.processes import free_port
 from infra.servers.envoy import Envoy
 from services.kit.addresses import EnvoyAddress
@@ -46,7 +47,7 @@ def test_dev_serves_the_api_and_ctrl_c_stops_what_it_started(settings):
         output = "".join(lines)
         assert "Zentry runs." in output, output
         port = _instance_port(output)
-        base = f"http://{settings.envoy.host}:{settings.envoy.gateway_port}"
+        base = gateway_url(settings)
         assert httpx.get(f"{base}/.well-known/jwks.json", timeout=5).status_code == 200
         dev.send_signal(signal.SIGINT)
         assert dev.wait(60) == 0
