@@ -28,8 +28,8 @@ from redis.asyncio import Redis
 from zentry.events.v1 import analytics_events_pb2 as aev
 
 from bench import loadgen
+from bench.bulk_events import wait_consumed
 from bench.limits import raw_consume_rate
-from bench.population import wait_consumed
 from bench.scratch import drain, produce_all, scratch
 from infra.config import Settings
 from services.analytics import app

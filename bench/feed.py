@@ -31,7 +31,7 @@ import httpx
 from redis.asyncio import Redis
 
 from bench import loadgen
-from bench.population import Publisher, wait_consumed
+from bench.bulk_events import BulkPublisher, wait_consumed
 from infra.config import Settings
 from services.feed import app
 from services.feed.config import FeedSettings
@@ -82,7 +82,7 @@ def fanout_sizes(factor: float) -> tuple[int, ...]:
 
 def run(settings: Settings, base_url: str, env: dict[str, str], scale: Scale):
     """The figures, and the readers (their tokens in a file) for the benchmarks after it."""
-    publisher = Publisher(settings.kafka.bootstrap_servers)
+    publisher = BulkPublisher(settings.kafka.bootstrap_servers)
     results: dict = {
         "scale": {k: list(v) if isinstance(v, tuple) else v for k, v in scale.__dict__.items()}
     }
@@ -95,7 +95,7 @@ def run(settings: Settings, base_url: str, env: dict[str, str], scale: Scale):
     return results, tokens_file, readers
 
 
-def _populate(settings, base_url, publisher: Publisher, scale: Scale, results: dict):
+def _populate(settings, base_url, publisher: BulkPublisher, scale: Scale, results: dict):
     count = scale.readers + len(scale.celebrity_curve)
     print(f"bench feed: registering {count} readers through the gateway", flush=True)
     everyone, all_tokens = _register_readers(base_url, count, publisher)
@@ -144,7 +144,7 @@ def _populate(settings, base_url, publisher: Publisher, scale: Scale, results: d
     return tokens_file, readers, curve
 
 
-def _register_readers(base_url: str, count: int, publisher: Publisher):
+def _register_readers(base_url: str, count: int, publisher: BulkPublisher):
     readers, tokens = [], []
     suffix = uuid.uuid4().hex[:8]  # new accounts each run; the rest of the population repeats
     with httpx.Client(base_url=base_url, timeout=30) as client:
@@ -203,7 +203,7 @@ def _celebrity_curve(settings: Settings, base_url: str, curve, scale: Scale) -> 
     return rows
 
 
-async def _fan_out(settings: Settings, feed: FeedSettings, publisher: Publisher, scale: Scale):
+async def _fan_out(settings: Settings, feed: FeedSettings, publisher: BulkPublisher, scale: Scale):
     """Entry-to-every-timeline time for authors with each number of active followers, and one."""
     sizes = sorted(scale.fanout_sizes)
     authors = {size: publisher.user(f"fanout_author_{size}") for size in sizes}
@@ -261,7 +261,7 @@ async def _fan_out(settings: Settings, feed: FeedSettings, publisher: Publisher,
     }
 
 
-async def _time_to_all(publisher: Publisher, holding, author: str, keys: list[str]) -> float:
+async def _time_to_all(publisher: BulkPublisher, holding, author: str, keys: list[str]) -> float:
     started = time.monotonic()
     entry_id = publisher.night(author, days_ago=0, fresh=True)
     publisher.flush()

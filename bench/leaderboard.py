@@ -29,8 +29,8 @@ from redis.asyncio import Redis
 from zentry.events.v1 import sleep_events_pb2 as sev
 
 from bench import loadgen
+from bench.bulk_events import BulkPublisher, wait_consumed
 from bench.limits import raw_consume_rate
-from bench.population import Publisher, wait_consumed
 from bench.scratch import drain, produce_all, scratch
 from infra.config import Settings
 from services.kit.batch_consumer import BatchConsumerRunner
@@ -146,7 +146,7 @@ def _state(user: str, day: date, seconds: int) -> sev.SleepEntryState:
 
 
 def _queries(settings: Settings, base: str, tokens: Path, readers: list[str], scale: Scale):
-    publisher = Publisher(settings.kafka.bootstrap_servers)
+    publisher = BulkPublisher(settings.kafka.bootstrap_servers)
     for reader in readers:  # the readers sleep too, so that they are on the boards
         for day in range(1, 6):
             publisher.night(reader, day, fresh=True)

@@ -1,4 +1,4 @@
-"""The Go load generator (bench/loadgen): built on first use, run with bounds, JSON back."""
+"""The Go load generator (bench/loadgen-go): built on first use, run with bounds, JSON back."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from infra.config import Settings
 
-SOURCE = Path(__file__).parent / "loadgen"
+SOURCE = Path(__file__).parent / "loadgen-go"
 
 
 def binary(settings: Settings) -> Path:
@@ -44,7 +44,7 @@ def run(
     rate: float = 0,
 ) -> dict:
     """Sends to `url` (or calls `grpc` = (host:port, method)) at `concurrency` for `seconds`,
-    at most `max_requests`; the tool's JSON. `body` is a template (bench/loadgen/main.go);
+    at most `max_requests`; the tool's JSON. `body` is a template (bench/loadgen-go/main.go);
     `sources` are local addresses the workers send from, in turn; `rate` caps requests a
     second."""
     argv = [

@@ -133,9 +133,9 @@ class Progress:
 
 def bulk(population: Population, bootstrap: str, threshold: int) -> int:
     """Publish the population as the services' own events; how many."""
-    from bench.population import Publisher
+    from bench.bulk_events import BulkPublisher
 
-    publisher = Publisher(bootstrap, seed=population.seed)
+    publisher = BulkPublisher(bootstrap, seed=population.seed)
     rng = random.Random(population.seed + 1)
     people = population.people
     progress = Progress("users", len(people))

@@ -36,7 +36,7 @@ def _ts(when: datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-class Publisher:
+class BulkPublisher:
     """Produces envelopes as the services' outbox relays do; counts what it sent."""
 
     def __init__(self, bootstrap: str, seed: int = 7):
