@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from google.protobuf.message import Message
+
 from services.kit.errors import InvalidArgument
+
+
+def present(message: Message) -> set[str]:
+    """The fields `message` sets (what a PATCH without a mask changes)."""
+    return {field.name for field, _ in message.ListFields()}
 
 
 def fields_to_change(

@@ -6,7 +6,7 @@ from google.protobuf import empty_pb2
 from zentry.sleep.v1 import sleep_entry_pb2, sleep_service_pb2_grpc
 from zentry.sleep.v1 import sleep_service_pb2 as pb
 
-from services.kit import paging
+from services.kit import masks, paging
 from services.kit.auth import current_caller
 from services.kit.wellknown import instant
 from services.sleep import domain
@@ -42,8 +42,7 @@ class SleepServicer(sleep_service_pb2_grpc.SleepServiceServicer):
         self, request: pb.UpdateSleepEntryRequest, context
     ) -> sleep_entry_pb2.SleepEntry:
         given = request.sleep_entry
-        present = {f.name for f, _ in given.ListFields()}
-        paths = domain.check_update_mask(list(request.update_mask.paths), present)
+        paths = domain.check_update_mask(list(request.update_mask.paths), masks.present(given))
         changes = {
             "start_time": instant(given, "start_time"),
             "end_time": instant(given, "end_time"),

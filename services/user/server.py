@@ -10,7 +10,7 @@ from google.protobuf import duration_pb2, empty_pb2
 from zentry.user.v1 import user_pb2, user_service_pb2_grpc
 from zentry.user.v1 import user_service_pb2 as pb
 
-from services.kit import paging
+from services.kit import masks, paging
 from services.kit.auth import current_caller
 from services.kit.clients import client_of
 from services.kit.wellknown import timestamp
@@ -75,8 +75,7 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
     async def UpdateUser(self, request: pb.UpdateUserRequest, context) -> user_pb2.User:
         caller = current_caller()
         given = request.user
-        present = {f.name for f, _ in given.ListFields()}
-        paths = domain.check_update_mask(list(request.update_mask.paths), present)
+        paths = domain.check_update_mask(list(request.update_mask.paths), masks.present(given))
         changes = {
             "display_name": given.display_name,
             "bio": given.bio,
