@@ -188,31 +188,27 @@ def _install_consul(settings: Settings) -> str:
     on_path = shutil.which("consul")
     if on_path:
         return f"using consul from PATH ({on_path})"
-    version = go_module_version("consul", "github.com/hashicorp/consul")
-    return _go_build(settings, "consul", "github.com/hashicorp/consul", version)
+    return _go_build(settings, "consul", "github.com/hashicorp/consul")
 
 
 def _install_grpcurl(settings: Settings) -> str:
-    version = go_module_version("grpcurl", "github.com/fullstorydev/grpcurl")
-    return _go_build(settings, "grpcurl", "github.com/fullstorydev/grpcurl/cmd/grpcurl", version)
+    return _go_build(settings, "grpcurl", "github.com/fullstorydev/grpcurl", "cmd/grpcurl")
 
 
 def _install_protoc_gen_openapi(settings: Settings) -> str:
     """The protoc plugin `make protos` writes the OpenAPI document with (protos/openapi.py)."""
-    version = go_module_version("protoc-gen-openapi", "github.com/google/gnostic")
-    package = "github.com/google/gnostic/cmd/protoc-gen-openapi"
-    return _go_build(settings, "protoc-gen-openapi", package, version)
+    return _go_build(
+        settings, "protoc-gen-openapi", "github.com/google/gnostic", "cmd/protoc-gen-openapi"
+    )
 
 
 def _install_kustomize(settings: Settings) -> str:
-    version = go_module_version("kustomize", "sigs.k8s.io/kustomize/kustomize/v5")
-    return _go_build(settings, "kustomize", "sigs.k8s.io/kustomize/kustomize/v5", version)
+    return _go_build(settings, "kustomize", "sigs.k8s.io/kustomize/kustomize/v5")
 
 
 def _install_toxiproxy(settings: Settings) -> str:
     """The TCP proxy `make chaos` injects network faults with (its server only)."""
-    version = go_module_version("toxiproxy", "github.com/Shopify/toxiproxy/v2")
-    return _go_build(settings, "toxiproxy", "github.com/Shopify/toxiproxy/v2/cmd/server", version)
+    return _go_build(settings, "toxiproxy", "github.com/Shopify/toxiproxy/v2", "cmd/server")
 
 
 def _check_envoy(settings: Settings) -> str:
@@ -280,8 +276,11 @@ def _link(link: Path, target: Path) -> Path:
     return link
 
 
-def _go_build(settings: Settings, tool: str, package: str, version: str) -> str:
-    """Build a Go main package at the version pinned in infra/toolchain/<tool>/go.mod."""
+def _go_build(settings: Settings, tool: str, module: str, command: str = "") -> str:
+    """Build `module`'s main package (or the one at its path `command`) at the version
+    infra/toolchain/<tool>/go.mod pins."""
+    version = go_module_version(tool, module)
+    package = f"{module}/{command}" if command else module
     output = settings.tools_dir / tool / version / tool
     link = settings.tools_dir / "bin" / tool
     if not output.exists():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from google.protobuf import timestamp_pb2
 from zentry.analytics.v1 import product_analytics_service_pb2 as pb
@@ -22,10 +23,8 @@ from services.analytics.product.uniques import Uniques
 from services.analytics.stats.reading import SleepStatsReader
 from services.kit.auth import Caller
 from services.kit.profiles import OwnProfiles
-from tests import event_world
 from tests.event_world import RUNNER_OPTIONS, EventWorld
 
-TEST_REDIS_DB = 11
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
 
 
@@ -44,6 +43,17 @@ def analytics_settings(**overrides) -> AnalyticsSettings:
 class AnalyticsWorld(EventWorld):
     client_topic: str = ""
     settings: AnalyticsSettings = None  # type: ignore[assignment]
+    migrations: Path = app.MIGRATIONS
+    topic_prefix = "an"
+    redis_db = 11
+    service_settings = staticmethod(analytics_settings)
+
+    @classmethod
+    def open(cls, settings, dsn: str, new_topic, url: str | None = None, **overrides):
+        """EventWorld.open, and a client-events topic of its own."""
+        world = super().open(settings, dsn, new_topic, url, **overrides)
+        world.client_topic = new_topic("an-clients", dead_letters=True)
+        return world
 
     def assemble(self) -> None:
         self.published[self.client_topic] = 0
@@ -54,16 +64,21 @@ class AnalyticsWorld(EventWorld):
         self.intake = Intake(Salts(self.db), self.publisher, self.settings.limits)
         self.suffix = f".{self.client_topic}"
 
+    def consumer_names(self) -> dict[str, object]:
+        return {
+            "sleep_topic": self.sleep_topic,
+            "user_topic": self.user_topic,
+            "group_suffix": self.suffix,
+        }
+
     def make_runners(self):
         nights, sleepers, rollups = app.consumers(
             self.settings,
             self.db,
             self.redis,
             self.bootstrap,
-            sleep_topic=self.sleep_topic,
-            user_topic=self.user_topic,
             client_topic=self.client_topic,
-            group_suffix=self.suffix,
+            **self.consumer_names(),
             **RUNNER_OPTIONS,
         )
         return [
@@ -98,21 +113,3 @@ def client_event(
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(when)
     return pb.ClientEvent(event_id=event_id, name=name, event_time=stamp, **fields)
-
-
-async def open_world(settings, dsn: str, new_topic, url: str | None = None, **overrides):
-    """A started AnalyticsWorld on the suite's servers, with topics of its own."""
-    return await AnalyticsWorld(
-        dsn,
-        url or redis_url(settings),
-        settings.kafka.bootstrap_servers,
-        new_topic("an-users", dead_letters=True),
-        new_topic("an-sleep", dead_letters=True),
-        app.MIGRATIONS,
-        new_topic("an-clients", dead_letters=True),
-        analytics_settings(**overrides),
-    ).start()
-
-
-def redis_url(settings) -> str:
-    return event_world.redis_url(settings, TEST_REDIS_DB)

@@ -3,10 +3,12 @@
 Each world has a database of its own (migrated like the service's), topics of
 its own (so its consumer groups read only its events, from the start), its
 own consumer groups, and a Redis database index the rest of the suite leaves
-alone. Events are published as the user and sleep services publish them:
-EventEnvelopes keyed by user id. `settled()` waits until the consumers have
-handled everything published so far. Subclasses (tests/feed_world.py,
-tests/leaderboard_world.py) add the service's own parts.
+alone, emptied as the world starts. Events are published as the user and
+sleep services publish them: EventEnvelopes keyed by user id. `settled()`
+waits until the consumers have handled everything published so far.
+Subclasses (tests/feed_world.py, tests/leaderboard_world.py,
+tests/analytics_world.py) add the service's own parts, its `settings` and
+the names of its consumer groups.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar, Self
 
+import pytest
 from confluent_kafka import Producer
 from google.protobuf import duration_pb2, timestamp_pb2
 from redis.asyncio import Redis
@@ -28,6 +33,7 @@ from zentry.events.v1 import user_events_pb2 as uev
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database, migrate
 from services.kit.events import envelope
+from services.kit.replay import ReplayReport, ServiceReplay
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 #: Quick retries and rebalances for test consumers.
@@ -89,9 +95,33 @@ class EventWorld:
     sleep_topic: str
 
     migrations: Path = Path()
+    settings: object = None
+
+    #: What each kind of world declares: its topics' prefix, the database of the
+    #: suite's Redis it keeps to, and its service's settings (`overrides` change them).
+    topic_prefix: ClassVar[str]
+    redis_db: ClassVar[int]
+    service_settings: ClassVar[Callable[..., object]]
+
+    @classmethod
+    def open(cls, settings, dsn: str, new_topic, url: str | None = None, **overrides) -> Self:
+        """A world on the suite's servers, with topics of its own (`new_topic`), and on its
+        Redis database unless `url` names another Redis.
+
+        `async with` starts it, and closes it after the block.
+        """
+        return cls(
+            dsn,
+            url or settings.redis.url(cls.redis_db),
+            settings.kafka.bootstrap_servers,
+            new_topic(f"{cls.topic_prefix}-users", dead_letters=True),
+            new_topic(f"{cls.topic_prefix}-sleep", dead_letters=True),
+            settings=cls.service_settings(**overrides),
+        )
 
     async def start(self):
         await asyncio.to_thread(migrate, self.dsn, self.migrations)
+        await flush(self.redis_url)
         self.db = Database(self.dsn)
         self.redis = Redis.from_url(self.redis_url, socket_timeout=1.0, socket_connect_timeout=0.5)
         self.producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 0})
@@ -100,6 +130,12 @@ class EventWorld:
         self.start_consumers()
         return self
 
+    async def __aenter__(self):
+        return await self.start()
+
+    async def __aexit__(self, *_exception) -> None:
+        await self.close()
+
     def assemble(self) -> None:
         """Build the service's parts over self.db and self.redis."""
         raise NotImplementedError
@@ -107,6 +143,26 @@ class EventWorld:
     def make_runners(self) -> list[tuple[ConsumerRunner, str]]:
         """Fresh consumer runners, each with the topic it reads."""
         raise NotImplementedError
+
+    def consumer_names(self) -> dict[str, object]:
+        """The world's topics and consumer groups (`groups`), as the service's projector
+        takes them, and so its consumers and its replay."""
+        return {
+            "user_topic": self.user_topic,
+            "sleep_topic": self.sleep_topic,
+            "groups": self.groups,
+        }
+
+    async def replay(self, service_replay: ServiceReplay) -> ReplayReport:
+        """The service's replay over the world's database, Redis and topics, as `python -m
+        services.<name>.replay` runs it; it refuses while the world's consumers run."""
+        return await service_replay(
+            self.settings,
+            dsn=self.dsn,
+            redis_url=self.redis_url,
+            bootstrap=self.bootstrap,
+            **self.consumer_names(),
+        )
 
     def start_consumers(self) -> None:
         self.counted_from = dict.fromkeys(self.published, 0)
@@ -224,6 +280,16 @@ class EventWorld:
 
 def redis_url(settings, db: int) -> str:
     return settings.redis.url(db)
+
+
+def world_fixture(kind: type[EventWorld], name: str = "world"):
+    """A pytest fixture named `name`: a world of `kind` started for the test, closed after."""
+
+    async def started(settings, blank_database, new_topic):
+        async with kind.open(settings, blank_database, new_topic) as world:
+            yield world
+
+    return pytest.fixture(started, name=name)
 
 
 async def flush(url: str) -> None:

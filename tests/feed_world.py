@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 
 from services.feed import app
 from services.feed.config import FeedSettings
@@ -11,10 +12,7 @@ from services.feed.domain import Key
 from services.feed.reading import FeedPage
 from services.feed.timelines import SENTINEL, timeline_key
 from services.kit.consumer import ConsumerRunner
-from tests import event_world
 from tests.event_world import RUNNER_OPTIONS, EventWorld
-
-TEST_REDIS_DB = 13
 
 
 def feed_settings(**overrides) -> FeedSettings:
@@ -32,15 +30,17 @@ def feed_settings(**overrides) -> FeedSettings:
 @dataclass
 class FeedWorld(EventWorld):
     settings: FeedSettings = None  # type: ignore[assignment]
+    migrations: Path = app.MIGRATIONS
+    topic_prefix = "feed"
+    redis_db = 13
+    service_settings = staticmethod(feed_settings)
 
     def assemble(self) -> None:
         self.timelines, self.projector, self.reader = app.parts(self.settings, self.db, self.redis)
         self.groups = (f"{self.user_topic}.graph", f"{self.sleep_topic}.entries")
 
     def make_runners(self):
-        graph, entries = self.projector.subscriptions(
-            self.user_topic, self.sleep_topic, self.groups
-        )
+        graph, entries = self.projector.subscriptions(**self.consumer_names())
         return [
             (ConsumerRunner(self.db, self.bootstrap, graph, **RUNNER_OPTIONS), self.user_topic),
             (ConsumerRunner(self.db, self.bootstrap, entries, **RUNNER_OPTIONS), self.sleep_topic),
@@ -84,20 +84,3 @@ class FeedWorld(EventWorld):
             return None
         members = await self.redis.zrevrange(key, 0, -1)
         return [m.decode() for m in members if m.decode() != SENTINEL]
-
-
-async def open_world(settings, dsn: str, new_topic, url: str | None = None, **overrides):
-    """A started FeedWorld on the suite's servers, with topics of its own (`new_topic`)."""
-    return await FeedWorld(
-        dsn,
-        url or redis_url(settings),
-        settings.kafka.bootstrap_servers,
-        new_topic("feed-users", dead_letters=True),
-        new_topic("feed-sleep", dead_letters=True),
-        app.MIGRATIONS,
-        feed_settings(**overrides),
-    ).start()
-
-
-def redis_url(settings) -> str:
-    return event_world.redis_url(settings, TEST_REDIS_DB)

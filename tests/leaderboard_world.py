@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 from zentry.events.v1 import sleep_events_pb2 as sev
 
@@ -13,10 +14,7 @@ from services.kit.profiles import OwnProfiles
 from services.leaderboard import app
 from services.leaderboard.config import LeaderboardSettings
 from services.leaderboard.domain import parse_min_nights
-from tests import event_world
 from tests.event_world import NOW, RUNNER_OPTIONS, EventWorld
-
-TEST_REDIS_DB = 12
 
 
 def leaderboard_settings(**overrides) -> LeaderboardSettings:
@@ -34,6 +32,10 @@ def leaderboard_settings(**overrides) -> LeaderboardSettings:
 @dataclass
 class LeaderboardWorld(EventWorld):
     settings: LeaderboardSettings = None  # type: ignore[assignment]
+    migrations: Path = app.MIGRATIONS
+    topic_prefix = "lb"
+    redis_db = 12
+    service_settings = staticmethod(leaderboard_settings)
 
     def assemble(self) -> None:
         self.boards, self.projector = app.parts(self.settings, self.db, self.redis)
@@ -42,9 +44,7 @@ class LeaderboardWorld(EventWorld):
         self.groups = (f"{self.sleep_topic}.scores", f"{self.user_topic}.directory")
 
     def make_runners(self):
-        scores, directory = self.projector.subscriptions(
-            self.user_topic, self.sleep_topic, self.groups
-        )
+        scores, directory = self.projector.subscriptions(**self.consumer_names())
 
         def runner(subscription):
             return BatchConsumerRunner(
@@ -83,20 +83,3 @@ class LeaderboardWorld(EventWorld):
             caller, metric, window, kw.get("day", ""), kw.get("scope", "global")
         )
         return await self.reader.around(caller, query, radius)
-
-
-async def open_world(settings, dsn: str, new_topic, url: str | None = None, **overrides):
-    """A started LeaderboardWorld on the suite's servers, with topics of its own."""
-    return await LeaderboardWorld(
-        dsn,
-        url or redis_url(settings),
-        settings.kafka.bootstrap_servers,
-        new_topic("lb-users", dead_letters=True),
-        new_topic("lb-sleep", dead_letters=True),
-        app.MIGRATIONS,
-        leaderboard_settings(**overrides),
-    ).start()
-
-
-def redis_url(settings) -> str:
-    return event_world.redis_url(settings, TEST_REDIS_DB)

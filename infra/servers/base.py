@@ -53,8 +53,9 @@ class Server(ABC):
         return self.settings.run_dir / self.name
 
     @property
-    @abstractmethod
-    def host(self) -> str: ...
+    def host(self) -> str:
+        """Where it answers: the host of the settings section named like it (`settings.redis`)."""
+        return getattr(self.settings, self.name).host
 
     @abstractmethod
     def ports(self) -> list[Port]:

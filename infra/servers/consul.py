@@ -16,10 +16,6 @@ class Consul(Server):
     name = "consul"
     title = "Consul"
 
-    @property
-    def host(self) -> str:
-        return self.settings.consul.host
-
     def ports(self) -> list[Port]:
         consul = self.settings.consul
         return [

@@ -24,10 +24,6 @@ class Envoy(Server):
     title = "Envoy"
 
     @property
-    def host(self) -> str:
-        return self.settings.envoy.host
-
-    @property
     def gateway(self) -> GatewaySettings:
         settings = self.settings
         return GatewaySettings.load(

@@ -38,10 +38,6 @@ class Kafka(Server):
     title = "Kafka"
     stop_timeout = 90.0
 
-    @property
-    def host(self) -> str:
-        return self.settings.kafka.host
-
     def ports(self) -> list[Port]:
         kafka = self.settings.kafka
         return [

@@ -34,10 +34,6 @@ class Postgres(Server):
     title = "PostgreSQL"
     stop_signal = signal.SIGINT  # "fast" shutdown: roll back open transactions, then exit cleanly
 
-    @property
-    def host(self) -> str:
-        return self.settings.postgres.host
-
     def ports(self) -> list[Port]:
         return [Port("ZENTRY_POSTGRES_PORT", self.settings.postgres.port)]
 

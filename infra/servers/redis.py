@@ -17,10 +17,6 @@ class Redis(Server):
     name = "redis"
     title = "Redis"
 
-    @property
-    def host(self) -> str:
-        return self.settings.redis.host
-
     def ports(self) -> list[Port]:
         return [Port("ZENTRY_REDIS_PORT", self.settings.redis.port)]
 

@@ -13,53 +13,29 @@ from __future__ import annotations
 
 import sys
 
+from redis.asyncio import Redis
+
 from services.analytics import app
 from services.analytics.config import AnalyticsSettings
-from services.analytics.stats import projector
-from services.analytics.stats.projector import Projector
 from services.kit import replay as kit_replay
-from services.kit.batch_consumer import BatchConsumerRunner
-from services.kit.events import SLEEP_EVENTS, USER_EVENTS
-from services.kit.replay import ReplayReport
+from services.kit.db import Database
 
 
-async def replay(
-    settings: AnalyticsSettings,
-    *,
-    dsn: str,
-    redis_url: str,
-    bootstrap: str,
-    sleep_topic: str = SLEEP_EVENTS,
-    user_topic: str = USER_EVENTS,
-    group_suffix: str = "",
-    progress=lambda _line: None,
-) -> ReplayReport:
-    groups = (
-        projector.NIGHTS_GROUP + group_suffix,
-        projector.SLEEPERS_GROUP + group_suffix,
-    )
-    async with kit_replay.stores(dsn, redis_url, app.MIGRATIONS) as (db, redis):
-        return await kit_replay.replay(
-            bootstrap,
-            {groups[0]: sleep_topic, groups[1]: user_topic},
-            wipe=lambda: kit_replay.empty(db, redis, ["entries", "nights", "sleepers"], None),
-            runners=lambda: [
-                BatchConsumerRunner(db, bootstrap, subscription, max_batch=settings.batch_size)
-                for subscription in Projector().subscriptions(sleep_topic, user_topic, groups)
-            ],
-            progress=progress,
-        )
+def read_models(
+    settings: AnalyticsSettings, db: Database, redis: Redis, bootstrap: str, **names
+) -> kit_replay.ReadModels:
+    nights, sleepers, _rollups = app.consumers(settings, db, redis, bootstrap, **names)
+    return kit_replay.ReadModels([nights, sleepers], ["entries", "nights", "sleepers"])
 
 
-def main() -> int:
-    return kit_replay.main(
-        "python -m services.analytics.replay",
-        __doc__,
-        AnalyticsSettings.load,
-        replay,
-        "statistics answer from the rebuilt nights at once",
-    )
-
+replay = kit_replay.ServiceReplay(
+    "analytics",
+    __doc__,
+    AnalyticsSettings.load,
+    app.MIGRATIONS,
+    read_models,
+    afterwards="statistics answer from the rebuilt nights at once",
+)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(replay.main())

@@ -41,6 +41,14 @@ def parts(settings: FeedSettings, db: Database, redis: Redis):
     return timelines, projector, reader
 
 
+def consumers(db: Database, projector: Projector, bootstrap: str, **names) -> list[ConsumerRunner]:
+    """The graph's and the entries' runners (replay and tests name the topics and groups)."""
+    return [
+        ConsumerRunner(db, bootstrap, subscription)
+        for subscription in projector.subscriptions(**names)
+    ]
+
+
 def assemble(settings: FeedSettings) -> Assembly:
     """Build the clients and the servicer; must run inside the event loop."""
     service = settings.service
@@ -53,10 +61,7 @@ def assemble(settings: FeedSettings) -> Assembly:
         add_servicers=lambda server: feed_service_pb2_grpc.add_FeedServiceServicer_to_server(
             servicer, server
         ),
-        consumers=[
-            ConsumerRunner(db, service.kafka_bootstrap, subscription)
-            for subscription in projector.subscriptions()
-        ],
+        consumers=consumers(db, projector, service.kafka_bootstrap),
         closers=[redis.aclose, db.dispose],
         migrations_dir=MIGRATIONS,
     )

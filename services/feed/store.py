@@ -51,7 +51,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.feed.domain import Key
-from services.kit.db import lock_keys
+from services.kit.db import delete_if_present, insert_if_absent, lock_keys
 
 metadata = MetaData()
 _uuid = UUID(as_uuid=False)
@@ -196,23 +196,16 @@ async def find_authors(session: AsyncSession, ids: Iterable[str]) -> dict[str, A
 
 async def add_follow(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
     """Returns whether the follow is new."""
-    result = await session.execute(
-        pg_insert(follows)
-        .values(follower_id=follower_id, followee_id=followee_id)
-        .on_conflict_do_nothing()
-        .returning(follows.c.follower_id)
+    return await insert_if_absent(
+        session, follows, follower_id=follower_id, followee_id=followee_id
     )
-    return result.first() is not None
 
 
 async def remove_follow(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
     """Returns whether there was a follow to remove."""
-    result = await session.execute(
-        delete(follows)
-        .where(follows.c.follower_id == follower_id, follows.c.followee_id == followee_id)
-        .returning(follows.c.follower_id)
+    return await delete_if_present(
+        session, follows, follower_id=follower_id, followee_id=followee_id
     )
-    return result.first() is not None
 
 
 async def followees(

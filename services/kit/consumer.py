@@ -129,6 +129,15 @@ class ConsumerRunner:
         # or of no interest), parked; and failed attempts (each outage retry counts).
         self.applied = self.skipped = self.dead_lettered = self.retried = 0
 
+    @property
+    def group(self) -> str:
+        """The consumer group it commits for."""
+        return self._sub.group
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self._sub.topics
+
     def stop(self) -> None:
         """Ask `run` to return after the message in hand; does not block."""
         self._stopping.set()

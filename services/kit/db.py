@@ -14,7 +14,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import Table, delete, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 MIGRATION_LOCK = 7_201_900  # any constant; the same in every service's database
@@ -56,6 +57,27 @@ async def lock_keys(
             text(f"SELECT {fn}(:space, hashtext(k)) FROM unnest(CAST(:ids AS text[])) AS k"),
             {"space": space, "ids": ids},
         )
+
+
+async def insert_if_absent(session: AsyncSession, table: Table, **values) -> bool:
+    """Insert the row unless its key (or another unique column) is taken; True if it is new."""
+    inserted = await session.execute(
+        pg_insert(table)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(*table.primary_key.columns)
+    )
+    return inserted.first() is not None
+
+
+async def delete_if_present(session: AsyncSession, table: Table, **key) -> bool:
+    """Delete the rows whose columns equal `key`; True if there was one."""
+    deleted = await session.execute(
+        delete(table)
+        .where(*(table.c[column] == value for column, value in key.items()))
+        .returning(*table.primary_key.columns)
+    )
+    return deleted.first() is not None
 
 
 def migrate(dsn: str, migrations_dir: Path, revision: str = "head") -> None:

@@ -15,6 +15,10 @@ away and apply everything again (`python -m services.<name>.replay`):
 5. run the service's consumer runners until their committed offsets reach the
    ends noted in 2, then stop them. The live consumers, started again,
    continue from there.
+
+A service declares its replay as a `ServiceReplay`: the read models it empties
+and the runners that fill them again (`ReadModels`); the kit does the rest,
+its command line included.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -49,6 +53,99 @@ class ReplayRefused(Exception):
 class ReplayReport:
     events: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class ReadModels:
+    """What a service's replay empties, and the consumer runners that fill it again.
+
+    Each runner's group starts over from the first event of the one topic it reads.
+    """
+
+    runners: list[ConsumerRunner]
+    tables: list[str]
+    #: The Redis keys to delete (a SCAN pattern), if the read models keep any there.
+    keys: str | None = None
+    #: Whether the runners note what they applied in processed_events (ConsumerRunner
+    #: does, BatchConsumerRunner does not); a replay forgets it, or would skip it all.
+    forget_processed: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceReplay(Generic[S]):
+    """A service's replay: `await it(settings, dsn=, redis_url=, bootstrap=, **names)`.
+
+    `read_models(settings, db, redis, bootstrap, **names)` builds the service's
+    `ReadModels` over the replay's clients; `names` are passed on from the call
+    (tests name topics and groups of their own). `main()` is
+    `python -m services.<service>.replay`, whose help is `doc`.
+    """
+
+    service: str
+    doc: str
+    load_settings: Callable[[], S]
+    migrations: Path
+    read_models: Callable[..., ReadModels]
+    #: What the report adds: when what the replay leaves out comes back.
+    afterwards: str
+
+    async def __call__(
+        self,
+        settings: S,
+        *,
+        dsn: str,
+        redis_url: str,
+        bootstrap: str,
+        progress: Callable[[str], None] = lambda _line: None,
+        **names: Any,
+    ) -> ReplayReport:
+        """Raises ReplayRefused while one of the service's consumers runs; see the module."""
+        async with stores(dsn, redis_url, self.migrations) as (db, redis):
+            models = self.read_models(settings, db, redis, bootstrap, **names)
+            topics = {}
+            for runner in models.runners:
+                (topics[runner.group],) = runner.topics  # a group replays one topic, no more
+            forgotten = list(topics) if models.forget_processed else []
+            return await replay(
+                bootstrap,
+                topics,
+                wipe=lambda: empty(db, redis, models.tables, models.keys, forgotten),
+                runners=lambda: models.runners,
+                progress=progress,
+            )
+
+    def main(self) -> int:
+        """The command: settings, the replay, a report; exits 1 when refused, 2 misconfigured."""
+        argparse.ArgumentParser(
+            prog=f"python -m services.{self.service}.replay",
+            description=self.doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        ).parse_args()
+        try:
+            settings = self.load_settings()
+        except ConfigError as error:
+            print(f"configuration error: {error}", file=sys.stderr)
+            return 2
+        service = settings.service
+        try:
+            report = asyncio.run(
+                self(
+                    settings,
+                    dsn=service.postgres_dsn,
+                    redis_url=service.redis_url,
+                    bootstrap=service.kafka_bootstrap,
+                    progress=lambda line: print(f"replay: {line}", flush=True),
+                )
+            )
+        except ReplayRefused as error:
+            print(f"replay refused: {error}", file=sys.stderr)
+            return 1
+        rate = report.events / report.seconds if report.seconds else 0.0
+        print(
+            f"replay: {report.events} events applied in {report.seconds:.1f} s "
+            f"({rate:.0f} events/s); {self.afterwards}"
+        )
+        return 0
 
 
 async def replay(
@@ -123,44 +220,6 @@ async def stores(
     finally:
         await redis.aclose()
         await db.dispose()
-
-
-def main(
-    prog: str, doc: str, load_settings: Callable[[], S], service_replay, afterwards: str
-) -> int:
-    """A service's replay command: settings, the replay, a report; exit 1 when refused.
-
-    `service_replay(settings, dsn=, redis_url=, bootstrap=, progress=)` is the
-    service's own `replay` function.
-    """
-    argparse.ArgumentParser(
-        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    ).parse_args()
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
-    service = settings.service
-    try:
-        report = asyncio.run(
-            service_replay(
-                settings,
-                dsn=service.postgres_dsn,
-                redis_url=service.redis_url,
-                bootstrap=service.kafka_bootstrap,
-                progress=lambda line: print(f"replay: {line}", flush=True),
-            )
-        )
-    except ReplayRefused as error:
-        print(f"replay refused: {error}", file=sys.stderr)
-        return 1
-    rate = report.events / report.seconds if report.seconds else 0.0
-    print(
-        f"replay: {report.events} events applied in {report.seconds:.1f} s ({rate:.0f} events/s); "
-        + afterwards
-    )
-    return 0
 
 
 def _handled(runners: list[ConsumerRunner]) -> int:

@@ -115,29 +115,37 @@ class LeaderboardReader:
     # -- global scope --------------------------------------------------------------
 
     async def _global_page(self, query: Query, cursor, size: int) -> Slice:
-        async def from_redis():
-            return await self._boards.page(query.metric, query.window.id, cursor, size)
+        def below_cursor(rows: list[Row]) -> Slice:
+            below = [r for r in rows if cursor is None or (r.score, r.user_id) < cursor]
+            return Slice(len(rows) - len(below) + 1, below[: size + 1])
 
-        part = await self._from_redis(query, from_redis)
-        if part is not None:
-            return part
-        rows = await self._ranked_from_db(query)
-        below = [r for r in rows if cursor is None or (r.score, r.user_id) < cursor]
-        return Slice(len(rows) - len(below) + 1, below[: size + 1])
+        return await self._global(
+            query,
+            lambda: self._boards.page(query.metric, query.window.id, cursor, size),
+            below_cursor,
+        )
 
     async def _global_around(self, query: Query, user_id: str, radius: int) -> Slice:
-        async def from_redis():
-            return await self._boards.around(query.metric, query.window.id, user_id, radius)
+        def around_user(rows: list[Row]) -> Slice:
+            mine = next((i for i, r in enumerate(rows) if r.user_id == user_id), None)
+            if mine is None:
+                return Slice(0, [])
+            first = max(0, mine - radius)
+            return Slice(first + 1, rows[first : mine + radius + 1])
 
+        return await self._global(
+            query,
+            lambda: self._boards.around(query.metric, query.window.id, user_id, radius),
+            around_user,
+        )
+
+    async def _global(self, query: Query, from_redis, from_rows) -> Slice:
+        """`from_redis()`, the slice from the Redis board; else `from_rows(rows)`, the same
+        slice of the whole board as PostgreSQL ranks it."""
         part = await self._from_redis(query, from_redis)
         if part is not None:
             return part
-        rows = await self._ranked_from_db(query)
-        mine = next((i for i, r in enumerate(rows) if r.user_id == user_id), None)
-        if mine is None:
-            return Slice(0, [])
-        first = max(0, mine - radius)
-        return Slice(first + 1, rows[first : mine + radius + 1])
+        return from_rows(await self._ranked_from_db(query))
 
     # -- following scope -----------------------------------------------------------
 

@@ -23,13 +23,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Boolean, Column, MetaData, Table, Text, delete, or_, select, text
+from sqlalchemy import Boolean, Column, MetaData, Table, Text, or_, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit import visibility
-from services.kit.db import lock_keys
+from services.kit.db import delete_if_present, insert_if_absent, lock_keys
 from services.leaderboard import domain
 
 metadata = MetaData()
@@ -267,19 +267,11 @@ async def find_users(session: AsyncSession, ids: Iterable[str]) -> dict[str, Use
 
 
 async def add_follow(session: AsyncSession, follower_id: str, followee_id: str) -> None:
-    await session.execute(
-        pg_insert(follows)
-        .values(follower_id=follower_id, followee_id=followee_id)
-        .on_conflict_do_nothing()
-    )
+    await insert_if_absent(session, follows, follower_id=follower_id, followee_id=followee_id)
 
 
 async def remove_follow(session: AsyncSession, follower_id: str, followee_id: str) -> None:
-    await session.execute(
-        delete(follows).where(
-            follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
-        )
-    )
+    await delete_if_present(session, follows, follower_id=follower_id, followee_id=followee_id)
 
 
 async def visible_followees(session: AsyncSession, follower_id: str) -> list[str]:

@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.kit.db import delete_if_present, insert_if_absent
 from services.sleep.domain import Night
 
 metadata = MetaData()
@@ -308,18 +309,8 @@ async def find_user_by_username(session: AsyncSession, username: str) -> UserRow
 
 async def set_follow(session: AsyncSession, follower_id: str, followee_id: str, on: bool) -> None:
     """The copy of one follow, made to exist (`on`) or not; idempotent."""
-    if on:
-        await session.execute(
-            pg_insert(follows)
-            .values(follower_id=follower_id, followee_id=followee_id)
-            .on_conflict_do_nothing()
-        )
-    else:
-        await session.execute(
-            delete(follows).where(
-                follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
-            )
-        )
+    change = insert_if_absent if on else delete_if_present
+    await change(session, follows, follower_id=follower_id, followee_id=followee_id)
 
 
 async def audience_of(session: AsyncSession, viewer_id: str, owner_id: str) -> tuple[str, bool]:

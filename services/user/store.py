@@ -31,10 +31,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.kit.db import delete_if_present, insert_if_absent
 from services.user.sessions import RefreshRow
 
 metadata = MetaData()
@@ -237,23 +237,16 @@ async def lock_pair(session: AsyncSession, a: str, b: str) -> dict[str, UserRow]
 
 async def add_follow(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
     """True if the follow is new (False if it existed: following is idempotent)."""
-    result = await session.execute(
-        pg_insert(follows)
-        .values(follower_id=follower_id, followee_id=followee_id)
-        .on_conflict_do_nothing()
-        .returning(follows.c.created_at)
+    return await insert_if_absent(
+        session, follows, follower_id=follower_id, followee_id=followee_id
     )
-    return result.first() is not None
 
 
 async def remove_follow(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
     """True if there was a follow to remove."""
-    result = await session.execute(
-        delete(follows)
-        .where(follows.c.follower_id == follower_id, follows.c.followee_id == followee_id)
-        .returning(follows.c.created_at)
+    return await delete_if_present(
+        session, follows, follower_id=follower_id, followee_id=followee_id
     )
-    return result.first() is not None
 
 
 async def is_following(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
@@ -265,26 +258,16 @@ async def is_following(session: AsyncSession, follower_id: str, followee_id: str
 
 async def add_request(session: AsyncSession, requester_id: str, followee_id: str) -> bool:
     """True if the request is new (asking again is idempotent)."""
-    result = await session.execute(
-        pg_insert(follow_requests)
-        .values(requester_id=requester_id, followee_id=followee_id)
-        .on_conflict_do_nothing()
-        .returning(follow_requests.c.created_at)
+    return await insert_if_absent(
+        session, follow_requests, requester_id=requester_id, followee_id=followee_id
     )
-    return result.first() is not None
 
 
 async def remove_request(session: AsyncSession, requester_id: str, followee_id: str) -> bool:
     """True if there was a request to remove."""
-    result = await session.execute(
-        delete(follow_requests)
-        .where(
-            follow_requests.c.requester_id == requester_id,
-            follow_requests.c.followee_id == followee_id,
-        )
-        .returning(follow_requests.c.created_at)
+    return await delete_if_present(
+        session, follow_requests, requester_id=requester_id, followee_id=followee_id
     )
-    return result.first() is not None
 
 
 async def count_requests_by(session: AsyncSession, requester_id: str) -> int:

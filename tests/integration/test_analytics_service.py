@@ -32,20 +32,15 @@ from services.analytics.stats import domain as sleep_stats
 from services.analytics.stats.domain import Night
 from services.kit.auth import Caller
 from services.kit.errors import FailedPrecondition, InvalidArgument
-from tests.analytics_world import client_event, open_world, redis_url
-from tests.event_world import NOW, flush, ts
+from tests.analytics_world import AnalyticsWorld, client_event
+from tests.event_world import NOW, flush, ts, world_fixture
 
 #: Redis' HyperLogLog has a standard error of 0.81 % (one run here counted 40 visitors as
 #: 39): 2 of 40 is well beyond its error, and far below the mistakes that matter (2, 80).
 HLL_SLACK = 2
 
 
-@pytest.fixture
-async def world(settings, blank_database, new_topic):
-    await flush(redis_url(settings))
-    world = await open_world(settings, blank_database, new_topic)
-    yield world
-    await world.close()
+world = world_fixture(AnalyticsWorld)
 
 
 # -- sleep statistics ----------------------------------------------------------------
@@ -222,7 +217,7 @@ async def test_bad_date_ranges_are_refused_naming_the_field(world, start, end, f
     assert raised.value.violations[0].field == field
 
 
-async def test_replay_rebuilds_the_same_statistics(world, settings):
+async def test_replay_rebuilds_the_same_statistics(world):
     user = world.user()
     for i in range(10):
         state = night_state(
@@ -234,15 +229,7 @@ async def test_replay_rebuilds_the_same_statistics(world, settings):
     await world.settled()
     before = await world.reader.stats(Caller(user, ""), "2026-11-01", "2026-11-30")
     await world.stop_consumers()
-    report = await replay.replay(
-        world.settings,
-        dsn=world.dsn,
-        redis_url=world.redis_url,
-        bootstrap=world.bootstrap,
-        sleep_topic=world.sleep_topic,
-        user_topic=world.user_topic,
-        group_suffix=world.suffix,
-    )
+    report = await world.replay(replay.replay)
     assert report.events == world.published[world.sleep_topic] + world.published[world.user_topic]
     assert await world.reader.stats(Caller(user, ""), "2026-11-01", "2026-11-30") == before
     assert before.nights_logged == 7
@@ -469,11 +456,9 @@ async def test_each_day_counts_a_bounded_number_of_names_keys_and_values(
 ):
     """Found by reading: names, property keys and values were counted each as sent, so
     random ones grew the rollups without bound. Past the caps they count as "(other)"."""
-    await flush(redis_url(settings))
-    world = await open_world(
+    async with AnalyticsWorld.open(
         settings, blank_database, new_topic, caps=Caps(names=3, keys=2, values=3)
-    )
-    try:
+    ) as world:
         at = HOUR + timedelta(minutes=10)
         pages = [client_event(f"p{n}", at, page=f"/page/{n}") for n in range(5)]
         named = [client_event(f"n{n}", at, name=f"tap_{n}") for n in range(3)]
@@ -488,8 +473,6 @@ async def test_each_day_counts_a_bounded_number_of_names_keys_and_values(
                 )
             )
             counted = {(name, dim, value): n for name, dim, value, n in rows}
-    finally:
-        await world.close()
     names = {name for name, dim, _v in counted if dim == ""}
     assert names == {"page_view", "tap_0", "tap_1", OTHER}  # 4 names sent, 3 admitted
     assert counted[(OTHER, "", "")] == 1

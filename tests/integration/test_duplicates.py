@@ -14,7 +14,6 @@ import uuid
 from dataclasses import replace
 from datetime import timedelta
 
-import pytest
 from confluent_kafka import Producer
 from sqlalchemy import text
 from zentry.analytics.v1 import product_analytics_service_pb2 as pb
@@ -28,7 +27,7 @@ from services.kit.events import envelope
 from services.sleep import app as sleep_app
 from services.sleep.projector import Projector
 from tests import analytics_world, feed_world, leaderboard_world
-from tests.event_world import NOW, ago, flush, ts
+from tests.event_world import NOW, ago, ts, world_fixture
 from tests.support import eventually_async, unique
 
 DAY = NOW.date()
@@ -54,28 +53,9 @@ def profile(user_id: str, name: str) -> uev.UserRegistered:
     )
 
 
-@pytest.fixture
-async def feed(settings, blank_database, new_topic):
-    await flush(feed_world.redis_url(settings))
-    world = await feed_world.open_world(settings, blank_database, new_topic)
-    yield world
-    await world.close()
-
-
-@pytest.fixture
-async def boards(settings, blank_database, new_topic):
-    await flush(leaderboard_world.redis_url(settings))
-    world = await leaderboard_world.open_world(settings, blank_database, new_topic)
-    yield world
-    await world.close()
-
-
-@pytest.fixture
-async def analytics(settings, blank_database, new_topic):
-    await flush(analytics_world.redis_url(settings))
-    world = await analytics_world.open_world(settings, blank_database, new_topic)
-    yield world
-    await world.close()
+feed = world_fixture(feed_world.FeedWorld, "feed")
+boards = world_fixture(leaderboard_world.LeaderboardWorld, "boards")
+analytics = world_fixture(analytics_world.AnalyticsWorld, "analytics")
 
 
 async def test_feed_groups_count_each_event_once(feed):

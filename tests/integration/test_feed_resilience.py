@@ -20,20 +20,14 @@ from services.feed.replay import ReplayRefused, replay
 from services.feed.timelines import entry_key, posts_key
 from services.kit.consumer import ConsumerRunner
 from services.kit.events import envelope
-from tests.event_world import RUNNER_OPTIONS, flush
-from tests.feed_world import FeedWorld, open_world, redis_url
+from tests.event_world import RUNNER_OPTIONS, flush, world_fixture
+from tests.feed_world import FeedWorld
 from tests.support import eventually_async
 
-
-@pytest.fixture
-async def world(settings, blank_database, new_topic):
-    await flush(redis_url(settings))
-    world = await open_world(settings, blank_database, new_topic)
-    yield world
-    await world.close()
+world = world_fixture(FeedWorld)
 
 
-async def test_a_flushed_redis_is_rebuilt_from_the_read_models(world, settings):
+async def test_a_flushed_redis_is_rebuilt_from_the_read_models(world):
     authors = [world.user() for _ in range(3)]
     star = world.star()
     reader = await world.active_reader(*authors, star)
@@ -42,7 +36,7 @@ async def test_a_flushed_redis_is_rebuilt_from_the_read_models(world, settings):
     await world.settled()
     before = await world.page(reader, size=50)
 
-    await flush(redis_url(settings))
+    await flush(world.redis_url)
 
     after = await world.page(reader, size=50)
     assert after.items == before.items  # entries, notes, authors: all rebuilt
@@ -53,8 +47,7 @@ async def test_a_flushed_redis_is_rebuilt_from_the_read_models(world, settings):
 async def test_with_redis_down_reads_come_from_postgres_and_redis_is_used_again_when_back(
     settings, blank_database, new_topic, own_redis
 ):
-    world = await open_world(settings, blank_database, new_topic, own_redis.url)
-    try:
+    async with FeedWorld.open(settings, blank_database, new_topic, own_redis.url) as world:
         author, reader = world.user("ada"), world.user()
         world.follow(reader, author)
         await world.settled()
@@ -84,18 +77,14 @@ async def test_with_redis_down_reads_come_from_postgres_and_redis_is_used_again_
         page = await world.page(reader)
         assert [i.entry.id for i in page.items] == [second.entry_id, first.entry_id]
         assert await world.timeline(reader) == [second.entry_id, first.entry_id]
-    finally:
-        await world.close()
 
 
 async def test_fan_out_skips_inactive_readers_who_get_a_rebuilt_timeline_back(
     settings, blank_database, new_topic
 ):
-    await flush(redis_url(settings))
-    world = await open_world(
+    async with FeedWorld.open(
         settings, blank_database, new_topic, inactive_after=timedelta(seconds=1)
-    )
-    try:
+    ) as world:
         author, active, away = world.user(), world.user(), world.user()
         for reader in (active, away):
             world.follow(reader, author)
@@ -121,16 +110,12 @@ async def test_fan_out_skips_inactive_readers_who_get_a_rebuilt_timeline_back(
         assert [i.entry.id for i in page.items] == [entry.entry_id]
         assert not page.rebuilding
         assert await world.timeline(away) == [entry.entry_id]
-    finally:
-        await world.close()
 
 
 async def test_a_read_during_a_slow_rebuild_says_so_and_is_still_complete(
     settings, blank_database, new_topic
 ):
-    await flush(redis_url(settings))
-    world = await open_world(settings, blank_database, new_topic, rebuild_wait=0.2)
-    try:
+    async with FeedWorld.open(settings, blank_database, new_topic, rebuild_wait=0.2) as world:
         author, star, reader = world.user(), world.star(), world.user()
         world.follow(reader, author)
         world.follow(reader, star)
@@ -154,11 +139,9 @@ async def test_a_read_during_a_slow_rebuild_says_so_and_is_still_complete(
         page = await world.page(reader)
         assert not page.rebuilding
         assert [i.entry.id for i in page.items] == [e.entry_id for e in reversed(entries)]
-    finally:
-        await world.close()
 
 
-async def test_replay_from_the_topics_rebuilds_the_same_feeds(world, settings):
+async def test_replay_from_the_topics_rebuilds_the_same_feeds(world):
     users = [world.user() for _ in range(6)]
     star = world.user("star")
     for i, reader in enumerate(users):
@@ -183,26 +166,14 @@ async def test_replay_from_the_topics_rebuilds_the_same_feeds(world, settings):
     assert not any(item.entry.user_id == users[3] for items in live.values() for item in items)
 
     with pytest.raises(ReplayRefused, match=r"running member.*stop them, then replay"):
-        await run_replay(world, settings)
+        await world.replay(replay)
     await world.stop_consumers()
-    report = await run_replay(world, settings)
+    report = await world.replay(replay)
 
     assert report.events == sum(world.published.values())
     for reader in users:
         assert await world.timeline(reader) is None  # wiped; rebuilt on the next read
         assert (await world.page(reader, size=100)).items == live[reader]
-
-
-async def run_replay(world: FeedWorld, settings):
-    return await replay(
-        world.settings,
-        dsn=world.dsn,
-        redis_url=world.redis_url,
-        bootstrap=settings.kafka.bootstrap_servers,
-        user_topic=world.user_topic,
-        sleep_topic=world.sleep_topic,
-        groups=world.groups,
-    )
 
 
 async def test_an_event_whose_transaction_fails_leaves_nothing_in_redis(world):

@@ -9,22 +9,15 @@ the reader's Redis timeline itself.
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import text
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
 from services.feed.timelines import timeline_key
-from tests.event_world import ago, flush
-from tests.feed_world import FeedWorld, open_world, redis_url
+from tests.event_world import ago, flush, world_fixture
+from tests.feed_world import FeedWorld
 
-
-@pytest.fixture
-async def world(settings, blank_database, new_topic):
-    await flush(redis_url(settings))
-    world = await open_world(settings, blank_database, new_topic)
-    yield world
-    await world.close()
+world = world_fixture(FeedWorld)
 
 
 async def readers_with_timelines(world: FeedWorld, *readers: str) -> None:
@@ -283,9 +276,7 @@ async def test_entries_recorded_in_the_same_microsecond_page_without_gaps(world)
 
 
 async def test_deep_pages_continue_past_the_capped_timeline(settings, blank_database, new_topic):
-    await flush(redis_url(settings))
-    world = await open_world(settings, blank_database, new_topic, timeline_length=10)
-    try:
+    async with FeedWorld.open(settings, blank_database, new_topic, timeline_length=10) as world:
         author, star = world.user(), world.star()
         reader = await world.active_reader(author, star)
         posts = [world.post(author if i % 3 else star, 100 - i) for i in range(36)]
@@ -293,16 +284,12 @@ async def test_deep_pages_continue_past_the_capped_timeline(settings, blank_data
         timeline = await world.timeline(reader)
         assert len(timeline) == 10  # trimmed to its length
         assert await world.feed(reader, size=7) == [p.entry_id for p in reversed(posts)]
-    finally:
-        await world.close()
 
 
 async def test_a_full_timeline_keeps_its_older_pages_after_a_delete_and_an_unfollow(
     settings, blank_database, new_topic
 ):
-    await flush(redis_url(settings))
-    world = await open_world(settings, blank_database, new_topic, timeline_length=5)
-    try:
+    async with FeedWorld.open(settings, blank_database, new_topic, timeline_length=5) as world:
         ada, bob = world.user(), world.user()
         reader = await world.active_reader(ada, bob)
         posts = [world.post(ada if i % 2 else bob, 100 - i) for i in range(12)]
@@ -320,11 +307,9 @@ async def test_a_full_timeline_keeps_its_older_pages_after_a_delete_and_an_unfol
         adas = [p.entry_id for p in kept if p.user_id == ada]
         for size in (1, 2, 5, 100):
             assert await world.feed(reader, size=size) == adas
-    finally:
-        await world.close()
 
 
-async def test_a_demotion_puts_back_what_a_rebuild_left_out(world, settings):
+async def test_a_demotion_puts_back_what_a_rebuild_left_out(world):
     """Found by the model test: the entry was fanned out before the promotion, the timeline
     was rebuilt without it while its author was a celebrity, and the demotion pushed only
     entries never fanned out."""
@@ -334,7 +319,7 @@ async def test_a_demotion_puts_back_what_a_rebuild_left_out(world, settings):
     await world.settled()
     world.celebrity(author, True)
     await world.settled()
-    await flush(redis_url(settings))
+    await flush(world.redis_url)
     assert await world.feed(reader) == [before.entry_id]  # rebuilt: fanned in now
 
     world.celebrity(author, False)
@@ -343,7 +328,7 @@ async def test_a_demotion_puts_back_what_a_rebuild_left_out(world, settings):
     assert await world.feed(reader) == [before.entry_id]
 
 
-async def test_a_rebuild_for_a_reader_following_sixty_thousand_accounts(world, settings):
+async def test_a_rebuild_for_a_reader_following_sixty_thousand_accounts(world):
     """Found by reading: a rebuild took one advisory lock per followed account, and tens of
     thousands filled PostgreSQL's lock table (64 a connection) for every database on the
     server. Follows are capped in the user service now, but the feed must not depend on it."""
@@ -359,6 +344,6 @@ async def test_a_rebuild_for_a_reader_following_sixty_thousand_accounts(world, s
             ),
             {"reader": reader},
         )
-    await flush(redis_url(settings))
+    await flush(world.redis_url)
     assert await world.feed(reader) == [night.entry_id]
     assert await world.timeline(reader) == [night.entry_id], "the rebuild failed"

@@ -13,18 +13,13 @@ from services.kit.replay import ReplayRefused
 from services.leaderboard import domain
 from services.leaderboard.boards import board_key, totals_key
 from services.leaderboard.replay import replay
-from tests.event_world import flush
-from tests.leaderboard_world import LeaderboardWorld, open_world, redis_url
+from tests.event_world import flush, world_fixture
+from tests.leaderboard_world import LeaderboardWorld
 
 MONDAY, THURSDAY = date(2026, 11, 16), date(2026, 11, 19)
 
 
-@pytest.fixture
-async def world(settings, blank_database, new_topic):
-    await flush(redis_url(settings))
-    world = await open_world(settings, blank_database, new_topic)
-    yield world
-    await world.close()
+world = world_fixture(LeaderboardWorld)
 
 
 async def every_board(world: LeaderboardWorld, user: str) -> dict:
@@ -47,13 +42,13 @@ def populate(world: LeaderboardWorld) -> list[str]:
     return users
 
 
-async def test_a_flushed_board_is_rebuilt_the_same(world, settings):
+async def test_a_flushed_board_is_rebuilt_the_same(world):
     users = populate(world)
     await world.settled()
     before = await every_board(world, users[0])
     assert before[("weekly", "total-duration")], "the weekly board has people on it"
 
-    await flush(redis_url(settings))
+    await flush(world.redis_url)
 
     assert await every_board(world, users[0]) == before
     assert await world.redis.exists(board_key("nights", domain.window_id("weekly", MONDAY)))
@@ -62,8 +57,7 @@ async def test_a_flushed_board_is_rebuilt_the_same(world, settings):
 async def test_with_redis_down_boards_come_from_postgres_and_redis_is_used_when_back(
     settings, blank_database, new_topic, own_redis
 ):
-    world = await open_world(settings, blank_database, new_topic, own_redis.url)
-    try:
+    async with LeaderboardWorld.open(settings, blank_database, new_topic, own_redis.url) as world:
         users = populate(world)
         await world.settled()
         before = await every_board(world, users[0])
@@ -78,8 +72,6 @@ async def test_with_redis_down_boards_come_from_postgres_and_redis_is_used_when_
         await asyncio.sleep(1.1)  # the reader tries Redis again a second after a failure
         assert await every_board(world, users[0]) == before
         assert await world.redis.exists(totals_key(domain.window_id("daily", MONDAY)))
-    finally:
-        await world.close()
 
 
 async def test_past_windows_expire_after_the_retention_and_all_time_never(world):
@@ -97,7 +89,7 @@ async def test_past_windows_expire_after_the_retention_and_all_time_never(world)
     assert len(standings) == 5
 
 
-async def test_replay_from_the_topics_ends_with_the_same_boards(world, settings):
+async def test_replay_from_the_topics_ends_with_the_same_boards(world):
     users = populate(world)
     world.follow(users[0], users[1])
     # One leaves the global boards, after its scores were on them.
@@ -109,26 +101,14 @@ async def test_replay_from_the_topics_ends_with_the_same_boards(world, settings)
     following = await world.board(users[0], "nights", "all-time", scope="following")
 
     with pytest.raises(ReplayRefused):
-        await run_replay(world, settings)
+        await world.replay(replay)
     await world.stop_consumers()
-    report = await run_replay(world, settings)
+    report = await world.replay(replay)
 
     assert report.events == sum(world.published.values())
     assert not await world.redis.exists(totals_key(domain.ALL_TIME))  # wiped; rebuilt when asked
     assert await every_board(world, users[0]) == before
     assert await world.board(users[0], "nights", "all-time", scope="following") == following
-
-
-async def run_replay(world: LeaderboardWorld, settings):
-    return await replay(
-        world.settings,
-        dsn=world.dsn,
-        redis_url=world.redis_url,
-        bootstrap=settings.kafka.bootstrap_servers,
-        user_topic=world.user_topic,
-        sleep_topic=world.sleep_topic,
-        groups=world.groups,
-    )
 
 
 async def test_a_window_that_lost_one_of_its_keys_is_rebuilt_whole(world):

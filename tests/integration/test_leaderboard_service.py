@@ -19,19 +19,14 @@ from services.kit.auth import Caller
 from services.kit.errors import InvalidArgument
 from services.kit.events import envelope
 from services.leaderboard import domain
-from tests.event_world import NOW, flush
-from tests.leaderboard_world import open_world, redis_url
+from tests.event_world import NOW, world_fixture
+from tests.leaderboard_world import LeaderboardWorld
 
 MONDAY, SUNDAY, NEXT_MONDAY = date(2026, 11, 16), date(2026, 11, 22), date(2026, 11, 23)
 MIN_NIGHTS = domain.parse_min_nights("weekly=2,monthly=2,all-time=2")
 
 
-@pytest.fixture
-async def world(settings, blank_database, new_topic):
-    await flush(redis_url(settings))
-    world = await open_world(settings, blank_database, new_topic)
-    yield world
-    await world.close()
+world = world_fixture(LeaderboardWorld)
 
 
 def recompute(nights, metric: str, window: str) -> list[tuple[str, int, int]]:

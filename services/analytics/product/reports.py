@@ -39,9 +39,7 @@ class Reports:
         granularity = periods.granularity_of(request.granularity, ("minute", "hour", "day"))
         tz_name, tz = _zone(request.time_zone)
         now = datetime.now(UTC)
-        start, end = periods.time_range(
-            _time(request, "start_time"), _time(request, "end_time"), granularity, now
-        )
+        start, end = _range(request, granularity, now)
         spans = periods.split(start, end, granularity, tz, MAX_SPAN[granularity])
         first = spans[0].start
         if granularity == "minute" and first < now - self._raw_retention:
@@ -68,9 +66,7 @@ class Reports:
         _check_dimension(dimension)
         limit = _limit(limit)
         _name, tz = _zone(request.time_zone)
-        start, end = periods.time_range(
-            _time(request, "start_time"), _time(request, "end_time"), "day", datetime.now(UTC)
-        )
+        start, end = _range(request, "day", datetime.now(UTC))
         if end - start > MAX_SPAN["day"]:
             raise InvalidArgument.field("start_time", "a breakdown covers at most 400 days")
         first = periods.align(start, "day", tz)  # whole local days, as a day query counts
@@ -90,9 +86,7 @@ class Reports:
     async def traffic(self, request: pb.GetTrafficRequest) -> pb.Traffic:
         granularity = periods.granularity_of(request.granularity, ("hour", "day"))
         tz_name, tz = _zone(request.time_zone)
-        start, end = periods.time_range(
-            _time(request, "start_time"), _time(request, "end_time"), granularity, datetime.now(UTC)
-        )
+        start, end = _range(request, granularity, datetime.now(UTC))
         spans = periods.split(start, end, granularity, tz, MAX_TRAFFIC_SPAN[granularity])
         first = spans[0].start
         async with self._db.transaction() as session:
@@ -150,6 +144,13 @@ def _limit(limit: int) -> int:
 def _zone(name: str):
     name = name or "UTC"
     return name, zone(name)
+
+
+def _range(request, granularity: str, now: datetime) -> tuple[datetime, datetime]:
+    """The request's start_time and end_time, completed as `periods.time_range` does."""
+    return periods.time_range(
+        _time(request, "start_time"), _time(request, "end_time"), granularity, now
+    )
 
 
 def _time(request, field: str) -> datetime | None:

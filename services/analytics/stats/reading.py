@@ -7,9 +7,13 @@ the sleepers copy answers when it cannot (services.kit.profiles).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from google.protobuf import duration_pb2
+from sqlalchemy.ext.asyncio import AsyncSession
 from zentry.analytics.v1 import sleep_stats_service_pb2 as pb
 
 from services.analytics.stats import domain, store
@@ -27,18 +31,40 @@ MAX_TREND_DAYS = 732  # two years of daily points
 RANGE_AHEAD = timedelta(days=366)  # a range may end in the future (a calendar's view)
 
 
+@dataclass(frozen=True)
+class _Asked:
+    session: AsyncSession
+    sleeper: store.Sleeper | None
+    start: date
+    end: date
+
+
 class SleepStatsReader:
     def __init__(self, db: Database, profiles: OwnProfiles):
         self._db = db
         self._profiles = profiles
 
-    async def stats(self, caller: Caller, start_date: str, end_date: str) -> pb.SleepStats:
-        user_id = caller.user_id
+    @asynccontextmanager
+    async def _asked(
+        self, caller: Caller, start_date: str, end_date: str, max_days: int
+    ) -> AsyncIterator[_Asked]:
+        """A transaction, with the caller as a sleeper and the range they asked for.
+
+        The zone and goal are the user service's, fresh (asked before the
+        transaction begins), else the sleepers copy's; raises InvalidArgument for
+        a bad range.
+        """
         fresh = await self._profiles.fresh(caller)
         async with self._db.transaction() as session:
-            sleeper = _sleeper(fresh) or await store.sleeper(session, user_id)
-            start, end = _dates(start_date, end_date, sleeper, MAX_STATS_DAYS)
-            nights = await store.nights_between(session, user_id, start, end)
+            sleeper = _sleeper(fresh) or await store.sleeper(session, caller.user_id)
+            start, end = _dates(start_date, end_date, sleeper, max_days)
+            yield _Asked(session, sleeper, start, end)
+
+    async def stats(self, caller: Caller, start_date: str, end_date: str) -> pb.SleepStats:
+        async with self._asked(caller, start_date, end_date, MAX_STATS_DAYS) as asked:
+            start, end = asked.start, asked.end
+            nights = await store.nights_between(asked.session, caller.user_id, start, end)
+        sleeper = asked.sleeper
         goal = sleeper.goal_seconds if sleeper else DEFAULT_GOAL_SECONDS
         s = domain.summarize(nights, goal)
         return pb.SleepStats(
@@ -72,13 +98,10 @@ class SleepStatsReader:
         )
 
     async def trend(self, caller: Caller, start_date: str, end_date: str) -> pb.SleepTrend:
-        user_id = caller.user_id
-        fresh = await self._profiles.fresh(caller)
-        async with self._db.transaction() as session:
-            sleeper = _sleeper(fresh) or await store.sleeper(session, user_id)
-            start, end = _dates(start_date, end_date, sleeper, MAX_TREND_DAYS)
-            before = await store.nights_before(session, user_id, start, 29)
-            nights = await store.nights_between(session, user_id, start, end)
+        async with self._asked(caller, start_date, end_date, MAX_TREND_DAYS) as asked:
+            start, end = asked.start, asked.end
+            before = await store.nights_before(asked.session, caller.user_id, start, 29)
+            nights = await store.nights_between(asked.session, caller.user_id, start, end)
         points = []
         for p in domain.trend([*before, *nights], start, end):
             point = pb.TrendPoint(sleep_date=p.sleep_date.isoformat(), logged=p.night is not None)
