@@ -322,8 +322,14 @@ def _flood_report(f: dict) -> list[str]:
             f"{r['feed_read'].get('p50_ms')} | {r['feed_read'].get('p95_ms')} | {r['failed']} |"
         )
     answers = ", ".join(f"{code}: {n}" for code, n in f["flood_answers"].items())
+    ratios = ", ".join(
+        f"{call.replace('_', ' ')} {flooded[call]['p95_ms'] / quiet[call]['p95_ms']:.2f} times"
+        for call in ("log_in", "feed_read")
+        if flooded[call].get("p95_ms") and quiet[call].get("p95_ms")
+    )
     lines += [
         "",
+        f"p95 during the flood over p95 alone (the target is under 2): {ratios}.",
         f"Flood answers: {answers}. User service peak RSS: {peaks} "
         f"(limit {f['user_memory_limit_mib']} MiB each).",
     ]

@@ -42,11 +42,12 @@ def run(
     origin: str = "",
     sources: list[str] | None = None,
     rate: float = 0,
+    nice: int = 0,
 ) -> dict:
     """Sends to `url` (or calls `grpc` = (host:port, method)) at `concurrency` for `seconds`,
     at most `max_requests`; the tool's JSON. `body` is a template (bench/loadgen-go/main.go);
     `sources` are local addresses the workers send from, in turn; `rate` caps requests a
-    second."""
+    second; `nice` lowers the generator's CPU priority (see bench.flood)."""
     argv = [
         str(binary(settings)),
         "-c", str(concurrency),
@@ -69,5 +70,7 @@ def run(
         argv += ["-rate", str(rate)]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
+    if nice:
+        argv = ["nice", "-n", str(nice), *argv]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)
     return json.loads(done.stdout)
