@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from typing import NoReturn
 
 from zentry.events.v1 import sleep_events_pb2 as ev
 
@@ -70,24 +71,24 @@ class SleepActions:
             now=self._clock(),
         )
         entry_id = str(uuid.uuid4())
-        async with self._db.transaction() as session:
-            await _check_not_deleted(session, caller)
-            if request_id:
-                fingerprint = domain.request_fingerprint(
-                    night.start, night.end, time_zone, night.quality, night.note, night.tags
-                )
-                first = await store.claim_request(
-                    session, caller.user_id, request_id, entry_id, fingerprint
-                )
-                if first is not None:
-                    return await self._answer_retry(session, request_id, fingerprint, *first)
-            await self._refuse_overlap(session, caller.user_id, night)
-            try:
+        try:
+            async with self._db.transaction() as session:
+                await _check_not_deleted(session, caller)
+                if request_id:
+                    fingerprint = domain.request_fingerprint(
+                        night.start, night.end, time_zone, night.quality, night.note, night.tags
+                    )
+                    first = await store.claim_request(
+                        session, caller.user_id, request_id, entry_id, fingerprint
+                    )
+                    if first is not None:
+                        return await self._answer_retry(session, request_id, fingerprint, *first)
                 entry = await store.insert_entry(session, entry_id, caller.user_id, night)
-            except store.Overlap:
-                await self._refuse_overlap(session, caller.user_id, night)
-                raise
-            await self._outbox.add(session, ev.SleepEntryCreated(entry=state(entry)), entry.user_id)
+                await self._outbox.add(
+                    session, ev.SleepEntryCreated(entry=state(entry)), entry.user_id
+                )
+        except store.Overlap:  # rolled back, the request id's claim with it
+            await self._refuse_overlap(caller.user_id, night)
         return entry
 
     async def _answer_retry(
@@ -121,50 +122,54 @@ class SleepActions:
     ) -> EntryRow:
         """`changes` holds candidate values by proto field name; only `paths` are applied."""
         entry_id = _check_id(entry_id)
-        async with self._db.transaction() as session:
-            entry = _found(await store.get_entry(session, entry_id, True), entry_id)
-            await _check_owner(session, caller, entry, "change")
-            wanted = {
-                "start_time": entry.start_time,
-                "end_time": entry.end_time,
-                "time_zone": entry.time_zone,
-                "quality": entry.quality,
-                "note": entry.note,
-                "tags": entry.tags,
-            }
-            wanted.update({path: changes[path] for path in paths})
-            if not wanted["time_zone"]:
-                wanted["time_zone"] = (await self._directory.me(caller)).time_zone
-            night = domain.night(
-                start=wanted["start_time"],
-                end=wanted["end_time"],
-                time_zone=wanted["time_zone"],
-                quality=wanted["quality"],
-                note=wanted["note"],
-                tags=wanted["tags"],
-                now=self._clock(),
-            )
-            if night == entry.night:
-                return entry  # nothing changes, no event
-            await self._refuse_overlap(session, entry.user_id, night, except_id=entry.id)
-            try:
+        try:
+            async with self._db.transaction() as session:
+                entry = _found(await store.get_entry(session, entry_id, True), entry_id)
+                await _check_owner(session, caller, entry, "change")
+                night = await self._changed_night(caller, entry, changes, paths)
+                if night == entry.night:
+                    return entry  # nothing changes, no event
                 updated = await store.update_entry(session, entry.id, night)
-            except store.Overlap:
-                await self._refuse_overlap(session, entry.user_id, night, except_id=entry.id)
-                raise
-            before, after = state(entry), state(updated)
-            changed = [
-                f.name
-                for f in ev.SleepEntryState.DESCRIPTOR.fields
-                if f.name not in ("revision", "update_time")
-                and getattr(before, f.name) != getattr(after, f.name)
-            ]
-            await self._outbox.add(
-                session,
-                ev.SleepEntryUpdated(entry=after, previous=before, changed_fields=changed),
-                entry.user_id,
-            )
+                before, after = state(entry), state(updated)
+                changed = [
+                    f.name
+                    for f in ev.SleepEntryState.DESCRIPTOR.fields
+                    if f.name not in ("revision", "update_time")
+                    and getattr(before, f.name) != getattr(after, f.name)
+                ]
+                await self._outbox.add(
+                    session,
+                    ev.SleepEntryUpdated(entry=after, previous=before, changed_fields=changed),
+                    entry.user_id,
+                )
+        except store.Overlap:  # rolled back
+            await self._refuse_overlap(entry.user_id, night, except_id=entry.id)
         return updated
+
+    async def _changed_night(
+        self, caller: Caller, entry: EntryRow, changes: dict, paths: list[str]
+    ) -> Night:
+        """The entry's night with the fields in `paths` taken from `changes`, checked."""
+        wanted = {
+            "start_time": entry.start_time,
+            "end_time": entry.end_time,
+            "time_zone": entry.time_zone,
+            "quality": entry.quality,
+            "note": entry.note,
+            "tags": entry.tags,
+        }
+        wanted.update({path: changes[path] for path in paths})
+        if not wanted["time_zone"]:
+            wanted["time_zone"] = (await self._directory.me(caller)).time_zone
+        return domain.night(
+            start=wanted["start_time"],
+            end=wanted["end_time"],
+            time_zone=wanted["time_zone"],
+            quality=wanted["quality"],
+            note=wanted["note"],
+            tags=wanted["tags"],
+            now=self._clock(),
+        )
 
     async def delete(self, caller: Caller, entry_id: str) -> None:
         entry_id = _check_id(entry_id)
@@ -194,17 +199,24 @@ class SleepActions:
             return await store.list_entries(session, owner_id, first, last, limit, after)
 
     async def _refuse_overlap(
-        self, session, user_id: str, night: Night, except_id: str | None = None
-    ) -> None:
-        clash = await store.find_overlap(session, user_id, night, except_id)
-        if clash is not None:
-            zone = zones.zone(clash.time_zone)
+        self, user_id: str, night: Night, except_id: str | None = None
+    ) -> NoReturn:
+        """After the exclusion constraint refused `night`: the error naming the other night,
+        read in a transaction of its own (the refused one is over)."""
+        async with self._db.transaction() as session:
+            clash = await store.find_overlap(session, user_id, night, except_id)
+        if clash is None:  # deleted or moved since: the same request may well succeed now
             raise FailedPrecondition(
-                f"This night overlaps your entry {clash.id} "
-                f"({clash.start_time.astimezone(zone):%Y-%m-%d %H:%M} to "
-                f"{clash.end_time.astimezone(zone):%Y-%m-%d %H:%M} {clash.time_zone}); "
-                "change the times or edit that entry instead."
+                "This night overlapped another of your entries, which changed a moment ago; "
+                "try again."
             )
+        zone = zones.zone(clash.time_zone)
+        raise FailedPrecondition(
+            f"This night overlaps your entry {clash.id} "
+            f"({clash.start_time.astimezone(zone):%Y-%m-%d %H:%M} to "
+            f"{clash.end_time.astimezone(zone):%Y-%m-%d %H:%M} {clash.time_zone}); "
+            "change the times or edit that entry instead."
+        )
 
 
 def _check_id(entry_id: str) -> str:
