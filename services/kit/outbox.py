@@ -6,6 +6,11 @@ and deletes them once Kafka has acknowledged them (acks=all, idempotent
 producer). Only one relay per database publishes at a time (it holds a
 PostgreSQL advisory lock), so one user's events keep their order on the topic.
 
+The relay does not poll: `add` notifies CHANNEL in the same statement (a
+NOTIFY is delivered at commit, and only then), and the relay holding the lock
+LISTENs on its lock's connection, so a committed event is published at once.
+It also looks every `idle_wait` seconds, should a notification go astray.
+
 Delivery is at least once: a relay killed between Kafka's acknowledgement and
 its own commit republishes that batch on restart. A relay stopped through
 `stop` finishes its batch first, so an orderly restart publishes exactly once.
@@ -20,7 +25,7 @@ import logging
 
 from confluent_kafka import KafkaException, Producer
 from google.protobuf.message import Message
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit import telemetry
@@ -31,6 +36,8 @@ from services.kit.tables import outbox
 _log = logging.getLogger(__name__)
 
 RELAY_LOCK = 7_201_901
+#: What `add` notifies and the relay listens for (a service's own database: its own channel).
+CHANNEL = "zentry_outbox"
 
 
 class Outbox:
@@ -44,8 +51,9 @@ class Outbox:
         """Write the event in `session`'s transaction; returns its event id."""
         event = envelope(payload, subject_user_id, self.producer)
         headers = {key: value.decode() for key, value in telemetry.kafka_headers()}
-        await session.execute(
-            insert(outbox).values(
+        added = (
+            insert(outbox)
+            .values(
                 event_id=event.event_id,
                 topic=self.topic,
                 key=subject_user_id,
@@ -53,7 +61,11 @@ class Outbox:
                 envelope=event.SerializeToString(),
                 headers=headers,
             )
+            .returning(outbox.c.id)
+            .cte("added")
         )
+        # One round trip: the row, and a notification the relay receives at commit.
+        await session.execute(select(func.pg_notify(CHANNEL, "")).select_from(added))
         return event.event_id
 
 
@@ -79,14 +91,16 @@ class OutboxRelay:
         client_id: str,
         *,
         batch_size: int = 500,
-        idle_poll: float = 0.1,
+        idle_wait: float = 0.5,
+        gather: float = 0.05,
         delivery_timeout: float = 30.0,
     ):
         self._db = db
         self._config = producer_config(bootstrap, client_id)
         self._made: Producer | None = None
         self._batch_size = batch_size
-        self._idle_poll = idle_poll
+        self._idle_wait = idle_wait
+        self._gather = gather
         self._delivery_timeout = delivery_timeout
         self._stopping = asyncio.Event()
         self.published = 0
@@ -110,11 +124,15 @@ class OutboxRelay:
                     if not await self._try_lock(lock_conn):
                         await self._pause(1.0)
                         continue
+                    await lock_conn.execute(text(f"LISTEN {CHANNEL}"))
+                    await lock_conn.commit()
+                    listener = (await lock_conn.get_raw_connection()).driver_connection
                     try:
                         while not self._stopping.is_set():
                             if await self.relay_batch() == 0:
-                                await self._pause(self._idle_poll)
-                    finally:
+                                await self._until_added(listener)
+                    finally:  # the connection goes back to the pool as it came
+                        await lock_conn.execute(text("UNLISTEN *"))
                         await lock_conn.execute(
                             text("SELECT pg_advisory_unlock(:k)"), {"k": RELAY_LOCK}
                         )
@@ -158,6 +176,12 @@ class OutboxRelay:
             await session.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
         self.published += len(rows)
         return len(rows)
+
+    async def _until_added(self, listener) -> None:
+        """Until an `add` commits (its notification) or `idle_wait` passes; then `gather`
+        more, so that a steady trickle of events goes out in batches, not one by one."""
+        async for _ in listener.notifies(timeout=self._idle_wait, stop_after=1):
+            await self._pause(self._gather)
 
     async def _try_lock(self, conn) -> bool:
         result = await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK})

@@ -13,7 +13,7 @@ from zentry.events.v1 import envelope_pb2, user_events_pb2
 from services.kit.db import Database
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.tables import outbox
-from tests.support import unique
+from tests.support import eventually_async, unique
 
 
 def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list:
@@ -123,3 +123,25 @@ async def test_two_relays_at_once_still_publish_once_in_order(db, settings, new_
     assert sorted(relay.published for relay in relays)[0] == 0, "only the lock holder publishes"
     messages = read_all(settings.kafka.bootstrap_servers, topic, expected=200)
     assert [envelope_pb2.EventEnvelope.FromString(m.value()).event_id for m in messages] == ids
+
+
+async def test_an_idle_relay_is_woken_by_the_commit_not_by_a_poll(db, settings, new_topic):
+    """Found by the write path's profile: an idle relay polled every 100 ms. It now listens:
+    with a fallback look only every minute, a committed event still goes out at once."""
+    topic = new_topic("outbox")
+    box = Outbox(topic, producer="test")
+    relay = OutboxRelay(db, settings.kafka.bootstrap_servers, client_id="listener", idle_wait=60)
+    task = asyncio.create_task(relay.run())
+    first = await write_events(db, box, 1)
+    await eventually_async(lambda: relay.published == 1, timeout=20, what="the first is out")
+    await asyncio.sleep(0.5)  # idle now: listening, its next look a minute away
+    second = await write_events(db, box, 1)
+    await eventually_async(lambda: relay.published == 2, timeout=20, what="woken by the commit")
+    relay.stop()  # seen when the wait ends: a notification ends it at once
+    await write_events(db, box, 1)
+    await asyncio.wait_for(task, 30)
+    messages = read_all(settings.kafka.bootstrap_servers, topic, expected=2)
+    assert [envelope_pb2.EventEnvelope.FromString(m.value()).event_id for m in messages] == [
+        *first,
+        *second,
+    ]
