@@ -8,8 +8,10 @@ PostgreSQL advisory lock), so one user's events keep their order on the topic.
 
 The relay does not poll: `add` notifies CHANNEL in the same statement (a
 NOTIFY is delivered at commit, and only then), and the relay holding the lock
-LISTENs on its lock's connection, so a committed event is published at once.
-It also looks every `idle_wait` seconds, should a notification go astray.
+LISTENs on its lock's connection: woken by a commit, it gathers `gather`
+seconds more (a steady trickle goes out in batches, not one by one), then
+publishes. It also looks every `idle_wait` seconds, should a notification go
+astray.
 
 Delivery is at least once: a relay killed between Kafka's acknowledgement and
 its own commit republishes that batch on restart. A relay stopped through
