@@ -52,19 +52,42 @@ def consumers(
     **options,
 ) -> list[BatchConsumerRunner]:
     """The nights', the sleepers' and the rollups' batch runners (tests name their own)."""
-    subscriptions = [
-        *Projector().subscriptions(
-            sleep_topic,
-            user_topic,
-            (projector.NIGHTS_GROUP + group_suffix, projector.SLEEPERS_GROUP + group_suffix),
+    rollups_group = rollups.GROUP + group_suffix
+    return [
+        *stats_consumers(
+            settings,
+            db,
+            bootstrap,
+            sleep_topic=sleep_topic,
+            user_topic=user_topic,
+            group_suffix=group_suffix,
+            **options,
         ),
-        *Rollups(Uniques(redis), settings.caps).subscriptions(
-            client_topic, rollups.GROUP + group_suffix
+        BatchConsumerRunner(
+            db,
+            bootstrap,
+            *Rollups(Uniques(redis), settings.caps).subscriptions(client_topic, rollups_group),
+            max_batch=settings.batch_size,
+            **options,
         ),
     ]
+
+
+def stats_consumers(
+    settings: AnalyticsSettings,
+    db: Database,
+    bootstrap: str,
+    *,
+    sleep_topic: str = SLEEP_EVENTS,
+    user_topic: str = USER_EVENTS,
+    group_suffix: str = "",
+    **options,
+) -> list[BatchConsumerRunner]:
+    """The sleep statistics' runners (the nights' and the sleepers'): what a replay runs."""
+    groups = (projector.NIGHTS_GROUP + group_suffix, projector.SLEEPERS_GROUP + group_suffix)
     return [
         BatchConsumerRunner(db, bootstrap, subscription, max_batch=settings.batch_size, **options)
-        for subscription in subscriptions
+        for subscription in Projector().subscriptions(sleep_topic, user_topic, groups)
     ]
 
 
@@ -73,12 +96,12 @@ def assemble(settings: AnalyticsSettings) -> Assembly:
     service = settings.service
     db = Database(service.postgres_dsn)
     redis = Redis.from_url(service.redis_url, socket_timeout=2.0, socket_connect_timeout=0.5)
-    publisher = AsyncProducer(service.kafka_bootstrap, service.instance_id)
+    producer = AsyncProducer(service.kafka_bootstrap, service.instance_id)
     consul = Consul(service.consul_url)
     users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()])
     stats = SleepStatsServicer(SleepStatsReader(db, OwnProfiles(users, settings.profiles)))
     product = ProductAnalyticsServicer(
-        Intake(Salts(db), publisher, settings.limits),
+        Intake(Salts(db), producer, settings.limits),
         Reports(db, Uniques(redis), settings.raw_retention),
     )
 
@@ -98,6 +121,6 @@ def assemble(settings: AnalyticsSettings) -> Assembly:
         timers=[
             Sweeper(db, settings.raw_retention, settings.rollup_retention, settings.sweep_interval)
         ],
-        closers=[publisher.close, users.aclose, consul.aclose, redis.aclose, db.dispose],
+        closers=[producer.close, users.aclose, consul.aclose, redis.aclose, db.dispose],
         migrations_dir=MIGRATIONS,
     )

@@ -24,8 +24,8 @@ from services.kit.db import Database
 def read_models(
     settings: AnalyticsSettings, db: Database, redis: Redis, bootstrap: str, **names
 ) -> kit_replay.ReadModels:
-    nights, sleepers, _rollups = app.consumers(settings, db, redis, bootstrap, **names)
-    return kit_replay.ReadModels([nights, sleepers], ["entries", "nights", "sleepers"])
+    runners = app.stats_consumers(settings, db, bootstrap, **names)
+    return kit_replay.ReadModels(runners, ["entries", "nights", "sleepers"])
 
 
 replay = kit_replay.ServiceReplay(

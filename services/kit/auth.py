@@ -26,6 +26,7 @@ from zentry.api.v1 import access_pb2
 
 from services.kit.errors import PermissionDenied, Unauthenticated
 from services.kit.interceptors import INFRASTRUCTURE_PREFIXES, Around, metadata_value
+from services.kit.settings import ConfigError
 
 ALGORITHM = "RS256"
 LEEWAY_SECONDS = 5  # clock skew we forgive; the gateway is set to the same
@@ -83,13 +84,20 @@ def public_methods(*services: ServiceDescriptor) -> frozenset[str]:
 
 
 def required_roles(*services: ServiceDescriptor) -> dict[str, str]:
-    """gRPC paths of the methods marked `(zentry.api.v1.role)`, with the role each needs."""
+    """gRPC paths of the methods marked `(zentry.api.v1.role)`, with the role each needs.
+
+    ConfigError for a method also marked public: a call without a token would skip the
+    role, so the protos must choose one.
+    """
     roles = {
         f"/{service.full_name}/{method.name}": method.GetOptions().Extensions[access_pb2.role]
         for service in services
         for method in service.methods
     }
-    return {path: role for path, role in roles.items() if role}
+    roles = {path: role for path, role in roles.items() if role}
+    if both := sorted(set(roles) & public_methods(*services)):
+        raise ConfigError(f"{', '.join(both)}: public and needing a role; the protos must choose")
+    return roles
 
 
 _PEM_KEY = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)

@@ -72,6 +72,8 @@ async def insert_if_absent(session: AsyncSession, table: Table, **values) -> boo
 
 async def delete_if_present(session: AsyncSession, table: Table, **key) -> bool:
     """Delete the rows whose columns equal `key`; True if there was one."""
+    if not key:
+        raise ValueError("delete_if_present needs a key: without one it would empty the table")
     deleted = await session.execute(
         delete(table)
         .where(*(table.c[column] == value for column, value in key.items()))

@@ -11,7 +11,9 @@ NOTIFY is delivered at commit, and only then), and the relay holding the lock
 LISTENs on its lock's connection: woken by a commit, it gathers `gather`
 seconds more (a steady trickle goes out in batches, not one by one), then
 publishes. It also looks every `idle_wait` seconds, should a notification go
-astray.
+astray. The price: PostgreSQL commits transactions that notified one at a time
+(a lock of the whole server, held while the commit is flushed), which bounds
+how many events a second one PostgreSQL server accepts; far above today's.
 
 Delivery is at least once: a relay killed between Kafka's acknowledgement and
 its own commit republishes that batch on restart. A relay stopped through
@@ -133,12 +135,16 @@ class OutboxRelay:
                         while not self._stopping.is_set():
                             if await self.relay_batch() == 0:
                                 await self._until_added(listener)
-                    finally:  # the connection goes back to the pool as it came
-                        await lock_conn.execute(text("UNLISTEN *"))
-                        await lock_conn.execute(
-                            text("SELECT pg_advisory_unlock(:k)"), {"k": RELAY_LOCK}
-                        )
-                        await lock_conn.commit()
+                    except BaseException:
+                        # Closed, not pooled: the lock and the LISTEN end with the session.
+                        await lock_conn.invalidate()
+                        raise
+                    # Stopped: the connection goes back to the pool as it came.
+                    await lock_conn.execute(text("UNLISTEN *"))
+                    await lock_conn.execute(
+                        text("SELECT pg_advisory_unlock(:k)"), {"k": RELAY_LOCK}
+                    )
+                    await lock_conn.commit()
             except Exception:
                 _log.exception("outbox relay failed; retrying in 1 s")
                 await self._pause(1.0)
@@ -180,10 +186,17 @@ class OutboxRelay:
         return len(rows)
 
     async def _until_added(self, listener) -> None:
-        """Until an `add` commits (its notification) or `idle_wait` passes; then `gather`
-        more, so that a steady trickle of events goes out in batches, not one by one."""
-        async for _ in listener.notifies(timeout=self._idle_wait, stop_after=1):
-            await self._pause(self._gather)
+        """Until an `add` commits (a notification) or `idle_wait` passes; after a
+        notification, `gather` seconds more, so that a steady trickle of events goes out in
+        batches, not one by one. One pause however many notifications came at once: they
+        pile up while a batch is published, and a pause each fell further behind."""
+        notified = listener.notifies(timeout=self._idle_wait, stop_after=1)
+        async with contextlib.aclosing(notified):
+            async for _ in notified:
+                break
+            else:
+                return
+        await self._pause(self._gather)
 
     async def _try_lock(self, conn) -> bool:
         result = await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK})

@@ -57,7 +57,7 @@ class ServerTracing(Around):
 
     The span carries the status code. Only a server fault marks it an error and
     records the exception behind it; an answer such as UNAUTHENTICATED formats no
-    traceback (that formatting was a third of the CPU of refusing a log-in).
+    traceback (that formatting was a sixth of the CPU of refusing a log-in).
     """
 
     async def around(self, call, request, context, method):

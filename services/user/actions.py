@@ -160,13 +160,10 @@ class UserActions:
 
     async def _upgraded_hash(self, password_hash: str, password: str) -> str | None:
         """A hash of today's parameters for a right `password` whose hash has others; None
-        when it has today's, or when every hashing slot is busy (a later log-in does it)."""
+        when it has today's, or when no hashing slot is free (a later log-in does it)."""
         if not self._passwords.outdated(password_hash):
             return None
-        try:
-            return await self._passwords.hash(password)
-        except ResourceExhausted:
-            return None
+        return await self._passwords.rehash(password)
 
     async def _next_tokens(self, session, user: UserRow, session_id: str) -> NewSession:
         """An access token of the session, and its next refresh token (stored in `session`)."""

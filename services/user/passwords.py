@@ -61,6 +61,13 @@ class Passwords:
     async def hash(self, password: str) -> str:
         return await self._run(self._hasher.hash, password)
 
+    async def rehash(self, password: str) -> str | None:
+        """`hash`, if a slot is free right now; None rather than wait for one (an upgrade
+        of a right password's hash can wait for a later log-in, the log-in cannot)."""
+        if self._free.locked():
+            return None
+        return await self.hash(password)  # no await before the slot is taken: still free
+
     def outdated(self, password_hash: str) -> bool:
         """Whether the hash was made with other parameters than the ones hashes get now."""
         return self._hasher.check_needs_rehash(password_hash)

@@ -139,13 +139,14 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
         self, request: pb.ListFollowRequestsRequest, context
     ) -> pb.ListFollowRequestsResponse:
         size = paging.page_size(request.page_size)
+        listing = f"requests|{request.username.casefold()}"
         rows = await self._actions.list_requests(
             current_caller(),
             request.username,
             size + 1,
-            paging.decode_time_and_id(request.page_token),
+            paging.decode_time_and_id(request.page_token, listing),
         )
-        page, token = _page(rows, size)
+        page, token = _page(rows, size, listing)
         return pb.ListFollowRequestsResponse(
             follow_requests=[
                 pb.FollowRequest(requester=to_proto(user), create_time=timestamp(asked_at))
@@ -176,24 +177,26 @@ class UserServicer(user_service_pb2_grpc.UserServiceServicer):
 
     async def _list(self, request, direction: str) -> tuple[list[user_pb2.User], str]:
         size = paging.page_size(request.page_size)
+        listing = f"{direction}|{request.username.casefold()}"
         rows = await self._actions.list_follows(
             current_caller(),
             request.username,
             direction,
             size + 1,
-            paging.decode_time_and_id(request.page_token),
+            paging.decode_time_and_id(request.page_token, listing),
         )
-        page, token = _page(rows, size)
+        page, token = _page(rows, size, listing)
         return [to_proto(user) for user, _ in page], token
 
 
-def _page(rows: list[tuple[UserRow, datetime]], size: int) -> tuple[list, str]:
-    """The first `size` of `rows` (one more was asked for), and the token of the next page."""
+def _page(rows: list[tuple[UserRow, datetime]], size: int, listing: str) -> tuple[list, str]:
+    """The first `size` of `rows` (one more was asked for), and the token of the next page
+    (good for `listing` only: whose list, which direction)."""
     page = rows[:size]
     if len(rows) <= size:
         return page, ""
     last_user, at = page[-1]
-    return page, paging.encode_time_and_id(at, last_user.id)
+    return page, paging.encode_time_and_id(at, last_user.id, listing)
 
 
 def _session(session: NewSession) -> pb.Session:

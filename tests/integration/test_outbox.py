@@ -145,3 +145,22 @@ async def test_an_idle_relay_is_woken_by_the_commit_not_by_a_poll(db, settings, 
         *first,
         *second,
     ]
+
+
+async def test_a_relay_keeps_up_with_commits_arriving_while_it_publishes(db, settings, new_topic):
+    """Found in review: every notification read in one go cost a pause of its own, so under a
+    steady stream of commits the pauses grew each round and publishing fell behind."""
+    topic = new_topic("outbox")
+    box = Outbox(topic, producer="test")
+    relay = OutboxRelay(db, settings.kafka.bootstrap_servers, client_id="steady", idle_wait=60)
+    task = asyncio.create_task(relay.run())
+    try:
+        writers = [write_events(db, box, 60) for _ in range(8)]  # 480 commits, 8 at a time
+        await asyncio.gather(*writers)
+        await eventually_async(
+            lambda: relay.published == 480, timeout=15, what="every committed event is out"
+        )
+    finally:
+        relay.stop()
+        await write_events(db, box, 1)  # wakes it, so that it sees stop()
+        await asyncio.wait_for(task, 30)

@@ -271,3 +271,33 @@ async def test_who_reads_whose_nights_follows_the_owners_setting(actions, db):
     assert await readers() == {"owner"}
     with pytest.raises(NotFound, match=f"No sleep entry with id {entry.id}"):
         await actions.delete(follower, entry.id)
+
+
+async def test_a_refused_overlap_leaves_its_request_id_free_for_the_retry(actions, db):
+    """The constraint's refusal rolls the whole create back, the request id's claim with it:
+    once the other night is gone, the same request records the night."""
+    owner = await known_user(db)
+    first = await actions.create(owner, **night())
+    later = night(
+        start=NIGHT_START + timedelta(hours=1),
+        end=NIGHT_END + timedelta(hours=1),
+        request_id="r-overlap",
+    )
+    with pytest.raises(FailedPrecondition, match=f"overlaps your entry {first.id}"):
+        await actions.create(owner, **later)
+    await actions.delete(owner, first.id)
+    recorded = await actions.create(owner, **later)
+    assert recorded.start_time == later["start"]
+    assert await actions.create(owner, **later) == recorded, "and it is claimed now"
+
+
+async def test_an_update_into_another_night_names_it_and_changes_nothing(actions, db):
+    owner = await known_user(db)
+    first = await actions.create(owner, **night())
+    second = await actions.create(
+        owner, **night(start=NIGHT_END, end=NIGHT_END + timedelta(hours=7))
+    )
+    earlier = {"start_time": NIGHT_END - timedelta(hours=1)}
+    with pytest.raises(FailedPrecondition, match=f"overlaps your entry {first.id}"):
+        await actions.update(owner, second.id, earlier, ["start_time"])
+    assert await actions.get(owner, second.id) == second

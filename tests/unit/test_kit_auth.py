@@ -8,7 +8,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from google.protobuf import descriptor_pb2, descriptor_pool
 from zentry.analytics.v1 import product_analytics_service_pb2
+from zentry.api.v1 import access_pb2
 from zentry.user.v1 import user_service_pb2
 
 from services.kit.auth import (
@@ -19,6 +21,7 @@ from services.kit.auth import (
     required_roles,
 )
 from services.kit.errors import PermissionDenied, Unauthenticated
+from services.kit.settings import ConfigError
 from services.user.tokens import TokenIssuer, ensure_keypair
 
 
@@ -131,6 +134,23 @@ def test_roles_come_from_the_proto_option_and_public_methods_need_none():
     assert not set(required_roles(analytics)) & public_methods(analytics)
     users = user_service_pb2.DESCRIPTOR.services_by_name["UserService"]
     assert required_roles(users) == {}
+
+
+def test_a_method_both_public_and_needing_a_role_is_refused_at_start():
+    """Found in review: the interceptor lets a public call without a token through before
+    it looks at roles, so such a method would skip its role."""
+    probe = descriptor_pb2.FileDescriptorProto(name="probe.proto", package="zentry.probe.v1")
+    probe.message_type.add(name="Empty")
+    method = probe.service.add(name="Probe").method.add(
+        name="Peek", input_type=".zentry.probe.v1.Empty", output_type=".zentry.probe.v1.Empty"
+    )
+    method.options.Extensions[access_pb2.public] = True
+    method.options.Extensions[access_pb2.role] = "admin"
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(probe)
+    service = pool.FindServiceByName("zentry.probe.v1.Probe")
+    with pytest.raises(ConfigError, match="Probe/Peek: public and needing a role"):
+        required_roles(service)
 
 
 async def test_a_method_with_a_role_refuses_a_token_without_it(keys):

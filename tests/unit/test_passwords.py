@@ -87,3 +87,15 @@ async def test_a_hash_takes_one_lane_and_one_of_other_parameters_still_checks():
     assert await passwords.matches(older, "sleep-well-42", "ada")
     assert not await passwords.matches(older, "sleep-well-43", "ada")
     passwords.close()
+
+
+async def test_a_rehash_never_waits_for_a_slot():
+    """Found in review: the upgrade of an old hash at log-in waited for a slot like a
+    sign-up, so a busy service kept a right log-in waiting for its upgrade."""
+    busy = Passwords(8, 5.0, SMALL)  # one slot, a five-second wait for it
+    real = asyncio.create_task(busy.hash("sleep-well-42"))
+    await asyncio.sleep(0)  # the real hash holds the only slot
+    assert await busy.rehash("sleep-well-42") is None, "refused at once, not after 5 s"
+    await real
+    assert (await busy.rehash("sleep-well-42")).startswith("$argon2id$")
+    busy.close()

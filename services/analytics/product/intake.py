@@ -112,9 +112,9 @@ class Salts:
 
 
 class Intake:
-    def __init__(self, salts: Salts, publisher: AsyncProducer, limits: tracking.Limits):
+    def __init__(self, salts: Salts, producer: AsyncProducer, limits: tracking.Limits):
         self._salts = salts
-        self._publisher = publisher
+        self._producer = producer
         self._limits = limits
 
     async def track(
@@ -147,5 +147,5 @@ class Intake:
             accepted.receive_time.FromDatetime(now)
             wrapped = envelope(accepted, visitor, "analytics", occur_time=now)
             messages.append((visitor, wrapped.SerializeToString()))
-        await self._publisher.publish(messages)
+        await self._producer.publish(messages)
         return pb.TrackEventsResponse(accepted_count=len(messages), dropped_count=0)

@@ -2,7 +2,7 @@
 the raw retention; rollups, sessions, visitor sketches and admitted labels after the
 (longer) rollup retention.
 
-Runs beside the rollup consumer. Each instance sweeps on its own in small
+A timer (the Assembly's timers: where the consumers run). Each instance sweeps on its own in small
 transactions; deleting what another instance deleted already costs nothing.
 """
 

@@ -1,4 +1,4 @@
-"""The event names, property keys and values each day admits (see product/cardinality.py).
+"""The event names, property keys and values each day admits (see services.analytics.cardinality).
 
 Revision ID: 0002
 Revises: 0001
