@@ -60,8 +60,8 @@ class AnalyticsWorld(EventWorld):
         # No user service here: zones and goals come from the sleepers copy.
         self.reader = SleepStatsReader(self.db, OwnProfiles(None))
         self.reports = Reports(self.db, Uniques(self.redis), self.settings.raw_retention)
-        self.producer = AsyncProducer(self.bootstrap, "test-intake", self.client_topic)
-        self.intake = Intake(Salts(self.db), self.producer, self.settings.limits)
+        self.intake_producer = AsyncProducer(self.bootstrap, "test-intake", self.client_topic)
+        self.intake = Intake(Salts(self.db), self.intake_producer, self.settings.limits)
         self.suffix = f".{self.client_topic}"
 
     def consumer_names(self) -> dict[str, object]:
@@ -88,7 +88,7 @@ class AnalyticsWorld(EventWorld):
         ]
 
     async def close(self) -> None:
-        await self.producer.close()
+        await self.intake_producer.close()
         await super().close()
 
     async def track(

@@ -160,6 +160,12 @@ async def test_a_relay_keeps_up_with_commits_arriving_while_it_publishes(db, set
         await eventually_async(
             lambda: relay.published == 480, timeout=15, what="every committed event is out"
         )
+        # Their notifications pile up while the batches go out; the next event must not
+        # wait behind a pause for each of them.
+        await write_events(db, box, 1)
+        await eventually_async(
+            lambda: relay.published == 481, timeout=10, what="the next event is out"
+        )
     finally:
         relay.stop()
         await write_events(db, box, 1)  # wakes it, so that it sees stop()
