@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bench import analytics, checks, feed, flood, leaderboard, limits, sleep
+from bench import analytics, checks, feed, feed_consumers, flood, leaderboard, limits, sleep
 from bench.memory import PeakRss, rss_mib
 from gateway.config import NO_CLIENT_LIMITS
 from infra import config
@@ -83,7 +83,10 @@ def measure(settings, mesh: Mesh, factor: float) -> dict:
     }
     with PeakRss(pids) as peak:
         results["feed"], tokens, readers = feed.run(settings, base, mesh.env(), scale)
-        results["sleep"] = sleep.run(settings, base, tokens, scale.seconds)
+        results["sleep"] = sleep.run(settings, base, tokens, scale.seconds, pids)
+        results["feed_consumers"] = feed_consumers.run(
+            settings, mesh.env(), feed_consumers.Scale.times(factor)
+        )
         results["leaderboard"] = leaderboard.run(
             settings, base, tokens, readers, leaderboard.Scale.times(factor)
         )
@@ -122,6 +125,7 @@ def report(results: dict) -> str:
         _heading,
         _limits_report,
         _requests_report,
+        _night_cost_report,
         _celebrity_report,
         _fanout_report,
         _ingestion_report,
@@ -261,11 +265,48 @@ def _ingestion_report(results: dict) -> list[str]:
         f"{ingestion['events_per_s']} | {ingestion['of_raw_consume']:.1%} |",
         f"| analytics rollup: {rollup['events']} events of {rollup['visitors']} visitors, one "
         f"batch runner | {rollup['events_per_s']} | {rollup['of_raw_consume']:.1%} |",
+        *_feed_consumer_rows(results["feed_consumers"]),
         f"| TrackEvents accepted at the gateway, concurrency 8 | {intake['events_per_s']} | |",
         f"| the same, rolled up by the running consumers (until caught up, "
         f"{intake['rolled_up_after_s']} s after the load) | "
         f"{intake['live_rollup_events_per_s']} | |",
     ]
+
+
+def _feed_consumer_rows(part: dict) -> list[str]:
+    scale = part["scale"]
+    what = {
+        "follows": f"feed graph: {part['follows']['events']} follows of {scale['readers']} "
+        "active readers (each backfills a timeline), one runner",
+        "nights": f"feed entries: {part['nights']['events']} nights of {scale['authors']} "
+        "authors (each fanned out to its active followers), one runner",
+        "replay": f"feed replay: {part['replay']['events']} events, both groups",
+    }
+    return [
+        f"| {label} (CPU ms an event: {_cpu(part[phase]['cpu_ms_per_event'])}) | "
+        f"{part[phase]['events_per_s']} | |"
+        for phase, label in what.items()
+    ]
+
+
+def _cpu(per: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms}" for name, ms in per.items())
+
+
+def _night_cost_report(results: dict) -> list[str]:
+    lines = [
+        "",
+        "### Sleep entry create: every consumer caught up, and the CPU a night cost",
+        "",
+        "| concurrency | nights | caught up after the load, s | CPU ms a night |",
+        "|---:|---:|---:|---|",
+    ]
+    for r in results["sleep"]:
+        lines.append(
+            f"| {r['concurrency']} | {r['requests']} | {r['caught_up_after_s']} | "
+            f"{_cpu(r['cpu_ms_per_night'])} |"
+        )
+    return lines
 
 
 def _memory_report(results: dict) -> list[str]:

@@ -39,12 +39,20 @@ def _ts(when: datetime) -> timestamp_pb2.Timestamp:
 class BulkPublisher:
     """Produces envelopes as the services' outbox relays do; counts what it sent."""
 
-    def __init__(self, bootstrap: str, seed: int = 7):
+    def __init__(
+        self,
+        bootstrap: str,
+        seed: int = 7,
+        *,
+        user_topic: str = USER_EVENTS,
+        sleep_topic: str = SLEEP_EVENTS,
+    ):
         self._producer = Producer(
             {"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4"}
         )
         self.random = random.Random(seed)
         self.sent = 0
+        self._user_topic, self._sleep_topic = user_topic, sleep_topic
 
     def _send(self, topic: str, payload, subject: str) -> None:
         event = envelope(payload, subject, "bench")
@@ -80,15 +88,16 @@ class BulkPublisher:
             sleep_goal=duration_pb2.Duration(seconds=8 * 3600),
             nights_visible_to="everyone",  # ranked on the global boards the bench reads
         )
-        self._send(USER_EVENTS, uev.UserRegistered(profile=profile), user_id)
+        self._send(self._user_topic, uev.UserRegistered(profile=profile), user_id)
 
     def celebrity(self, user_id: str) -> None:
         self._send(
-            USER_EVENTS, uev.CelebrityStatusChanged(user_id=user_id, celebrity=True), user_id
+            self._user_topic, uev.CelebrityStatusChanged(user_id=user_id, celebrity=True), user_id
         )
 
     def follow(self, reader: str, author: str) -> None:
-        self._send(USER_EVENTS, uev.FollowCreated(follower_id=reader, followee_id=author), reader)
+        follow = uev.FollowCreated(follower_id=reader, followee_id=author)
+        self._send(self._user_topic, follow, reader)
 
     def night(self, author: str, days_ago: int, *, fresh: bool = False) -> str:
         """A believable night: bedtime around 23:00 ± 45 min, 5.5 to 9 hours, logged on waking.
@@ -122,7 +131,7 @@ class BulkPublisher:
             create_time=_ts(created),
             update_time=_ts(created),
         )
-        self._send(SLEEP_EVENTS, sev.SleepEntryCreated(entry=state), author)
+        self._send(self._sleep_topic, sev.SleepEntryCreated(entry=state), author)
         return entry_id
 
     def page_view(self, user_id: str, at: datetime, page: str) -> None:
@@ -161,5 +170,5 @@ def wait_consumed(bootstrap: str, groups: dict[str, str], timeout: float) -> flo
         if behind == 0:
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
-            raise TimeoutError(f"the feed's consumers are still {behind} events behind")
-        time.sleep(0.5)
+            raise TimeoutError(f"the consumers are still {behind} events behind")
+        time.sleep(0.2)

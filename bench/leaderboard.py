@@ -33,7 +33,7 @@ from bench.bulk_events import BulkPublisher, wait_consumed
 from bench.limits import raw_consume_rate
 from bench.scratch import drain, produce_all, scratch
 from infra.config import Settings
-from services.kit.batch_consumer import BatchConsumerRunner
+from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database, migrate
 from services.kit.events import SLEEP_EVENTS, envelope
 from services.leaderboard import app, domain
@@ -85,7 +85,7 @@ async def _ingestion(settings: Settings, scale: Scale) -> dict:
         scores, _directory = projector.subscriptions(
             sleep_topic=place.topic, groups=(place.topic, f"{place.topic}.d")
         )
-        runner = BatchConsumerRunner(db, bootstrap, scores, max_batch=lb.batch_size)
+        runner = ConsumerRunner(db, bootstrap, scores, max_batch=lb.batch_size)
         print("bench leaderboard: applying them with one batch runner", flush=True)
         seconds = await drain(runner, scale.events, "leaderboard ingestion")
         boards = len([k async for k in redis.scan_iter(match="lb:board:*", count=1000)])

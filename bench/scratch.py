@@ -19,22 +19,29 @@ BENCH_REDIS_DB = 10  # the tests use 11 to 13
 
 @dataclass(frozen=True)
 class Scratch:
-    topic: str  # 6 partitions, like the domain topics, with its .dlt
+    topics: tuple[str, ...]  # 6 partitions each, like the domain topics, each with its .dlt
     dsn: str  # an empty database
     redis_url: str
 
+    @property
+    def topic(self) -> str:
+        return self.topics[0]
+
 
 @contextmanager
-def scratch(settings: Settings, name: str) -> Iterator[Scratch]:
+def scratch(settings: Settings, name: str, topics: int = 1) -> Iterator[Scratch]:
+    """Topics `name`, `name-2`, ... (`topics` of them), a database and a Redis database."""
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-    topics = [NewTopic(name, 6, 1), NewTopic(f"{name}.dlt", 1, 1)]
-    for future in admin.create_topics(topics).values():
+    names = tuple([name, *(f"{name}-{n}" for n in range(2, topics + 1))])
+    made = [t for n in names for t in (n, f"{n}.dlt")]
+    new = [NewTopic(t, 1 if t.endswith(".dlt") else 6, 1) for t in made]
+    for future in admin.create_topics(new).values():
         future.result(timeout=30)
     try:
         with scratch_database(settings.postgres, name.replace("-", "_")) as dsn:
-            yield Scratch(name, dsn, settings.redis.url(BENCH_REDIS_DB))
+            yield Scratch(names, dsn, settings.redis.url(BENCH_REDIS_DB))
     finally:
-        for future in admin.delete_topics([name, f"{name}.dlt"]).values():
+        for future in admin.delete_topics(made).values():
             future.result(timeout=30)
 
 

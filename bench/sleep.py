@@ -3,6 +3,10 @@
 The readers the feed benchmark registered record one-hour nights, each in a
 two-hour slot of its own going back from yesterday (the load generator's
 {{start}}/{{end}}), so no night overlaps another and every create succeeds.
+Every consumer of the mesh runs meanwhile. After each run: the seconds until
+every consumer group of sleep events has caught up, and the CPU milliseconds
+a recorded night cost each process (bench.cpu: the services' instances, by
+service, and the servers), from the start of the load until caught up.
 `python -m bench.sleep [seconds]` runs it alone, on a mesh of its own with
 readers of its own.
 """
@@ -19,16 +23,30 @@ from pathlib import Path
 import httpx
 
 from bench import loadgen
+from bench.bulk_events import wait_consumed
+from bench.cpu import CpuMeter, server_pids
 from infra.config import Settings
+from services.analytics.stats.projector import NIGHTS_GROUP
+from services.feed.projector import ENTRIES_GROUP
+from services.kit.events import SLEEP_EVENTS
+from services.leaderboard.projector import SCORES_GROUP
 
 SLOT = timedelta(hours=2)  # the load generator's -step
 #: Accounts `main` records nights for, and what it prints of each run.
 READERS = 40
 PASSWORD = "bench-pass-1"
-SHOWN = ("scenario", "concurrency", "requests", "errors", "rps", "p50_ms", "p95_ms", "p99_ms")
+SHOWN = ("scenario", "concurrency", "requests", "errors", "rps", "p50_ms", "p95_ms", "p99_ms",
+         "caught_up_after_s", "cpu_ms_per_night")  # fmt: skip
 
 
-def run(settings: Settings, base_url: str, tokens: Path, seconds: float) -> list[dict]:
+#: Every consumer group of sleep events: a night is recorded once each has applied it.
+NIGHT_GROUPS = (ENTRIES_GROUP, SCORES_GROUP, NIGHTS_GROUP)
+
+
+def run(
+    settings: Settings, base_url: str, tokens: Path, seconds: float, pids: dict[str, int]
+) -> list[dict]:
+    """Both concurrencies; `pids` names the mesh's instances (`sleep-1`, ...) to measure."""
     body = Path(tempfile.mkstemp(prefix="zentry-bench-night-", suffix=".json")[1])
     body.write_text(json.dumps({"startTime": "{{start}}", "endTime": "{{end}}", "quality": 4}))
     readers = len(tokens.read_text().split())
@@ -37,6 +55,7 @@ def run(settings: Settings, base_url: str, tokens: Path, seconds: float) -> list
     try:
         for concurrency in (1, 8):
             print(f"bench sleep: entry create at concurrency {concurrency}", flush=True)
+            meter = CpuMeter({**pids, **server_pids(settings.run_dir)}).start()
             result = loadgen.run(
                 settings,
                 f"{base_url}/v1/sleepEntries",
@@ -49,6 +68,13 @@ def run(settings: Settings, base_url: str, tokens: Path, seconds: float) -> list
                 max_requests=50_000,
                 origin=origin.strftime("%Y-%m-%dT%H:%M:%SZ"),
             )
+            caught_up = wait_consumed(
+                settings.kafka.bootstrap_servers,
+                dict.fromkeys(NIGHT_GROUPS, SLEEP_EVENTS),
+                timeout=300,
+            )
+            result["caught_up_after_s"] = round(caught_up, 1)
+            result["cpu_ms_per_night"] = _per_night(meter.stop(), result["requests"])
             rows.append({"scenario": "sleep entry create", **result})
             # the next run's slots start before every slot this one may have used
             sent = result["requests"] + result["errors"] + 2 * result["rps"]  # and the warm-up
@@ -56,6 +82,16 @@ def run(settings: Settings, base_url: str, tokens: Path, seconds: float) -> list
     finally:
         body.unlink(missing_ok=True)
     return rows
+
+
+def _per_night(spent: dict[str, float], nights: int) -> dict[str, float]:
+    """CPU ms a night, by service (instances summed) and server, and in all."""
+    by_process: dict[str, float] = {}
+    for name, seconds in spent.items():
+        service = name.rsplit("-", 1)[0] if name[-1].isdigit() else name
+        by_process[service] = by_process.get(service, 0) + seconds
+    per_night = {name: round(s * 1000 / max(nights, 1), 2) for name, s in by_process.items()}
+    return {**per_night, "all": round(sum(spent.values()) * 1000 / max(nights, 1), 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(tempfile.mkstemp(prefix="zentry-bench-tokens-")[1])
         try:
             path.write_text("\n".join(tokens))
-            for row in run(settings, mesh.gateway_url, path, seconds):
+            pids = {child.name: child.pid for child in mesh.instances}
+            for row in run(settings, mesh.gateway_url, path, seconds, pids):
                 print(json.dumps({key: row.get(key) for key in SHOWN}))
         finally:
             path.unlink(missing_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from zentry.events.v1 import sleep_events_pb2 as sev
 
 from services.kit.auth import Caller
-from services.kit.batch_consumer import BatchConsumerRunner
+from services.kit.consumer import ConsumerRunner
 from services.kit.profiles import OwnProfiles
 from services.leaderboard import app
 from services.leaderboard.config import LeaderboardSettings
@@ -47,7 +47,7 @@ class LeaderboardWorld(EventWorld):
         scores, directory = self.projector.subscriptions(**self.consumer_names())
 
         def runner(subscription):
-            return BatchConsumerRunner(
+            return ConsumerRunner(
                 self.db,
                 self.bootstrap,
                 subscription,

@@ -29,8 +29,8 @@ from services.analytics.stats.projector import Projector
 from services.analytics.stats.reading import SleepStatsReader
 from services.analytics.stats.server import SleepStatsServicer
 from services.kit import telemetry
-from services.kit.batch_consumer import BatchConsumerRunner
 from services.kit.boot import Assembly
+from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database
 from services.kit.discovery import Balancer, Consul
 from services.kit.events import CLIENT_EVENTS, SLEEP_EVENTS, USER_EVENTS
@@ -50,7 +50,7 @@ def consumers(
     client_topic: str = CLIENT_EVENTS,
     group_suffix: str = "",
     **options,
-) -> list[BatchConsumerRunner]:
+) -> list[ConsumerRunner]:
     """The nights', the sleepers' and the rollups' batch runners (tests name their own)."""
     rollups_group = rollups.GROUP + group_suffix
     return [
@@ -63,7 +63,7 @@ def consumers(
             group_suffix=group_suffix,
             **options,
         ),
-        BatchConsumerRunner(
+        ConsumerRunner(
             db,
             bootstrap,
             *Rollups(Uniques(redis), settings.caps).subscriptions(client_topic, rollups_group),
@@ -82,11 +82,11 @@ def stats_consumers(
     user_topic: str = USER_EVENTS,
     group_suffix: str = "",
     **options,
-) -> list[BatchConsumerRunner]:
+) -> list[ConsumerRunner]:
     """The sleep statistics' runners (the nights' and the sleepers'): what a replay runs."""
     groups = (projector.NIGHTS_GROUP + group_suffix, projector.SLEEPERS_GROUP + group_suffix)
     return [
-        BatchConsumerRunner(db, bootstrap, subscription, max_batch=settings.batch_size, **options)
+        ConsumerRunner(db, bootstrap, subscription, max_batch=settings.batch_size, **options)
         for subscription in Projector().subscriptions(sleep_topic, user_topic, groups)
     ]
 

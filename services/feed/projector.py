@@ -1,12 +1,13 @@
 """Applies user and sleep events to the feed's read models, then to its Redis timelines.
 
 Two consumer groups, one per topic, each through the kit's runner. A handler
-changes PostgreSQL only, in one transaction with the event's processed-event
-record, and notes in that transaction what the event still has to do to
-Redis (`redis_effects`). Once it has committed, `after_commit` does it and
-deletes the note; a crash in between redelivers the event, whose note is
-still there. So Redis never shows what PostgreSQL did not commit (a rolled
-back or parked event wrote nothing there) and never misses what it did.
+changes PostgreSQL only, in its batch's transaction with the event's
+processed-event record, and notes in that transaction what the event still
+has to do to Redis (`redis_effects`). Once the batch has committed,
+`after_commit` does it and deletes the notes; a crash in between redelivers
+the events, whose notes are still there. So Redis never shows what
+PostgreSQL did not commit (a rolled back or parked event wrote nothing
+there) and never misses what it did.
 
 An effect reads what it writes from PostgreSQL, under the store's advisory
 locks, as rebuilds do: whichever runs first, the other finds its work done.
@@ -57,6 +58,8 @@ _log = logging.getLogger(__name__)
 
 GRAPH_GROUP = "feed.graph"
 ENTRIES_GROUP = "feed.entries"
+_FOLLOWS = (uev.FollowCreated, uev.FollowDeleted)  # their handlers lock nobody
+_READ_AUTHOR = frozenset({"follow", "unfollow"})  # effects that only read an author's follows
 LOGGED_FANOUT = 1000  # fan-outs to at least this many timelines are logged with their time
 
 
@@ -71,9 +74,7 @@ class Projector:
             "celebrity": self._sync_celebrity,
             "visibility": self._sync_visibility,
             "forget": self._forget,
-            "follow": self._backfill,
             "unfollow": self._purge,
-            "created": self._fan_out,
             "updated": self._recache,
             "deleted": self._remove,
         }
@@ -98,6 +99,7 @@ class Projector:
                     uev.UserDeleted: self.on_deleted,
                 },
                 after_commit=self.after_commit,
+                lock=self.lock_authors,
             ),
             Subscription(
                 groups[1],
@@ -108,8 +110,19 @@ class Projector:
                     sev.SleepEntryDeleted: self.on_delete,
                 },
                 after_commit=self.after_commit,
+                lock=self.lock_authors,
             ),
         ]
+
+    async def lock_authors(self, events, session) -> None:
+        """Every author whose lock a handler of the batch takes, in one sorted call."""
+        authors = {
+            user
+            for _envelope, payload in events
+            if not isinstance(payload, _FOLLOWS)
+            for user in erasure.users_named(payload)
+        }
+        await store.lock_authors(session, authors, shared=False)
 
     # -- user events: PostgreSQL, and a note of what Redis needs --------------------
 
@@ -195,17 +208,41 @@ class Projector:
 
     # -- after the commit: Redis ------------------------------------------------------
 
-    async def after_commit(self, envelope) -> None:
-        """Do to Redis what the committed event noted, then forget the note; idempotent."""
+    async def after_commit(self, envelopes) -> None:
+        """Do to Redis what the committed events noted, then forget the notes, in one
+        transaction under every lock the effects take; idempotent.
+
+        Each effect makes Redis agree with what PostgreSQL holds now, so their order
+        does not matter: follows and new entries go in one query each, the rest one by
+        one.
+        """
+        ids = [envelope.event_id for envelope in envelopes]
         async with self._db.transaction() as session:
-            effects = await store.noted_effects(session, envelope.event_id)
-        if effects is None:
-            return
+            noted = await store.noted_effects(session, ids)
+            if not noted:
+                return
+            effects = [effect for event_id in ids for effect in noted.get(event_id, ())]
+            await self._lock(session, effects)
+            by_kind: dict[str, list[dict]] = {}
+            for effect in effects:
+                by_kind.setdefault(effect["do"], []).append(effect)
+            await self._backfill_all(session, by_kind.pop("follow", []))
+            await self._fan_out_all(session, by_kind.pop("created", []))
+            for effect in effects:
+                if effect["do"] in by_kind:
+                    await self._effects[effect["do"]](session, effect)
+            await store.forget_effects(session, list(noted))
+
+    async def _lock(self, session, effects: list[dict]) -> None:
+        """Every lock the effects take, at once: readers, then authors (shared where the
+        effects only read who follows them)."""
+        readers = {e["reader"] for e in effects if "reader" in e}
+        shared: dict[str, bool] = {}
         for effect in effects:
-            async with self._db.transaction() as session:
-                await self._effects[effect["do"]](session, effect)
-        async with self._db.transaction() as session:
-            await store.forget_effects(session, envelope.event_id)
+            author = effect.get("author")
+            if author is not None:
+                shared[author] = shared.get(author, True) and effect["do"] in _READ_AUTHOR
+        await store.lock_readers_and_authors(session, readers, shared)
 
     async def _followers(self, session, author_id: str) -> list[str]:
         return await store.active_followers(
@@ -264,20 +301,29 @@ class Projector:
         await self._timelines.remove([celebs_key(f) for f in followers], [user], sets=True)
         await self._timelines.forget_user(user, effect["entries"])
 
-    async def _backfill(self, session, effect) -> None:
-        reader, author = effect["reader"], effect["author"]
-        await store.lock_reader(session, reader)
-        await store.lock_author(session, author, shared=True)
-        if not await store.follows_now(session, reader, author):
-            return  # unfollowed since: the unfollow's effect has nothing to undo
-        if await store.is_hidden(session, author):
-            return  # in no feed: showing again backfills every follower
-        if await store.is_celebrity(session, author):
-            await self._timelines.add_celebrity([reader], author)
-        else:
-            length = self._timelines.length
-            recent = await store.recent_entries(session, author, length + 1)
-            await self._timelines.push([timeline_key(reader)], *newest(recent, length))
+    async def _backfill_all(self, session, effects: list[dict]) -> None:
+        """Each new follow's author into the reader's feed: their recent entries into the
+        timeline, or, for a celebrity, their name into the reader's celebrities."""
+        pairs = [(e["reader"], e["author"]) for e in effects]
+        if not pairs:
+            return
+        now = await store.follows_among(session, pairs)  # not unfollowed since
+        pairs = [pair for pair in dict.fromkeys(pairs) if pair in now]
+        rows = await store.find_authors(session, {author for _reader, author in pairs})
+        plain = []
+        for reader, author in pairs:
+            row = rows.get(author)
+            if row is not None and row.hidden:
+                continue  # in no feed: showing again backfills every follower
+            if row is not None and row.celebrity:
+                await self._timelines.add_celebrity([reader], author)
+            else:
+                plain.append((reader, author))
+        length = self._timelines.length
+        recent = await store.recent_entries_of(session, {a for _r, a in plain}, length + 1)
+        for reader, author in plain:
+            items, floor = newest(recent.get(author, []), length)
+            await self._timelines.push([timeline_key(reader)], items, floor)
 
     async def _purge(self, session, effect) -> None:
         reader, author = effect["reader"], effect["author"]
@@ -292,30 +338,45 @@ class Projector:
         await self._timelines.remove([timeline_key(reader)], theirs)
         await self._timelines.remove([celebs_key(reader)], [author], sets=True)
 
-    async def _fan_out(self, session, effect) -> None:
-        author = effect["author"]
-        await store.lock_author(session, author)
-        entry = await store.find_entry(session, effect["entry"])
-        if entry is None or entry.deleted:
-            return  # deleted since: its delete's effect removes what is left
-        await self._timelines.cache_entry(entry.key.entry_id, author, entry.body)
-        await self._timelines.push([posts_key(author)], [entry.key])
-        if not entry.fanned_out or await store.is_hidden(session, author):
-            return  # a celebrity's (fanned in at read), or a hidden author's (in no feed)
-        started = time.monotonic()
-        followers = await self._followers(session, author)
-        self.last_fanout = await self._timelines.push(
-            [timeline_key(f) for f in followers], [entry.key]
-        )
-        if len(followers) >= LOGGED_FANOUT:
-            _log.info(
-                "fanned out %s to %d of %d active followers in %.0f ms",
-                entry.key.entry_id,
-                self.last_fanout,
-                len(followers),
-                (time.monotonic() - started) * 1000,
-                extra={"author": author},
-            )
+    async def _fan_out_all(self, session, effects: list[dict]) -> None:
+        """New entries into their authors' posts and, unless the author is a celebrity's
+        (fanned in at read) or hidden (in no feed), their active followers' timelines."""
+        found = await store.find_entries(session, [e["entry"] for e in effects])
+        by_author: dict[str, list[store.EntryRow]] = {}
+        for entry_id in dict.fromkeys(e["entry"] for e in effects):
+            entry = found.get(entry_id)
+            if entry is not None and not entry.deleted:  # else its delete's effect cleans up
+                by_author.setdefault(entry.author_id, []).append(entry)
+        if not by_author:
+            return
+        new = [entry for entries in by_author.values() for entry in entries]
+        await self._timelines.cache_entries([(e.key.entry_id, e.author_id, e.body) for e in new])
+        for author, entries in by_author.items():
+            await self._timelines.push([posts_key(author)], [e.key for e in entries])
+        rows = await store.find_authors(session, by_author)
+        spread = {
+            author: [e.key for e in entries if e.fanned_out]
+            for author, entries in by_author.items()
+            if not (author in rows and rows[author].hidden)
+        }
+        since = self._activity.active_since(datetime.now(UTC))
+        authors = [author for author, keys in spread.items() if keys]
+        followers = await store.active_followers_of(session, authors, since)
+        for author, keys in spread.items():
+            if not keys:
+                continue
+            started = time.monotonic()
+            readers = followers.get(author, [])
+            self.last_fanout = await self._timelines.push([timeline_key(f) for f in readers], keys)
+            if len(readers) >= LOGGED_FANOUT:
+                _log.info(
+                    "fanned out %d entries to %d of %d active followers in %.0f ms",
+                    len(keys),
+                    self.last_fanout,
+                    len(readers),
+                    (time.monotonic() - started) * 1000,
+                    extra={"author": author},
+                )
 
     async def _recache(self, session, effect) -> None:
         await store.lock_author(session, effect["author"])

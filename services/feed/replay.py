@@ -31,7 +31,6 @@ def read_models(
         app.consumers(db, projector, bootstrap, **names),
         ["authors", "follows", "entries", "redis_effects"],
         keys="feed:*",
-        forget_processed=True,
     )
 
 

@@ -25,7 +25,7 @@ server; two authors in one stripe only wait for each other a little.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,6 +43,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
     tuple_,
     update,
 )
@@ -51,7 +52,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.feed.domain import Key
-from services.kit.db import delete_if_present, insert_if_absent, lock_keys
+from services.kit.db import delete_if_present, insert_if_absent, lock_keys, lock_keys_each
 
 metadata = MetaData()
 _uuid = UUID(as_uuid=False)
@@ -122,6 +123,19 @@ async def lock_authors(session: AsyncSession, author_ids: Iterable[str], *, shar
 
 async def lock_reader(session: AsyncSession, reader_id: str) -> None:
     await lock_keys(session, _READER_LOCKS, [reader_id])
+
+
+async def lock_readers_and_authors(
+    session: AsyncSession, reader_ids: Iterable[str], shared: Mapping[str, bool]
+) -> None:
+    """The readers, then the authors (each shared or not as `shared` says; exclusive if
+    another author of its stripe needs that), in the order reads take them: readers first."""
+    await lock_keys(session, _READER_LOCKS, reader_ids)
+    stripes: dict[str, bool] = {}
+    for author_id, only_shared in shared.items():
+        stripe = _stripe(author_id)
+        stripes[stripe] = stripes.get(stripe, True) and only_shared
+    await lock_keys_each(session, _AUTHOR_LOCKS, stripes)
 
 
 @dataclass(frozen=True)
@@ -348,6 +362,55 @@ async def find_entry(session: AsyncSession, entry_id: str) -> EntryRow | None:
     return EntryRow(str(row.author_id), key, row.body, row.deleted, row.fanned_out)
 
 
+async def find_entries(session: AsyncSession, entry_ids: Iterable[str]) -> dict[str, EntryRow]:
+    rows = await session.execute(
+        select(
+            entries.c.entry_id,
+            entries.c.author_id,
+            entries.c.score,
+            entries.c.body,
+            entries.c.deleted,
+            entries.c.fanned_out,
+        ).where(entries.c.entry_id.in_(list(set(entry_ids))))
+    )
+    return {
+        str(r.entry_id): EntryRow(
+            str(r.author_id), Key(r.score, str(r.entry_id)), r.body, r.deleted, r.fanned_out
+        )
+        for r in rows
+    }
+
+
+async def follows_among(
+    session: AsyncSession, pairs: Iterable[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Those (follower, followee) pairs that are follows now."""
+    wanted = list(set(pairs))
+    if not wanted:
+        return set()
+    rows = await session.execute(
+        select(follows.c.follower_id, follows.c.followee_id).where(
+            tuple_(follows.c.follower_id, follows.c.followee_id).in_(wanted)
+        )
+    )
+    return {(str(follower), str(followee)) for follower, followee in rows}
+
+
+async def active_followers_of(
+    session: AsyncSession, author_ids: Iterable[str], since: datetime
+) -> dict[str, list[str]]:
+    """active_followers of each author, in one query."""
+    rows = await session.execute(
+        select(follows.c.followee_id, follows.c.follower_id)
+        .join(readers, readers.c.user_id == follows.c.follower_id)
+        .where(follows.c.followee_id.in_(list(set(author_ids))), readers.c.last_seen >= since)
+    )
+    found: dict[str, list[str]] = {}
+    for author_id, follower_id in rows:
+        found.setdefault(str(author_id), []).append(str(follower_id))
+    return found
+
+
 async def follows_now(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
     return (
         await session.scalar(
@@ -376,14 +439,37 @@ async def note_effects(session: AsyncSession, event_id: str, effects: list[dict]
         await session.execute(redis_effects.insert().values(event_id=event_id, effects=effects))
 
 
-async def noted_effects(session: AsyncSession, event_id: str) -> list[dict] | None:
-    return await session.scalar(
-        select(redis_effects.c.effects).where(redis_effects.c.event_id == event_id)
+async def noted_effects(session: AsyncSession, event_ids: list[str]) -> dict[str, list[dict]]:
+    """The effects still noted for any of `event_ids`, by event id."""
+    rows = await session.execute(
+        select(redis_effects.c.event_id, redis_effects.c.effects).where(
+            redis_effects.c.event_id.in_(event_ids)
+        )
     )
+    return {event_id: effects for event_id, effects in rows}
 
 
-async def forget_effects(session: AsyncSession, event_id: str) -> None:
-    await session.execute(delete(redis_effects).where(redis_effects.c.event_id == event_id))
+async def forget_effects(session: AsyncSession, event_ids: list[str]) -> None:
+    await session.execute(delete(redis_effects).where(redis_effects.c.event_id.in_(event_ids)))
+
+
+async def recent_entries_of(
+    session: AsyncSession, author_ids: Iterable[str], limit: int
+) -> dict[str, list[Key]]:
+    """recent_entries of each author, in one query (an index scan per author)."""
+    rows = await session.execute(
+        text(
+            "SELECT a.id, e.score, e.entry_id FROM unnest(CAST(:ids AS uuid[])) AS a(id)"
+            " CROSS JOIN LATERAL (SELECT score, entry_id FROM entries"
+            " WHERE author_id = a.id AND NOT deleted"
+            " ORDER BY score DESC, entry_id DESC LIMIT :limit) AS e"
+        ),
+        {"ids": sorted(set(author_ids)), "limit": limit},
+    )
+    found: dict[str, list[Key]] = {}
+    for author_id, score, entry_id in rows:
+        found.setdefault(str(author_id), []).append(Key(score, str(entry_id)))
+    return found
 
 
 async def recent_entries(session: AsyncSession, author_id: str, limit: int) -> list[Key]:

@@ -180,10 +180,15 @@ class Timelines:
         return [m.decode() for m in await self.redis.zrange(key, 0, -1) if m != SENTINEL.encode()]
 
     async def cache_entry(self, entry_id: str, author_id: str, body: bytes) -> None:
-        key = entry_key(entry_id)
+        await self.cache_entries([(entry_id, author_id, body)])
+
+    async def cache_entries(self, entries: Sequence[tuple[str, str, bytes]]) -> None:
+        """(entry id, author id, body) of each, in one round trip."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"a": author_id, "b": body})
-            pipe.expire(key, CACHE_TTL)
+            for entry_id, author_id, body in entries:
+                key = entry_key(entry_id)
+                pipe.hset(key, mapping={"a": author_id, "b": body})
+                pipe.expire(key, CACHE_TTL)
             await pipe.execute()
 
     async def forget_entry(self, entry_id: str) -> None:

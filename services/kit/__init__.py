@@ -25,8 +25,7 @@ Events (Kafka):
     events          envelopes around domain messages
     topics          how topics are named
     outbox          the transactional outbox and its relay
-    consumer        the consumer runner: commits, idempotency, retries, dead letters
-    batch_consumer  a consumer that applies one fetch in one transaction
+    consumer        the consumer runner: a fetch a transaction, idempotency, dead letters
     deadletters     what is parked, and applying it again
     replay          rebuilding a read model from the first event
     erasure         deleted accounts stay deleted, replays included

@@ -1,26 +1,32 @@
 """Running a Kafka consumer: polling, commits, idempotency, retries, dead letters, tracing.
 
-A service declares a `Subscription` (consumer group, topics, and a handler per
-event type) and the kit does the rest. For each message, in order:
+A service declares what a consumer group reads and how it is applied, and the
+kit does the rest. Either kind of subscription is applied a fetch at a time:
+the runner takes what has arrived (up to `max_batch` messages) and, in order:
 
-1. decode the EventEnvelope (undecodable → dead-letter topic at once);
-2. in one database transaction, record (group, event id) in processed_events
-   and run the handler; an event id seen before is skipped, so redelivery and
-   replay change nothing twice, and so is an event naming a deleted account
-   (services.kit.erasure); then the subscription's `after_commit`, if any
-   (on every delivery: see Subscription);
-3. on an exception, roll back and retry with exponential backoff, up to
-   `max_attempts`; then park the message on `<topic>.dlt` with headers naming
-   the group, the error and the attempt count (an outage, services.kit.errors.
+1. decodes each EventEnvelope (undecodable → dead-letter topic at once) and
+   skips the event types the group has no use for;
+2. applies the batch in one database transaction. A `Subscription` (a handler
+   per event type) records each (group, event id) in processed_events with one
+   INSERT and runs the handler of every event recorded for the first time, in
+   order; an event id seen before is skipped, so redelivery and replay change
+   nothing twice. A `BatchSubscription` hands the whole batch to its handler,
+   which makes redelivery harmless itself (a ledger). Either way an event
+   naming a deleted account is skipped (services.kit.erasure), and a deletion
+   ends its batch, so the events after it see it;
+3. runs the subscription's `after_commit`, if any, once that has committed;
+4. on an exception, rolls back and retries with exponential backoff, up to
+   `max_attempts`; then applies the batch again event by event, so that only
+   the event to blame is parked on `<topic>.dlt` with headers naming the
+   group, the error and the attempt count (an outage, services.kit.errors.
    OUTAGES, is retried until it ends instead: the message is not to blame);
-4. store the message's offset for commit, only after 2 or 3 is durable;
+5. stores the batch's offsets for commit, only after 2 to 4 are durable;
    librdkafka commits stored offsets every `COMMIT_INTERVAL_MS` and when the
    consumer closes. An offset is never committed ahead of its effect, and a
    crash before the commit redelivers events step 2 then skips.
 
-Messages are fetched up to `FETCH_BATCH` at a time and handled one at a time,
-in order, so one user's events (one key, one partition) are applied in order,
-and nothing is buffered unbounded.
+One user's events (one key, one partition) are applied in order, one
+transaction serves many events, and nothing is buffered unbounded.
 """
 
 from __future__ import annotations
@@ -33,8 +39,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as Proto
-from opentelemetry import context as otel_context
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanKind, get_current_span
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from zentry.events.v1 import envelope_pb2
@@ -57,8 +62,10 @@ class Stopping(Exception):
     """The runner was asked to stop while an outage kept a message from being applied."""
 
 
+Event = tuple[envelope_pb2.EventEnvelope, Proto]
 Handler = Callable[[envelope_pb2.EventEnvelope, Proto, AsyncSession], Awaitable[None]]
-AfterCommit = Callable[[envelope_pb2.EventEnvelope], Awaitable[None]]
+BatchHandler = Callable[[list[Event], AsyncSession], Awaitable[None]]
+AfterCommit = Callable[[list[envelope_pb2.EventEnvelope]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -66,21 +73,53 @@ class Subscription:
     """What one consumer group reads and how each event type is applied.
 
     `handlers` maps a payload message class to `handler(envelope, payload, session)`;
-    the handler changes state through `session` only (the kit commits it).
-    Event types without a handler are skipped.
+    the handler changes state through `session` only (the kit commits it, with the
+    processed-event records). Event types without a handler are skipped.
 
-    `after_commit(envelope)`, if given, runs once the handler's transaction has
-    committed, and again on every later delivery of the event, even one skipped
-    as seen before: a crash between the commit and it redelivers the event,
-    and it runs then. For effects outside the database (a cache) that must
-    follow what committed and nothing else; it must be idempotent. The
-    event's offset is stored only after it has succeeded.
+    `after_commit(envelopes)`, if given, runs once a batch's transaction has
+    committed, with every event of the batch, even those skipped as seen
+    before: a crash between the commit and it redelivers the events, and it
+    runs then. For effects outside the database (a cache) that must follow
+    what committed and nothing else; it must be idempotent. The events'
+    offsets are stored only after it has succeeded.
+
+    `lock(events, session)`, if given, runs first in the batch's transaction: it
+    takes at once, in one sorted order (services.kit.db.lock_keys), every lock
+    the handlers will take, so that two batches cannot deadlock.
     """
 
     group: str
     topics: tuple[str, ...]
     handlers: dict[type[Proto], Handler] = field(default_factory=dict)
     after_commit: AfterCommit | None = None
+    lock: BatchHandler | None = None
+
+    @property
+    def types(self) -> tuple[type[Proto], ...]:
+        return tuple(self.handlers)
+
+
+@dataclass(frozen=True)
+class BatchSubscription:
+    """A consumer group, its topics, the payload types it wants, and its batch handler.
+
+    `handler(events, session)` applies a batch, in partition order, through
+    `session`; it makes redelivery harmless itself, in the database: typically
+    by inserting one row per event id with ON CONFLICT DO NOTHING and applying
+    only what was inserted (a ledger). `after_commit` as for Subscription.
+    """
+
+    group: str
+    topics: tuple[str, ...]
+    types: tuple[type[Proto], ...]
+    handler: BatchHandler
+    after_commit: AfterCommit | None = None
+
+
+#: The event whose application erases an account (services.kit.erasure): it ends a batch.
+_ERASING = "zentry.events.v1.UserDeleted"
+
+_Decoded = tuple[Message, envelope_pb2.EventEnvelope, Proto]
 
 
 class ConsumerRunner:
@@ -88,8 +127,9 @@ class ConsumerRunner:
         self,
         db: Database,
         bootstrap: str,
-        subscription: Subscription,
+        subscription: Subscription | BatchSubscription,
         *,
+        max_batch: int = FETCH_BATCH,
         max_attempts: int = 5,
         first_backoff: float = 0.2,
         max_backoff: float = 5.0,
@@ -98,14 +138,12 @@ class ConsumerRunner:
     ):
         self._db = db
         self._sub = subscription
-        self._handlers = {
-            cls.DESCRIPTOR.full_name: (cls, fn) for cls, fn in subscription.handlers.items()
-        }
+        self._types = {cls.DESCRIPTOR.full_name: cls for cls in subscription.types}
+        self._fetch_batch = max_batch
         self._max_attempts = max_attempts
         self._first_backoff = first_backoff
         self._max_backoff = max_backoff
         self._poll_timeout = poll_timeout
-        self._fetch_batch = FETCH_BATCH
         # Clients are made in run(): an assembled but idle runner (ZENTRY_ROLE=api) holds none.
         self._consumer_config = {
             "bootstrap.servers": bootstrap,
@@ -125,9 +163,10 @@ class ConsumerRunner:
         }
         self._dlt_config = producer_config(bootstrap, f"{subscription.group}-dlt")
         self._stopping = asyncio.Event()
-        # What happened so far, for tests and logs: events applied, skipped (seen before
-        # or of no interest), parked; and failed attempts (each outage retry counts).
-        self.applied = self.skipped = self.dead_lettered = self.retried = 0
+        # What happened so far, for tests, logs and benchmarks: events applied, skipped
+        # (seen before or of no interest), parked; failed attempts (each outage retry
+        # counts); and batches committed.
+        self.applied = self.skipped = self.dead_lettered = self.retried = self.batches = 0
 
     @property
     def group(self) -> str:
@@ -138,8 +177,13 @@ class ConsumerRunner:
     def topics(self) -> tuple[str, ...]:
         return self._sub.topics
 
+    @property
+    def keeps_processed_events(self) -> bool:
+        """Whether it notes what it applied in processed_events (a Subscription's runner)."""
+        return isinstance(self._sub, Subscription)
+
     def stop(self) -> None:
-        """Ask `run` to return after the message in hand; does not block."""
+        """Ask `run` to return after the batch in hand; does not block."""
         self._stopping.set()
 
     async def run(self) -> None:
@@ -165,15 +209,25 @@ class ConsumerRunner:
         return [first, *self._consumer.consume(self._fetch_batch - 1, 0)]
 
     async def _handle_fetched(self, messages: list[Message]) -> None:
-        """One message at a time, in order; each offset stored once its effect is durable."""
+        """The fetched events in batches that end at a deletion; then every offset stored."""
+        batch: list[_Decoded] = []
+        done: list[Message] = []
         for message in messages:
-            if self._stopping.is_set():
-                return  # not stored: the next owner of the partition gets it again
             if message.error():
                 if message.error().code() != KafkaError._PARTITION_EOF:
                     _log.warning("kafka: %s", message.error())
                 continue
-            await self._handle(message)
+            done.append(message)
+            decoded = await self._decode(message)
+            if decoded is None:
+                continue
+            batch.append((message, *decoded))
+            if decoded[0].event_type == _ERASING:
+                await self._apply_traced(batch)
+                batch = []
+        if batch:
+            await self._apply_traced(batch)
+        for message in done:
             self._store_offset(message)
 
     def _store_offset(self, message: Message) -> None:
@@ -182,57 +236,125 @@ class ConsumerRunner:
         except KafkaException as error:  # the partition was revoked meanwhile: its new owner
             _log.info("offset not stored (%s); the event may be seen again", error)
 
-    async def _handle(self, message: Message) -> None:
+    async def _decode(self, message: Message) -> tuple[envelope_pb2.EventEnvelope, Proto] | None:
+        """The event and its payload; None if unwanted (skipped) or unreadable (parked)."""
         try:
             event = envelope_pb2.EventEnvelope.FromString(message.value() or b"")
             if not event.event_id:
                 raise DecodeError("no event_id")
+            payload_class = self._types.get(event.event_type)
+            if payload_class is None:
+                self.skipped += 1
+                return None
+            payload = payload_class()
+            if not event.payload.Unpack(payload):
+                raise DecodeError(f"payload is not a {event.event_type}")
         except DecodeError as error:
-            await self._dead_letter(message, f"undecodable EventEnvelope: {error}", attempts=1)
-            return
-        entry = self._handlers.get(event.event_type)
-        if entry is None:
-            self.skipped += 1
-            return
-        payload_class, handler = entry
-        parent = telemetry.context_from_kafka(message.headers())
-        token = otel_context.attach(parent)
-        try:
-            await self._apply_with_retries(message, event, payload_class, handler)
-        finally:
-            otel_context.detach(token)
+            await self._dead_letter(message, f"undecodable event: {error}", attempts=1)
+            return None
+        return event, payload
 
-    async def _apply_with_retries(self, message, event, payload_class, handler) -> None:
+    async def _apply_traced(self, batch: list[_Decoded]) -> None:
+        """`_apply` in a span linked to the trace of every message that was produced in one."""
+        links = [
+            Link(span.get_span_context())
+            for message, _e, _p in batch
+            if (span := get_current_span(telemetry.context_from_kafka(message.headers())))
+            .get_span_context()
+            .is_valid
+        ]
         with telemetry.tracer().start_as_current_span(
-            f"consume {event.event_type}",
+            "consume batch",
             kind=SpanKind.CONSUMER,
+            links=links,
             attributes={
                 "messaging.system": "kafka",
-                "messaging.destination.name": message.topic(),
                 "messaging.consumer.group.name": self._sub.group,
+                "messaging.batch.message_count": len(batch),
             },
         ):
-            failed = await self._retrying(
-                lambda: self._apply_once(event, payload_class, handler),
-                f"handling {event.event_type} {event.event_id}",
-                event_id=event.event_id,
-            )
-        if failed is not None:
+            await self._apply(batch)
+
+    async def _apply(self, batch: list[_Decoded]) -> None:
+        """The batch in one transaction, then its after-commit step, with the runner's
+        retries; then, if it still fails, event by event, so only the poison is parked."""
+        seen = 0
+
+        async def apply() -> None:
+            nonlocal seen
+            async with self._db.transaction() as session:
+                named = {id(p): erasure.users_named(p) for _m, _e, p in batch}
+                gone = await erasure.erased(session, set().union(*named.values()))
+                live = [item for item in batch if not named[id(item[2])] & gone]
+                seen = await self._handle(live, session) if live else 0
+            if self._sub.after_commit is not None:
+                await self._sub.after_commit([event for _m, event, _p in batch])
+
+        first = batch[0][1]
+        what = f"applying {first.event_type} {first.event_id}"
+        if len(batch) > 1:
+            what = f"applying a batch of {len(batch)}"
+        failed = await self._retrying(apply, what, event_id=first.event_id)
+        if failed is None:
+            self.applied += len(batch) - seen
+            self.skipped += seen
+            self.batches += 1
+        elif len(batch) == 1:
             error, attempts = failed
-            await self._dead_letter(message, repr(error), attempts=attempts)
+            await self._dead_letter(batch[0][0], repr(error), attempts=attempts)
+        else:
+            for one in batch:
+                await self._apply([one])
+
+    async def _handle(self, batch: list[_Decoded], session: AsyncSession) -> int:
+        """Runs the subscription's handlers over the batch; how many it had seen before."""
+        if isinstance(self._sub, BatchSubscription):
+            await self._sub.handler([(event, payload) for _m, event, payload in batch], session)
+            return 0
+        claimed = set(
+            await session.scalars(
+                insert(processed_events)
+                .values(
+                    [{"consumer": self._sub.group, "event_id": e.event_id} for _m, e, _p in batch]
+                )
+                .on_conflict_do_nothing()
+                .returning(processed_events.c.event_id)
+            )
+        )
+        if self._sub.lock is not None:
+            await self._sub.lock([(e, p) for _m, e, p in batch if e.event_id in claimed], session)
+        seen = 0
+        for message, event, payload in batch:
+            if event.event_id not in claimed:
+                seen += 1
+                continue
+            claimed.discard(event.event_id)  # the same event twice in one fetch: once
+            with telemetry.tracer().start_as_current_span(
+                f"consume {event.event_type}",
+                context=telemetry.context_from_kafka(message.headers()),
+                kind=SpanKind.CONSUMER,
+                links=[Link(get_current_span().get_span_context())],
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": message.topic(),
+                    "messaging.consumer.group.name": self._sub.group,
+                },
+            ):
+                await self._sub.handlers[type(payload)](event, payload, session)
+        return seen
 
     async def _retrying(
         self, apply: Callable[[], Awaitable[None]], what: str, event_id: str = ""
     ) -> tuple[Exception, int] | None:
-        """The retry policy of every runner: `apply()` until it succeeds (None), or until it
-        has failed `max_attempts` times by its own fault: then (the last error, attempts),
-        and the caller parks what failed.
+        """The retry policy: `apply()` until it succeeds (None), or until it has failed
+        `max_attempts` times by its own fault: then (the last error, attempts), and the
+        caller parks what failed.
 
         An outage (services.kit.errors.OUTAGES: a store or peer unreachable, full or read
         only) is not the message's fault: it is retried at the longest backoff until it
         passes, never counted, never parked. If the runner is asked to stop meanwhile,
-        raises Stopping: the event's offset is not stored, so it comes back (and what
-        did commit of it is skipped then, while its after-commit step runs again).
+        raises Stopping: the events' offsets are not stored, so they come back (and what
+        did commit of them is skipped then, while the after-commit step runs again).
         """
         backoff, failures = self._first_backoff, 0
         while True:
@@ -260,28 +382,6 @@ class ConsumerRunner:
                 raise Stopping from last_error
             await asyncio.sleep(self._max_backoff if outage else backoff)
             backoff = min(backoff * 2, self._max_backoff)
-
-    async def _apply_once(self, event, payload_class, handler) -> None:
-        """The effect and the processed-event record commit together, or neither does."""
-        payload = payload_class()
-        if not event.payload.Unpack(payload):
-            raise DecodeError(f"payload is not a {payload_class.DESCRIPTOR.full_name}")
-        async with self._db.transaction() as session:
-            first_time = await session.execute(
-                insert(processed_events)
-                .values(consumer=self._sub.group, event_id=event.event_id)
-                .on_conflict_do_nothing()
-                .returning(processed_events.c.event_id)
-            )
-            seen = first_time.first() is None
-            if not seen and not await erasure.erased(session, erasure.users_named(payload)):
-                await handler(event, payload, session)
-        if self._sub.after_commit is not None:
-            await self._sub.after_commit(event)
-        if seen:
-            self.skipped += 1
-        else:
-            self.applied += 1
 
     async def _dead_letter(self, message: Message, error: str, attempts: int) -> None:
         """Park the message as it came, plus why; blocks until Kafka has it."""

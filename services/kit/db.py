@@ -8,7 +8,7 @@ a PostgreSQL advisory lock keeps instances starting together from racing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -48,14 +48,30 @@ async def lock_keys(
     """Transaction-scoped advisory locks on `keys` (strings) within `space`.
 
     Taken in sorted order, so two transactions locking several keys cannot
-    deadlock; released at commit or rollback.
+    deadlock; released at commit or rollback. A lock the transaction already
+    holds (as strongly) is not asked for again.
     """
-    fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    ids = sorted(set(keys))
+    await lock_keys_each(session, space, dict.fromkeys(keys, shared))
+
+
+async def lock_keys_each(session: AsyncSession, space: int, shared: Mapping[str, bool]) -> None:
+    """As lock_keys, each key shared or not as `shared` says, all in the one sorted order."""
+    held = session.info.setdefault("advisory_locks", {})  # (space, key) -> held shared only
+    wanted = {
+        key: only_shared
+        for key, only_shared in shared.items()
+        if (space, key) not in held or (held[space, key] and not only_shared)
+    }
+    ids = sorted(wanted)
+    held.update({(space, k): wanted[k] for k in ids})
     if ids:
         await session.execute(
-            text(f"SELECT {fn}(:space, hashtext(k)) FROM unnest(CAST(:ids AS text[])) AS k"),
-            {"space": space, "ids": ids},
+            text(
+                "SELECT CASE WHEN s THEN pg_advisory_xact_lock_shared(:space, hashtext(k))::text"
+                " ELSE pg_advisory_xact_lock(:space, hashtext(k))::text END"
+                " FROM unnest(CAST(:ids AS text[]), CAST(:shared AS boolean[])) AS t(k, s)"
+            ),
+            {"space": space, "ids": ids, "shared": [wanted[k] for k in ids]},
         )
 
 

@@ -66,9 +66,6 @@ class ReadModels:
     tables: list[str]
     #: The Redis keys to delete (a SCAN pattern), if the read models keep any there.
     keys: str | None = None
-    #: Whether the runners note what they applied in processed_events (ConsumerRunner
-    #: does, BatchConsumerRunner does not); a replay forgets it, or would skip it all.
-    forget_processed: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,7 +102,8 @@ class ServiceReplay(Generic[S]):
             topics = {}
             for runner in models.runners:
                 (topics[runner.group],) = runner.topics  # a group replays one topic, no more
-            forgotten = list(topics) if models.forget_processed else []
+            # What runners noted in processed_events is forgotten, or they would skip it all.
+            forgotten = [r.group for r in models.runners if r.keeps_processed_events]
             return await replay(
                 bootstrap,
                 topics,

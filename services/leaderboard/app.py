@@ -8,8 +8,8 @@ from redis.asyncio import Redis
 from zentry.leaderboard.v1 import leaderboard_service_pb2, leaderboard_service_pb2_grpc
 
 from services.kit import telemetry
-from services.kit.batch_consumer import BatchConsumerRunner
 from services.kit.boot import Assembly
+from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database
 from services.kit.discovery import Balancer, Consul
 from services.kit.profiles import OwnProfiles
@@ -46,7 +46,7 @@ def consumers(
 ):
     """The scores' and the directory's batch runners (replay and tests name the topics)."""
     return [
-        BatchConsumerRunner(db, bootstrap, subscription, max_batch=settings.batch_size)
+        ConsumerRunner(db, bootstrap, subscription, max_batch=settings.batch_size)
         for subscription in projector.subscriptions(**topics)
     ]
 

@@ -80,7 +80,7 @@ class FeedModel(StoreMachine):
         async def once():
             async with self.db.transaction() as session:
                 await handler(event, payload, session)
-            await self.projector.after_commit(event)
+            await self.projector.after_commit([event])
 
         self.run(once())
 

@@ -225,6 +225,6 @@ async def test_a_delete_and_an_unfollow_committed_before_their_effects_leave_no_
         async with world.db.transaction() as session:
             await handle(event, payload, session)
     for event, _payload, _handle in reversed(steps):  # the unfollow's Redis step first
-        await world.projector.after_commit(event)
+        await world.projector.after_commit([event])
 
     assert await world.timeline(reader) == []

@@ -20,7 +20,7 @@ from services.analytics.product import cardinality, periods, sessions, store
 from services.analytics.product.cardinality import Caps
 from services.analytics.product.tracking import PAGE_VIEW
 from services.analytics.product.uniques import Uniques
-from services.kit.batch_consumer import BatchSubscription, Event
+from services.kit.consumer import BatchSubscription, Event
 from services.kit.events import CLIENT_EVENTS
 
 GROUP = "analytics.rollups"
