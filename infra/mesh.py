@@ -79,8 +79,10 @@ class Layout:
         return result
 
 
-#: `make dev`: one instance of each service on its own port, consuming too.
-DEV = Layout(dict.fromkeys(SERVICES, 1), own_ports=True)
+#: `make dev`: one API instance of each service on its own port and, as production runs
+#: them, two consumer instances of each service that consumes: a group's partitions are
+#: shared by two processes, so its consumers use both cores.
+DEV = Layout(dict.fromkeys(SERVICES, 1), consumers=2, own_ports=True)
 #: The end-to-end tests, as production runs it: two API instances of each service and
 #: one consumer instance of each service that consumes.
 E2E = Layout(dict.fromkeys(SERVICES, 2), consumers=1)

@@ -1,11 +1,12 @@
 """Applies user and sleep events to the feed's read models, then to its Redis timelines.
 
-Two consumer groups, one per topic, each through the kit's runner. A handler
-changes PostgreSQL only, in its batch's transaction with the event's
-processed-event record, and notes in that transaction what the event still
-has to do to Redis (`redis_effects`). Once the batch has committed,
-`after_commit` does it and deletes the notes; a crash in between redelivers
-the events, whose notes are still there. So Redis never shows what
+Two consumer groups, one per topic, each through the kit's runner, a fetch a
+transaction. A handler changes PostgreSQL only (user events once each, by
+the kit's processed-event records; sleep events by revision, a batch at a
+time: services.feed.revisions), and notes in that transaction what each
+event still has to do to Redis (`redis_effects`). Once the batch has
+committed, `after_commit` does it and deletes the notes; a crash in between
+redelivers the events, whose notes are still there. So Redis never shows what
 PostgreSQL did not commit (a rolled back or parked event wrote nothing
 there) and never misses what it did.
 
@@ -44,13 +45,11 @@ from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 from zentry.feed.v1 import feed_service_pb2
 
-from services.feed import store
+from services.feed import revisions, store
 from services.feed.activity import Activity
-from services.feed.domain import Key, entry_from_state, score
-from services.feed.store import EntryChange
 from services.feed.timelines import Timelines, celebs_key, newest, posts_key, timeline_key
 from services.kit import erasure, visibility
-from services.kit.consumer import Subscription
+from services.kit.consumer import BatchSubscription, Subscription
 from services.kit.db import Database
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 
@@ -101,16 +100,12 @@ class Projector:
                 after_commit=self.after_commit,
                 lock=self.lock_authors,
             ),
-            Subscription(
+            BatchSubscription(
                 groups[1],
                 (sleep_topic,),
-                {
-                    sev.SleepEntryCreated: self.on_entry,
-                    sev.SleepEntryUpdated: self.on_entry,
-                    sev.SleepEntryDeleted: self.on_delete,
-                },
+                (sev.SleepEntryCreated, sev.SleepEntryUpdated, sev.SleepEntryDeleted),
+                self.apply_entries,
                 after_commit=self.after_commit,
-                lock=self.lock_authors,
             ),
         ]
 
@@ -177,34 +172,20 @@ class Projector:
 
     # -- sleep events ----------------------------------------------------------------
 
-    async def on_entry(self, envelope, payload, session) -> None:
-        """Created, or updated (an update of an entry not seen yet counts as its creation)."""
-        state = payload.entry
-        author, key = state.user_id, Key(score(state.create_time), state.entry_id)
-        body = entry_from_state(state).SerializeToString()
-        await store.lock_author(session, author)
-        celebrity = await store.is_celebrity(session, author)
-        change = await store.save_entry(
-            session, state.entry_id, author, key, state.revision, body, fanned_out=not celebrity
-        )
-        if change != EntryChange.STALE:
-            effect = "created" if change == EntryChange.NEW else "updated"
-            await store.note_effects(
-                session,
-                envelope.event_id,
-                [{"do": effect, "entry": state.entry_id, "author": author}],
-            )
+    async def apply_entries(self, events, session) -> None:
+        """A batch of sleep events: each entry at its highest revision or its tombstone
+        (services.feed.revisions), and per event what Redis still needs, noted."""
+        states = [payload.entry for _envelope, payload in events]
+        await store.lock_authors(session, {s.user_id for s in states}, shared=False)
+        stored = await store.stored_entries(session, {s.entry_id for s in states})
+        celebrities = await store.celebrities_among(session, {s.user_id for s in states})
+        folded = revisions.fold(events, stored, celebrities)
+        await store.write_entries(session, folded)
+        await store.note_all_effects(session, folded.notes)
 
-    async def on_delete(self, envelope, payload, session) -> None:
-        state = payload.entry
-        author, key = state.user_id, Key(score(state.create_time), state.entry_id)
-        await store.lock_author(session, author)
-        fanned_out = await store.delete_entry(session, state.entry_id, author, key, state.revision)
-        if fanned_out is not None:
-            effect = {"do": "deleted", "entry": state.entry_id, "author": author}
-            await store.note_effects(
-                session, envelope.event_id, [{**effect, "timelines": fanned_out}]
-            )
+    async def on_entry(self, envelope, payload, session) -> None:
+        """One sleep event (created, updated or deleted), as apply_entries applies it."""
+        await self.apply_entries([(envelope, payload)], session)
 
     # -- after the commit: Redis ------------------------------------------------------
 

@@ -52,6 +52,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.feed.domain import Key
+from services.feed.revisions import Folded, Stored
 from services.kit.db import delete_if_present, insert_if_absent, lock_keys, lock_keys_each
 
 metadata = MetaData()
@@ -248,81 +249,31 @@ async def active_followers(session: AsyncSession, author_id: str, since: datetim
     return list(rows)
 
 
-class EntryChange:
-    """What saving an entry event changed (see save_entry)."""
-
-    NEW = "new"  # first seen: fan it out
-    UPDATED = "updated"  # a newer revision of a known entry
-    STALE = "stale"  # an older or equal revision, or the entry is deleted: nothing to do
-
-
-async def save_entry(
-    session: AsyncSession,
-    entry_id: str,
-    author_id: str,
-    key: Key,
-    revision: int,
-    body: bytes,
-    *,
-    fanned_out: bool,
-) -> str:
-    """Insert or update by revision; a tombstone or a newer revision wins (EntryChange).
-
-    `fanned_out` is recorded for a new entry only: whether it goes into timelines.
-    """
-    known = await _locked_entry(session, entry_id)
-    if known is None:
-        await _insert_entry(session, entry_id, author_id, key, revision, body, fanned_out)
-        return EntryChange.NEW
-    if known.deleted or known.revision >= revision:
-        return EntryChange.STALE
-    await session.execute(
-        update(entries).where(entries.c.entry_id == entry_id).values(revision=revision, body=body)
+async def stored_entries(session: AsyncSession, entry_ids: Iterable[str]) -> dict[str, Stored]:
+    """What the store holds of these entries, their rows locked until the transaction ends."""
+    rows = await session.execute(
+        select(entries.c.entry_id, entries.c.revision, entries.c.deleted, entries.c.fanned_out)
+        .where(entries.c.entry_id.in_(sorted(set(entry_ids))))
+        .order_by(entries.c.entry_id)
+        .with_for_update()
     )
-    return EntryChange.UPDATED
+    return {str(r.entry_id): Stored(r.revision, r.deleted, r.fanned_out) for r in rows}
 
 
-async def delete_entry(
-    session: AsyncSession, entry_id: str, author_id: str, key: Key, revision: int
-) -> bool | None:
-    """Leave a tombstone. Returns whether the entry may be in followers' timelines
-    (None: it was deleted before, and removed from Redis then).
-
-    An entry this store never saw counts as fanned out: its creation may have
-    reached Redis in a transaction that never committed.
-    """
-    known = await _locked_entry(session, entry_id)
-    if known is None:  # deleted before its creation arrived: the tombstone waits for it
-        await _insert_entry(session, entry_id, author_id, key, revision, None, False)
-        return True
-    if known.deleted:
-        return None
-    await session.execute(
-        update(entries).where(entries.c.entry_id == entry_id).values(deleted=True, body=b"")
+async def celebrities_among(session: AsyncSession, user_ids: Iterable[str]) -> set[str]:
+    wanted = list(set(user_ids))
+    rows = await session.scalars(
+        select(authors.c.user_id).where(authors.c.user_id.in_(wanted), authors.c.celebrity)
     )
-    return known.fanned_out
+    return {str(r) for r in rows}
 
 
-async def _locked_entry(session: AsyncSession, entry_id: str):
-    query = select(entries.c.revision, entries.c.deleted, entries.c.fanned_out)
-    return (
-        await session.execute(query.where(entries.c.entry_id == entry_id).with_for_update())
-    ).first()
-
-
-async def _insert_entry(session, entry_id, author_id, key, revision, body, fanned_out) -> None:
-    """A live entry, or (body None) a tombstone."""
-    await session.execute(
-        entries.insert().values(
-            entry_id=entry_id,
-            author_id=author_id,
-            score=key.score,
-            revision=revision,
-            body=body or b"",
-            deleted=body is None,
-            fanned_out=fanned_out,
-        )
-    )
+async def write_entries(session: AsyncSession, folded: Folded) -> None:
+    """The rows a batch inserts, in one statement, and the columns it sets on stored rows."""
+    if folded.inserts:
+        await session.execute(entries.insert().values(list(folded.inserts.values())))
+    for entry_id, values in folded.updates.items():
+        await session.execute(update(entries).where(entries.c.entry_id == entry_id).values(values))
 
 
 async def mark_fanned_out(session: AsyncSession, author_id: str) -> None:
@@ -435,8 +386,14 @@ async def entries_by(session: AsyncSession, author_id: str, entry_ids: list[str]
 
 async def note_effects(session: AsyncSession, event_id: str, effects: list[dict]) -> None:
     """What the event still has to do to Redis once this transaction commits."""
-    if effects:
-        await session.execute(redis_effects.insert().values(event_id=event_id, effects=effects))
+    await note_all_effects(session, [(event_id, effects)])
+
+
+async def note_all_effects(session: AsyncSession, notes: list[tuple[str, list[dict]]]) -> None:
+    """note_effects of many events, in one statement."""
+    rows = [{"event_id": event_id, "effects": effects} for event_id, effects in notes if effects]
+    if rows:
+        await session.execute(pg_insert(redis_effects).values(rows).on_conflict_do_nothing())
 
 
 async def noted_effects(session: AsyncSession, event_ids: list[str]) -> dict[str, list[dict]]:

@@ -140,7 +140,7 @@ class FeedModel(StoreMachine):
     @rule(entry=consumes(entries))
     def delete(self, entry):
         night = self.nights[entry]
-        self.apply(self.projector.on_delete, sev.SleepEntryDeleted(entry=night.state))
+        self.apply(self.projector.on_entry, sev.SleepEntryDeleted(entry=night.state))
         night.live = False
 
     @rule(reader=st.integers(0, READERS - 1), author=st.integers(0, AUTHORS - 1))

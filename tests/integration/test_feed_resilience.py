@@ -186,13 +186,11 @@ async def test_an_event_whose_transaction_fails_leaves_nothing_in_redis(world):
         world.user_topic, world.sleep_topic, world.groups
     )
 
-    async def fails_after_its_work(envelope, payload, session):
-        await world.projector.on_entry(envelope, payload, session)
+    async def fails_after_its_work(events, session):
+        await world.projector.apply_entries(events, session)
         raise RuntimeError("the transaction failed after the handler")
 
-    broken = replace(
-        entries, handlers={**entries.handlers, sev.SleepEntryCreated: fails_after_its_work}
-    )
+    broken = replace(entries, handler=fails_after_its_work)
     runner = ConsumerRunner(world.db, world.bootstrap, broken, max_attempts=2, **RUNNER_OPTIONS)
     task = asyncio.create_task(runner.run())
     parked = world.post(author, 5)
@@ -218,7 +216,7 @@ async def test_a_delete_and_an_unfollow_committed_before_their_effects_leave_no_
     deleted = sev.SleepEntryDeleted(entry=entry)
     unfollowed = uev.FollowDeleted(follower_id=reader, followee_id=author)
     steps = [
-        (envelope(deleted, author, "test"), deleted, world.projector.on_delete),
+        (envelope(deleted, author, "test"), deleted, world.projector.on_entry),
         (envelope(unfollowed, reader, "test"), unfollowed, world.projector.on_unfollow),
     ]
     for event, payload, handle in steps:  # both commit before either touches Redis

@@ -21,8 +21,12 @@ from infra.mesh import (
 )
 
 
-def test_dev_runs_one_instance_of_each_service_on_its_own_port_consuming_too():
-    assert DEV.instances() == [(service, "all") for service in SERVICES]
+def test_dev_runs_one_api_instance_of_each_service_and_two_consumers_of_each_that_consumes():
+    instances = DEV.instances()
+    assert instances.count(("user", "all")) == 1
+    for service in CONSUMING:
+        assert instances.count((service, "api")) == 1
+        assert instances.count((service, "consumer")) == 2
     assert DEV.own_ports
 
 
