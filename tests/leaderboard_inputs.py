@@ -1,9 +1,8 @@
 """Random scores for a board's update, and what domain.py says the boards then hold.
 
 The boards' update script scores in Lua what domain.py scores in Python; the
-tests that hold the two together (tests/integration/test_leaderboard_scores.py
-on a real Redis, tests/unit/test_leaderboard_boards.py in Lua 5.1 via lupa)
-draw their inputs here and compare with `expected`.
+test that holds the two together (tests/integration/test_leaderboard_scores.py,
+on a real Redis) draws its inputs here and compares with `expected`.
 """
 
 from __future__ import annotations

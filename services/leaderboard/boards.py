@@ -25,7 +25,7 @@ totals and the board scores itself, in Lua, where the data is:
 
 domain.py stays the reference (rebuilds and reads score in Python with it);
 tests/integration/test_leaderboard_scores.py checks on a real Redis that the
-two agree (tests/unit/test_leaderboard_boards.py, in lupa's Lua 5.1).
+two agree.
 """
 
 from __future__ import annotations

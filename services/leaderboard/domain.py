@@ -18,8 +18,7 @@ Users equal in both are ordered by user id, as Redis orders equal scores.
 This module is the reference for value, qualifies and board_score; the boards'
 update script (boards._UPDATE, in Lua) mirrors them, and
 tests/integration/test_leaderboard_scores.py checks on a real Redis that the two
-agree (tests/unit/test_leaderboard_boards.py in Lua 5.1, without Redis). Change
-one, change the other.
+agree. Change one, change the other.
 """
 
 from __future__ import annotations
