@@ -14,11 +14,22 @@ a window that lost one, so it never creates or keeps a partial board. A read
 needs the board and the totals both; what is missing (evicted, flushed,
 expired) is rebuilt on demand. Past windows expire `retention` after they end; all-time
 never does.
+
+The consumer's update is one script call per window (`_UPDATE`), which computes the
+totals and the board scores itself, in Lua, where the data is:
+
+    KEYS  totals key, then the board keys in METRICS order
+    ARGV  min nights (the window kind's, for average-duration),
+          then per user: user id, seconds, nights, domain.since_epoch(reached_at)
+          (nights 0 or less: the user comes off the totals and every board)
+
+domain.py stays the reference (rebuilds and reads score in Python with it);
+tests/integration/test_leaderboard_scores.py checks on a real Redis that the
+two agree.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -31,29 +42,58 @@ from services.leaderboard.store import Score
 
 SENTINEL = "~"
 
-# KEYS: the window's totals, then its boards in METRICS order; ARGV: per user, the user,
-# "seconds:nights" ('' when nothing is left) and one score per board ('' = not on it).
-# A window with any key gone is dropped whole, to be rebuilt on its next read.
-_UPDATE = """
+# The rules of domain.value, domain.qualifies and domain.board_score, in Lua: domain.py is
+# the reference, tests/integration/test_leaderboard_scores.py holds the two together. Lua
+# numbers are doubles, exact for integers below 2**53 (a score is, by MAX_VALUE's clamp), and
+# so is math.floor of a quotient of such integers (Python's //); a score goes to ZADD as the
+# integer's digits ('%.0f'), never as Lua's own number to string ("%.14g", rounded).
+_RULES = f"""
+local TIE_SPAN, MAX_VALUE = {domain.TIE_SPAN}, {domain.MAX_VALUE}
+local METRICS = {{{", ".join(f"'{m}'" for m in METRICS)}}}
+"""
+_RULES += """
+local function value(metric, seconds, nights)
+  if metric == 'nights' then return nights end
+  if metric == 'total-duration' then return math.floor(seconds / 60) end
+  if nights == 0 then return 0 end
+  return math.floor(math.floor(seconds / nights) / 60)
+end
+local function qualifies(metric, nights, min_nights)
+  if nights <= 0 then return false end
+  return metric ~= 'average-duration' or nights >= min_nights
+end
+local function board_score(value_, since)
+  since = math.min(math.max(since, 0), TIE_SPAN - 1)
+  return string.format('%.0f', math.min(value_, MAX_VALUE) * TIE_SPAN + (TIE_SPAN - 1 - since))
+end
+"""
+
+# KEYS and ARGV: see the module's docstring. A window with any key gone is dropped whole,
+# to be rebuilt on its next read.
+_UPDATE = (
+    _RULES
+    + """
 local whole = redis.call('HEXISTS', KEYS[1], '~') == 1
 for b = 2, #KEYS do whole = whole and redis.call('ZSCORE', KEYS[b], '~') ~= false end
 if not whole then
   redis.call('DEL', unpack(KEYS))
   return 0
 end
-local boards = #KEYS - 1
-for i = 1, #ARGV, boards + 2 do
-  local user = ARGV[i]
-  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], user)
-  else redis.call('HSET', KEYS[1], user, ARGV[i + 1]) end
-  for b = 1, boards do
-    local score = ARGV[i + 1 + b]
-    if score == '' then redis.call('ZREM', KEYS[1 + b], user)
-    else redis.call('ZADD', KEYS[1 + b], score, user) end
+local min_nights = tonumber(ARGV[1])
+for i = 2, #ARGV, 4 do
+  local user, seconds, nights = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local since = tonumber(ARGV[i + 3])
+  if nights > 0 then redis.call('HSET', KEYS[1], user, ARGV[i + 1] .. ':' .. ARGV[i + 2])
+  else redis.call('HDEL', KEYS[1], user) end
+  for b, metric in ipairs(METRICS) do
+    if qualifies(metric, nights, min_nights) then
+      redis.call('ZADD', KEYS[1 + b], board_score(value(metric, seconds, nights), since), user)
+    else redis.call('ZREM', KEYS[1 + b], user) end
   end
 end
 return 1
 """
+)
 
 # Whether a board and its window's totals are both there (with their sentinels).
 _BOTH = """
@@ -144,7 +184,8 @@ class Boards:
         self._around = redis.register_script(_AROUND)
 
     def scores(self, score: Score) -> list[str]:
-        """The user's score on each board of the window ('' where they do not qualify)."""
+        """The user's score on each board of the window ('' where they do not qualify), in
+        Python: for rebuilds and reads (update's script computes the same in Lua)."""
         kind = domain.kind_of(score.window_id)
         totals = Totals(score.seconds, score.nights)
         return [
@@ -156,15 +197,8 @@ class Boards:
 
     async def update(self, changed: Iterable[Score], ranked: set[str]) -> None:
         """Changed scores into the windows that are in Redis, those of users not in `ranked`
-        taken off; one round trip."""
-        by_window: dict[str, list[str]] = defaultdict(list)
-        for score in changed:
-            if score.user_id in ranked:
-                totals = f"{score.seconds}:{score.nights}" if score.nights > 0 else ""
-                boards = self.scores(score)
-            else:
-                totals, boards = "", [""] * len(METRICS)
-            by_window[score.window_id] += [score.user_id, totals, *boards]
+        taken off; one round trip. The script computes the totals and board scores."""
+        by_window = update_args(changed, ranked, self.min_nights)
         if not by_window:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -223,6 +257,24 @@ class Boards:
             if (value := self.scores(score)[index])
         ]
         return sorted(rows, key=lambda r: (r.score, r.user_id), reverse=True)
+
+
+def update_args(
+    changed: Iterable[Score], ranked: set[str], min_nights: dict[str, int]
+) -> dict[str, list[str | int]]:
+    """_UPDATE's ARGV for each window: its min nights, then per score the user id, seconds,
+    nights and domain.since_epoch(reached_at); (user id, 0, 0, 0) for a user not in `ranked`."""
+    by_window: dict[str, list[str | int]] = {}
+    for score in changed:
+        args = by_window.get(score.window_id)
+        if args is None:
+            args = by_window[score.window_id] = [min_nights[domain.kind_of(score.window_id)]]
+        if score.user_id in ranked:
+            since = domain.since_epoch(score.reached_at)
+            args += (score.user_id, score.seconds, score.nights, since)
+        else:
+            args += (score.user_id, 0, 0, 0)
+    return by_window
 
 
 def _totals(raw: bytes | None) -> Totals:

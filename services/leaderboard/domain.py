@@ -14,6 +14,11 @@ Order: a higher value ranks higher; between equal values, the user who
 reached it first. Both are packed into one Redis score, exactly (below 2**53):
 value * 2**30 + (2**30 - 1 - seconds since 2020 when the value was reached).
 Users equal in both are ordered by user id, as Redis orders equal scores.
+
+This module is the reference for value, qualifies and board_score; the boards'
+update script (boards._UPDATE, in Lua) mirrors them, and
+tests/integration/test_leaderboard_scores.py checks on a real Redis that the two
+agree. Change one, change the other.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ SCOPES = ("global", "following")
 
 _EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 _TIE_BITS = 30
-_TIE_SPAN = 1 << _TIE_BITS  # seconds: until 2054
+TIE_SPAN = 1 << _TIE_BITS  # seconds: until 2054
 MAX_VALUE = (1 << (53 - _TIE_BITS)) - 1  # whole minutes or nights a board can hold
 
 
@@ -95,6 +100,9 @@ class Totals:
     nights: int
 
 
+# value, qualifies and board_score: boards._UPDATE computes the same in Lua (see above).
+
+
 def value(metric: str, totals: Totals) -> int:
     """What the board for `metric` ranks by: whole minutes, or nights."""
     if metric == "nights":
@@ -111,11 +119,15 @@ def qualifies(metric: str, kind: str, totals: Totals, min_nights: dict[str, int]
     return metric != "average-duration" or totals.nights >= min_nights[kind]
 
 
+def since_epoch(when: datetime) -> int:
+    """Whole seconds from 2020 to `when` (toward zero; negative before), not yet clamped."""
+    return int((when - _EPOCH).total_seconds())
+
+
 def board_score(value_: int, reached_at: datetime) -> int:
     """Higher value first; then who reached it first. Exact as a Redis score (a double)."""
-    since = int((reached_at - _EPOCH).total_seconds())
-    since = min(max(since, 0), _TIE_SPAN - 1)
-    return min(value_, MAX_VALUE) * _TIE_SPAN + (_TIE_SPAN - 1 - since)
+    since = min(max(since_epoch(reached_at), 0), TIE_SPAN - 1)
+    return min(value_, MAX_VALUE) * TIE_SPAN + (TIE_SPAN - 1 - since)
 
 
 def value_of(score: int) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -59,6 +59,19 @@ def test_board_order_is_value_then_who_reached_it_first_and_exact():
     top = domain.board_score(domain.MAX_VALUE, datetime(2020, 1, 1, tzinfo=UTC))
     assert top < 2**53 and float(top) == top
     assert domain.value_of(domain.board_score(480, late)) == 480
+
+
+def test_seconds_since_2020_are_whole_toward_zero_and_clamped_only_in_the_score():
+    epoch = datetime(2020, 1, 1, tzinfo=UTC)
+    half = timedelta(microseconds=500_000)
+    assert [domain.since_epoch(epoch + d) for d in (-half, timedelta(0), half)] == [0, 0, 0]
+    assert domain.since_epoch(epoch - timedelta(seconds=3) - half) == -3
+    far = epoch + timedelta(seconds=domain.TIE_SPAN + 5)
+    assert domain.since_epoch(far) == domain.TIE_SPAN + 5
+    span = domain.TIE_SPAN
+    assert domain.board_score(2, far) == 2 * span  # reached "at the clamp", the latest
+    assert domain.board_score(2, epoch - timedelta(days=9)) == 3 * span - 1  # the earliest
+    assert domain.board_score(domain.MAX_VALUE + 9, epoch) == domain.MAX_VALUE * span + span - 1
 
 
 def test_values_and_who_qualifies():
