@@ -45,11 +45,18 @@ from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 from zentry.feed.v1 import feed_service_pb2
 
-from services.feed import revisions, store
+from services.feed import follows, revisions, store
 from services.feed.activity import Activity
-from services.feed.timelines import Timelines, celebs_key, newest, posts_key, timeline_key
+from services.feed.timelines import (
+    NO_FLOOR,
+    Timelines,
+    celebs_key,
+    newest,
+    posts_key,
+    timeline_key,
+)
 from services.kit import erasure, visibility
-from services.kit.consumer import BatchSubscription, Subscription
+from services.kit.consumer import BatchSubscription
 from services.kit.db import Database
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 
@@ -57,7 +64,7 @@ _log = logging.getLogger(__name__)
 
 GRAPH_GROUP = "feed.graph"
 ENTRIES_GROUP = "feed.entries"
-_FOLLOWS = (uev.FollowCreated, uev.FollowDeleted)  # their handlers lock nobody
+_FOLLOWS = (uev.FollowCreated, uev.FollowDeleted)  # folded together; they lock nobody
 _READ_AUTHOR = frozenset({"follow", "unfollow"})  # effects that only read an author's follows
 LOGGED_FANOUT = 1000  # fan-outs to at least this many timelines are logged with their time
 
@@ -68,6 +75,14 @@ class Projector:
         self._timelines = timelines
         self._activity = activity
         self.last_fanout = 0  # timelines the last fan-out wrote to (for tests and benchmarks)
+        self._on_user = {
+            uev.UserRegistered: self.on_profile,
+            uev.UserProfileUpdated: self.on_profile,
+            uev.CelebrityStatusChanged: self.on_celebrity,
+            uev.FollowCreated: self.on_follow,
+            uev.FollowDeleted: self.on_follow,
+            uev.UserDeleted: self.on_deleted,
+        }
         self._effects = {
             "author": self._cache_author,
             "celebrity": self._sync_celebrity,
@@ -83,22 +98,16 @@ class Projector:
         user_topic: str = USER_EVENTS,
         sleep_topic: str = SLEEP_EVENTS,
         groups: tuple[str, str] = (GRAPH_GROUP, ENTRIES_GROUP),
-    ) -> list[Subscription]:
+    ) -> list[BatchSubscription]:
         """The two consumer groups (tests give their own topics and group names)."""
         return [
-            Subscription(
+            BatchSubscription(
                 groups[0],
                 (user_topic,),
-                {
-                    uev.UserRegistered: self.on_profile,
-                    uev.UserProfileUpdated: self.on_profile,
-                    uev.CelebrityStatusChanged: self.on_celebrity,
-                    uev.FollowCreated: self.on_follow,
-                    uev.FollowDeleted: self.on_unfollow,
-                    uev.UserDeleted: self.on_deleted,
-                },
+                tuple(self._on_user),
+                self.apply_user_events,
                 after_commit=self.after_commit,
-                lock=self.lock_authors,
+                once=True,
             ),
             BatchSubscription(
                 groups[1],
@@ -109,15 +118,25 @@ class Projector:
             ),
         ]
 
-    async def lock_authors(self, events, session) -> None:
-        """Every author whose lock a handler of the batch takes, in one sorted call."""
-        authors = {
-            user
-            for _envelope, payload in events
-            if not isinstance(payload, _FOLLOWS)
-            for user in erasure.users_named(payload)
-        }
+    async def apply_user_events(self, events, session) -> None:
+        """A batch of user events, each seen for the first time (the kit's ledger): follows
+        folded into one write (services.feed.follows), the rest one by one, under every
+        author's lock taken at once. (A deletion ends its batch: it comes last.)"""
+        follows = [(e, p) for e, p in events if isinstance(p, _FOLLOWS)]
+        others = [(e, p) for e, p in events if not isinstance(p, _FOLLOWS)]
+        authors = {user for _e, p in others for user in erasure.users_named(p)}
         await store.lock_authors(session, authors, shared=False)
+        if follows:
+            await self._apply_follows(follows, session)
+        for envelope, payload in others:
+            await self._on_user[type(payload)](envelope, payload, session)
+
+    async def _apply_follows(self, events, session) -> None:
+        pairs = {(p.follower_id, p.followee_id) for _e, p in events}
+        folded = follows.fold(events, await store.follows_among(session, pairs))
+        await store.add_follows(session, folded.added)
+        await store.remove_follows(session, folded.removed)
+        await store.note_all_effects(session, folded.notes)
 
     # -- user events: PostgreSQL, and a note of what Redis needs --------------------
 
@@ -149,16 +168,8 @@ class Projector:
         return True
 
     async def on_follow(self, envelope, payload, session) -> None:
-        reader, author = payload.follower_id, payload.followee_id
-        if await store.add_follow(session, reader, author):
-            effect = {"do": "follow", "reader": reader, "author": author}
-            await store.note_effects(session, envelope.event_id, [effect])
-
-    async def on_unfollow(self, envelope, payload, session) -> None:
-        reader, author = payload.follower_id, payload.followee_id
-        if await store.remove_follow(session, reader, author):
-            effect = {"do": "unfollow", "reader": reader, "author": author}
-            await store.note_effects(session, envelope.event_id, [effect])
+        """A FollowCreated or FollowDeleted, as apply_user_events applies it."""
+        await self._apply_follows([(envelope, payload)], session)
 
     async def on_deleted(self, envelope, payload, session) -> None:
         """A deleted account: every row now, their keys and entries out of Redis next; the
@@ -302,9 +313,9 @@ class Projector:
                 plain.append((reader, author))
         length = self._timelines.length
         recent = await store.recent_entries_of(session, {a for _r, a in plain}, length + 1)
-        for reader, author in plain:
-            items, floor = newest(recent.get(author, []), length)
-            await self._timelines.push([timeline_key(reader)], items, floor)
+        await self._timelines.push_all(
+            [([timeline_key(r)], *newest(recent.get(a, []), length)) for r, a in plain]
+        )
 
     async def _purge(self, session, effect) -> None:
         reader, author = effect["reader"], effect["author"]
@@ -332,29 +343,31 @@ class Projector:
             return
         new = [entry for entries in by_author.values() for entry in entries]
         await self._timelines.cache_entries([(e.key.entry_id, e.author_id, e.body) for e in new])
-        for author, entries in by_author.items():
-            await self._timelines.push([posts_key(author)], [e.key for e in entries])
         rows = await store.find_authors(session, by_author)
-        spread = {
-            author: [e.key for e in entries if e.fanned_out]
+        spread = {  # author -> what goes into their followers' timelines
+            author: keys
             for author, entries in by_author.items()
-            if not (author in rows and rows[author].hidden)
+            if (keys := [e.key for e in entries if e.fanned_out])
+            and not (author in rows and rows[author].hidden)
         }
         since = self._activity.active_since(datetime.now(UTC))
-        authors = [author for author, keys in spread.items() if keys]
-        followers = await store.active_followers_of(session, authors, since)
-        for author, keys in spread.items():
-            if not keys:
-                continue
-            started = time.monotonic()
-            readers = followers.get(author, [])
-            self.last_fanout = await self._timelines.push([timeline_key(f) for f in readers], keys)
-            if len(readers) >= LOGGED_FANOUT:
+        followers = await store.active_followers_of(session, spread, since)
+        started = time.monotonic()
+        posts = [([posts_key(a)], [e.key for e in es], NO_FLOOR) for a, es in by_author.items()]
+        timelines = [
+            ([timeline_key(f) for f in followers.get(author, [])], keys, NO_FLOOR)
+            for author, keys in spread.items()
+        ]
+        written = (await self._timelines.push_all(posts + timelines))[len(posts) :]
+        for (author, keys), count in zip(spread.items(), written, strict=True):
+            self.last_fanout = count
+            reached = len(followers.get(author, []))
+            if reached >= LOGGED_FANOUT:
                 _log.info(
                     "fanned out %d entries to %d of %d active followers in %.0f ms",
                     len(keys),
-                    self.last_fanout,
-                    len(readers),
+                    count,
+                    reached,
                     (time.monotonic() - started) * 1000,
                     extra={"author": author},
                 )

@@ -53,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.feed.domain import Key
 from services.feed.revisions import Folded, Stored
-from services.kit.db import delete_if_present, insert_if_absent, lock_keys, lock_keys_each
+from services.kit.db import lock_keys, lock_keys_each
 
 metadata = MetaData()
 _uuid = UUID(as_uuid=False)
@@ -209,18 +209,19 @@ async def find_authors(session: AsyncSession, ids: Iterable[str]) -> dict[str, A
     return {row.user_id: AuthorRow(**row._mapping) for row in rows}
 
 
-async def add_follow(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
-    """Returns whether the follow is new."""
-    return await insert_if_absent(
-        session, follows, follower_id=follower_id, followee_id=followee_id
-    )
+async def add_follows(session: AsyncSession, pairs: Iterable[tuple[str, str]]) -> None:
+    """(follower, followee) pairs, in one statement; those already there stay."""
+    rows = [{"follower_id": f, "followee_id": e} for f, e in sorted(pairs)]
+    if rows:
+        await session.execute(pg_insert(follows).values(rows).on_conflict_do_nothing())
 
 
-async def remove_follow(session: AsyncSession, follower_id: str, followee_id: str) -> bool:
-    """Returns whether there was a follow to remove."""
-    return await delete_if_present(
-        session, follows, follower_id=follower_id, followee_id=followee_id
-    )
+async def remove_follows(session: AsyncSession, pairs: Iterable[tuple[str, str]]) -> None:
+    wanted = sorted(pairs)
+    if wanted:
+        await session.execute(
+            delete(follows).where(tuple_(follows.c.follower_id, follows.c.followee_id).in_(wanted))
+        )
 
 
 async def followees(
@@ -351,10 +352,13 @@ async def active_followers_of(
     session: AsyncSession, author_ids: Iterable[str], since: datetime
 ) -> dict[str, list[str]]:
     """active_followers of each author, in one query."""
+    wanted = list(set(author_ids))
+    if not wanted:
+        return {}
     rows = await session.execute(
         select(follows.c.followee_id, follows.c.follower_id)
         .join(readers, readers.c.user_id == follows.c.follower_id)
-        .where(follows.c.followee_id.in_(list(set(author_ids))), readers.c.last_seen >= since)
+        .where(follows.c.followee_id.in_(wanted), readers.c.last_seen >= since)
     )
     found: dict[str, list[str]] = {}
     for author_id, follower_id in rows:

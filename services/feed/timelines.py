@@ -147,15 +147,24 @@ class Timelines:
         `floor`: the items are all there is above it (see `newest`), so each set's
         floor rises to it. Returns how many of the sets existed (were written).
         """
-        if not keys or (not items and floor == NO_FLOOR):
-            return 0
-        args = [self.length, floor]
-        for item in items:
-            args += [item.score, item.entry_id]
+        return (await self.push_all([(keys, items, floor)]))[0]
+
+    async def push_all(self, pushes: Sequence[tuple[Sequence[str], Sequence[Key], float]]):
+        """Several pushes (keys, items, floor) in one round trip; each one's count of sets."""
+        calls: list[int] = []  # per push, its script calls
         async with self.redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(keys), self._batch):
-                await self._push(keys[start : start + self._batch], args, client=pipe)
-            return sum(await pipe.execute())
+            for keys, items, floor in pushes:
+                calls.append(0)
+                if not keys or (not items and floor == NO_FLOOR):
+                    continue
+                args = [self.length, floor]
+                for item in items:
+                    args += [item.score, item.entry_id]
+                for start in range(0, len(keys), self._batch):
+                    await self._push(keys[start : start + self._batch], args, client=pipe)
+                    calls[-1] += 1
+            written = iter(await pipe.execute() if any(calls) else [])
+            return [sum(next(written) for _ in range(n)) for n in calls]
 
     async def add_celebrity(self, reader_ids: Sequence[str], author_id: str) -> None:
         keys = [celebs_key(r) for r in reader_ids]

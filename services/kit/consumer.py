@@ -10,8 +10,9 @@ the runner takes what has arrived (up to `max_batch` messages) and, in order:
    per event type) records each (group, event id) in processed_events with one
    INSERT and runs the handler of every event recorded for the first time, in
    order; an event id seen before is skipped, so redelivery and replay change
-   nothing twice. A `BatchSubscription` hands the whole batch to its handler,
-   which makes redelivery harmless itself (a ledger). Either way an event
+   nothing twice. A `BatchSubscription` hands the whole batch to its handler:
+   the events seen for the first time, recorded as above (`once`), or all of
+   them, for a handler that makes redelivery harmless itself. Either way an event
    naming a deleted account is skipped (services.kit.erasure), and a deletion
    ends its batch, so the events after it see it;
 3. runs the subscription's `after_commit`, if any, once that has committed;
@@ -82,17 +83,12 @@ class Subscription:
     runs then. For effects outside the database (a cache) that must follow
     what committed and nothing else; it must be idempotent. The events'
     offsets are stored only after it has succeeded.
-
-    `lock(events, session)`, if given, runs first in the batch's transaction: it
-    takes at once, in one sorted order (services.kit.db.lock_keys), every lock
-    the handlers will take, so that two batches cannot deadlock.
     """
 
     group: str
     topics: tuple[str, ...]
     handlers: dict[type[Proto], Handler] = field(default_factory=dict)
     after_commit: AfterCommit | None = None
-    lock: BatchHandler | None = None
 
     @property
     def types(self) -> tuple[type[Proto], ...]:
@@ -104,9 +100,11 @@ class BatchSubscription:
     """A consumer group, its topics, the payload types it wants, and its batch handler.
 
     `handler(events, session)` applies a batch, in partition order, through
-    `session`; it makes redelivery harmless itself, in the database: typically
-    by inserting one row per event id with ON CONFLICT DO NOTHING and applying
-    only what was inserted (a ledger). `after_commit` as for Subscription.
+    `session`. With `once`, the kit records each event in processed_events as
+    for a Subscription and hands the handler only those it sees for the first
+    time; without, the handler makes redelivery harmless itself, in the
+    database (a ledger of its own, or revisions). `after_commit` as for
+    Subscription.
     """
 
     group: str
@@ -114,6 +112,7 @@ class BatchSubscription:
     types: tuple[type[Proto], ...]
     handler: BatchHandler
     after_commit: AfterCommit | None = None
+    once: bool = False
 
 
 #: The event whose application erases an account (services.kit.erasure): it ends a batch.
@@ -179,8 +178,8 @@ class ConsumerRunner:
 
     @property
     def keeps_processed_events(self) -> bool:
-        """Whether it notes what it applied in processed_events (a Subscription's runner)."""
-        return isinstance(self._sub, Subscription)
+        """Whether it notes what it applied in processed_events."""
+        return isinstance(self._sub, Subscription) or self._sub.once
 
     def stop(self) -> None:
         """Ask `run` to return after the batch in hand; does not block."""
@@ -308,27 +307,12 @@ class ConsumerRunner:
 
     async def _handle(self, batch: list[_Decoded], session: AsyncSession) -> int:
         """Runs the subscription's handlers over the batch; how many it had seen before."""
+        new = await self._first_seen(batch, session) if self.keeps_processed_events else batch
         if isinstance(self._sub, BatchSubscription):
-            await self._sub.handler([(event, payload) for _m, event, payload in batch], session)
-            return 0
-        claimed = set(
-            await session.scalars(
-                insert(processed_events)
-                .values(
-                    [{"consumer": self._sub.group, "event_id": e.event_id} for _m, e, _p in batch]
-                )
-                .on_conflict_do_nothing()
-                .returning(processed_events.c.event_id)
-            )
-        )
-        if self._sub.lock is not None:
-            await self._sub.lock([(e, p) for _m, e, p in batch if e.event_id in claimed], session)
-        seen = 0
-        for message, event, payload in batch:
-            if event.event_id not in claimed:
-                seen += 1
-                continue
-            claimed.discard(event.event_id)  # the same event twice in one fetch: once
+            if new:
+                await self._sub.handler([(event, payload) for _m, event, payload in new], session)
+            return len(batch) - len(new)
+        for message, event, payload in new:
             with telemetry.tracer().start_as_current_span(
                 f"consume {event.event_type}",
                 context=telemetry.context_from_kafka(message.headers()),
@@ -341,7 +325,26 @@ class ConsumerRunner:
                 },
             ):
                 await self._sub.handlers[type(payload)](event, payload, session)
-        return seen
+        return len(batch) - len(new)
+
+    async def _first_seen(self, batch: list[_Decoded], session: AsyncSession) -> list[_Decoded]:
+        """The batch's events this group never recorded before (one INSERT records them)."""
+        claimed = set(
+            await session.scalars(
+                insert(processed_events)
+                .values(
+                    [{"consumer": self._sub.group, "event_id": e.event_id} for _m, e, _p in batch]
+                )
+                .on_conflict_do_nothing()
+                .returning(processed_events.c.event_id)
+            )
+        )
+        new = []
+        for item in batch:
+            if item[1].event_id in claimed:
+                claimed.discard(item[1].event_id)  # the same event twice in one fetch: once
+                new.append(item)
+        return new
 
     async def _retrying(
         self, apply: Callable[[], Awaitable[None]], what: str, event_id: str = ""

@@ -155,7 +155,7 @@ class FeedModel(StoreMachine):
     def unfollow(self, reader, author):
         pair = (self.reader_(reader), self.author(author))
         self.apply(
-            self.projector.on_unfollow, uev.FollowDeleted(follower_id=pair[0], followee_id=pair[1])
+            self.projector.on_follow, uev.FollowDeleted(follower_id=pair[0], followee_id=pair[1])
         )
         self.follows.discard(pair)
 

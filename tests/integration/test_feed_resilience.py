@@ -217,7 +217,7 @@ async def test_a_delete_and_an_unfollow_committed_before_their_effects_leave_no_
     unfollowed = uev.FollowDeleted(follower_id=reader, followee_id=author)
     steps = [
         (envelope(deleted, author, "test"), deleted, world.projector.on_entry),
-        (envelope(unfollowed, reader, "test"), unfollowed, world.projector.on_unfollow),
+        (envelope(unfollowed, reader, "test"), unfollowed, world.projector.on_follow),
     ]
     for event, payload, handle in steps:  # both commit before either touches Redis
         async with world.db.transaction() as session:
