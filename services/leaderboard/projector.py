@@ -24,7 +24,7 @@ from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
 from services.kit import erasure, visibility
-from services.kit.consumer import BatchSubscription, Event
+from services.kit.consumer import GATHER, BatchSubscription, Event
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 from services.leaderboard import domain, store
 from services.leaderboard.boards import Boards
@@ -86,6 +86,7 @@ class Projector:
                 (sleep_topic,),
                 (sev.SleepEntryCreated, sev.SleepEntryUpdated, sev.SleepEntryDeleted),
                 self.apply_batch,
+                linger=GATHER,
             ),
             BatchSubscription(
                 groups[1],

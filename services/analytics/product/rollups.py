@@ -20,7 +20,7 @@ from services.analytics.product import cardinality, periods, sessions, store
 from services.analytics.product.cardinality import Caps
 from services.analytics.product.tracking import PAGE_VIEW
 from services.analytics.product.uniques import Uniques
-from services.kit.consumer import BatchSubscription, Event
+from services.kit.consumer import GATHER, BatchSubscription, Event
 from services.kit.events import CLIENT_EVENTS
 
 GROUP = "analytics.rollups"
@@ -35,7 +35,8 @@ class Rollups:
         self, topic: str = CLIENT_EVENTS, group: str = GROUP
     ) -> list[BatchSubscription]:
         """The rollups' one group (tests give their own topic and group name)."""
-        return [BatchSubscription(group, (topic,), (aev.ClientEventAccepted,), self.apply)]
+        wanted = (aev.ClientEventAccepted,)
+        return [BatchSubscription(group, (topic,), wanted, self.apply, linger=GATHER)]
 
     async def apply(self, events: list[Event], session) -> None:
         rows = {}

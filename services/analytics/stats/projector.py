@@ -23,7 +23,7 @@ from services.analytics.stats import store
 from services.analytics.stats.domain import DEFAULT_GOAL_SECONDS
 from services.analytics.stats.store import EntryRow, Sleeper
 from services.kit import erasure
-from services.kit.consumer import BatchSubscription, Event
+from services.kit.consumer import GATHER, BatchSubscription, Event
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
 from services.kit.zones import zone_or_utc
 
@@ -74,6 +74,7 @@ class Projector:
                 (sleep_topic,),
                 (sev.SleepEntryCreated, sev.SleepEntryUpdated, sev.SleepEntryDeleted),
                 self.apply_sleep_events,
+                linger=GATHER,
             ),
             BatchSubscription(
                 groups[1],
