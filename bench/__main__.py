@@ -261,10 +261,19 @@ def _ingestion_report(results: dict) -> list[str]:
         "| pipeline | events/s | vs one plain consumer |",
         "|---|---:|---:|",
         f"| leaderboard: {ingestion['events']} nights of {ingestion['users']} users, one batch "
-        f"runner ({ingestion['of_target']:.0%} of the {ingestion['target_per_s']}/s target) | "
+        f"runner ({ingestion['of_target']:.0%} of the {ingestion['target_per_s']}/s target; "
+        f"CPU ms an event: {_cpu(ingestion['cpu_ms_per_event'])}) | "
         f"{ingestion['events_per_s']} | {ingestion['of_raw_consume']:.1%} |",
+        f"| the same, as many other nights, {ingestion['processes']} runner processes in the "
+        f"group ({ingestion['processes_of_target']:.0%} of the target; CPU ms an event: "
+        f"{_cpu(ingestion['processes_cpu_ms_per_event'])}) | "
+        f"{ingestion['processes_events_per_s']} | |",
         f"| analytics rollup: {rollup['events']} events of {rollup['visitors']} visitors, one "
-        f"batch runner | {rollup['events_per_s']} | {rollup['of_raw_consume']:.1%} |",
+        f"batch runner (CPU ms an event: {_cpu(rollup['cpu_ms_per_event'])}) | "
+        f"{rollup['events_per_s']} | {rollup['of_raw_consume']:.1%} |",
+        f"| the same, as many other events, {rollup['processes']} runner processes in the group "
+        f"(CPU ms an event: {_cpu(rollup['processes_cpu_ms_per_event'])}) | "
+        f"{rollup['processes_events_per_s']} | |",
         *_feed_consumer_rows(results["feed_consumers"]),
         f"| TrackEvents accepted at the gateway, concurrency 8 | {intake['events_per_s']} | |",
         f"| the same, rolled up by the running consumers (until caught up, "

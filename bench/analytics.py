@@ -9,7 +9,9 @@
    first on a topic of the bench's own (6 partitions, like the real one),
    then the service's rollup runner (one, in this process) counts them into
    a scratch database and Redis database: events/s from start to the last
-   committed batch.
+   committed batch. Then as many other events, published once
+   bench.scratch.PROCESSES runner processes share the group: events/s until
+   they have applied them all.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from zentry.events.v1 import analytics_events_pb2 as aev
 
 from bench import loadgen
 from bench.bulk_events import wait_consumed
+from bench.cpu import CpuMeter, cpu_roots, per_event
 from bench.limits import raw_consume_rate
-from bench.scratch import drain, produce_all, scratch
+from bench.scratch import PROCESSES, drain, drain_in_processes, produce_all, scratch
 from infra.config import Settings
 from services.analytics import app
 from services.analytics.config import AnalyticsSettings
@@ -41,6 +44,12 @@ from services.kit.events import CLIENT_EVENTS, envelope
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
 PAGES = ("/feed", "/stats", "/leaderboards", "/me", "/nights/new", "/settings")
+_SETTINGS = AnalyticsSettings(
+    service=None,  # type: ignore[arg-type]
+    raw_retention=timedelta(days=30),
+    limits=Limits(),
+    batch_size=2000,
+)
 
 
 @dataclass(frozen=True)
@@ -108,47 +117,73 @@ def _intake(settings: Settings, base_url: str, scale: Scale) -> dict:
 
 async def _rollup(settings: Settings, scale: Scale) -> dict:
     bootstrap = settings.kafka.bootstrap_servers
-    with scratch(settings, f"bench-an-{uuid.uuid4().hex[:8]}") as place:
+    with scratch(settings, f"bench-an-{uuid.uuid4().hex[:8]}", topics=2) as place:
         print(f"bench analytics: publishing {scale.events} accepted client events", flush=True)
-        produce_all(bootstrap, place.topic, _accepted(scale))
+        produce_all(bootstrap, place.topic, _accepted(scale, seed=5))
         raw = raw_consume_rate(bootstrap, place.topic, scale.events)  # the limit, same topic
         await asyncio.to_thread(migrate, place.dsn, app.MIGRATIONS)
-        db, redis = Database(place.dsn), Redis.from_url(place.redis_url)
+        redis = Redis.from_url(place.redis_url)
         await redis.flushdb()
-        knobs = AnalyticsSettings(
-            service=None,  # type: ignore[arg-type]
-            raw_retention=timedelta(days=30),
-            limits=Limits(),
-            batch_size=2000,
-        )
-        *_sleep, rollups = app.consumers(
-            knobs, db, redis, bootstrap, client_topic=place.topic, group_suffix=f".{place.topic}"
-        )
         print("bench analytics: rolling them up with one batch runner", flush=True)
+        group = f"{GROUP}.{place.topic}"
+        rollups, close = await _runner(bootstrap, place.topic, group, place.dsn, place.redis_url)
+        meter = CpuMeter(cpu_roots(settings)).start()
         seconds = await drain(rollups, scale.events, "analytics rollup")
+        cpu = meter.stop()
+        await close()
+        print(f"bench analytics: as many more, {PROCESSES} runner processes", flush=True)
+        second = place.topics[1]
+        more = list(_accepted(scale, seed=6))  # other events: none of them counted yet
+        both_s, both_cpu = await asyncio.to_thread(
+            drain_in_processes,
+            _runner,
+            (bootstrap, second, f"{GROUP}.{second}", place.dsn, place.redis_url),
+            PROCESSES,
+            lambda: produce_all(bootstrap, second, more),
+            len(more),
+            {k: v for k, v in cpu_roots(settings).items() if k != "runner"},
+        )
         await redis.flushdb()
         await redis.aclose()
-        await db.dispose()
+    both = len(more) / both_s
     return {
         "events": scale.events,
         "visitors": scale.visitors,
         "batches": rollups.batches,
         "seconds": round(seconds, 2),
         "events_per_s": round(scale.events / seconds),
+        "cpu_ms_per_event": per_event(cpu, scale.events),
+        "processes": PROCESSES,
+        "processes_events_per_s": round(both),
+        "processes_cpu_ms_per_event": per_event(both_cpu, len(more)),
         "raw_consume": raw,
         "of_raw_consume": round(scale.events / seconds / raw["per_s"], 3),
     }
 
 
-def _accepted(scale: Scale):
+async def _runner(bootstrap: str, topic: str, group: str, dsn: str, redis_url: str):
+    """The rollups group's runner over the scratch place, and what closes its clients."""
+    db, redis = Database(dsn), Redis.from_url(redis_url)
+    *_sleep, rollups = app.consumers(
+        _SETTINGS, db, redis, bootstrap, client_topic=topic, group_suffix=group[len(GROUP) :]
+    )
+
+    async def close() -> None:
+        await redis.aclose()
+        await db.dispose()
+
+    return rollups, close
+
+
+def _accepted(scale: Scale, seed: int):
     """Page views and taps from `visitors` visitors over the last day, keyed by visitor."""
-    rng = random.Random(5)
+    rng = random.Random(seed)
     now = datetime.now(UTC)
     visitors = [f"a:{rng.getrandbits(128):032x}" for _ in range(scale.visitors)]
     for i in range(scale.events):
         visitor = visitors[i % scale.visitors]
         event = aev.ClientEventAccepted(
-            event_id=f"bench-{i}",
+            event_id=f"bench-{seed}-{i}",
             name="page_view" if i % 4 else "tap",
             visitor_id=visitor,
             page=rng.choice(PAGES),

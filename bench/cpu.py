@@ -21,6 +21,17 @@ def server_pids(run_dir: Path) -> dict[str, int]:
     return pids
 
 
+def cpu_roots(settings, servers: tuple[str, ...] = ("postgres", "redis")) -> dict[str, int]:
+    """This process (an ingestion bench's runner) and the servers it writes to."""
+    pids = server_pids(settings.run_dir)
+    return {"runner": os.getpid(), **{name: pids[name] for name in servers if name in pids}}
+
+
+def per_event(cpu: dict[str, float], events: int) -> dict[str, float]:
+    """CPU seconds into milliseconds an event."""
+    return {name: round(seconds * 1000 / events, 3) for name, seconds in cpu.items()}
+
+
 def _stat(pid: int) -> tuple[int, int] | None:
     """(parent pid, CPU ticks of the process and of its children it has waited for)."""
     try:

@@ -6,7 +6,9 @@
    process) applies them into a scratch database and Redis database, with
    every window the events touch already in Redis (as boards people look at
    are), so each batch writes the boards too; the figure is events applied
-   per second, from start to the last committed batch. Topic and database
+   per second, from start to the last committed batch. Then as many other
+   nights, published once bench.scratch.PROCESSES runner processes share the
+   group: events/s until they have applied them all. Topics and database
    are deleted afterwards.
 2. Queries: the readers registered by the feed bench get nights on the real
    topic; then GET /v1/leaderboards/total-duration/all-time (top 20) and
@@ -30,17 +32,25 @@ from zentry.events.v1 import sleep_events_pb2 as sev
 
 from bench import loadgen
 from bench.bulk_events import BulkPublisher, wait_consumed
+from bench.cpu import CpuMeter, cpu_roots, per_event
 from bench.limits import raw_consume_rate
-from bench.scratch import drain, produce_all, scratch
+from bench.scratch import PROCESSES, drain, drain_in_processes, produce_all, scratch
 from infra.config import Settings
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database, migrate
 from services.kit.events import SLEEP_EVENTS, envelope
 from services.leaderboard import app, domain
+from services.leaderboard.boards import board_key
 from services.leaderboard.config import LeaderboardSettings
 from services.leaderboard.projector import SCORES_GROUP
 
 TARGET_PER_S = 1_000_000 / 60  # the design note's 1M events a minute
+_SETTINGS = LeaderboardSettings(
+    service=None,  # type: ignore[arg-type]
+    min_nights={"daily": 1, "weekly": 3, "monthly": 7, "all-time": 14},
+    retention=timedelta(days=14),
+    batch_size=5000,
+)
 
 
 @dataclass(frozen=True)
@@ -62,38 +72,45 @@ def run(settings: Settings, base_url: str, tokens: Path, readers: list[str], sca
 
 async def _ingestion(settings: Settings, scale: Scale) -> dict:
     bootstrap = settings.kafka.bootstrap_servers
-    with scratch(settings, f"bench-lb-{uuid.uuid4().hex[:8]}") as place:
+    with scratch(settings, f"bench-lb-{uuid.uuid4().hex[:8]}", topics=2) as place:
         print(f"bench leaderboard: publishing {scale.events} sleep events", flush=True)
         published = time.monotonic()
-        produce_all(bootstrap, place.topic, _nights(scale))
+        produce_all(bootstrap, place.topic, _nights(scale, seed=11))
         publish_s = time.monotonic() - published
         raw = raw_consume_rate(bootstrap, place.topic, scale.events)  # the limit, same topic
         await asyncio.to_thread(migrate, place.dsn, app.MIGRATIONS)
-        db, redis = Database(place.dsn), Redis.from_url(place.redis_url)
+        redis = Redis.from_url(place.redis_url)
         await redis.flushdb()
-        lb = LeaderboardSettings(
-            service=None,  # type: ignore[arg-type]
-            min_nights={"daily": 1, "weekly": 3, "monthly": 7, "all-time": 14},
-            retention=timedelta(days=14),
-            batch_size=5000,
-        )
-        boards, projector = app.parts(lb, db, redis)
+        boards, _projector = app.parts(_SETTINGS, None, redis)  # type: ignore[arg-type]
         today = datetime.now(UTC).date()
         windows = {w for d in range(61) for w in domain.windows_of(today - timedelta(days=d))}
         for window in windows:  # boards people look at: every window of the events is in Redis
             await boards.write_window(window, [], datetime.now(UTC))
-        scores, _directory = projector.subscriptions(
-            sleep_topic=place.topic, groups=(place.topic, f"{place.topic}.d")
-        )
-        runner = ConsumerRunner(db, bootstrap, scores, max_batch=lb.batch_size)
         print("bench leaderboard: applying them with one batch runner", flush=True)
+        topic = place.topic
+        runner, close = await _runner(bootstrap, topic, topic, place.dsn, place.redis_url)
+        meter = CpuMeter(cpu_roots(settings)).start()
         seconds = await drain(runner, scale.events, "leaderboard ingestion")
+        cpu = meter.stop()
+        await close()
+        print(f"bench leaderboard: as many more, {PROCESSES} runner processes", flush=True)
+        second = place.topics[1]
+        more = list(_nights(scale, seed=12))  # other entries: none of them recorded yet
+        both_s, both_cpu = await asyncio.to_thread(
+            drain_in_processes,
+            _runner,
+            (bootstrap, second, second, place.dsn, place.redis_url),
+            PROCESSES,
+            lambda: produce_all(bootstrap, second, more),
+            len(more),
+            {k: v for k, v in cpu_roots(settings).items() if k != "runner"},
+        )
         boards = len([k async for k in redis.scan_iter(match="lb:board:*", count=1000)])
         members = await _member_bytes(redis)
         await redis.flushdb()
         await redis.aclose()
-        await db.dispose()
     rate = scale.events / seconds
+    both = len(more) / both_s
     return {
         "events": scale.events,
         "users": scale.users,
@@ -103,6 +120,11 @@ async def _ingestion(settings: Settings, scale: Scale) -> dict:
         "target_per_s": round(TARGET_PER_S),
         "of_target": round(rate / TARGET_PER_S, 3),
         "publish_per_s": round(scale.events / publish_s),
+        "cpu_ms_per_event": per_event(cpu, scale.events),
+        "processes": PROCESSES,
+        "processes_events_per_s": round(both),
+        "processes_of_target": round(both / TARGET_PER_S, 3),
+        "processes_cpu_ms_per_event": per_event(both_cpu, len(more)),
         "boards_written": boards,
         "windows_in_redis": len(windows),
         "redis_bytes_per_member": members,
@@ -111,18 +133,32 @@ async def _ingestion(settings: Settings, scale: Scale) -> dict:
     }
 
 
+async def _runner(bootstrap: str, topic: str, group: str, dsn: str, redis_url: str):
+    """The scores group's runner over the scratch place, and what closes its clients."""
+    db, redis = Database(dsn), Redis.from_url(redis_url)
+    _boards, projector = app.parts(_SETTINGS, db, redis)
+    scores, _directory = projector.subscriptions(sleep_topic=topic, groups=(group, f"{group}.d"))
+    runner = ConsumerRunner(db, bootstrap, scores, max_batch=_SETTINGS.batch_size)
+
+    async def close() -> None:
+        await redis.aclose()
+        await db.dispose()
+
+    return runner, close
+
+
 async def _member_bytes(redis: Redis) -> float | None:
     """Redis bytes per board member, over the all-time boards (every user is on them)."""
     used = members = 0
-    async for key in redis.scan_iter(match="lb:board:*:all-time", count=1000):
+    async for key in redis.scan_iter(match=board_key("*", domain.ALL_TIME), count=1000):
         members += await redis.zcard(key)
         used += await redis.memory_usage(key, samples=0)
     return round(used / members, 1) if members else None
 
 
-def _nights(scale: Scale):
+def _nights(scale: Scale, seed: int):
     """Created nights for `users` users over the last 60 days, keyed by user."""
-    rng = random.Random(11)
+    rng = random.Random(seed)
     users = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(scale.users)]
     today = datetime.now(UTC).date()
     now = datetime.now(UTC)

@@ -1,20 +1,30 @@
-"""A scratch topic, database and Redis database for an ingestion benchmark; gone afterwards."""
+"""A scratch topic, database and Redis database for an ingestion benchmark; gone afterwards.
+
+An ingestion is measured with one runner in this process (`drain`), and with
+runners in processes of their own in one consumer group (`drain_in_processes`),
+as production runs a consumer group: both cores at work.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.cpu import CpuMeter
+from infra import mesh
 from infra.config import Settings
 from infra.servers.postgres import scratch_database
 
 BENCH_REDIS_DB = 10  # the tests use 11 to 13
+#: Runner processes sharing a group in `drain_in_processes`: as many as `make dev` runs.
+PROCESSES = mesh.DEV.consumers
 
 
 @dataclass(frozen=True)
@@ -74,3 +84,88 @@ def produce_all(bootstrap: str, topic: str, messages) -> None:
         producer.poll(0)
     if producer.flush(120):
         raise RuntimeError("Kafka did not take every bench event")
+
+
+#: Makes a runner, and what closes its clients, in a process of its own: a module-level
+#: function, given the arguments `drain_in_processes` was: (bootstrap, topic, group, ...).
+Build = Callable[..., Awaitable[tuple[object, Callable[[], Awaitable[None]]]]]
+
+
+def drain_in_processes(
+    build: Build,
+    args: tuple,
+    processes: int,
+    publish: Callable[[], None],
+    expected: int,
+    servers: dict[str, int],
+    timeout: float = 600,
+) -> tuple[float, dict[str, float]]:
+    """`processes` runners of one group, each made by `build(*args)` in a new process.
+
+    Once the group has them all (each with partitions), `publish()` puts the
+    events on its topic; the figure is the seconds from then until they have
+    applied `expected` events between them, with the CPU seconds the runners
+    (together) and `servers` spent meanwhile.
+    """
+    spawn = multiprocessing.get_context("spawn")  # librdkafka's threads do not survive a fork
+    stop = spawn.Event()
+    counters = [spawn.Value("q", 0) for _ in range(processes)]
+    children = [
+        spawn.Process(target=_child, args=(build, args, counter, stop), daemon=True)
+        for counter in counters
+    ]
+    for child in children:
+        child.start()
+    try:
+        _until_all_members(args, processes, children, timeout=120)
+        meter = CpuMeter({**{f"runner {c.pid}": c.pid for c in children}, **servers}).start()
+        started = time.monotonic()
+        publish()
+        while sum(c.value for c in counters) < expected:
+            if any(not c.is_alive() for c in children):
+                raise RuntimeError("a runner process ended early; its output says why")
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"only {sum(c.value for c in counters)} of {expected}")
+            time.sleep(0.02)
+        seconds = time.monotonic() - started
+        spent = meter.stop()
+    finally:
+        stop.set()
+        for child in children:
+            child.join(30)
+            if child.is_alive():
+                child.kill()
+    cpu = {name: t for name, t in spent.items() if not name.startswith("runner ")}
+    return seconds, {"runners": round(sum(spent.values()) - sum(cpu.values()), 2), **cpu}
+
+
+def _until_all_members(args: tuple, processes: int, children, timeout: float) -> None:
+    """Until the group is stable with `processes` members that each hold partitions."""
+    bootstrap, _topic, group = args[:3]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(not c.is_alive() for c in children):
+            raise RuntimeError("a runner process ended early; its output says why")
+        described = admin.describe_consumer_groups([group])[group].result(timeout=15)
+        members = [m for m in described.members if m.assignment.topic_partitions]
+        if described.state.name == "STABLE" and len(members) == processes:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{group}: {processes} members did not join in {timeout:.0f} s")
+
+
+def _child(build: Build, args: tuple, applied, stop) -> None:
+    asyncio.run(_run_child(build, args, applied, stop))
+
+
+async def _run_child(build: Build, args: tuple, applied, stop) -> None:
+    runner, close = await build(*args)
+    task = asyncio.create_task(runner.run())
+    while not stop.is_set() and not task.done():
+        applied.value = runner.applied + runner.dead_lettered
+        await asyncio.sleep(0.02)
+    applied.value = runner.applied + runner.dead_lettered
+    runner.stop()
+    await task
+    await close()

@@ -39,6 +39,8 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
+    cast,
     delete,
     func,
     literal,
@@ -355,14 +357,14 @@ async def active_followers_of(
     wanted = list(set(author_ids))
     if not wanted:
         return {}
-    rows = await session.execute(
-        select(follows.c.followee_id, follows.c.follower_id)
+    rows = await session.execute(  # ids as text: a fan-out can be 100,000 of them
+        select(cast(follows.c.followee_id, Text), cast(follows.c.follower_id, Text))
         .join(readers, readers.c.user_id == follows.c.follower_id)
-        .where(follows.c.followee_id.in_(wanted), readers.c.last_seen >= since)
+        .where(follows.c.followee_id == any_(wanted), readers.c.last_seen >= since)
     )
     found: dict[str, list[str]] = {}
     for author_id, follower_id in rows:
-        found.setdefault(str(author_id), []).append(str(follower_id))
+        found.setdefault(author_id, []).append(follower_id)
     return found
 
 

@@ -12,10 +12,12 @@ in it), for the first time or on a replay, so nothing of theirs comes back.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
-from sqlalchemy import select
+from sqlalchemy import any_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,16 +29,30 @@ USER_FIELDS = frozenset({"user_id", "follower_id", "followee_id"})
 
 def users_named(message: Message) -> set[str]:
     """Every user id `message` names, nested messages included."""
-    found: set[str] = set()
-    for field, value in message.ListFields():
-        if field.message_type is not None:
-            if field.message_type.GetOptions().map_entry:
-                continue  # maps of strings (an event's properties) name nobody
-            for item in [value] if isinstance(value, Message) else value:
+    strings, nested = _fields_naming_users(message.DESCRIPTOR)
+    found = {value for name in strings if (value := getattr(message, name))}
+    for name, repeated in nested:
+        if repeated:
+            for item in getattr(message, name):
                 found |= users_named(item)
-        elif field.name in USER_FIELDS and isinstance(value, str) and value:
-            found.add(value)
+        elif message.HasField(name):
+            found |= users_named(getattr(message, name))
     return found
+
+
+@functools.cache
+def _fields_naming_users(descriptor: Descriptor) -> tuple[list[str], list[tuple[str, bool]]]:
+    """A message type's singular string fields named in USER_FIELDS, and its message fields
+    (name, repeated) but maps (an event's properties: strings that name nobody)."""
+    strings, nested = [], []
+    for field in descriptor.fields:
+        repeated = field.is_repeated
+        if field.message_type is not None:
+            if not field.message_type.GetOptions().map_entry:
+                nested.append((field.name, repeated))
+        elif field.name in USER_FIELDS and field.type == field.TYPE_STRING and not repeated:
+            strings.append(field.name)
+    return strings, nested
 
 
 async def erased(session: AsyncSession, user_ids: Iterable[str]) -> set[str]:
@@ -45,7 +61,7 @@ async def erased(session: AsyncSession, user_ids: Iterable[str]) -> set[str]:
     if not ids:
         return set()
     rows = await session.scalars(
-        select(deleted_users.c.user_id).where(deleted_users.c.user_id.in_(ids))
+        select(deleted_users.c.user_id).where(deleted_users.c.user_id == any_(ids))
     )
     return set(rows)
 

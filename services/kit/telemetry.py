@@ -34,8 +34,15 @@ def configure(service: str, instance: str, otlp_endpoint: str) -> TracerProvider
     return provider
 
 
+_made: list = [None, None]  # the provider, and the tracer made from it
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("zentry")
+    """The kit's tracer from the installed provider, made once for it (every RPC asks)."""
+    provider = trace.get_tracer_provider()
+    if _made[0] is not provider:
+        _made[:] = [provider, provider.get_tracer("zentry")]
+    return _made[1]
 
 
 #: Codes that say the server failed (OpenTelemetry's gRPC conventions): their spans are

@@ -20,8 +20,10 @@ totals and the board scores itself, in Lua, where the data is:
 
     KEYS  totals key, then the board keys in METRICS order
     ARGV  min nights (the window kind's, for average-duration),
-          then per user: user id, seconds, nights, domain.since_epoch(reached_at)
-          (nights 0 or less: the user comes off the totals and every board)
+          then per user "user-id seconds nights since", since being
+          domain.since_epoch(reached_at) (one argument a user: packing them is
+          the caller's cost; nights 0 or less: the user comes off the totals and
+          every board)
 
 domain.py stays the reference (rebuilds and reads score in Python with it);
 tests/integration/test_leaderboard_scores.py checks on a real Redis that the
@@ -80,10 +82,10 @@ if not whole then
   return 0
 end
 local min_nights = tonumber(ARGV[1])
-for i = 2, #ARGV, 4 do
-  local user, seconds, nights = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local since = tonumber(ARGV[i + 3])
-  if nights > 0 then redis.call('HSET', KEYS[1], user, ARGV[i + 1] .. ':' .. ARGV[i + 2])
+for i = 2, #ARGV do
+  local user, s, n, t = string.match(ARGV[i], '^(%S+) (%S+) (%S+) (%S+)$')
+  local seconds, nights, since = tonumber(s), tonumber(n), tonumber(t)
+  if nights > 0 then redis.call('HSET', KEYS[1], user, s .. ':' .. n)
   else redis.call('HDEL', KEYS[1], user) end
   for b, metric in ipairs(METRICS) do
     if qualifies(metric, nights, min_nights) then
@@ -262,8 +264,8 @@ class Boards:
 def update_args(
     changed: Iterable[Score], ranked: set[str], min_nights: dict[str, int]
 ) -> dict[str, list[str | int]]:
-    """_UPDATE's ARGV for each window: its min nights, then per score the user id, seconds,
-    nights and domain.since_epoch(reached_at); (user id, 0, 0, 0) for a user not in `ranked`."""
+    """_UPDATE's ARGV for each window: its min nights, then per score "user-id seconds nights
+    since" (domain.since_epoch(reached_at)); "user-id 0 0 0" for a user not in `ranked`."""
     by_window: dict[str, list[str | int]] = {}
     for score in changed:
         args = by_window.get(score.window_id)
@@ -271,9 +273,9 @@ def update_args(
             args = by_window[score.window_id] = [min_nights[domain.kind_of(score.window_id)]]
         if score.user_id in ranked:
             since = domain.since_epoch(score.reached_at)
-            args += (score.user_id, score.seconds, score.nights, since)
+            args.append(f"{score.user_id} {score.seconds} {score.nights} {since}")
         else:
-            args += (score.user_id, 0, 0, 0)
+            args.append(f"{score.user_id} 0 0 0")
     return by_window
 
 

@@ -23,6 +23,7 @@ agree. Change one, change the other.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -53,9 +54,10 @@ def window_id(kind: str, day: date) -> str:
     raise ValueError(kind)
 
 
-def windows_of(day: date) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def windows_of(day: date) -> tuple[str, ...]:
     """Every window a night with this sleep date counts in."""
-    return [window_id(kind, day) for kind in WINDOWS]
+    return tuple(window_id(kind, day) for kind in WINDOWS)
 
 
 def day_of(window: str) -> date:

@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import Boolean, Column, MetaData, Table, Text, or_, select, text
+from sqlalchemy import Boolean, Column, MetaData, Table, Text, any_, or_, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,9 +61,9 @@ _WINDOW_LOCKS, _USER_LOCKS = 3, 9
 USER_STRIPES = 256
 
 
-@dataclass(frozen=True)
-class Change:
-    """What one change of an entry did to one user's sums in one window."""
+class Change(NamedTuple):
+    """What one change of an entry did to one user's sums in one window (a tuple: a batch
+    makes tens of thousands)."""
 
     change_id: str
     window_id: str
@@ -72,8 +73,7 @@ class Change:
     occurred_at: datetime
 
 
-@dataclass(frozen=True)
-class Score:
+class Score(NamedTuple):
     window_id: str
     user_id: str
     seconds: int
@@ -120,7 +120,7 @@ async def lock_users(session: AsyncSession, user_ids: Iterable[str], *, shared: 
 async def ranked(session: AsyncSession, user_ids: Iterable[str]) -> set[str]:
     """Those of `user_ids` ranked on the global boards (an unknown user is not)."""
     rows = await session.scalars(
-        select(users.c.user_id).where(users.c.user_id.in_(list(set(user_ids))), _RANKED)
+        select(users.c.user_id).where(users.c.user_id == any_(list(set(user_ids))), _RANKED)
     )
     return {str(r) for r in rows}
 
@@ -129,25 +129,23 @@ _APPLY = text(
     """
     WITH new AS (
         INSERT INTO score_changes (change_id, user_id, occurred_at)
-        SELECT DISTINCT ON (change_id) change_id, CAST(user_id AS uuid), occurred_at
+        SELECT change_id, CAST(user_id AS uuid), occurred_at
         FROM unnest(string_to_array(:change_ids, ','), string_to_array(:user_ids, ','),
                     CAST(string_to_array(:occurred, ',') AS timestamptz[]))
              AS c (change_id, user_id, occurred_at)
         ON CONFLICT DO NOTHING
-        RETURNING change_id
+        RETURNING change_id, user_id, occurred_at
     ), deltas AS (
         SELECT * FROM unnest(
             string_to_array(:delta_changes, ','), string_to_array(:window_ids, ','),
-            CAST(string_to_array(:delta_users, ',') AS uuid[]),
             CAST(string_to_array(:seconds, ',') AS bigint[]),
-            CAST(string_to_array(:nights, ',') AS integer[]),
-            CAST(string_to_array(:delta_times, ',') AS timestamptz[]))
-            AS d (change_id, window_id, user_id, seconds, nights, occurred_at)
+            CAST(string_to_array(:nights, ',') AS integer[]))
+            AS d (change_id, window_id, seconds, nights)
     ), summed AS (
-        SELECT d.window_id, d.user_id, sum(d.seconds) AS seconds, sum(d.nights) AS nights,
-               max(d.occurred_at) AS reached_at
+        SELECT d.window_id, new.user_id, sum(d.seconds) AS seconds, sum(d.nights) AS nights,
+               max(new.occurred_at) AS reached_at
         FROM deltas d JOIN new USING (change_id)
-        GROUP BY d.window_id, d.user_id
+        GROUP BY d.window_id, new.user_id
     )
     INSERT INTO scores AS s (window_id, user_id, seconds, nights, reached_at)
     SELECT window_id, user_id, seconds, nights, reached_at FROM summed
@@ -155,7 +153,7 @@ _APPLY = text(
         seconds = s.seconds + excluded.seconds,
         nights = s.nights + excluded.nights,
         reached_at = greatest(s.reached_at, excluded.reached_at)
-    RETURNING window_id, user_id, seconds, nights, reached_at
+    RETURNING window_id, CAST(user_id AS text), seconds, nights, reached_at
     """
 )
 
@@ -171,22 +169,20 @@ async def apply(session: AsyncSession, changes: list[Change]) -> list[Score]:
     changes = _once_each(changes)
     if not changes:
         return []
-    times = [c.occurred_at.isoformat() for c in changes]
+    ledger = {c.change_id: c for c in changes}.values()  # one row a change, not a window
     rows = await session.execute(
         _APPLY,
         {
-            "change_ids": ",".join(c.change_id for c in changes),
-            "user_ids": ",".join(c.user_id for c in changes),
-            "occurred": ",".join(times),
+            "change_ids": ",".join(c.change_id for c in ledger),
+            "user_ids": ",".join(c.user_id for c in ledger),
+            "occurred": ",".join(c.occurred_at.isoformat() for c in ledger),
             "delta_changes": ",".join(c.change_id for c in changes),
             "window_ids": ",".join(c.window_id for c in changes),
-            "delta_users": ",".join(c.user_id for c in changes),
             "seconds": ",".join(str(c.seconds) for c in changes),
             "nights": ",".join(str(c.nights) for c in changes),
-            "delta_times": ",".join(times),
         },
     )
-    return [Score(w, str(u), s, n, t) for w, u, s, n, t in rows]
+    return [Score(*row) for row in rows]
 
 
 def _once_each(changes: list[Change]) -> list[Change]:

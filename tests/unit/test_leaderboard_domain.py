@@ -12,12 +12,12 @@ from services.leaderboard.reading import window_view
 
 
 def test_a_sleep_date_counts_in_its_day_iso_week_month_and_all_time():
-    assert domain.windows_of(date(2026, 11, 22)) == [
+    assert domain.windows_of(date(2026, 11, 22)) == (
         "2026-11-22",
         "2026-W47",
         "2026-11",
         "all-time",
-    ]
+    )
     # ISO weeks start on Monday, and the first days of January can belong to last year's week 53.
     assert domain.window_id("weekly", date(2026, 11, 23)) == "2026-W48"
     assert domain.window_id("weekly", date(2021, 1, 3)) == "2020-W53"

@@ -3,10 +3,11 @@
 Counts are kept by event name and by each dimension's value (page, referrer,
 each property), as many distinct ones a day as cardinality.py admits.
 
-One fetched batch is one transaction (the kit's batch runner). The raw insert
-says which events are new (an event id seen before inserts nothing), and only
-those are counted, sessionized and added to the visitor sketches, so a
-redelivered or resent event counts once.
+One fetched batch is one transaction (the kit's batch runner), which writes the
+rows other batches share last. The raw insert says which events are new (an
+event id seen before inserts nothing), and only those are counted,
+sessionized and added to the visitor sketches, so a redelivered or resent
+event counts once.
 """
 
 from __future__ import annotations
@@ -64,8 +65,6 @@ class Rollups:
             visitors[bucket].add(e.visitor_id)
             first, last = spans.get(e.visitor_id, (when, when))
             spans[e.visitor_id] = (min(first, when), max(last, when))
-        await store.add_counts(session, totals)
-        await store.add_minute_counts(session, minutes)
         known = await store.visitor_sessions(session, spans)
         for e in new:
             sessions.assign(
@@ -77,6 +76,10 @@ class Rollups:
         await store.save_sessions(
             session, [s for found in known.values() for s in found if s.changed]
         )
+        # Last, the rows every batch shares (counts of the hour, its sketch): they stay locked
+        # until the commit, so another process's batch waits on them only that long.
+        await store.add_counts(session, totals)
+        await store.add_minute_counts(session, minutes)
         await self._uniques.add(session, visitors)
 
 

@@ -109,17 +109,19 @@ admitted = Table(
 )
 
 
-# One fixed statement whatever the batch size, its rows as arrays: PostgreSQL parses
-# and plans it once per connection, and the client sends a dozen parameters.
+# One fixed statement whatever the batch size, its rows as one JSON array: PostgreSQL
+# parses and plans it once per connection, and the client encodes a batch in one call
+# (arrays would be dumped element by element, in Python).
 _INSERT_RAW = text(
     """
     INSERT INTO raw_events (event_id, name, event_time, receive_time, visitor_id, user_id,
                             client_session_id, page, referrer, properties)
-    SELECT * FROM unnest(CAST(:event_id AS text[]), CAST(:name AS text[]),
-                         CAST(:event_time AS timestamptz[]), CAST(:receive_time AS timestamptz[]),
-                         CAST(:visitor_id AS text[]), CAST(:user_id AS text[]),
-                         CAST(:client_session_id AS text[]), CAST(:page AS text[]),
-                         CAST(:referrer AS text[]), CAST(:properties AS jsonb[]))
+    SELECT event_id, name, event_time, receive_time, visitor_id, user_id,
+           client_session_id, page, referrer, properties
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+        event_id text, name text, event_time timestamptz, receive_time timestamptz,
+        visitor_id text, user_id text, client_session_id text, page text, referrer text,
+        properties jsonb)
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
     """
@@ -148,9 +150,8 @@ async def insert_new(session: AsyncSession, rows: list[dict]) -> set[str]:
     """Insert raw events (dicts of raw_events' columns); the ids of those not seen before."""
     if not rows:
         return set()
-    columns = {c.name: [row[c.name] for row in rows] for c in raw_events.c}
-    columns["properties"] = [json.dumps(p) for p in columns["properties"]]
-    return set((await session.execute(_INSERT_RAW, columns)).scalars())
+    encoded = json.dumps(rows, default=datetime.isoformat)
+    return set((await session.execute(_INSERT_RAW, {"rows": encoded})).scalars())
 
 
 async def add_counts(session: AsyncSession, totals: dict[tuple, int]) -> None:
