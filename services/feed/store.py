@@ -24,6 +24,7 @@ server; two authors in one stripe only wait for each other a little.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -207,23 +208,43 @@ async def is_celebrity(session: AsyncSession, user_id: str) -> bool:
 
 
 async def find_authors(session: AsyncSession, ids: Iterable[str]) -> dict[str, AuthorRow]:
-    rows = await session.execute(select(authors).where(authors.c.user_id.in_(list(set(ids)))))
+    rows = await session.execute(select(authors).where(authors.c.user_id == any_(list(set(ids)))))
     return {row.user_id: AuthorRow(**row._mapping) for row in rows}
+
+
+# The batch statements below are fixed texts over arrays, whatever the batch's size: the
+# driver converts and PostgreSQL plans each once per connection, where a statement built
+# per batch (a row of bound values each) cost more to build than to run.
+_PAIRS = "unnest(CAST(:followers AS uuid[]), CAST(:followees AS uuid[])) AS p(f, e)"
+_ADD_FOLLOWS = text(
+    f"INSERT INTO follows (follower_id, followee_id) SELECT f, e FROM {_PAIRS}"
+    " ON CONFLICT DO NOTHING"
+)
+_REMOVE_FOLLOWS = text(
+    f"DELETE FROM follows USING {_PAIRS} WHERE follower_id = p.f AND followee_id = p.e"
+)
+_FOLLOWS_AMONG = text(
+    "SELECT CAST(follower_id AS text), CAST(followee_id AS text) FROM follows"
+    f" JOIN {_PAIRS} ON follower_id = p.f AND followee_id = p.e"
+)
+
+
+def _pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    ordered = sorted(set(pairs))
+    return {"followers": [f for f, _e in ordered], "followees": [e for _f, e in ordered]}
 
 
 async def add_follows(session: AsyncSession, pairs: Iterable[tuple[str, str]]) -> None:
     """(follower, followee) pairs, in one statement; those already there stay."""
-    rows = [{"follower_id": f, "followee_id": e} for f, e in sorted(pairs)]
-    if rows:
-        await session.execute(pg_insert(follows).values(rows).on_conflict_do_nothing())
+    params = _pairs(pairs)
+    if params["followers"]:
+        await session.execute(_ADD_FOLLOWS, params)
 
 
 async def remove_follows(session: AsyncSession, pairs: Iterable[tuple[str, str]]) -> None:
-    wanted = sorted(pairs)
-    if wanted:
-        await session.execute(
-            delete(follows).where(tuple_(follows.c.follower_id, follows.c.followee_id).in_(wanted))
-        )
+    params = _pairs(pairs)
+    if params["followers"]:
+        await session.execute(_REMOVE_FOLLOWS, params)
 
 
 async def followees(
@@ -256,7 +277,7 @@ async def stored_entries(session: AsyncSession, entry_ids: Iterable[str]) -> dic
     """What the store holds of these entries, their rows locked until the transaction ends."""
     rows = await session.execute(
         select(entries.c.entry_id, entries.c.revision, entries.c.deleted, entries.c.fanned_out)
-        .where(entries.c.entry_id.in_(sorted(set(entry_ids))))
+        .where(entries.c.entry_id == any_(sorted(set(entry_ids))))
         .order_by(entries.c.entry_id)
         .with_for_update()
     )
@@ -266,15 +287,26 @@ async def stored_entries(session: AsyncSession, entry_ids: Iterable[str]) -> dic
 async def celebrities_among(session: AsyncSession, user_ids: Iterable[str]) -> set[str]:
     wanted = list(set(user_ids))
     rows = await session.scalars(
-        select(authors.c.user_id).where(authors.c.user_id.in_(wanted), authors.c.celebrity)
+        select(authors.c.user_id).where(authors.c.user_id == any_(wanted), authors.c.celebrity)
     )
     return {str(r) for r in rows}
+
+
+_ENTRY_COLUMNS = ("entry_id", "author_id", "score", "revision", "body", "deleted", "fanned_out")
+_INSERT_ENTRIES = text(
+    f"INSERT INTO entries ({', '.join(_ENTRY_COLUMNS)}) SELECT * FROM unnest("
+    "CAST(:entry_id AS uuid[]), CAST(:author_id AS uuid[]), CAST(:score AS bigint[]),"
+    " CAST(:revision AS bigint[]), CAST(:body AS bytea[]), CAST(:deleted AS boolean[]),"
+    " CAST(:fanned_out AS boolean[]))"
+)
 
 
 async def write_entries(session: AsyncSession, folded: Folded) -> None:
     """The rows a batch inserts, in one statement, and the columns it sets on stored rows."""
     if folded.inserts:
-        await session.execute(entries.insert().values(list(folded.inserts.values())))
+        rows = list(folded.inserts.values())
+        columns = {c: [row[c] for row in rows] for c in _ENTRY_COLUMNS}
+        await session.execute(_INSERT_ENTRIES, columns)
     for entry_id, values in folded.updates.items():
         await session.execute(update(entries).where(entries.c.entry_id == entry_id).values(values))
 
@@ -325,7 +357,7 @@ async def find_entries(session: AsyncSession, entry_ids: Iterable[str]) -> dict[
             entries.c.body,
             entries.c.deleted,
             entries.c.fanned_out,
-        ).where(entries.c.entry_id.in_(list(set(entry_ids))))
+        ).where(entries.c.entry_id == any_(list(set(entry_ids))))
     )
     return {
         str(r.entry_id): EntryRow(
@@ -339,15 +371,10 @@ async def follows_among(
     session: AsyncSession, pairs: Iterable[tuple[str, str]]
 ) -> set[tuple[str, str]]:
     """Those (follower, followee) pairs that are follows now."""
-    wanted = list(set(pairs))
-    if not wanted:
+    params = _pairs(pairs)
+    if not params["followers"]:
         return set()
-    rows = await session.execute(
-        select(follows.c.follower_id, follows.c.followee_id).where(
-            tuple_(follows.c.follower_id, follows.c.followee_id).in_(wanted)
-        )
-    )
-    return {(str(follower), str(followee)) for follower, followee in rows}
+    return {tuple(row) for row in await session.execute(_FOLLOWS_AMONG, params)}
 
 
 async def active_followers_of(
@@ -395,25 +422,32 @@ async def note_effects(session: AsyncSession, event_id: str, effects: list[dict]
     await note_all_effects(session, [(event_id, effects)])
 
 
+_NOTE_EFFECTS = text(
+    "INSERT INTO redis_effects (event_id, effects) SELECT event_id, effects"
+    " FROM jsonb_to_recordset(CAST(:notes AS jsonb)) AS n(event_id text, effects jsonb)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
 async def note_all_effects(session: AsyncSession, notes: list[tuple[str, list[dict]]]) -> None:
     """note_effects of many events, in one statement."""
     rows = [{"event_id": event_id, "effects": effects} for event_id, effects in notes if effects]
     if rows:
-        await session.execute(pg_insert(redis_effects).values(rows).on_conflict_do_nothing())
+        await session.execute(_NOTE_EFFECTS, {"notes": json.dumps(rows)})
 
 
 async def noted_effects(session: AsyncSession, event_ids: list[str]) -> dict[str, list[dict]]:
     """The effects still noted for any of `event_ids`, by event id."""
     rows = await session.execute(
         select(redis_effects.c.event_id, redis_effects.c.effects).where(
-            redis_effects.c.event_id.in_(event_ids)
+            redis_effects.c.event_id == any_(event_ids)
         )
     )
     return {event_id: effects for event_id, effects in rows}
 
 
 async def forget_effects(session: AsyncSession, event_ids: list[str]) -> None:
-    await session.execute(delete(redis_effects).where(redis_effects.c.event_id.in_(event_ids)))
+    await session.execute(delete(redis_effects).where(redis_effects.c.event_id == any_(event_ids)))
 
 
 async def recent_entries_of(
