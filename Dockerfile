@@ -5,20 +5,25 @@
 #   python -m gateway seed-endpoints, then python -m gateway feed --endpoints-only
 #       the gateway's empty endpoint files, then its Consul -> Envoy endpoint feed
 # Its code is services/ and gateway/ only: no development tooling (infra/, bench/, chaos/, tests/).
-# It also carries Swagger UI's files (/app/docs-ui), which the gateway pod copies for its
-# Envoy to serve at /docs. Build from the repository root:  docker build -t zentry:0.1.0 .
+# It also carries Swagger UI's files and the web app's (/app/docs-ui), which the gateway
+# pod copies for its Envoy to serve at /docs and /.
+# Build from the repository root:  docker build -t zentry:0.1.0 .
 # k8s/ runs it; outside Kubernetes, set ZENTRY_ADVERTISE_HOST and the ZENTRY_*_HOST
 # variables (README.md), because ZENTRY_HOST is 0.0.0.0 here.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 ARG NODE_IMAGE=node:20.20.2-bookworm-slim
 
-# --- docs-ui: Swagger UI from npm, at the version infra/toolchain/swagger-ui pins -----
+# --- docs-ui: Swagger UI from npm, at the version infra/toolchain/swagger-ui pins, and
+# the web app (web/), built as `make setup` builds it ------------------------------------
 FROM ${NODE_IMAGE} AS docs-ui
 WORKDIR /ui
 COPY infra/toolchain/swagger-ui/ ./
 # No install scripts: the only one reports the install to its vendor.
 RUN npm ci --no-audit --no-fund --ignore-scripts
+WORKDIR /web
+COPY web/ ./
+RUN npm install --no-audit --no-fund && node build.mjs /web/dist
 
 # --- build: the pinned dependencies and the generated protos -------------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -42,7 +47,8 @@ RUN groupadd --system --gid 10001 zentry \
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
 COPY --from=docs-ui /ui/node_modules/swagger-ui-dist/swagger-ui-bundle.js \
-     /ui/node_modules/swagger-ui-dist/swagger-ui.css /app/docs-ui/
+     /ui/node_modules/swagger-ui-dist/swagger-ui.css \
+     /web/dist/index.html /web/dist/app.js /web/dist/app.css /app/docs-ui/
 WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -37,6 +37,7 @@ class GatewaySettings:
     descriptor_set: Path
     openapi_document: Path  # served at /openapi.json, inlined into the listener
     docs_dir: Path  # Swagger UI's files, which Envoy reads to serve /docs
+    web_dir: Path  # the web app's built files, which Envoy reads to serve / (gateway.webapp)
     consul_url: str
     jwt_issuer: str
     jwt_audience: str
@@ -94,6 +95,7 @@ class GatewaySettings:
             descriptor_set=Path(env.str("GATEWAY_DESCRIPTOR_SET", str(DESCRIPTOR_SET))),
             openapi_document=env.path("GATEWAY_OPENAPI_DOCUMENT", OPENAPI_DOCUMENT),
             docs_dir=env.path("GATEWAY_DOCS_DIR", tools_dir / "share" / "swagger-ui"),
+            web_dir=env.path("GATEWAY_WEB_DIR", tools_dir / "share" / "web"),
             consul_url=consul.http_url,
             jwt_issuer=env.str("JWT_ISSUER", TOKEN_ISSUER),
             jwt_audience=env.str("JWT_AUDIENCE", TOKEN_AUDIENCE),

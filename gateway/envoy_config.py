@@ -23,7 +23,7 @@ import base64
 import re
 from pathlib import Path
 
-from gateway import body_check, descriptors, docs
+from gateway import body_check, descriptors, docs, webapp
 from gateway.config import GatewaySettings
 from gateway.descriptors import ApiService
 from services.kit.clients import (  # the headers the gateway sets for the services
@@ -179,7 +179,7 @@ def endpoints(cluster: str, addresses: list[tuple[str, int]]) -> dict:
 
 def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
     """The gateway listener. Raises FileNotFoundError without gen/openapi.json (`make protos`)."""
-    pages = docs.pages(settings)
+    pages = docs.pages(settings) + webapp.pages(settings)
     manager = {
         "@type": T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "gateway",

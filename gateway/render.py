@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway import descriptors, docs, envoy_config
+from gateway import descriptors, docs, envoy_config, webapp
 from gateway.config import GatewaySettings
 from gateway.files import write_json
 from gateway.secret import ensure_secret
@@ -31,11 +31,14 @@ def render(settings: GatewaySettings, out_dir: Path | None = None) -> list[str]:
     services = _services(settings)
     target = out_dir or settings.config_dir
     if out_dir is None:
-        missing = docs.missing_ui_files(settings)
-        if missing:
-            raise FileNotFoundError(
-                f"{', '.join(missing)} missing from {settings.docs_dir}; run `make tools`"
-            )
+        for missing, where in (
+            (docs.missing_ui_files(settings), settings.docs_dir),
+            (webapp.missing_files(settings), settings.web_dir),
+        ):
+            if missing:
+                raise FileNotFoundError(
+                    f"{', '.join(missing)} missing from {where}; run `make tools`"
+                )
         seed_endpoints(settings)
         ensure_secret(settings.secret_file)  # a local run's; Kubernetes mounts a Secret
     write_json(target / envoy_config.SECRET_SDS_FILE, envoy_config.secret_discovery(settings))

@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("install", help="fetch or build the pinned tools").add_argument(
         "tools",
         nargs="*",
-        help="debian, kafka, consul, grpcurl, kustomize, envoy, buf (default: all)",
+        help="debian, kafka, consul, grpcurl, protoc-gen-openapi, kustomize, toxiproxy, envoy, "
+        "buf, swagger-ui, web (default: all)",
     )
     for name, text in [
         ("up", "start the servers and wait until they are ready"),

