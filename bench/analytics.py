@@ -31,9 +31,9 @@ from zentry.events.v1 import analytics_events_pb2 as aev
 
 from bench import loadgen
 from bench.bulk_events import wait_consumed
-from bench.cpu import CpuMeter, cpu_roots, per_event
+from bench.cpu import per_event
 from bench.limits import raw_consume_rate
-from bench.scratch import PROCESSES, drain, drain_in_processes, produce_all, scratch
+from bench.scratch import PROCESSES, drain_alone, drain_in_processes, produce_all, scratch
 from infra.config import Settings
 from services.analytics import app
 from services.analytics.config import AnalyticsSettings
@@ -125,23 +125,22 @@ async def _rollup(settings: Settings, scale: Scale) -> dict:
         redis = Redis.from_url(place.redis_url)
         await redis.flushdb()
         print("bench analytics: rolling them up with one batch runner", flush=True)
-        group = f"{GROUP}.{place.topic}"
-        rollups, close = await _runner(bootstrap, place.topic, group, place.dsn, place.redis_url)
-        meter = CpuMeter(cpu_roots(settings)).start()
-        seconds = await drain(rollups, scale.events, "analytics rollup")
-        cpu = meter.stop()
-        await close()
+        rollups, seconds, cpu = await drain_alone(
+            settings,
+            _runner,
+            (bootstrap, place.topic, f"{GROUP}.{place.topic}", place.dsn, place.redis_url),
+            scale.events,
+            "analytics rollup",
+        )
         print(f"bench analytics: as many more, {PROCESSES} runner processes", flush=True)
         second = place.topics[1]
         more = list(_accepted(scale, seed=6))  # other events: none of them counted yet
         both_s, both_cpu = await asyncio.to_thread(
             drain_in_processes,
+            settings,
             _runner,
             (bootstrap, second, f"{GROUP}.{second}", place.dsn, place.redis_url),
-            PROCESSES,
-            lambda: produce_all(bootstrap, second, more),
-            len(more),
-            {k: v for k, v in cpu_roots(settings).items() if k != "runner"},
+            more,
         )
         await redis.flushdb()
         await redis.aclose()

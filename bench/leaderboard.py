@@ -32,9 +32,9 @@ from zentry.events.v1 import sleep_events_pb2 as sev
 
 from bench import loadgen
 from bench.bulk_events import BulkPublisher, wait_consumed
-from bench.cpu import CpuMeter, cpu_roots, per_event
+from bench.cpu import per_event
 from bench.limits import raw_consume_rate
-from bench.scratch import PROCESSES, drain, drain_in_processes, produce_all, scratch
+from bench.scratch import PROCESSES, drain_alone, drain_in_processes, produce_all, scratch
 from infra.config import Settings
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database, migrate
@@ -87,23 +87,22 @@ async def _ingestion(settings: Settings, scale: Scale) -> dict:
         for window in windows:  # boards people look at: every window of the events is in Redis
             await boards.write_window(window, [], datetime.now(UTC))
         print("bench leaderboard: applying them with one batch runner", flush=True)
-        topic = place.topic
-        runner, close = await _runner(bootstrap, topic, topic, place.dsn, place.redis_url)
-        meter = CpuMeter(cpu_roots(settings)).start()
-        seconds = await drain(runner, scale.events, "leaderboard ingestion")
-        cpu = meter.stop()
-        await close()
+        runner, seconds, cpu = await drain_alone(
+            settings,
+            _runner,
+            (bootstrap, place.topic, place.topic, place.dsn, place.redis_url),
+            scale.events,
+            "leaderboard ingestion",
+        )
         print(f"bench leaderboard: as many more, {PROCESSES} runner processes", flush=True)
         second = place.topics[1]
         more = list(_nights(scale, seed=12))  # other entries: none of them recorded yet
         both_s, both_cpu = await asyncio.to_thread(
             drain_in_processes,
+            settings,
             _runner,
             (bootstrap, second, second, place.dsn, place.redis_url),
-            PROCESSES,
-            lambda: produce_all(bootstrap, second, more),
-            len(more),
-            {k: v for k, v in cpu_roots(settings).items() if k != "runner"},
+            more,
         )
         boards = len([k async for k in redis.scan_iter(match="lb:board:*", count=1000)])
         members = await _member_bytes(redis)

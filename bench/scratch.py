@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.cpu import CpuMeter
+from bench.cpu import CpuMeter, cpu_roots
 from infra import mesh
 from infra.config import Settings
 from infra.servers.postgres import scratch_database
@@ -91,41 +91,52 @@ def produce_all(bootstrap: str, topic: str, messages) -> None:
 Build = Callable[..., Awaitable[tuple[object, Callable[[], Awaitable[None]]]]]
 
 
-def drain_in_processes(
-    build: Build,
-    args: tuple,
-    processes: int,
-    publish: Callable[[], None],
-    expected: int,
-    servers: dict[str, int],
-    timeout: float = 600,
-) -> tuple[float, dict[str, float]]:
-    """`processes` runners of one group, each made by `build(*args)` in a new process.
+async def drain_alone(
+    settings: Settings, build: Build, args: tuple, expected: int, what: str
+) -> tuple[object, float, dict[str, float]]:
+    """One runner made by `build(*args)` in this process: the runner, the seconds until it
+    had applied `expected` events, and the CPU seconds it, PostgreSQL and Redis spent."""
+    runner, close = await build(*args)
+    meter = CpuMeter(cpu_roots(settings)).start()
+    try:
+        seconds = await drain(runner, expected, what)
+    finally:
+        cpu = meter.stop()
+        await close()
+    return runner, seconds, cpu
 
-    Once the group has them all (each with partitions), `publish()` puts the
-    events on its topic; the figure is the seconds from then until they have
-    applied `expected` events between them, with the CPU seconds the runners
-    (together) and `servers` spent meanwhile.
+
+def drain_in_processes(
+    settings: Settings, build: Build, args: tuple, messages: list[tuple[str, bytes]]
+) -> tuple[float, dict[str, float]]:
+    """PROCESSES runners of one group, each made by `build(*args)` in a process of its own.
+
+    Once the group has them all (each with partitions), `messages` (key, value)
+    go onto its topic; the figure is the seconds from then until the runners
+    have applied them all between them, with the CPU seconds the runners
+    (together), PostgreSQL and Redis spent meanwhile.
     """
+    bootstrap, topic = args[:2]
     spawn = multiprocessing.get_context("spawn")  # librdkafka's threads do not survive a fork
     stop = spawn.Event()
-    counters = [spawn.Value("q", 0) for _ in range(processes)]
+    counters = [spawn.Value("q", 0) for _ in range(PROCESSES)]
     children = [
         spawn.Process(target=_child, args=(build, args, counter, stop), daemon=True)
         for counter in counters
     ]
     for child in children:
         child.start()
+    servers = {k: v for k, v in cpu_roots(settings).items() if k != "runner"}
     try:
-        _until_all_members(args, processes, children, timeout=120)
+        _until_all_members(args, children, timeout=120)
         meter = CpuMeter({**{f"runner {c.pid}": c.pid for c in children}, **servers}).start()
         started = time.monotonic()
-        publish()
-        while sum(c.value for c in counters) < expected:
+        produce_all(bootstrap, topic, messages)
+        while sum(c.value for c in counters) < len(messages):
             if any(not c.is_alive() for c in children):
                 raise RuntimeError("a runner process ended early; its output says why")
-            if time.monotonic() - started > timeout:
-                raise TimeoutError(f"only {sum(c.value for c in counters)} of {expected}")
+            if time.monotonic() - started > 600:
+                raise TimeoutError(f"only {sum(c.value for c in counters)} of {len(messages)}")
             time.sleep(0.02)
         seconds = time.monotonic() - started
         spent = meter.stop()
@@ -139,8 +150,8 @@ def drain_in_processes(
     return seconds, {"runners": round(sum(spent.values()) - sum(cpu.values()), 2), **cpu}
 
 
-def _until_all_members(args: tuple, processes: int, children, timeout: float) -> None:
-    """Until the group is stable with `processes` members that each hold partitions."""
+def _until_all_members(args: tuple, children, timeout: float) -> None:
+    """Until the group is stable with a member for each child, each holding partitions."""
     bootstrap, _topic, group = args[:3]
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
@@ -149,10 +160,10 @@ def _until_all_members(args: tuple, processes: int, children, timeout: float) ->
             raise RuntimeError("a runner process ended early; its output says why")
         described = admin.describe_consumer_groups([group])[group].result(timeout=15)
         members = [m for m in described.members if m.assignment.topic_partitions]
-        if described.state.name == "STABLE" and len(members) == processes:
+        if described.state.name == "STABLE" and len(members) == len(children):
             return
         time.sleep(0.2)
-    raise TimeoutError(f"{group}: {processes} members did not join in {timeout:.0f} s")
+    raise TimeoutError(f"{group}: {len(children)} members did not join in {timeout:.0f} s")
 
 
 def _child(build: Build, args: tuple, applied, stop) -> None:
