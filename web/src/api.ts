@@ -9,6 +9,9 @@ export interface User {
   bio?: string;
   followerCount?: number;
   followingCount?: number;
+  nightsVisibleTo?: string;
+  approveFollowers?: boolean;
+  showOnGlobalBoards?: boolean;
 }
 
 export interface Session {
@@ -37,6 +40,84 @@ export interface FeedItem {
   entry: SleepEntry;
 }
 
+export interface Window {
+  kind: string;
+  id: string;
+  startDate?: string;
+  endDate?: string;
+  timeZone: string;
+  startTime?: string;
+  endTime?: string;
+  current?: boolean;
+}
+
+export interface Standing {
+  rank: string;
+  userId: string;
+  username: string;
+  displayName: string;
+  totalDuration: string;
+  nights: string;
+  averageDuration: string;
+}
+
+export interface Leaderboard {
+  metric: string;
+  scope: string;
+  window: Window;
+  standings?: Standing[];
+  nextPageToken?: string;
+  me?: Standing;
+}
+
+export interface ClockTime {
+  time: string;
+  minutesFromMidnight: number;
+}
+
+export interface SleepStats {
+  startDate: string;
+  endDate: string;
+  nightsLogged?: number;
+  averageDuration?: string;
+  medianDuration?: string;
+  averageBedtime?: ClockTime;
+  averageWakeTime?: ClockTime;
+  bedtimeSpreadMinutes?: number;
+  consistencyScore?: number;
+  sleepGoal?: string;
+  sleepDebt?: string;
+  nightsBelowGoal?: number;
+  bestNight?: { sleepDate: string; duration: string };
+  worstNight?: { sleepDate: string; duration: string };
+  averageQuality?: number;
+  weekdays?: { weekday: string; nights?: number; averageDuration?: string; averageQuality?: number }[];
+}
+
+export interface TrendPoint {
+  sleepDate: string;
+  logged?: boolean;
+  duration?: string;
+  durationAvg7?: string;
+  durationAvg30?: string;
+}
+
+export interface ClientEvent {
+  eventId: string;
+  name: string;
+  eventTime: string;
+  anonymousId?: string;
+  sessionId?: string;
+  page?: string;
+  referrer?: string;
+  properties?: Record<string, string>;
+}
+
+export interface Period {
+  startTime: string;
+  label: string;
+}
+
 /** An answer other than 2xx: the API's status, message and the fields it names. */
 export class ApiError extends Error {
   constructor(
@@ -62,12 +143,24 @@ export function keep(value: Session | null): void {
   else localStorage.removeItem(STORED);
 }
 
+/** The roles the signed-in session's token carries (what the UI offers; the API decides). */
+export function roles(): string[] {
+  const token = session()?.accessToken;
+  if (!token) return [];
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return (JSON.parse(atob(payload)).roles as string[]) ?? [];
+  } catch {
+    return [];
+  }
+}
+
 /** One call; a 401 with a refresh token left tries once more with a refreshed session. */
-export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-  let response = await send(method, path, body);
+export async function call<T>(method: string, path: string, body?: unknown, keepalive = false): Promise<T> {
+  let response = await send(method, path, body, keepalive);
   const current = session();
   if (response.status === 401 && current?.refreshToken && !path.startsWith("/v1/sessions")) {
-    if (await refresh(current.refreshToken)) response = await send(method, path, body);
+    if (await refresh(current.refreshToken)) response = await send(method, path, body, keepalive);
   }
   const text = await response.text();
   const parsed = text ? JSON.parse(text) : {};
@@ -75,7 +168,7 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
   return parsed as T;
 }
 
-async function send(method: string, path: string, body?: unknown): Promise<Response> {
+async function send(method: string, path: string, body?: unknown, keepalive = false): Promise<Response> {
   const headers: Record<string, string> = { Accept: "application/json" };
   const token = session()?.accessToken;
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -84,6 +177,7 @@ async function send(method: string, path: string, body?: unknown): Promise<Respo
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
+    keepalive, // a last batch of page views still leaves when the page closes
   });
 }
 
@@ -126,6 +220,19 @@ export const api = {
     call<Session>("POST", "/v1/sessions", { username, password }),
   logOut: () => call<unknown>("DELETE", "/v1/sessions/current"),
   me: () => call<User>("GET", "/v1/users/me"),
+  updateMe: (changes: Partial<User>, mask: string[]) =>
+    call<User>("PATCH", `/v1/users/me?updateMask=${mask.join(",")}`, changes),
+  followRequests: () =>
+    call<{ followRequests?: { requester: User; createTime: string }[] }>(
+      "GET",
+      "/v1/users/me/followRequests?pageSize=100",
+    ),
+  answerRequest: (requester: string, approve: boolean) =>
+    call<unknown>(
+      "POST",
+      `/v1/users/me/followRequests/${encodeURIComponent(requester)}:${approve ? "approve" : "reject"}`,
+      {},
+    ),
   user: (username: string) => call<User>("GET", `/v1/users/${encodeURIComponent(username)}`),
   follow: (username: string) =>
     call<{ requested?: boolean }>("POST", `/v1/users/${encodeURIComponent(username)}:follow`, {}),
@@ -143,6 +250,38 @@ export const api = {
     call<{ sleepEntries?: SleepEntry[]; nextPageToken?: string }>(
       "GET",
       `/v1/users/me/sleepEntries?pageSize=${pageSize}&pageToken=${encodeURIComponent(pageToken)}`,
+    ),
+  updateNight: (id: string, changes: Partial<SleepEntry>, mask: string[]) =>
+    call<SleepEntry>("PATCH", `/v1/sleepEntries/${id}?updateMask=${mask.join(",")}`, changes),
+  board: (metric: string, window: string, scope: string) =>
+    call<Leaderboard>("GET", `/v1/leaderboards/${metric}/${window}?scope=${scope}&pageSize=20`),
+  aroundMe: (metric: string, window: string, scope: string) =>
+    call<Leaderboard>("GET", `/v1/leaderboards/${metric}/${window}:aroundMe?scope=${scope}&radius=2`),
+  stats: (startDate: string) =>
+    call<SleepStats>("GET", `/v1/users/me/sleepStats?startDate=${startDate}`),
+  trend: (startDate: string) =>
+    call<{ points?: TrendPoint[] }>("GET", `/v1/users/me/sleepTrend?startDate=${startDate}`),
+  track: (events: ClientEvent[]) =>
+    call<unknown>("POST", "/v1/analytics/events:batchCreate", { events }, true),
+  traffic: (granularity: string, timeZone: string) =>
+    call<{ points?: { period: Period; pageViews?: string; uniqueVisitors?: string; sessions?: string }[]; uniqueVisitors?: string; sessions?: string }>(
+      "GET",
+      `/v1/analytics/traffic?granularity=${granularity}&timeZone=${encodeURIComponent(timeZone)}`,
+    ),
+  eventCounts: (name: string, granularity: string, timeZone: string) =>
+    call<{ points?: { period: Period; count?: string }[]; total?: string }>(
+      "GET",
+      `/v1/analytics/events/${encodeURIComponent(name)}/counts?granularity=${granularity}&timeZone=${encodeURIComponent(timeZone)}`,
+    ),
+  breakdown: (name: string, dimension: string, timeZone: string) =>
+    call<{ rows?: { value: string; count: string }[]; total?: string }>(
+      "GET",
+      `/v1/analytics/events/${encodeURIComponent(name)}/breakdown?dimension=${encodeURIComponent(dimension)}&limit=10&timeZone=${encodeURIComponent(timeZone)}`,
+    ),
+  topPages: (timeZone: string) =>
+    call<{ rows?: { value: string; count: string }[] }>(
+      "GET",
+      `/v1/analytics/topPages?limit=20&timeZone=${encodeURIComponent(timeZone)}`,
     ),
   feed: (pageToken = "") =>
     call<{ items?: FeedItem[]; nextPageToken?: string; rebuilding?: boolean }>(

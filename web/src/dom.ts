@@ -27,8 +27,9 @@ export function field(
   label: string,
   input: Record<string, unknown> = {},
   tag = "input",
+  form = "",
 ): HTMLElement {
-  const id = `field-${name}`;
+  const id = `field-${form}${name}`; // `form` keeps ids unique when two forms have a field
   return h(
     "div",
     { class: "field" },

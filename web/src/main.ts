@@ -1,11 +1,16 @@
 // Zentry in a browser: a hash-routed page per view, on the same REST API as any client.
 
-import { api, session, type User } from "./api";
+import { analyticsPage } from "./analytics";
+import { api, roles, session, type User } from "./api";
 import { signIn, signOut, signUp } from "./auth";
+import { boardsPage } from "./boards";
 import { h } from "./dom";
 import { feedPage } from "./feed";
 import { nightsPage } from "./nights";
 import { findPerson, personPage } from "./people";
+import { settingsPage } from "./settings";
+import { statsPage } from "./stats";
+import { track } from "./track";
 
 const main = document.getElementById("main") as HTMLElement;
 const nav = document.getElementById("nav") as HTMLElement;
@@ -13,6 +18,7 @@ let me: User | null = null;
 
 async function route(): Promise<void> {
   const path = location.hash.replace(/^#/, "") || "/nights";
+  track("page_view", path.startsWith("/people/") ? "/people" : path);
   if (!session()) {
     me = null;
     renderNav();
@@ -29,14 +35,22 @@ async function route(): Promise<void> {
   }
 }
 
-async function page(path: string, me: User): Promise<HTMLElement> {
+async function page(path: string, user: User): Promise<HTMLElement> {
   if (path === "/feed") {
     const feed = await feedPage();
     feed.append(findPerson());
     return feed;
   }
-  if (path.startsWith("/people/")) return personPage(me, decodeURIComponent(path.slice(8)));
-  return nightsPage(me);
+  if (path.startsWith("/people/")) return personPage(user, decodeURIComponent(path.slice(8)));
+  if (path === "/boards") return boardsPage(user);
+  if (path === "/stats") return statsPage();
+  if (path === "/settings") {
+    return settingsPage(user, (updated) => {
+      me = updated; // the zone and goal the other pages use from now on
+    });
+  }
+  if (path === "/analytics" && roles().includes("admin")) return analyticsPage();
+  return nightsPage(user);
 }
 
 function signedIn(): void {
@@ -69,10 +83,28 @@ function renderNav(): void {
   nav.replaceChildren(
     link("#/nights", "My nights"),
     link("#/feed", "Feed"),
+    link("#/boards", "Leaderboards"),
+    link("#/stats", "Statistics"),
+    link("#/settings", "Settings"),
+    roles().includes("admin") ? link("#/analytics", "Analytics") : "",
     h("span", { class: "who" }, `@${me.username}`),
     out,
   );
 }
+
+// An action whose call failed (the network, a server error) says so, once, on the page; the
+// forms show their own errors beside their fields.
+window.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  console.error(event.reason);
+  const reason = event.reason instanceof Error ? event.reason.message : String(event.reason);
+  let banner = document.getElementById("trouble");
+  if (!banner) {
+    banner = h("p", { id: "trouble", class: "form-error", role: "alert" });
+    main.prepend(banner);
+  }
+  banner.textContent = `That did not work (${reason}); try again in a moment.`;
+});
 
 // The skip link moves focus without touching the hash, which names the page.
 document.querySelector(".skip")?.addEventListener("click", (event) => {

@@ -1,21 +1,34 @@
 // My nights: "last night" in two taps, a chart of the last weeks, and the list.
 
 import uPlot from "uplot";
-import { api, ApiError, type SleepEntry, type User } from "./api";
+import { api, ApiError, type SleepEntry, type TrendPoint, type User } from "./api";
 import { clearErrors, clock, field, h, hours, showError, values } from "./dom";
+import { track } from "./track";
 
 const CHARTED = 28;
 
 export async function nightsPage(me: User): Promise<HTMLElement> {
   const page = h("section", { "aria-labelledby": "nights-title" });
-  const listed = await api.myNights("", CHARTED);
+  const since = new Date(Date.now() - (CHARTED - 1) * 86_400_000).toISOString().slice(0, 10);
+  const [listed, trend] = await Promise.all([api.myNights("", CHARTED), api.trend(since)]);
   const nights = listed.sleepEntries ?? [];
+  let points = trend.points ?? [];
   const list = h("ol", { class: "nights", "aria-label": "Your nights, newest first" });
   const chart = h("figure", { class: "chart" });
   const redraw = (all: SleepEntry[]) => {
     all.sort((a, b) => Date.parse(b.startTime) - Date.parse(a.startTime));
-    list.replaceChildren(...all.map((night) => nightItem(night, () => remove(night))));
-    drawChart(chart, all, me);
+    list.replaceChildren(...all.map((night) => nightItem(night, () => remove(night), changed)));
+    drawChart(chart, all, me, points);
+  };
+  const averages = async () => {
+    // The statistics follow the nights a moment later; until they answer, the old averages.
+    points = await api.trend(since).then((t) => t.points ?? [], () => points);
+  };
+  const changed = async (night: SleepEntry) => {
+    shown = shown.map((n) => (n.id === night.id ? night : n));
+    redraw(shown);
+    await averages();
+    redraw(shown);
   };
   let shown = nights;
   let next = listed.nextPageToken ?? "";
@@ -31,11 +44,14 @@ export async function nightsPage(me: User): Promise<HTMLElement> {
   const remove = async (night: SleepEntry) => {
     if (!confirm(`Delete the night of ${night.sleepDate}?`)) return;
     await api.deleteNight(night.id);
+    track("sleep_entry_deleted", "/nights");
     shown = shown.filter((n) => n.id !== night.id);
     redraw(shown);
   };
-  const form = lastNightForm(nights, (created) => {
+  const form = lastNightForm(nights, async (created) => {
     shown = [created, ...shown];
+    redraw(shown);
+    await averages();
     redraw(shown);
   });
   page.append(
@@ -51,7 +67,7 @@ export async function nightsPage(me: User): Promise<HTMLElement> {
   return page;
 }
 
-function lastNightForm(recent: SleepEntry[], recorded: (night: SleepEntry) => void): HTMLFormElement {
+function lastNightForm(recent: SleepEntry[], recorded: (night: SleepEntry) => Promise<void>): HTMLFormElement {
   const [start, end] = usualNight(recent);
   const form = h(
     "form",
@@ -80,6 +96,8 @@ function lastNightForm(recent: SleepEntry[], recorded: (night: SleepEntry) => vo
       showError(form, new ApiError(400, "INVALID_ARGUMENT", "", fields));
       return;
     }
+    const submit = form.querySelector<HTMLButtonElement>("button[type=submit]")!;
+    submit.disabled = true; // one night per tap, however impatient the tap
     try {
       const night = await api.createNight({
         startTime: new Date(v.startTime).toISOString(),
@@ -90,10 +108,13 @@ function lastNightForm(recent: SleepEntry[], recorded: (night: SleepEntry) => vo
         requestId,
       });
       requestId = crypto.randomUUID();
-      recorded(night);
+      track("sleep_entry_created", "/nights");
+      await recorded(night);
     } catch (error) {
       // An overlap is about the night's times: shown beside when it began.
       showError(form, error, (e) => (e.status === "FAILED_PRECONDITION" ? "startTime" : ""));
+    } finally {
+      submit.disabled = false;
     }
   });
   return form;
@@ -123,24 +144,69 @@ function local(d: Date): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-function nightItem(night: SleepEntry, remove: () => void): HTMLElement {
-  return h(
-    "li",
-    { class: "night" },
-    h(
-      "span",
-      {},
-      h("strong", {}, night.sleepDate),
-      ` ${clock(night.startTime, night.timeZone)}–${clock(night.endTime, night.timeZone)}, `,
-      hours(night.duration),
-      night.quality ? `, quality ${night.quality}` : "",
-      night.tags?.length ? ` · ${night.tags.join(", ")}` : "",
-    ),
+function nightItem(night: SleepEntry, remove: () => void, changed: (n: SleepEntry) => Promise<void>): HTMLElement {
+  const summary = h(
+    "span",
+    {},
+    h("strong", {}, night.sleepDate),
+    ` ${clock(night.startTime, night.timeZone)}–${clock(night.endTime, night.timeZone)}, `,
+    hours(night.duration),
+    night.quality ? `, quality ${night.quality}` : "",
+    night.tags?.length ? ` · ${night.tags.join(", ")}` : "",
+  );
+  const actions = h(
+    "span",
+    {},
+    h("button", { type: "button", class: "link", "aria-label": `Edit the night of ${night.sleepDate}`, onclick: () => edit() }, "Edit"),
     h("button", { type: "button", class: "link", onclick: remove, "aria-label": `Delete the night of ${night.sleepDate}` }, "Delete"),
   );
+  const item = h("li", { class: "night" }, summary, actions);
+  const edit = () => {
+    const own = `edit-${night.id}-`;
+    const form = h(
+      "form",
+      { class: "card", "aria-label": `Edit the night of ${night.sleepDate}`, novalidate: true },
+      h("p", { class: "form-error", role: "alert" }),
+      h(
+        "div",
+        { class: "row" },
+        field("startTime", "Fell asleep", { type: "datetime-local", value: local(new Date(night.startTime)) }, "input", own),
+        field("endTime", "Woke up", { type: "datetime-local", value: local(new Date(night.endTime)) }, "input", own),
+      ),
+      field("quality", "Quality (1 to 5)", { type: "number", min: 1, max: 5, value: night.quality ?? 3 }, "input", own),
+      field("tags", "Tags (separated by commas)", { value: (night.tags ?? []).join(", ") }, "input", own),
+      field("note", "Note", { rows: 2 }, "textarea", own),
+      h("div", { class: "row" }, h("button", { type: "submit" }, "Save"), h("button", { type: "button", class: "secondary", onclick: () => item.replaceChildren(summary, actions) }, "Cancel")),
+    ) as HTMLFormElement;
+    (form.querySelector("textarea") as HTMLTextAreaElement).value = night.note ?? "";
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const v = values(form);
+      try {
+        const updated = await api.updateNight(
+          night.id,
+          {
+            startTime: new Date(v.startTime).toISOString(),
+            endTime: new Date(v.endTime).toISOString(),
+            quality: Number(v.quality),
+            tags: v.tags.split(",").map((t) => t.trim()).filter(Boolean),
+            note: v.note,
+          },
+          ["start_time", "end_time", "quality", "tags", "note"],
+        );
+        track("sleep_entry_updated", "/nights");
+        await changed(updated);
+      } catch (error) {
+        showError(form, error, (e) => (e.status === "FAILED_PRECONDITION" ? "startTime" : ""));
+      }
+    });
+    item.replaceChildren(form);
+    (form.querySelector("input") as HTMLInputElement).focus();
+  };
+  return item;
 }
 
-function drawChart(place: HTMLElement, nights: SleepEntry[], me: User): void {
+function drawChart(place: HTMLElement, nights: SleepEntry[], me: User, trend: TrendPoint[]): void {
   place.replaceChildren();
   if (!nights.length) {
     place.append(h("p", {}, "Your nights will show here once you record one."));
@@ -162,10 +228,15 @@ function drawChart(place: HTMLElement, nights: SleepEntry[], me: User): void {
   }
   const goal = me.sleepGoal ? Number.parseFloat(me.sleepGoal) / 3600 : 8;
   const most = Math.max(goal, ...slept.map((x) => x ?? 0));
-  const width = Math.max(280, Math.min(place.clientWidth || 640, 720));
+  const averages = new Map(trend.map((p) => [p.sleepDate, p]));
+  const average = (key: "durationAvg7" | "durationAvg30") =>
+    days.map((d) => {
+      const value = averages.get(new Date(d * 1000).toISOString().slice(0, 10))?.[key];
+      return value ? Number.parseFloat(value) / 3600 : null;
+    });
   const plot = new uPlot(
     {
-      width,
+      width: chartWidth(),
       height: 220,
       legend: { show: false },
       cursor: { show: false },
@@ -178,15 +249,27 @@ function drawChart(place: HTMLElement, nights: SleepEntry[], me: User): void {
         {},
         { label: "slept", fill: "rgba(47, 68, 200, 0.55)", stroke: "#2f44c8", paths: uPlot.paths.bars!({ size: [0.7, 24] }) },
         { label: "goal", stroke: "#b3261e", dash: [6, 4], points: { show: false } },
+        { label: "7-night average", stroke: "#1b7f3b", width: 2, spanGaps: true, points: { show: false } },
+        { label: "30-night average", stroke: "#8a5a00", width: 2, dash: [2, 3], spanGaps: true, points: { show: false } },
       ],
     },
-    [days, slept, days.map(() => goal)],
+    [days, slept, days.map(() => goal), average("durationAvg7"), average("durationAvg30")],
     place,
   );
   const recorded = slept.filter((x) => x !== null).length;
   place.append(
-    h("figcaption", {}, `Hours slept each night of the last ${CHARTED} days (${recorded} recorded), against your goal of ${goal} hours (dashed).`),
+    h(
+      "figcaption",
+      {},
+      `Hours slept each night of the last ${CHARTED} days (${recorded} recorded), against your goal of ${goal} hours (red, dashed), with the 7-night (green) and 30-night (brown, dotted) averages.`,
+    ),
   );
   plot.root.setAttribute("role", "img");
   plot.root.setAttribute("aria-label", `Hours of sleep on ${recorded} of the last ${CHARTED} nights`);
+}
+
+/** The page's width, less its padding, up to 720 px (the chart is drawn before it is shown). */
+export function chartWidth(): number {
+  const main = document.getElementById("main");
+  return Math.max(280, Math.min((main?.clientWidth ?? 720) - 32, 720));
 }

@@ -2,6 +2,7 @@
 
 import { api, ApiError, type User } from "./api";
 import { field, h, showError, values } from "./dom";
+import { track } from "./track";
 
 /** A form that opens a person's profile by their username. */
 export function findPerson(): HTMLFormElement {
@@ -48,6 +49,7 @@ export async function personPage(me: User, username: string): Promise<HTMLElemen
         now = false;
       } else {
         const answer = await api.follow(person.username);
+        track("follow", "/people");
         status.textContent = answer.requested
           ? `@${person.username} approves followers: your request waits for them.`
           : `You follow @${person.username}: their nights will be in your feed.`;
