@@ -6,6 +6,7 @@ Each scenario takes a screenshot of what it ends on, into .run/screenshots/.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -120,7 +121,8 @@ def test_a_new_person_records_nights_follows_a_friend_and_reads_their_night(
     expect(mine).to_contain_text("7 h 30 min")
     page.reload()  # as read back from the API, with the averages the statistics have by now
     expect(mine.get_by_role("listitem")).to_have_count(3)
-    expect(page.locator(".chart .uplot")).to_be_visible()
+    expect(page.get_by_role("img", name="Hours of sleep on 3 of the last 28")).to_be_visible()
+    expect(page.get_by_role("img", name="Bedtimes and wake times")).to_be_visible()
     shot(page, settings, "nights")
 
     friend = new_account()
@@ -136,6 +138,8 @@ def test_a_new_person_records_nights_follows_a_friend_and_reads_their_night(
     page.get_by_role("button", name="Open their profile").click()
     page.get_by_role("button", name="Follow").click()
     expect(page.get_by_role("status")).to_contain_text(f"You follow @{friend.username}")
+    page.reload()
+    expect(page.get_by_role("region", name="Followers")).to_contain_text(f"@{me}")
     shot(page, settings, "person")
 
     page.get_by_role("link", name="Feed").click()
@@ -165,6 +169,36 @@ def test_a_new_person_records_nights_follows_a_friend_and_reads_their_night(
     until_shown(page, page.locator("main"), "3 nights recorded", page.reload)
     expect(page.locator("dl.figures")).to_contain_text("Average night")
     shot(page, settings, "stats")
+
+
+def test_nights_are_entered_and_shown_in_the_persons_own_zone_not_the_browsers(
+    browser: Browser, gateway: str, settings: Settings
+):
+    context = browser.new_context(
+        base_url=gateway, timezone_id="America/New_York", user_agent=person(browser)
+    )
+    page = context.new_page()
+    try:
+        username = unique("web").replace("-", "_")[:30]
+        page.goto("/#/signup")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Email").fill(f"{username}@example.com")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_label("Time zone").fill("Asia/Tokyo")
+        page.get_by_role("button", name="Create account").click()
+        form = page.get_by_role("form", name="Last night")
+        expect(form).to_contain_text("Times in your zone, Asia/Tokyo")
+        expect(form.get_by_label("Fell asleep")).to_have_value(re.compile(r"T23:00$"))
+        expect(form.get_by_label("Woke up")).to_have_value(re.compile(r"T07:00$"))
+        form.get_by_role("button", name="Record the night").click()
+        mine = page.get_by_role("list", name="Your nights, newest first")
+        expect(mine).to_contain_text("8 h 00 min")
+        # 23:00 to 07:00 in Tokyo, as the API and the list say, whatever the browser's zone.
+        night = mine.get_by_role("listitem").first
+        expect(night).to_contain_text(re.compile(r"11:00\sPM.07:00\sAM"))
+        expect(page.locator(".chart .uplot")).to_have_count(2)  # hours, then the clock
+    finally:
+        context.close()
 
 
 def test_a_night_is_edited_in_place(page: Page, settings: Settings):

@@ -238,6 +238,11 @@ export const api = {
     call<{ requested?: boolean }>("POST", `/v1/users/${encodeURIComponent(username)}:follow`, {}),
   unfollow: (username: string) =>
     call<unknown>("POST", `/v1/users/${encodeURIComponent(username)}:unfollow`, {}),
+  followers: (username: string) =>
+    call<{ users?: User[]; nextPageToken?: string }>(
+      "GET",
+      `/v1/users/${encodeURIComponent(username)}/followers?pageSize=100`,
+    ),
   following: (username: string) =>
     call<{ users?: User[]; nextPageToken?: string }>(
       "GET",

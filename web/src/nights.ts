@@ -4,21 +4,25 @@ import uPlot from "uplot";
 import { api, ApiError, type SleepEntry, type TrendPoint, type User } from "./api";
 import { clearErrors, clock, field, h, hours, showError, values } from "./dom";
 import { track } from "./track";
+import { instantOf, minutesOf, wallOf } from "./zones";
 
 const CHARTED = 28;
 
 export async function nightsPage(me: User): Promise<HTMLElement> {
   const page = h("section", { "aria-labelledby": "nights-title" });
-  const since = new Date(Date.now() - (CHARTED - 1) * 86_400_000).toISOString().slice(0, 10);
+  const zone = me.timeZone || "UTC";
+  const since = daysBefore(today(zone), CHARTED - 1);
   const [listed, trend] = await Promise.all([api.myNights("", CHARTED), api.trend(since)]);
   const nights = listed.sleepEntries ?? [];
   let points = trend.points ?? [];
   const list = h("ol", { class: "nights", "aria-label": "Your nights, newest first" });
   const chart = h("figure", { class: "chart" });
+  const clockChart = h("figure", { class: "chart" });
   const redraw = (all: SleepEntry[]) => {
     all.sort((a, b) => Date.parse(b.startTime) - Date.parse(a.startTime));
     list.replaceChildren(...all.map((night) => nightItem(night, () => remove(night), changed)));
     drawChart(chart, all, me, points);
+    drawClock(clockChart, all, zone);
   };
   const averages = async () => {
     // The statistics follow the nights a moment later; until they answer, the old averages.
@@ -48,7 +52,7 @@ export async function nightsPage(me: User): Promise<HTMLElement> {
     shown = shown.filter((n) => n.id !== night.id);
     redraw(shown);
   };
-  const form = lastNightForm(nights, async (created) => {
+  const form = lastNightForm(nights, zone, async (created) => {
     shown = [created, ...shown];
     redraw(shown);
     await averages();
@@ -59,6 +63,7 @@ export async function nightsPage(me: User): Promise<HTMLElement> {
     form,
     h("h2", {}, `The last ${CHARTED} days`),
     chart,
+    clockChart,
     h("h2", {}, "Every night"),
     list,
     more,
@@ -67,12 +72,17 @@ export async function nightsPage(me: User): Promise<HTMLElement> {
   return page;
 }
 
-function lastNightForm(recent: SleepEntry[], recorded: (night: SleepEntry) => Promise<void>): HTMLFormElement {
-  const [start, end] = usualNight(recent);
+function lastNightForm(
+  recent: SleepEntry[],
+  zone: string,
+  recorded: (night: SleepEntry) => Promise<void>,
+): HTMLFormElement {
+  const [start, end] = usualNight(recent, zone);
   const form = h(
     "form",
     { class: "card", "aria-labelledby": "last-night-title", novalidate: true },
     h("h2", { id: "last-night-title" }, "Last night"),
+    h("p", { class: "hint" }, `Times in your zone, ${zone} (Settings changes it).`),
     h("p", { class: "form-error", role: "alert" }),
     h(
       "div",
@@ -100,8 +110,9 @@ function lastNightForm(recent: SleepEntry[], recorded: (night: SleepEntry) => Pr
     submit.disabled = true; // one night per tap, however impatient the tap
     try {
       const night = await api.createNight({
-        startTime: new Date(v.startTime).toISOString(),
-        endTime: new Date(v.endTime).toISOString(),
+        startTime: instantOf(v.startTime, zone).toISOString(),
+        endTime: instantOf(v.endTime, zone).toISOString(),
+        timeZone: zone,
         quality: Number(v.quality),
         tags: v.tags.split(",").map((t) => t.trim()).filter(Boolean),
         note: v.note,
@@ -120,28 +131,26 @@ function lastNightForm(recent: SleepEntry[], recorded: (night: SleepEntry) => Pr
   return form;
 }
 
-/** Last night at the times this person usually sleeps (their recent nights' medians). */
-function usualNight(recent: SleepEntry[]): [string, string] {
-  const minutesOf = (instant: string) => {
-    const d = new Date(instant);
-    return d.getHours() * 60 + d.getMinutes();
-  };
+/** Last night at the times this person usually sleeps (their recent nights' medians), as
+wall-clock times in their own zone. */
+function usualNight(recent: SleepEntry[], zone: string): [string, string] {
   const median = (xs: number[], fallback: number) =>
     xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : fallback;
   // Bedtimes after midnight count as late evening, so that the median of 23:30 and 00:30 is sane.
-  const bed = median(recent.map((n) => (minutesOf(n.startTime) + 720) % 1440), 23 * 60 + 720) - 720;
-  const wake = median(recent.map((n) => minutesOf(n.endTime)), 7 * 60);
+  const bed = median(recent.map((n) => (minutesOf(new Date(n.startTime), zone) + 720) % 1440), 23 * 60 + 720) - 720;
+  const wake = median(recent.map((n) => minutesOf(new Date(n.endTime), zone)), 7 * 60);
   const now = new Date();
-  const end = new Date(now.getFullYear(), now.getMonth(), now.getDate(), 0, wake);
-  if (end > now) end.setDate(end.getDate() - 1); // not woken yet today: the night before
-  const start = new Date(end.getFullYear(), end.getMonth(), end.getDate(), 0, bed);
-  if (start >= end) start.setDate(start.getDate() - 1);
-  return [local(start), local(end)];
+  const today = wallOf(now, zone).slice(0, 10);
+  let end = instantOf(`${today}T${clockText(wake)}`, zone);
+  if (end > now) end = new Date(end.getTime() - 86_400_000); // not woken yet today: the night before
+  const endDay = wallOf(end, zone).slice(0, 10);
+  let start = instantOf(`${endDay}T${clockText((bed + 1440) % 1440)}`, zone);
+  if (start >= end) start = new Date(start.getTime() - 86_400_000);
+  return [wallOf(start, zone), wallOf(end, zone)];
 }
 
-function local(d: Date): string {
-  const pad = (n: number) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+function clockText(minutes: number): string {
+  return `${String(Math.floor(minutes / 60)).padStart(2, "0")}:${String(minutes % 60).padStart(2, "0")}`;
 }
 
 function nightItem(night: SleepEntry, remove: () => void, changed: (n: SleepEntry) => Promise<void>): HTMLElement {
@@ -167,11 +176,12 @@ function nightItem(night: SleepEntry, remove: () => void, changed: (n: SleepEntr
       "form",
       { class: "card", "aria-label": `Edit the night of ${night.sleepDate}`, novalidate: true },
       h("p", { class: "form-error", role: "alert" }),
+      h("p", { class: "hint" }, `Times in ${night.timeZone}, the night's zone.`),
       h(
         "div",
         { class: "row" },
-        field("startTime", "Fell asleep", { type: "datetime-local", value: local(new Date(night.startTime)) }, "input", own),
-        field("endTime", "Woke up", { type: "datetime-local", value: local(new Date(night.endTime)) }, "input", own),
+        field("startTime", "Fell asleep", { type: "datetime-local", value: wallOf(new Date(night.startTime), night.timeZone) }, "input", own),
+        field("endTime", "Woke up", { type: "datetime-local", value: wallOf(new Date(night.endTime), night.timeZone) }, "input", own),
       ),
       field("quality", "Quality (1 to 5)", { type: "number", min: 1, max: 5, value: night.quality ?? 3 }, "input", own),
       field("tags", "Tags (separated by commas)", { value: (night.tags ?? []).join(", ") }, "input", own),
@@ -186,8 +196,8 @@ function nightItem(night: SleepEntry, remove: () => void, changed: (n: SleepEntr
         const updated = await api.updateNight(
           night.id,
           {
-            startTime: new Date(v.startTime).toISOString(),
-            endTime: new Date(v.endTime).toISOString(),
+            startTime: instantOf(v.startTime, night.timeZone).toISOString(),
+            endTime: instantOf(v.endTime, night.timeZone).toISOString(),
             quality: Number(v.quality),
             tags: v.tags.split(",").map((t) => t.trim()).filter(Boolean),
             note: v.note,
@@ -218,20 +228,14 @@ function drawChart(place: HTMLElement, nights: SleepEntry[], me: User, trend: Tr
     const hoursSlept = Number.parseFloat(night.duration) / 3600;
     byDate.set(night.sleepDate, (byDate.get(night.sleepDate) ?? 0) + hoursSlept);
   }
-  const today = new Date();
-  const days: number[] = [];
-  const slept: (number | null)[] = [];
-  for (let back = CHARTED - 1; back >= 0; back--) {
-    const day = new Date(Date.UTC(today.getFullYear(), today.getMonth(), today.getDate() - back, 12));
-    days.push(day.getTime() / 1000);
-    slept.push(byDate.get(day.toISOString().slice(0, 10)) ?? null);
-  }
+  const days = chartDays(me.timeZone || "UTC");
+  const slept = days.map((d) => byDate.get(dateOf(d)) ?? null);
   const goal = me.sleepGoal ? Number.parseFloat(me.sleepGoal) / 3600 : 8;
   const most = Math.max(goal, ...slept.map((x) => x ?? 0));
   const averages = new Map(trend.map((p) => [p.sleepDate, p]));
   const average = (key: "durationAvg7" | "durationAvg30") =>
     days.map((d) => {
-      const value = averages.get(new Date(d * 1000).toISOString().slice(0, 10))?.[key];
+      const value = averages.get(dateOf(d))?.[key];
       return value ? Number.parseFloat(value) / 3600 : null;
     });
   const plot = new uPlot(
@@ -272,4 +276,69 @@ function drawChart(place: HTMLElement, nights: SleepEntry[], me: User, trend: Tr
 export function chartWidth(): number {
   const main = document.getElementById("main");
   return Math.max(280, Math.min((main?.clientWidth ?? 720) - 32, 720));
+}
+
+/** Today's date in `zone` ("YYYY-MM-DD"). */
+function today(zone: string): string {
+  return wallOf(new Date(), zone).slice(0, 10);
+}
+
+function daysBefore(date: string, days: number): string {
+  return new Date(Date.parse(`${date}T12:00:00Z`) - days * 86_400_000).toISOString().slice(0, 10);
+}
+
+/** The chart's days, the last CHARTED in `zone`, as noon UTC in seconds (uPlot's x). */
+function chartDays(zone: string): number[] {
+  const last = Date.parse(`${today(zone)}T12:00:00Z`) / 1000;
+  return Array.from({ length: CHARTED }, (_, i) => last - (CHARTED - 1 - i) * 86_400);
+}
+
+function dateOf(day: number): string {
+  return new Date(day * 1000).toISOString().slice(0, 10);
+}
+
+/** Bedtime and wake time of each night, on a clock that runs across midnight. */
+function drawClock(place: HTMLElement, nights: SleepEntry[], zone: string): void {
+  place.replaceChildren();
+  if (!nights.length) return;
+  const byDate = new Map(nights.map((n) => [n.sleepDate, n]));
+  const days = chartDays(zone);
+  const hoursOf = (instant: string, night: SleepEntry, before: boolean) => {
+    const minutes = minutesOf(new Date(instant), night.timeZone);
+    // Bedtimes from noon on are the evening before midnight (negative); wake times are after.
+    return (before && minutes >= 720 ? minutes - 1440 : minutes) / 60;
+  };
+  const bed = days.map((d) => {
+    const night = byDate.get(dateOf(d));
+    return night ? hoursOf(night.startTime, night, true) : null;
+  });
+  const wake = days.map((d) => {
+    const night = byDate.get(dateOf(d));
+    return night ? hoursOf(night.endTime, night, false) : null;
+  });
+  const shown = [...bed, ...wake].filter((x): x is number => x !== null);
+  const clock = (hours: number) => `${String(((Math.round(hours) % 24) + 24) % 24).padStart(2, "0")}:00`;
+  const plot = new uPlot(
+    {
+      width: chartWidth(),
+      height: 200,
+      legend: { show: true, live: false },
+      cursor: { show: false },
+      scales: {
+        x: { time: true, range: [days[0] - 43200, days[days.length - 1] + 43200] },
+        y: { range: [Math.floor(Math.min(-2, ...shown)) - 1, Math.ceil(Math.max(8, ...shown)) + 1] },
+      },
+      axes: [{}, { label: "time of day", incrs: [1, 2, 3, 6, 12], values: (_u, ticks) => ticks.map(clock) }],
+      series: [
+        {},
+        { label: "fell asleep", stroke: "#2f44c8", width: 2, spanGaps: true, points: { show: true, size: 6 } },
+        { label: "woke up", stroke: "#b3261e", width: 2, spanGaps: true, points: { show: true, size: 6 } },
+      ],
+    },
+    [days, bed, wake],
+    place,
+  );
+  place.append(h("figcaption", {}, "When you fell asleep and woke up each night, across midnight."));
+  plot.root.setAttribute("role", "img");
+  plot.root.setAttribute("aria-label", "Bedtimes and wake times of the last four weeks");
 }

@@ -67,6 +67,31 @@ export async function personPage(me: User, username: string): Promise<HTMLElemen
     h("p", {}, `${person.followerCount ?? 0} followers · following ${person.followingCount ?? 0}`),
     person.id === me.id ? h("p", {}, "This is you.") : form,
     status,
+    await people("Followers", () => api.followers(person.username)),
+    await people("Following", () => api.following(person.username)),
   );
   return page;
+}
+
+/** A list of people linked to their profiles, or why it cannot be shown. */
+async function people(title: string, load: () => Promise<{ users?: User[] }>): Promise<HTMLElement> {
+  const section = h("section", { "aria-label": title }, h("h2", {}, title));
+  try {
+    const users = (await load()).users ?? [];
+    section.append(
+      users.length
+        ? h(
+            "ul",
+            { class: "people" },
+            ...users.map((u) =>
+              h("li", {}, h("a", { href: `#/people/${encodeURIComponent(u.username)}` }, u.displayName || u.username), ` @${u.username}`),
+            ),
+          )
+        : h("p", {}, "Nobody yet."),
+    );
+  } catch (error) {
+    if (!(error instanceof ApiError) || !["PERMISSION_DENIED", "NOT_FOUND"].includes(error.status)) throw error;
+    section.append(h("p", {}, "Their privacy settings keep this list to themselves."));
+  }
+  return section;
 }
