@@ -205,6 +205,28 @@ def test_nights_are_entered_and_shown_in_the_persons_own_zone_not_the_browsers(
         context.close()
 
 
+def test_a_friends_night_appears_in_an_open_feed_by_itself(
+    page: Page, new_account, api: httpx.Client
+):
+    me = sign_up(page)
+    friend = new_account()
+    assert api.post(f"/v1/users/{friend.username}:follow", headers=auth(page), json={}).is_success
+    page.get_by_role("link", name="Feed").click()
+    expect(page.get_by_role("heading", name="Feed")).to_be_visible()
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=7, minutes=30)
+    night = {"startTime": start.isoformat(), "endTime": (start + timedelta(hours=7)).isoformat()}
+    assert api.post("/v1/sleepEntries", json=night, headers=friend.auth).status_code == 200
+    items = page.get_by_role("list", name="Nights of the people you follow")
+    # No tap: the open feed asks for its first page every 15 s.
+    expect(items).to_contain_text(f"@{friend.username} slept 7 h 00 min", timeout=40_000)
+    expect(page.get_by_role("status")).to_contain_text("1 new night at the top")
+    assert me != friend.username
+
+
+def auth(page: Page) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(page)}"}
+
+
 def test_a_night_is_edited_in_place(page: Page, settings: Settings):
     sign_up(page)
     start = datetime.now(UTC).replace(hour=22, minute=0, second=0, microsecond=0)

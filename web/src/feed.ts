@@ -1,16 +1,22 @@
-// The feed: the nights of those I follow, newest first, a page at a time.
+// The feed: the nights of those I follow, newest first, a page at a time; new ones appear
+// on top as they arrive (the first page is asked again every POLL_MS while it is shown).
 
 import { api, type FeedItem } from "./api";
 import { clock, h, hours } from "./dom";
+
+const POLL_MS = 15_000;
 
 export async function feedPage(): Promise<HTMLElement> {
   const list = h("ol", { class: "feed", "aria-label": "Nights of the people you follow" });
   const notice = h("p", { class: "notice", role: "status" });
   const more = h("button", { type: "button", class: "secondary" }, "Load more");
+  const shown = new Set<string>();
   let token = "";
   const load = async () => {
     const page = await api.feed(token);
-    list.append(...(page.items ?? []).map(feedItem));
+    const fresh = (page.items ?? []).filter((item) => !shown.has(item.entry.id));
+    fresh.forEach((item) => shown.add(item.entry.id));
+    list.append(...fresh.map(feedItem));
     token = page.nextPageToken ?? "";
     more.hidden = !token;
     notice.textContent = page.rebuilding
@@ -23,9 +29,21 @@ export async function feedPage(): Promise<HTMLElement> {
   const refresh = h("button", { type: "button", class: "secondary" }, "Refresh");
   refresh.addEventListener("click", async () => {
     list.replaceChildren();
+    shown.clear();
     token = "";
     await load();
   });
+  const arrived = async () => {
+    if (!list.isConnected) return window.clearInterval(poll); // another page is shown
+    if (document.visibilityState !== "visible") return;
+    const page = await api.feed("").catch(() => null); // the next poll tries again
+    const fresh = (page?.items ?? []).filter((item) => !shown.has(item.entry.id));
+    if (!fresh.length) return;
+    fresh.forEach((item) => shown.add(item.entry.id));
+    list.prepend(...fresh.map(feedItem));
+    notice.textContent = `${fresh.length} new ${fresh.length === 1 ? "night" : "nights"} at the top.`;
+  };
+  const poll = window.setInterval(() => void arrived(), POLL_MS);
   await load();
   return h(
     "section",
