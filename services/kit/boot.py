@@ -138,7 +138,8 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
         await asyncio.to_thread(migrate, settings.postgres_dsn, assembly.migrations_dir)
     server, port, health_servicer = create_server(settings, assembly)
     await server.start()
-    names = ["", *(service.full_name for service in assembly.services)]
+    # The instance's own id too: its Consul check asks for it (services.kit.discovery).
+    names = ["", settings.instance_id, *(service.full_name for service in assembly.services)]
     for name in names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     consul = Consul(settings.consul_url)

@@ -2,7 +2,11 @@
 
 Registration uses Consul's native gRPC health check against the standard
 health service, so an instance that dies or reports NOT_SERVING turns critical
-within `CHECK_INTERVAL` and drops out of `watch_healthy` answers. Watching uses
+within `CHECK_INTERVAL` and drops out of `watch_healthy` answers. The check asks
+for the health of the instance itself, by its id (which the instance serves as
+a health "service" name, services.kit.boot): ports are reused, and a process
+that later listens on a killed instance's port, of whatever service, must not
+pass for it and be sent that service's calls. Watching uses
 Consul blocking queries: an answer comes back as soon as the set changes.
 """
 
@@ -48,7 +52,8 @@ class Consul:
     async def register(
         self, service: str, instance_id: str, address: str, port: int, tags: tuple[str, ...] = ()
     ) -> None:
-        """Register (or re-register) an instance with a gRPC health check; idempotent."""
+        """Register (or re-register) an instance with a gRPC health check of `instance_id`
+        (the instance must report it SERVING, as boot does); idempotent."""
         body = {
             "ID": instance_id,
             "Name": service,
@@ -59,7 +64,7 @@ class Consul:
             "Check": {
                 "CheckID": f"{instance_id}:grpc-health",
                 "Name": "gRPC health",
-                "GRPC": f"{address}:{port}",
+                "GRPC": f"{address}:{port}/{instance_id}",
                 "GRPCUseTLS": False,
                 "Interval": CHECK_INTERVAL,
                 "Timeout": CHECK_TIMEOUT,

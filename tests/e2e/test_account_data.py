@@ -81,8 +81,8 @@ def test_a_deleted_account_leaves_every_read_model_and_no_replay_brings_it_back(
     assert tracked.status_code == 200, tracked.text
     day = end.date().isoformat()
 
-    def on_board() -> bool:
-        params = {"date": day, "pageSize": 100}
+    def on_board() -> bool:  # among those the friend follows: other tests' nights crowd "global"
+        params = {"date": day, "pageSize": 100, "scope": "following"}
         board = api.get("/v1/leaderboards/nights/daily", headers=friend.auth, params=params)
         return gone.id in {s["userId"] for s in board.json().get("standings", [])}
 

@@ -12,13 +12,16 @@ from services.kit.discovery import Balancer, Consul
 from tests.support import unique
 
 
-async def health_server() -> tuple[grpc.aio.Server, int]:
+async def health_server(*names: str, port: int = 0) -> tuple[grpc.aio.Server, int]:
+    """A process that answers health checks: SERVING overall and for each of `names` (an
+    instance serves under its own instance id too, which its Consul check asks for)."""
     server = grpc.aio.server()
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    for name in ("", *names):
+        await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port
 
 
@@ -33,8 +36,8 @@ async def eventually(check, timeout: float, what: str) -> None:
 async def test_calls_are_spread_and_a_dead_instance_drops_out(settings):
     consul = Consul(settings.consul.http_url)
     service = unique("itest-svc")
-    servers = [await health_server() for _ in range(2)]
-    ids = [f"{service}-{port}" for _, port in servers]
+    ids = [f"{service}-{n}" for n in range(2)]
+    servers = [await health_server(instance_id) for instance_id in ids]
     for (_, port), instance_id in zip(servers, ids, strict=True):
         await consul.register(service, instance_id, "127.0.0.1", port)
     balancer = Balancer(consul, service)
@@ -82,7 +85,7 @@ async def test_calls_are_spread_and_a_dead_instance_drops_out(settings):
 async def test_deregistering_removes_the_instance_at_once(settings):
     consul = Consul(settings.consul.http_url)
     service = unique("itest-svc")
-    server, port = await health_server()
+    server, port = await health_server(f"{service}-1")
     try:
         await consul.register(service, f"{service}-1", "127.0.0.1", port)
         watch = consul.watch_healthy(service)
@@ -94,5 +97,35 @@ async def test_deregistering_removes_the_instance_at_once(settings):
         assert await asyncio.wait_for(anext(watch), 10) == []
         await watch.aclose()
     finally:
+        await server.stop(0)
+        await consul.aclose()
+
+
+async def test_a_process_that_took_a_dead_instances_port_is_not_taken_for_it(settings):
+    """Ports are reused: after an instance dies without deregistering (SIGKILL), another
+    process, of any service, may listen on its port. Consul's check asks for the health of
+    the registered instance by its id, so the stranger never passes for it."""
+    consul = Consul(settings.consul.http_url)
+    service = unique("itest-svc")
+    instance_id = f"{service}-1"
+    server, port = await health_server(instance_id)
+    stranger = None
+    balancer = Balancer(consul, service)
+    try:
+        await consul.register(service, instance_id, "127.0.0.1", port)
+        balancer.start()
+        await eventually(
+            lambda: balancer.targets == [f"127.0.0.1:{port}"], 15, "the instance passes"
+        )
+        await server.stop(0)  # killed: it never deregisters
+        stranger, _ = await health_server("another-service-9", port=port)  # same port
+        await eventually(lambda: balancer.targets == [], 15, "the dead instance drops out")
+        await asyncio.sleep(3)  # three more checks, each answered by the stranger
+        assert balancer.targets == [], "a stranger on the port passed for the dead instance"
+    finally:
+        await balancer.aclose()
+        await consul.deregister(instance_id)
+        if stranger is not None:
+            await stranger.stop(0)
         await server.stop(0)
         await consul.aclose()

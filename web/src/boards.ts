@@ -55,9 +55,12 @@ function boardView(top: Leaderboard, around: Leaderboard, me: User): HTMLElement
     rows.push(h("tr", { class: "gap" }, h("td", { colspan: 3 }, "…")) as HTMLTableRowElement);
     rows.push(...mine.map((s) => row(s, top.metric, me)));
   }
+  const hidden = top.scope === "global" && me.nightsVisibleTo !== "everyone" && !me.showOnGlobalBoards;
   const where = around.me && around.me.rank !== "0"
     ? `You are number ${around.me.rank} on this board.`
-    : "You are not on this board yet: record nights in this window to appear.";
+    : hidden
+      ? "You are not on the global boards: your nights are not shared with everyone. Settings can rank you here (your totals only)."
+      : "You are not on this board yet: record nights in this window to appear.";
   return [
     h("p", { class: "window" }, windowText(top.window)),
     h("p", { role: "status" }, where),
