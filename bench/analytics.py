@@ -31,9 +31,8 @@ from zentry.events.v1 import analytics_events_pb2 as aev
 
 from bench import loadgen
 from bench.bulk_events import wait_consumed
-from bench.cpu import per_event
 from bench.limits import raw_consume_rate
-from bench.scratch import PROCESSES, drain_alone, drain_in_processes, produce_all, scratch
+from bench.scratch import ingest, produce_all, scratch
 from infra.config import Settings
 from services.analytics import app
 from services.analytics.config import AnalyticsSettings
@@ -124,39 +123,22 @@ async def _rollup(settings: Settings, scale: Scale) -> dict:
         await asyncio.to_thread(migrate, place.dsn, app.MIGRATIONS)
         redis = Redis.from_url(place.redis_url)
         await redis.flushdb()
-        print("bench analytics: rolling them up with one batch runner", flush=True)
-        rollups, seconds, cpu = await drain_alone(
+        ingestion = await ingest(
             settings,
+            place,
             _runner,
-            (bootstrap, place.topic, f"{GROUP}.{place.topic}", place.dsn, place.redis_url),
+            lambda topic: f"{GROUP}.{topic}",
             scale.events,
+            list(_accepted(scale, seed=6)),  # other events: none of them counted yet
             "analytics rollup",
-        )
-        print(f"bench analytics: as many more, {PROCESSES} runner processes", flush=True)
-        second = place.topics[1]
-        more = list(_accepted(scale, seed=6))  # other events: none of them counted yet
-        both_s, both_cpu = await asyncio.to_thread(
-            drain_in_processes,
-            settings,
-            _runner,
-            (bootstrap, second, f"{GROUP}.{second}", place.dsn, place.redis_url),
-            more,
         )
         await redis.flushdb()
         await redis.aclose()
-    both = len(more) / both_s
     return {
-        "events": scale.events,
+        **ingestion.figures(),
         "visitors": scale.visitors,
-        "batches": rollups.batches,
-        "seconds": round(seconds, 2),
-        "events_per_s": round(scale.events / seconds),
-        "cpu_ms_per_event": per_event(cpu, scale.events),
-        "processes": PROCESSES,
-        "processes_events_per_s": round(both),
-        "processes_cpu_ms_per_event": per_event(both_cpu, len(more)),
         "raw_consume": raw,
-        "of_raw_consume": round(scale.events / seconds / raw["per_s"], 3),
+        "of_raw_consume": round(ingestion.rate / raw["per_s"], 3),
     }
 
 

@@ -32,9 +32,8 @@ from zentry.events.v1 import sleep_events_pb2 as sev
 
 from bench import loadgen
 from bench.bulk_events import BulkPublisher, wait_consumed
-from bench.cpu import per_event
 from bench.limits import raw_consume_rate
-from bench.scratch import PROCESSES, drain_alone, drain_in_processes, produce_all, scratch
+from bench.scratch import ingest, produce_all, scratch
 from infra.config import Settings
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database, migrate
@@ -86,49 +85,31 @@ async def _ingestion(settings: Settings, scale: Scale) -> dict:
         windows = {w for d in range(61) for w in domain.windows_of(today - timedelta(days=d))}
         for window in windows:  # boards people look at: every window of the events is in Redis
             await boards.write_window(window, [], datetime.now(UTC))
-        print("bench leaderboard: applying them with one batch runner", flush=True)
-        runner, seconds, cpu = await drain_alone(
+        ingestion = await ingest(
             settings,
+            place,
             _runner,
-            (bootstrap, place.topic, place.topic, place.dsn, place.redis_url),
+            lambda topic: topic,
             scale.events,
+            list(_nights(scale, seed=12)),  # other entries: none of them recorded yet
             "leaderboard ingestion",
-        )
-        print(f"bench leaderboard: as many more, {PROCESSES} runner processes", flush=True)
-        second = place.topics[1]
-        more = list(_nights(scale, seed=12))  # other entries: none of them recorded yet
-        both_s, both_cpu = await asyncio.to_thread(
-            drain_in_processes,
-            settings,
-            _runner,
-            (bootstrap, second, second, place.dsn, place.redis_url),
-            more,
         )
         boards = len([k async for k in redis.scan_iter(match="lb:board:*", count=1000)])
         members = await _member_bytes(redis)
         await redis.flushdb()
         await redis.aclose()
-    rate = scale.events / seconds
-    both = len(more) / both_s
     return {
-        "events": scale.events,
+        **ingestion.figures(),
         "users": scale.users,
-        "batches": runner.batches,
-        "seconds": round(seconds, 2),
-        "events_per_s": round(rate),
         "target_per_s": round(TARGET_PER_S),
-        "of_target": round(rate / TARGET_PER_S, 3),
+        "of_target": round(ingestion.rate / TARGET_PER_S, 3),
+        "processes_of_target": round(ingestion.processes_rate / TARGET_PER_S, 3),
         "publish_per_s": round(scale.events / publish_s),
-        "cpu_ms_per_event": per_event(cpu, scale.events),
-        "processes": PROCESSES,
-        "processes_events_per_s": round(both),
-        "processes_of_target": round(both / TARGET_PER_S, 3),
-        "processes_cpu_ms_per_event": per_event(both_cpu, len(more)),
         "boards_written": boards,
         "windows_in_redis": len(windows),
         "redis_bytes_per_member": members,
         "raw_consume": raw,
-        "of_raw_consume": round(rate / raw["per_s"], 3),
+        "of_raw_consume": round(ingestion.rate / raw["per_s"], 3),
     }
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.cpu import CpuMeter, cpu_roots
+from bench.cpu import CpuMeter, cpu_roots, per_event
 from infra import mesh
 from infra.config import Settings
 from infra.servers.postgres import scratch_database
@@ -89,6 +89,65 @@ def produce_all(bootstrap: str, topic: str, messages) -> None:
 #: Makes a runner, and what closes its clients, in a process of its own: a module-level
 #: function, given the arguments `drain_in_processes` was: (bootstrap, topic, group, ...).
 Build = Callable[..., Awaitable[tuple[object, Callable[[], Awaitable[None]]]]]
+
+
+@dataclass(frozen=True)
+class Ingestion:
+    """An ingestion measured twice: `expected` events by one runner in this process (on the
+    place's first topic), then `others` more by PROCESSES runner processes (its second)."""
+
+    expected: int
+    others: int
+    batches: int
+    seconds: float
+    cpu: dict[str, float]
+    processes_seconds: float
+    processes_cpu: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.expected / self.seconds
+
+    @property
+    def processes_rate(self) -> float:
+        return self.others / self.processes_seconds
+
+    def figures(self) -> dict:
+        return {
+            "events": self.expected,
+            "batches": self.batches,
+            "seconds": round(self.seconds, 2),
+            "events_per_s": round(self.rate),
+            "cpu_ms_per_event": per_event(self.cpu, self.expected),
+            "processes": PROCESSES,
+            "processes_events_per_s": round(self.processes_rate),
+            "processes_cpu_ms_per_event": per_event(self.processes_cpu, self.others),
+        }
+
+
+async def ingest(
+    settings: Settings,
+    place: Scratch,
+    build: Build,
+    group_of: Callable[[str], str],
+    expected: int,
+    others: list[tuple[str, bytes]],
+    what: str,
+) -> Ingestion:
+    """`expected` events already on the place's first topic, by one runner made by `build`;
+    then `others`, published once PROCESSES runners share a group on its second topic."""
+
+    def args(topic: str) -> tuple:
+        bootstrap = settings.kafka.bootstrap_servers
+        return (bootstrap, topic, group_of(topic), place.dsn, place.redis_url)
+
+    print(f"bench {what}: one batch runner", flush=True)
+    runner, seconds, cpu = await drain_alone(settings, build, args(place.topic), expected, what)
+    print(f"bench {what}: as many more, {PROCESSES} runner processes", flush=True)
+    both_s, both_cpu = await asyncio.to_thread(
+        drain_in_processes, settings, build, args(place.topics[1]), others
+    )
+    return Ingestion(expected, len(others), runner.batches, seconds, cpu, both_s, both_cpu)
 
 
 async def drain_alone(

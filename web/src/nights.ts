@@ -84,51 +84,74 @@ function lastNightForm(
     h("h2", { id: "last-night-title" }, "Last night"),
     h("p", { class: "hint" }, `Times in your zone, ${zone} (Settings changes it).`),
     h("p", { class: "form-error", role: "alert" }),
-    h(
-      "div",
-      { class: "row" },
-      field("startTime", "Fell asleep", { type: "datetime-local", value: start, required: true }),
-      field("endTime", "Woke up", { type: "datetime-local", value: end, required: true }),
-    ),
-    field("quality", "Quality (1 to 5)", { type: "number", min: 1, max: 5, value: 3 }),
-    field("tags", "Tags (separated by commas)", { placeholder: "caffeine, late dinner" }),
-    field("note", "Note", { rows: 2 }, "textarea"),
+    ...nightFields({ start, end, quality: 3, tags: [] }),
     h("button", { type: "submit" }, "Record the night"),
   ) as HTMLFormElement;
   let requestId = crypto.randomUUID(); // one per night: a retried submit records it once
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    clearErrors(form);
-    const v = values(form);
-    const missing = ["startTime", "endTime"].filter((name) => !v[name]);
-    if (missing.length) {
-      const fields = Object.fromEntries(missing.map((name) => [name, "Give a date and time."]));
-      showError(form, new ApiError(400, "INVALID_ARGUMENT", "", fields));
-      return;
-    }
+    const night = nightOf(form, zone);
+    if (!night) return;
     const submit = form.querySelector<HTMLButtonElement>("button[type=submit]")!;
     submit.disabled = true; // one night per tap, however impatient the tap
     try {
-      const night = await api.createNight({
-        startTime: instantOf(v.startTime, zone).toISOString(),
-        endTime: instantOf(v.endTime, zone).toISOString(),
-        timeZone: zone,
-        quality: Number(v.quality),
-        tags: v.tags.split(",").map((t) => t.trim()).filter(Boolean),
-        note: v.note,
-        requestId,
-      });
+      const created = await api.createNight({ ...night, timeZone: zone, requestId });
       requestId = crypto.randomUUID();
       track("sleep_entry_created", "/nights");
-      await recorded(night);
+      await recorded(created);
     } catch (error) {
-      // An overlap is about the night's times: shown beside when it began.
-      showError(form, error, (e) => (e.status === "FAILED_PRECONDITION" ? "startTime" : ""));
+      showError(form, error, overlapAtStart);
     } finally {
       submit.disabled = false;
     }
   });
   return form;
+}
+
+/** A night's inputs: start and end (wall-clock times), quality, tags and note. `own` keeps
+their ids apart from another form's on the page. */
+function nightFields(
+  night: { start: string; end: string; quality: number; tags: string[]; note?: string },
+  own = "",
+): HTMLElement[] {
+  const note = field("note", "Note", { rows: 2 }, "textarea", own);
+  (note.querySelector("textarea") as HTMLTextAreaElement).value = night.note ?? "";
+  return [
+    h(
+      "div",
+      { class: "row" },
+      field("startTime", "Fell asleep", { type: "datetime-local", value: night.start, required: true }, "input", own),
+      field("endTime", "Woke up", { type: "datetime-local", value: night.end, required: true }, "input", own),
+    ),
+    field("quality", "Quality (1 to 5)", { type: "number", min: 1, max: 5, value: night.quality }, "input", own),
+    field("tags", "Tags (separated by commas)", { value: night.tags.join(", "), placeholder: "caffeine, late dinner" }, "input", own),
+    note,
+  ];
+}
+
+/** The night a form of nightFields describes, its times read in `zone`; null, with the form
+saying which, when a time is missing. */
+function nightOf(form: HTMLFormElement, zone: string): Partial<SleepEntry> | null {
+  clearErrors(form);
+  const v = values(form);
+  const missing = ["startTime", "endTime"].filter((name) => !v[name]);
+  if (missing.length) {
+    const fields = Object.fromEntries(missing.map((name) => [name, "Give a date and time."]));
+    showError(form, new ApiError(400, "INVALID_ARGUMENT", "", fields));
+    return null;
+  }
+  return {
+    startTime: instantOf(v.startTime, zone).toISOString(),
+    endTime: instantOf(v.endTime, zone).toISOString(),
+    quality: Number(v.quality),
+    tags: v.tags.split(",").map((t) => t.trim()).filter(Boolean),
+    note: v.note,
+  };
+}
+
+/** An overlap is about the night's times: shown beside when it began. */
+function overlapAtStart(error: ApiError): string {
+  return error.status === "FAILED_PRECONDITION" ? "startTime" : "";
 }
 
 /** Last night at the times this person usually sleeps (their recent nights' medians), as
@@ -177,37 +200,28 @@ function nightItem(night: SleepEntry, remove: () => void, changed: (n: SleepEntr
       { class: "card", "aria-label": `Edit the night of ${night.sleepDate}`, novalidate: true },
       h("p", { class: "form-error", role: "alert" }),
       h("p", { class: "hint" }, `Times in ${night.timeZone}, the night's zone.`),
-      h(
-        "div",
-        { class: "row" },
-        field("startTime", "Fell asleep", { type: "datetime-local", value: wallOf(new Date(night.startTime), night.timeZone) }, "input", own),
-        field("endTime", "Woke up", { type: "datetime-local", value: wallOf(new Date(night.endTime), night.timeZone) }, "input", own),
+      ...nightFields(
+        {
+          start: wallOf(new Date(night.startTime), night.timeZone),
+          end: wallOf(new Date(night.endTime), night.timeZone),
+          quality: night.quality ?? 3,
+          tags: night.tags ?? [],
+          note: night.note,
+        },
+        own,
       ),
-      field("quality", "Quality (1 to 5)", { type: "number", min: 1, max: 5, value: night.quality ?? 3 }, "input", own),
-      field("tags", "Tags (separated by commas)", { value: (night.tags ?? []).join(", ") }, "input", own),
-      field("note", "Note", { rows: 2 }, "textarea", own),
       h("div", { class: "row" }, h("button", { type: "submit" }, "Save"), h("button", { type: "button", class: "secondary", onclick: () => item.replaceChildren(summary, actions) }, "Cancel")),
     ) as HTMLFormElement;
-    (form.querySelector("textarea") as HTMLTextAreaElement).value = night.note ?? "";
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const v = values(form);
+      const changes = nightOf(form, night.timeZone);
+      if (!changes) return;
       try {
-        const updated = await api.updateNight(
-          night.id,
-          {
-            startTime: instantOf(v.startTime, night.timeZone).toISOString(),
-            endTime: instantOf(v.endTime, night.timeZone).toISOString(),
-            quality: Number(v.quality),
-            tags: v.tags.split(",").map((t) => t.trim()).filter(Boolean),
-            note: v.note,
-          },
-          ["start_time", "end_time", "quality", "tags", "note"],
-        );
+        const updated = await api.updateNight(night.id, changes, ["start_time", "end_time", "quality", "tags", "note"]);
         track("sleep_entry_updated", "/nights");
         await changed(updated);
       } catch (error) {
-        showError(form, error, (e) => (e.status === "FAILED_PRECONDITION" ? "startTime" : ""));
+        showError(form, error, overlapAtStart);
       }
     });
     item.replaceChildren(form);
