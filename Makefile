@@ -13,7 +13,7 @@ PROTO_SOURCES := $(shell find protos -name '*.proto')
 
 .PHONY: help setup tools protos dev test test-unit test-integration test-e2e lint lock migrate \
         fuzz k8s-validate replay-feed replay-leaderboard replay-analytics dead-letters redrive bench chaos \
-        infra-up infra-down infra-status infra-reset
+        infra-up infra-down infra-status infra-reset status
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ infra-down: ## stop the servers infra-up started (data stays in .run/)
 
 infra-status: ## what runs, where, and its log (exit 3 if something is down)
 	@$(INFRA) status
+
+status: $(VENV)/.installed ## the servers, then the mesh: instances' health, consumer lag, outbox, parked events
+	@$(INFRA) status --mesh
 
 infra-reset: ## stop our servers and delete .run/ (all local data and logs)
 	@if [ -x $(PY) ]; then $(INFRA) reset; else rm -rf .run; fi

@@ -3,7 +3,8 @@
 The servers start as `make infra-up` starts them; the bench then runs its own
 service instances (2 of each, infra.mesh.BENCH, on free ports, registered in
 Consul so the gateway spreads load over them), measures once the gateway
-routes to every one, and stops them at the end. Every figure is
+routes to every one, and stops them at the end; then bench.tracing runs a
+mesh for each way of tracing (off, 1 %, 100 %: the bench's own exports none). Every figure is
 shown beside the limit of this machine measured in the same run
 (bench.limits). Figures go to stdout as Markdown tables and to .run/bench/ as
 JSON and Markdown. `BENCH_SCALE` (default 1) multiplies the population;
@@ -22,7 +23,17 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bench import analytics, checks, feed, feed_consumers, flood, leaderboard, limits, sleep
+from bench import (
+    analytics,
+    checks,
+    feed,
+    feed_consumers,
+    flood,
+    leaderboard,
+    limits,
+    sleep,
+    tracing,
+)
 from bench.memory import PeakRss, rss_mib
 from gateway.config import NO_CLIENT_LIMITS
 from infra import config
@@ -33,10 +44,16 @@ from infra.mesh import BENCH, Mesh, running
 UNLIMITED = {
     "ZENTRY_GATEWAY_RATE_LIMIT": "1000000",
     "ZENTRY_GATEWAY_RATE_BURST": "1000000",
+    "ZENTRY_GATEWAY_TRACE_COLLECTOR": "off",
     **NO_CLIENT_LIMITS,
 }
-#: Readers log in once and read for the whole run, which outlasts a 15-minute token.
-QUIET = {"ZENTRY_LOG_LEVEL": "WARNING", "ZENTRY_TOKEN_TTL": "14400"}
+#: Readers log in once and read for the whole run, which outlasts a 15-minute token. No
+#: spans are exported (bench.tracing measures what they cost), as before tracing existed.
+QUIET = {
+    "ZENTRY_LOG_LEVEL": "WARNING",
+    "ZENTRY_TOKEN_TTL": "14400",
+    "OTEL_EXPORTER_ZIPKIN_ENDPOINT": "",
+}
 
 
 def main() -> int:
@@ -46,6 +63,8 @@ def main() -> int:
     try:
         with running(settings, BENCH, env=QUIET, gateway_env=UNLIMITED) as mesh:
             results = measure(settings, mesh, factor)
+        # Meshes of its own, one for each mode, after the bench's.
+        results["tracing"] = tracing.run(settings, 15 * factor, QUIET, UNLIMITED)
     finally:
         subprocess.run([sys.executable, "-m", "gateway", "render"], check=False)
     results["seconds"] = round(time.monotonic() - started, 1)
@@ -132,7 +151,25 @@ def report(results: dict) -> str:
         _memory_report,
     )
     lines = [line for section in sections for line in section(results)]
-    return "\n".join(lines + _flood_report(results["flood"]) + _check_report(results))
+    lines += _flood_report(results["flood"]) + _tracing_report(results["tracing"])
+    return "\n".join(lines + _check_report(results))
+
+
+def _tracing_report(rows: list[dict]) -> list[str]:
+    lines = [
+        "",
+        f"### What tracing costs, concurrency {tracing.CONCURRENCY} (bench.tracing: a mesh "
+        "of one instance of each service for each mode)",
+        "",
+        "| tracing | scenario | requests | rps | p50 ms | p95 ms | CPU ms a request (all) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['tracing']} | {r['scenario']} | {r['requests']} | {r['rps']:.0f} | "
+            f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['cpu_ms_per_request']} |"
+        )
+    return lines
 
 
 def _heading(results: dict) -> list[str]:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK")
-SERVERS = ("postgres", "redis", "kafka", "envoy", "consul")
+SERVERS = ("postgres", "redis", "kafka", "envoy", "consul", "zipkin")
 
 
 def server_pids(run_dir: Path) -> dict[str, int]:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.kit import settings
-from services.kit.addresses import ConsulAddress, EnvoyAddress
-from services.kit.settings import TOKEN_AUDIENCE, TOKEN_ISSUER, Env
+from services.kit.addresses import ConsulAddress, EnvoyAddress, ZipkinAddress
+from services.kit.settings import TOKEN_AUDIENCE, TOKEN_ISSUER, ConfigError, Env
 
 DESCRIPTOR_SET = settings.CHECKOUT / "gen" / "zentry.descriptor.pb"
 OPENAPI_DOCUMENT = settings.CHECKOUT / "gen" / "openapi.json"
@@ -51,6 +51,12 @@ class GatewaySettings:
     secret_file: Path
     route_timeout_seconds: float
     max_connections: int
+    #: The Zipkin collector Envoy sends its spans to, host:port; empty: Envoy traces nothing.
+    trace_collector: str
+    #: Percent of requests that start a trace (a caller's own trace context is dropped).
+    trace_sampling: float
+    #: A listener that serves only Envoy's /stats/prometheus (0: none; its admin has them).
+    metrics_port: int
 
     @property
     def base_url(self) -> str:
@@ -110,4 +116,30 @@ class GatewaySettings:
             secret_file=env.path("GATEWAY_SECRET_FILE", run_dir / "secrets" / "gateway"),
             route_timeout_seconds=env.seconds("GATEWAY_TIMEOUT", 15.0),
             max_connections=env.int("GATEWAY_MAX_CONNECTIONS", 10_000, minimum=1),
+            trace_collector=_trace_collector(env),
+            trace_sampling=_percent(env, "GATEWAY_TRACE_SAMPLING", 100.0),
+            metrics_port=env.port("GATEWAY_METRICS_PORT", 0, zero_picks_free=True),
         )
+
+
+def _trace_collector(env: Env) -> str:
+    """ZENTRY_GATEWAY_TRACE_COLLECTOR: host:port, or `off`; by default the local Zipkin."""
+    zipkin = ZipkinAddress.load(env)
+    value = env.str("GATEWAY_TRACE_COLLECTOR", f"{zipkin.host}:{zipkin.port}")
+    if value == "off":
+        return ""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"ZENTRY_GATEWAY_TRACE_COLLECTOR must be host:port or off, got {value!r}")
+    return value
+
+
+def _percent(env: Env, name: str, default: float) -> float:
+    raw = env.str(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        raise ConfigError(f"ZENTRY_{name} must be a percentage from 0 to 100, got {raw!r}")
+    return value

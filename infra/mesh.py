@@ -107,6 +107,8 @@ class Child:
     process: subprocess.Popen
     instance_id: str = ""
     port: int = 0
+    #: Where it serves /metrics (services.kit.metrics).
+    metrics_port: int = 0
     role: str = "all"
     #: The service this is an instance of; empty for any other process (the endpoint feed, tools).
     service: str = ""
@@ -145,8 +147,9 @@ class Mesh:
         return [child for child in self.children if child.service]
 
     def env(self) -> dict[str, str]:
-        """The environment of every child: ours, plus the local token keys and the gateway's
-        secret unless given."""
+        """The environment of every child: ours, plus the local token keys, the gateway's
+        secret and the local Zipkin as where spans go (OTEL_EXPORTER_ZIPKIN_ENDPOINT; set
+        it empty for none), each unless given."""
         from services.user.tokens import ensure_keypair
 
         private = self.secrets_dir / "jwt-private.pem"
@@ -158,6 +161,7 @@ class Mesh:
             env["ZENTRY_JWT_PUBLIC_KEY_FILE"] = str(public)
         if "ZENTRY_GATEWAY_SECRET_FILE" not in env:
             env["ZENTRY_GATEWAY_SECRET_FILE"] = str(ensure_secret(self.secrets_dir / "gateway"))
+        env.setdefault("OTEL_EXPORTER_ZIPKIN_ENDPOINT", self.settings.zipkin.spans_url)
         return env
 
     def start(
@@ -238,13 +242,20 @@ class Mesh:
         prefix = f"{service}-consumer-" if role == "consumer" else f"{service}-"
         number = self._started[prefix] = self._started.get(prefix, 0) + 1
         instance_id = f"{prefix}{number}-{uuid.uuid4().hex[:8]}"
-        env = {"ZENTRY_INSTANCE_ID": instance_id, "ZENTRY_ROLE": role, **extra}
+        metrics_port = free_port()
+        env = {
+            "ZENTRY_INSTANCE_ID": instance_id,
+            "ZENTRY_ROLE": role,
+            "ZENTRY_METRICS_PORT": str(metrics_port),
+            **extra,
+        }
         if role == "consumer" and not port:
             port = free_port()
         if port is not None:
             env[f"ZENTRY_{service.upper()}_PORT"] = str(port)
         child = self._spawn(f"{prefix}{number}", [sys.executable, "-m", f"services.{service}"], env)
         child.instance_id, child.role, child.service = instance_id, role, service
+        child.metrics_port = int(env["ZENTRY_METRICS_PORT"])
         if role == "consumer":
             child.port = port
         return child
@@ -547,11 +558,16 @@ def _print_banner(settings: Settings, mesh: Mesh) -> None:
         f"  REST API       {base}   (try: curl -XPOST {base}/v1/users -d '{{...}}')",
         f"  API reference  {base}/docs",
         f"  Consul UI      {settings.consul.http_url}/ui",
-        f"  Envoy admin    {settings.envoy.admin_url}",
+        f"  Envoy admin    {settings.envoy.admin_url}   (metrics: /stats/prometheus)",
+        f"  traces         {settings.zipkin.url}/zipkin/   (Zipkin: every request's trace)",
+        "  mesh status    make status",
     ]
     for child in mesh.children:
         if child.port:
-            lines.append(f"  {child.name:<14} {host}:{child.port}   log {child.log}")
+            lines.append(
+                f"  {child.name:<14} {host}:{child.port}   metrics "
+                f"http://{host}:{child.metrics_port}/metrics   log {child.log}"
+            )
     first = next((c for c in mesh.children if c.port), None)
     if first:
         lines.append(f"  grpcurl        .tools/bin/grpcurl -plaintext {host}:{first.port} list")

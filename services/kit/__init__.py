@@ -2,7 +2,7 @@
 
 Configuration:
     settings        typed `ZENTRY_*` settings, read once at start
-    addresses       where PostgreSQL, Redis, Kafka, Consul and Envoy answer, and their defaults
+    addresses       where PostgreSQL, Redis, Kafka, Consul, Envoy and Zipkin answer, and defaults
     roster          which services exist, which consume events, which replay them
 Serving (gRPC):
     boot            build the server, serve, stop gracefully
@@ -14,7 +14,8 @@ Serving (gRPC):
     healthcheck     `python -m services.kit.healthcheck`, the image's health check
     discovery       Consul registration, and following a service's healthy instances
     profiles        the caller's own profile, asked of the user service
-    telemetry       OpenTelemetry tracing across calls and messages
+    telemetry       OpenTelemetry tracing across calls, SQL, Redis and messages
+    metrics         Prometheus metrics: RPCs, consumers, the outbox, pools
     logs            JSON logs with the trace id
 Storage:
     db              PostgreSQL through SQLAlchemy, migrated by Alembic

@@ -115,3 +115,25 @@ class EnvoyAddress:
     @property
     def admin_url(self) -> str:
         return f"http://{self.host}:{self.admin_port}"
+
+
+@dataclass(frozen=True)
+class ZipkinAddress:
+    """The trace collector and viewer (`make dev` runs a Zipkin server)."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def load(cls, env: Env) -> Self:
+        return cls(env.str("ZIPKIN_HOST", default_host(env)), env.port("ZIPKIN_PORT", 9411))
+
+    @property
+    def url(self) -> str:
+        """Its UI and query API (/api/v2/...)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def spans_url(self) -> str:
+        """Where spans are sent (Zipkin's JSON v2 API)."""
+        return f"{self.url}/api/v2/spans"

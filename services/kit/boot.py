@@ -38,7 +38,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.kit import logs, reflection, telemetry
+from services.kit import logs, metrics, reflection, telemetry
 from services.kit.auth import AuthInterceptor, TokenVerifier, public_methods, required_roles
 from services.kit.clients import GatewayTrust
 from services.kit.db import migrate
@@ -101,6 +101,7 @@ def create_server(
     server = grpc.aio.server(
         interceptors=[
             telemetry.ServerTracing(),
+            metrics.ServerMetrics(),
             ErrorInterceptor(),
             AuthInterceptor(
                 verifier,
@@ -137,6 +138,7 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
     if assembly.migrations_dir:
         await asyncio.to_thread(migrate, settings.postgres_dsn, assembly.migrations_dir)
     server, port, health_servicer = create_server(settings, assembly)
+    metrics_server = metrics.serve(settings.host, settings.metrics_port)
     await server.start()
     # The instance's own id too: its Consul check asks for it (services.kit.discovery).
     names = ["", settings.instance_id, *(service.full_name for service in assembly.services)]
@@ -145,9 +147,20 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
     consul = Consul(settings.consul_url)
     registered = bool(assembly.services)  # a consumer serves no API: callers must not find it
     if registered:
-        await consul.register(settings.service, settings.instance_id, settings.advertise_host, port)
+        await consul.register(
+            settings.service,
+            settings.instance_id,
+            settings.advertise_host,
+            port,
+            metrics_port=metrics_server.server_port,
+        )
     _log.info(
-        "serving", extra={"address": f"{settings.advertise_host}:{port}", "role": settings.role}
+        "serving",
+        extra={
+            "address": f"{settings.advertise_host}:{port}",
+            "role": settings.role,
+            "metrics": f"http://{settings.advertise_host}:{metrics_server.server_port}/metrics",
+        },
     )
 
     stop = asyncio.Event()
@@ -180,6 +193,7 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
     for close in assembly.closers:
         await close()
     await consul.aclose()
+    metrics_server.shutdown()
     waiter.cancel()
     _log.info("stopped")
     return exit_code
@@ -204,7 +218,9 @@ def run(load_settings: Callable[[], S], assemble: Callable[[S], Assembly]) -> No
         sys.exit(2)
     common = settings.service
     logs.configure(common.service, common.instance_id, common.log_level)
-    provider = telemetry.configure(common.service, common.instance_id, common.otlp_endpoint)
+    provider = telemetry.configure(
+        common.service, common.instance_id, common.otlp_endpoint, common.zipkin_endpoint
+    )
 
     async def main() -> int:
         return await serve(common, assemble(settings))

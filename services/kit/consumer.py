@@ -27,7 +27,10 @@ the runner takes what has arrived (up to `max_batch` messages) and, in order:
    crash before the commit redelivers events step 2 then skips.
 
 One user's events (one key, one partition) are applied in order, one
-transaction serves many events, and nothing is buffered unbounded.
+transaction serves many events, and nothing is buffered unbounded. Each
+batch is a span linked to the traces its events were produced in, and each
+event a span in its own trace (services.kit.telemetry); what the runner does
+is counted, and its partitions' lag reported, in services.kit.metrics.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from zentry.events.v1 import envelope_pb2
 
-from services.kit import erasure, telemetry
+from services.kit import erasure, metrics, telemetry
 from services.kit.db import Database
 from services.kit.errors import OUTAGES
 from services.kit.outbox import producer_config
@@ -132,6 +135,9 @@ _CLAIM = text(
     " SELECT :group, unnest(CAST(:ids AS text[])) ON CONFLICT DO NOTHING RETURNING event_id"
 )
 
+#: Seconds between two readings of the consumer's lag (zentry_consumer_lag).
+LAG_INTERVAL = 5.0
+
 #: The event whose application erases an account (services.kit.erasure): it ends a batch.
 _ERASING = "zentry.events.v1.UserDeleted"
 
@@ -183,6 +189,11 @@ class ConsumerRunner:
         # (seen before or of no interest), parked; failed attempts (each outage retry
         # counts); and batches committed.
         self.applied = self.skipped = self.dead_lettered = self.retried = self.batches = 0
+        group = subscription.group
+        self._applied = metrics.EVENTS_APPLIED.labels(group)
+        self._skipped = metrics.EVENTS_SKIPPED.labels(group)
+        self._lag_reported: set[tuple[str, int]] = set()
+        self._lag_read_at = 0.0
 
     @property
     def group(self) -> str:
@@ -213,7 +224,9 @@ class ConsumerRunner:
                     await self._handle_fetched(await asyncio.to_thread(self._fetch))
                 except Stopping:
                     break
+                self._report_lag()
         finally:
+            self._report_lag(closing=True)
             await asyncio.to_thread(self._consumer.close)
             await asyncio.to_thread(self._dlt.flush, 10)
 
@@ -247,6 +260,28 @@ class ConsumerRunner:
         for message in done:
             self._store_offset(message)
 
+    def _report_lag(self, closing: bool = False) -> None:
+        """Every LAG_INTERVAL seconds, each owned partition's lag: its end as the last fetch
+        saw it, less the next offset to apply. Partitions no longer owned (or all, when
+        closing) are dropped, so another member reports them."""
+        now = asyncio.get_running_loop().time()
+        if not closing and now - self._lag_read_at < LAG_INTERVAL:
+            return
+        self._lag_read_at = now
+        owned = set()
+        if not closing:
+            for position in self._consumer.position(self._consumer.assignment()):
+                low, high = self._consumer.get_watermark_offsets(position, cached=True)
+                if high < 0:  # nothing fetched from it yet
+                    continue
+                where = (position.topic, position.partition)
+                owned.add(where)
+                behind = high - position.offset if position.offset >= 0 else high - low
+                metrics.CONSUMER_LAG.labels(self._sub.group, *map(str, where)).set(behind)
+        for topic, partition in self._lag_reported - owned:
+            metrics.CONSUMER_LAG.remove(self._sub.group, topic, str(partition))
+        self._lag_reported = owned
+
     def _store_offset(self, message: Message) -> None:
         try:
             self._consumer.store_offsets(message=message)
@@ -262,6 +297,7 @@ class ConsumerRunner:
             payload_class = self._types.get(event.event_type)
             if payload_class is None:
                 self.skipped += 1
+                self._skipped.inc()
                 return None
             payload = payload_class()
             if not event.payload.Unpack(payload):
@@ -316,6 +352,8 @@ class ConsumerRunner:
             self.applied += len(batch) - seen
             self.skipped += seen
             self.batches += 1
+            self._applied.inc(len(batch) - seen)
+            self._skipped.inc(seen)
         elif len(batch) == 1:
             error, attempts = failed
             await self._dead_letter(batch[0][0], repr(error), attempts=attempts)
@@ -328,7 +366,9 @@ class ConsumerRunner:
         new = await self._first_seen(batch, session) if self.keeps_processed_events else batch
         if isinstance(self._sub, BatchSubscription):
             if new:
-                await self._sub.handler([(event, payload) for _m, event, payload in new], session)
+                traced = [(m.headers(), m.topic(), e.event_type) for m, e, _p in new]
+                with telemetry.consuming(traced, self._sub.group):
+                    await self._sub.handler([(e, payload) for _m, e, payload in new], session)
             return len(batch) - len(new)
         for message, event, payload in new:
             with telemetry.tracer().start_as_current_span(
@@ -385,6 +425,9 @@ class ConsumerRunner:
                 outage, last_error = False, error
                 failures += 1
             self.retried += 1
+            metrics.CONSUMER_RETRIES.labels(
+                self._sub.group, "outage" if outage else "failure"
+            ).inc()
             _log.warning(
                 "%s failed (%s): %r",
                 what,
@@ -423,6 +466,7 @@ class ConsumerRunner:
             # Not parked, so not committed: the message comes back after a restart.
             raise RuntimeError(f"could not dead-letter {message.topic()}: {failures or remaining}")
         self.dead_lettered += 1
+        metrics.EVENTS_PARKED.labels(self._sub.group, message.topic()).inc()
         _log.error(
             "dead-lettered %s[%d]@%d after %d attempt(s): %s",
             message.topic(),

@@ -18,6 +18,8 @@ from sqlalchemy import Table, delete, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
+from services.kit import metrics, telemetry
+
 MIGRATION_LOCK = 7_201_900  # any constant; the same in every service's database
 
 
@@ -31,6 +33,9 @@ class Database:
             # An error's message must not carry the values (hashes, emails) into the logs.
             hide_parameters=True,
         )
+        database = self.engine.url.database or ""
+        telemetry.trace_engine(self.engine, database)
+        metrics.POOLS.add(database, self.engine.pool)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -168,9 +168,11 @@ def _dead_letter_topics(consumer: Consumer) -> list[str]:
 
 def _read_to_end(consumer: Consumer, start: TopicPartition) -> list[Message]:
     """The partition's messages from `start` to its end as of now (blocking)."""
-    _low, high = consumer.get_watermark_offsets(
+    low, high = consumer.get_watermark_offsets(
         TopicPartition(start.topic, start.partition), timeout=15
     )
+    if high <= low or start.offset >= high:  # nothing to read: no poll waiting for none
+        return []
     consumer.assign([start])
     messages: list[Message] = []
     try:

@@ -50,17 +50,27 @@ class Consul:
         self._http = httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(5.0, read=40.0))
 
     async def register(
-        self, service: str, instance_id: str, address: str, port: int, tags: tuple[str, ...] = ()
+        self,
+        service: str,
+        instance_id: str,
+        address: str,
+        port: int,
+        tags: tuple[str, ...] = (),
+        metrics_port: int = 0,
     ) -> None:
         """Register (or re-register) an instance with a gRPC health check of `instance_id`
-        (the instance must report it SERVING, as boot does); idempotent."""
+        (the instance must report it SERVING, as boot does); idempotent. `metrics_port`,
+        if any, goes into its metadata, where Prometheus' Consul discovery finds it."""
+        meta = {"protocol": "grpc"}
+        if metrics_port:
+            meta["metrics_port"] = str(metrics_port)
         body = {
             "ID": instance_id,
             "Name": service,
             "Address": address,
             "Port": port,
             "Tags": list(tags),
-            "Meta": {"protocol": "grpc"},
+            "Meta": meta,
             "Check": {
                 "CheckID": f"{instance_id}:grpc-health",
                 "Name": "gRPC health",

@@ -15,6 +15,8 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
+from services.kit.metrics import REDIS_FALLBACK
+
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -31,6 +33,8 @@ class RedisFallback:
         self._retry = retry
         self._clock = clock
         self._down_until = 0.0
+        self._fallback = REDIS_FALLBACK.labels(what)
+        self._fallback.set(0)
 
     async def attempt(self, read: Callable[[], Awaitable[T | None]]) -> T | None:
         """`read()`, unless Redis failed within the last `retry` seconds; None when it
@@ -38,8 +42,13 @@ class RedisFallback:
         if self._clock() < self._down_until:
             return None
         try:
-            return await read()
+            found = await read()
         except RedisError as error:
             _log.warning("redis unavailable, reading %s from PostgreSQL: %r", self._what, error)
             self._down_until = self._clock() + self._retry
+            self._fallback.set(1)
             return None
+        if self._down_until:
+            self._down_until = 0.0
+            self._fallback.set(0)
+        return found

@@ -15,6 +15,11 @@ astray. The price: PostgreSQL commits transactions that notified one at a time
 (a lock of the whole server, held while the commit is flushed), which bounds
 how many events a second one PostgreSQL server accepts; far above today's.
 
+While rows wait, the relay holding the lock reports how many and how long the
+oldest has waited (services.kit.metrics), and each event it publishes in a
+sampled trace gets a PRODUCER span in the trace of the request that added it,
+whose context the Kafka message then carries to the consumers.
+
 Delivery is at least once: a relay killed between Kafka's acknowledgement and
 its own commit republishes that batch on restart. A relay stopped through
 `stop` finishes its batch first, so an orderly restart publishes exactly once.
@@ -32,7 +37,7 @@ from google.protobuf.message import Message
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit import telemetry
+from services.kit import metrics, telemetry
 from services.kit.db import Database
 from services.kit.events import envelope
 from services.kit.tables import outbox
@@ -40,6 +45,8 @@ from services.kit.tables import outbox
 _log = logging.getLogger(__name__)
 
 RELAY_LOCK = 7_201_901
+#: Seconds between two counts of the rows waiting (zentry_outbox_waiting) while some wait.
+MEASURE_INTERVAL = 5.0
 #: What `add` notifies and the relay listens for (a service's own database: its own channel).
 CHANNEL = "zentry_outbox"
 
@@ -73,6 +80,16 @@ class Outbox:
         return event.event_id
 
 
+#: Rows counted at most by a measure (a Kafka outage can leave millions: no full scan).
+COUNT_CAP = 100_000
+#: The rows waiting (at most COUNT_CAP) and the seconds the oldest (the lowest id) has waited.
+_BACKLOG = text(
+    f"SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT {COUNT_CAP}) AS capped),"
+    " coalesce(extract(epoch FROM now() - (SELECT created_at FROM outbox ORDER BY id LIMIT 1)),"
+    " 0)::float8"
+)
+
+
 def producer_config(bootstrap: str, client_id: str) -> dict:
     return {
         "bootstrap.servers": bootstrap,
@@ -94,6 +111,7 @@ class OutboxRelay:
         bootstrap: str,
         client_id: str,
         *,
+        service: str = "",
         batch_size: int = 500,
         idle_wait: float = 0.5,
         gather: float = 0.05,
@@ -108,6 +126,11 @@ class OutboxRelay:
         self._delivery_timeout = delivery_timeout
         self._stopping = asyncio.Event()
         self.published = 0
+        service = service or client_id  # the label of its metrics
+        self._published = metrics.OUTBOX_PUBLISHED.labels(service)
+        self._waiting = metrics.OUTBOX_WAITING.labels(service)
+        self._oldest = metrics.OUTBOX_OLDEST.labels(service)
+        self._measured_at = 0.0
 
     @property
     def _producer(self) -> Producer:
@@ -134,7 +157,11 @@ class OutboxRelay:
                     try:
                         while not self._stopping.is_set():
                             if await self.relay_batch() == 0:
+                                self._waiting.set(0)
+                                self._oldest.set(0)
                                 await self._until_added(listener)
+                            else:
+                                await self._measure()
                     except BaseException:
                         # Closed, not pooled: the lock and the LISTEN end with the session.
                         await lock_conn.invalidate()
@@ -147,6 +174,7 @@ class OutboxRelay:
                     await lock_conn.commit()
             except Exception:
                 _log.exception("outbox relay failed; retrying in 1 s")
+                await self._measure()
                 await self._pause(1.0)
 
     async def relay_batch(self) -> int:
@@ -165,25 +193,52 @@ class OutboxRelay:
                 if error is not None:
                     failures.append(str(error))
 
-            for row in rows:
-                self._producer.produce(
-                    row.topic,
-                    key=row.key.encode(),
-                    value=row.envelope,
-                    headers=[
-                        ("event-type", row.event_type.encode()),
-                        *((k, v.encode()) for k, v in row.headers.items()),
-                    ],
-                    on_delivery=delivered,
-                )
-            remaining = await asyncio.to_thread(self._producer.flush, self._delivery_timeout)
+            spans = []
+            try:
+                for row in rows:
+                    headers = row.headers
+                    span = telemetry.publishing(row.topic, row.event_id, headers)
+                    if span is not None:
+                        spans.append(span)
+                        headers = {**headers, **telemetry.headers_of(span)}
+                    self._producer.produce(
+                        row.topic,
+                        key=row.key.encode(),
+                        value=row.envelope,
+                        headers=[
+                            ("event-type", row.event_type.encode()),
+                            *((k, v.encode()) for k, v in headers.items()),
+                        ],
+                        on_delivery=delivered,
+                    )
+                remaining = await asyncio.to_thread(self._producer.flush, self._delivery_timeout)
+            finally:
+                for span in spans:
+                    span.end()
             if remaining or failures:
                 raise KafkaException(
                     f"{remaining} undelivered, {len(failures)} failed: {failures[:3]}"
                 )
             await session.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
         self.published += len(rows)
+        self._published.inc(len(rows))
         return len(rows)
+
+    async def _measure(self) -> None:
+        """Count the rows waiting and the age of the oldest, at most every MEASURE_INTERVAL
+        seconds (a batch that found none says so for free); a failure is only logged."""
+        now = asyncio.get_running_loop().time()
+        if now - self._measured_at < MEASURE_INTERVAL:
+            return
+        self._measured_at = now
+        try:
+            async with self._db.transaction() as session:
+                waiting, oldest = (await session.execute(_BACKLOG)).one()
+        except Exception as error:
+            _log.warning("could not count the outbox's rows: %r", error)
+            return
+        self._waiting.set(waiting)
+        self._oldest.set(oldest)
 
     async def _until_added(self, listener) -> None:
         """Until an `add` commits (a notification) or `idle_wait` passes; after a

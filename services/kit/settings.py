@@ -113,6 +113,8 @@ class ServiceSettings:
     role: str
     host: str
     port: int
+    #: Where /metrics is served (services.kit.metrics); 0 picks a free port.
+    metrics_port: int
     advertise_host: str
     instance_id: str
     postgres_dsn: str
@@ -127,7 +129,9 @@ class ServiceSettings:
     shutdown_grace: float
     drain_delay: float
     log_level: str
+    #: Where spans go (services.kit.telemetry); both unset, none are recorded.
     otlp_endpoint: str
+    zipkin_endpoint: str
 
     @classmethod
     def load(cls, service: str, default_port: int, env: Env | None = None) -> ServiceSettings:
@@ -144,6 +148,7 @@ class ServiceSettings:
             role=env.choice("ROLE", "all", ROLES),
             host=host,
             port=port,
+            metrics_port=env.port("METRICS_PORT", 0, zero_picks_free=True),
             advertise_host=env.str("ADVERTISE_HOST", host),
             instance_id=env.str(
                 "INSTANCE_ID",
@@ -167,6 +172,7 @@ class ServiceSettings:
             drain_delay=env.seconds("DRAIN_DELAY", 1.0),
             log_level=env.str("LOG_LEVEL", "INFO").upper(),
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip(),
+            zipkin_endpoint=os.environ.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "").strip(),
         )
 
 

@@ -36,7 +36,11 @@ def assemble(settings: SleepSettings) -> Assembly:
         add_servicers=lambda server: sleep_service_pb2_grpc.add_SleepServiceServicer_to_server(
             servicer, server
         ),
-        workers=[OutboxRelay(db, service.kafka_bootstrap, client_id=service.instance_id)],
+        workers=[
+            OutboxRelay(
+                db, service.kafka_bootstrap, client_id=service.instance_id, service=service.service
+            )
+        ],
         consumers=[
             ConsumerRunner(db, service.kafka_bootstrap, subscription)
             for subscription in Projector().subscriptions()

@@ -61,7 +61,11 @@ def assemble(settings: UserSettings) -> Assembly:
         add_servicers=lambda server: user_service_pb2_grpc.add_UserServiceServicer_to_server(
             servicer, server
         ),
-        workers=[OutboxRelay(db, service.kafka_bootstrap, client_id=service.instance_id)],
+        workers=[
+            OutboxRelay(
+                db, service.kafka_bootstrap, client_id=service.instance_id, service=service.service
+            )
+        ],
         closers=[sleep.aclose, consul.aclose, db.dispose, redis.aclose, _closer(passwords.close)],
         migrations_dir=MIGRATIONS,
     )

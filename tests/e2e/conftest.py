@@ -39,6 +39,8 @@ TEST_ENV = {
     # Concurrent log-ins to one account take turns (services/user/passwords.py): on a slow
     # machine the fifth of five could otherwise wait out the 2 s and answer 429, not 401.
     "ZENTRY_PASSWORD_WAIT": "10",
+    # Spans reach Zipkin within half a second (the default is every 5 s).
+    "OTEL_BSP_SCHEDULE_DELAY": "500",
 }
 #: Every test logs in from this machine's address: only the intake keeps its per-client
 #: limit here (600 calls a minute; test_hostile_input reaches it from an address of its own).

@@ -1,4 +1,4 @@
-"""Real round trips through each of the five servers that `make infra-up` starts."""
+"""Real round trips through each of the servers that `make infra-up` starts."""
 
 from __future__ import annotations
 
@@ -187,3 +187,44 @@ def _healthy(agent: consul.Consul, name: str) -> list[str]:
 def _check_status(agent: consul.Consul, name: str) -> str | None:
     _, checks = agent.health.checks(name)
     return checks[0]["Status"] if checks else None
+
+
+def test_zipkin_keeps_the_spans_it_is_sent_and_listens_on_loopback(settings: Settings):
+    """What the services' exporter and Envoy's tracer send (JSON v2) comes back by trace id."""
+    trace_id, span_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    span = {
+        "traceId": trace_id,
+        "id": span_id,
+        "name": "probe",
+        "kind": "SERVER",
+        "timestamp": 1_700_000_000_000_000,
+        "duration": 1000,
+        "localEndpoint": {"serviceName": "itest"},
+        "tags": {"probe": unique("tag")},
+    }
+    sent = httpx.post(settings.zipkin.spans_url, json=[span], timeout=5)
+    assert sent.status_code == 202, sent.text
+
+    def stored() -> list[dict]:
+        found = httpx.get(f"{settings.zipkin.url}/api/v2/trace/{trace_id}", timeout=5)
+        return found.json() if found.status_code == 200 else []
+
+    (back,) = eventually(stored, timeout=10, what="the span stored")
+    assert (back["id"], back["tags"]) == (span_id, span["tags"])
+    assert _listeners(settings.zipkin.port), "Zipkin listens"
+    assert all(address.strip("0") for address in _listeners(settings.zipkin.port)), (
+        "Zipkin listens on this machine's every address, not on loopback only"
+    )
+
+
+def _listeners(port: int) -> list[str]:
+    """The local addresses (hex, as /proc/net/tcp* gives them) listening on `port`."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                local, state = row.split()[1], row.split()[3]
+                address, _, hex_port = local.partition(":")
+                if state == "0A" and int(hex_port, 16) == port:
+                    found.append(address)
+    return found

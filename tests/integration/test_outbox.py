@@ -170,3 +170,31 @@ async def test_a_relay_keeps_up_with_commits_arriving_while_it_publishes(db, set
         relay.stop()
         await write_events(db, box, 1)  # wakes it, so that it sees stop()
         await asyncio.wait_for(task, 30)
+
+
+async def test_a_relay_that_cannot_reach_kafka_reports_what_waits_and_for_how_long(db, new_topic):
+    """What ZentryOutboxNotDraining watches: the rows waiting and the age of the oldest."""
+    from infra.processes import free_port
+    from services.kit import metrics
+
+    box = Outbox(new_topic("outbox"), producer="test")
+    await write_events(db, box, 3)
+    async with db.transaction() as session:
+        await session.execute(
+            text("UPDATE outbox SET created_at = created_at - interval '90 seconds'")
+        )
+    service = unique("stuck")
+    relay = OutboxRelay(
+        db, f"127.0.0.1:{free_port()}", client_id="stuck", service=service, delivery_timeout=1
+    )
+    task = asyncio.create_task(relay.run())
+    waiting, oldest = metrics.OUTBOX_WAITING.labels(service), metrics.OUTBOX_OLDEST.labels(service)
+    try:
+        await eventually_async(
+            lambda: waiting._value.get() == 3, timeout=20, what="the waiting rows reported"
+        )
+        assert 90 <= oldest._value.get() < 300
+        assert relay.published == 0
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 30)

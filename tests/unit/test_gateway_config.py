@@ -13,7 +13,7 @@ from gateway import descriptors, envoy_config
 from gateway.config import DESCRIPTOR_SET, GatewaySettings
 from gateway.descriptors import HttpRule
 from gateway.render import render, seed_endpoints
-from services.kit.settings import Env
+from services.kit.settings import ConfigError, Env
 
 
 @pytest.fixture(scope="module")
@@ -351,3 +351,71 @@ def test_render_elsewhere_names_the_in_place_paths_and_seeding_keeps_endpoints(t
     seed_endpoints(pod)
     assert "as the feed wrote it" in known.read_text(), "seeding never overwrites the feed's file"
     assert sorted(p.stem for p in (tmp_path / "eds").iterdir()) == upstreams
+
+
+def manager_of(listener: dict) -> dict:
+    return listener["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def test_envoy_traces_to_the_local_zipkin_by_default_and_can_be_turned_off(services):
+    traced = GatewaySettings.load(Env({"ZENTRY_GATEWAY_TRACE_SAMPLING": "2.5"}))
+    assert traced.trace_collector == "127.0.0.1:9411"
+    (listener,) = envoy_config.listeners(traced, services)["resources"]
+    tracing = manager_of(listener)["tracing"]
+    assert tracing["random_sampling"] == {"value": 2.5}
+    zipkin = tracing["provider"]["typed_config"]
+    assert zipkin["collector_cluster"] == envoy_config.TRACE_CLUSTER
+    assert zipkin["trace_context_option"] == "USE_B3_WITH_W3C_PROPAGATION"  # what services read
+    assert zipkin["trace_id_128bit"]
+    clusters = {c["name"]: c for c in envoy_config.clusters(traced, services)["resources"]}
+    assert envoy_config.TRACE_CLUSTER in clusters
+
+    off = GatewaySettings.load(Env({"ZENTRY_GATEWAY_TRACE_COLLECTOR": "off"}))
+    (listener,) = envoy_config.listeners(off, services)["resources"]
+    assert "tracing" not in manager_of(listener)
+    names = {c["name"] for c in envoy_config.clusters(off, services)["resources"]}
+    assert envoy_config.TRACE_CLUSTER not in names
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ZENTRY_GATEWAY_TRACE_COLLECTOR", "zipkin"),
+        ("ZENTRY_GATEWAY_TRACE_COLLECTOR", "zipkin:99999"),
+        ("ZENTRY_GATEWAY_TRACE_SAMPLING", "101"),
+        ("ZENTRY_GATEWAY_TRACE_SAMPLING", "often"),
+    ],
+)
+def test_a_wrong_tracing_setting_is_named(name, value):
+    with pytest.raises(ConfigError, match=name):
+        GatewaySettings.load(Env({name: value}))
+
+
+def test_a_clients_trace_context_is_dropped_before_envoy_reads_it(settings, services):
+    (listener,) = envoy_config.listeners(settings, services)["resources"]
+    manager = manager_of(listener)
+    (early,) = manager["early_header_mutation_extensions"]
+    removed = {m["remove"] for m in early["typed_config"]["mutations"]}
+    assert {"traceparent", "tracestate", "x-b3-sampled", "b3", "x-client-trace-id"} <= removed
+    assert manager["always_set_request_id_in_response"]
+
+
+def test_the_metrics_listener_serves_envoys_prometheus_page_and_nothing_else(services):
+    settings = GatewaySettings.load(Env({"ZENTRY_GATEWAY_METRICS_PORT": "9465"}))
+    listeners = {r["name"]: r for r in envoy_config.listeners(settings, services)["resources"]}
+    routes = manager_of(listeners["metrics"])["route_config"]["virtual_hosts"][0]["routes"]
+    forwarded = [r for r in routes if "route" in r]
+    assert [r["match"]["path"] for r in forwarded] == ["/stats/prometheus"]
+    assert forwarded[0]["route"]["cluster"] == envoy_config.ADMIN_CLUSTER
+    assert all(r["direct_response"]["status"] == 404 for r in routes if "route" not in r)
+    (admin,) = [
+        c
+        for c in envoy_config.clusters(settings, services)["resources"]
+        if c["name"] == envoy_config.ADMIN_CLUSTER
+    ]
+    endpoint = admin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["socket_address"]["port_value"] == settings.admin_port
+    assert "metrics" not in {
+        r["name"]
+        for r in envoy_config.listeners(GatewaySettings.load(Env({})), services)["resources"]
+    }

@@ -1,5 +1,6 @@
-"""Server spans on a real grpc.aio server on loopback: the status code on every span, and an
-exception recorded only when the server failed."""
+"""Server spans and metrics on a real grpc.aio server on loopback: the status code on every
+span, an exception recorded only when the server failed, every call counted and timed; and
+the spans that carry a request's trace through the outbox and the consumers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from services.kit import telemetry
+from services.kit import metrics, telemetry
 from services.kit.errors import ErrorInterceptor, Unauthenticated
 
 SERVICE = "zentry.test.v1.Probe"
@@ -35,7 +36,9 @@ async def probe(monkeypatch):
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(telemetry, "tracer", lambda: provider.get_tracer("test"))
-    server = grpc.aio.server(interceptors=[telemetry.ServerTracing(), ErrorInterceptor()])
+    server = grpc.aio.server(
+        interceptors=[telemetry.ServerTracing(), metrics.ServerMetrics(), ErrorInterceptor()]
+    )
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(behaviour)
         for name, behaviour in (("Refuse", _refuse), ("Fail", _fail), ("Answer", _answer))
@@ -74,3 +77,65 @@ async def test_an_answer_to_the_caller_is_no_server_error_and_formats_no_traceba
     (event,) = spans["Fail"].events
     assert event.name == "exception"
     assert event.attributes["exception.type"] == "RuntimeError", "the bug, not the abort"
+
+
+def _counted(method: str, code: str) -> float:
+    return metrics.RPC_HANDLED.labels(SERVICE, method, code)._value.get()
+
+
+def _timed(method: str, code: str) -> float:
+    histogram = metrics.RPC_SECONDS.labels(SERVICE, method, code)
+    return sum(bucket.get() for bucket in histogram._buckets)
+
+
+async def test_every_call_is_counted_and_timed_by_method_and_final_code(probe):
+    channel, _spans = probe
+    calls = [("Answer", "OK"), ("Refuse", "UNAUTHENTICATED"), ("Fail", "INTERNAL")]
+    before = {call: (_counted(*call), _timed(*call)) for call in calls}
+    for method, _code in calls:
+        await _call(channel, method)
+    await _call(channel, "Answer")
+    after = {call: (_counted(*call), _timed(*call)) for call in calls}
+    assert after[calls[0]] == (before[calls[0]][0] + 2, before[calls[0]][1] + 2)
+    for call in calls[1:]:
+        assert after[call] == (before[call][0] + 1, before[call][1] + 1), call
+
+
+@pytest.fixture
+def recording(monkeypatch):
+    """The kit's tracer writing to memory, as in a process that exports."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(telemetry, "tracer", lambda: provider.get_tracer("test"))
+    monkeypatch.setattr(telemetry, "_recording", [True])
+    return exporter
+
+
+def test_a_relayed_event_and_its_consumers_join_the_trace_it_was_added_in(recording):
+    tracer = telemetry.tracer()
+    with tracer.start_as_current_span("request") as request:
+        added = {key: value.decode() for key, value in telemetry.kafka_headers()}
+    unsampled = {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-00"}
+    assert telemetry.publishing("topic", "e2", unsampled) is None, "a trace not kept"
+    publish = telemetry.publishing("topic", "e1", added)
+    carried = [(key, value.encode()) for key, value in telemetry.headers_of(publish).items()]
+    publish.end()
+
+    dropped = [(key, value.encode()) for key, value in unsampled.items()]
+    messages = [(carried, "topic", "Created"), (dropped, "topic", "Created")]
+    with (
+        tracer.start_as_current_span("consume batch") as batch,
+        telemetry.consuming(messages, "a-group"),
+    ):
+        pass
+    spans = {span.name: span for span in recording.get_finished_spans()}
+    assert set(spans) == {"request", "publish topic", "consume batch", "consume Created"}
+    consumed, published = spans["consume Created"], spans["publish topic"]
+    assert published.parent.span_id == request.get_span_context().span_id
+    assert consumed.parent.span_id == published.context.span_id
+    assert consumed.context.trace_id == request.get_span_context().trace_id
+    assert (
+        consumed.attributes["zentry.batch.trace_id"] == f"{batch.get_span_context().trace_id:032x}"
+    )
+    assert [link.context.span_id for link in consumed.links] == [batch.get_span_context().span_id]
