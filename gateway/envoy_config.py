@@ -41,11 +41,12 @@ TRACE_CLUSTER = "trace_collector"
 ADMIN_CLUSTER = "envoy_admin"
 #: Where Prometheus scrapes Envoy: its admin's page, the one path of the metrics listener.
 METRICS_PATH = "/stats/prometheus"
-#: Trace context a client may send (W3C, B3, Envoy's): dropped before Envoy looks at it, so
-#: a client cannot make the mesh record its requests or join another trace.
+#: Trace context a client may send (W3C's and its baggage, B3, Envoy's): dropped before Envoy
+#: looks at it, so a client cannot make the mesh record its requests, join another trace or
+#: have its baggage copied into every event the request produces.
 CLIENT_TRACE_HEADERS = (
-    "traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid",
-    "x-b3-sampled", "x-b3-flags", "x-client-trace-id", "x-ot-span-context",
+    "traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid",
+    "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "x-client-trace-id", "x-ot-span-context",
 )  # fmt: skip
 JWT_PROVIDER = "zentry"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"

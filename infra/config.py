@@ -132,7 +132,7 @@ def _load(env: Env) -> Settings:
         ),
         envoy=EnvoyAddress.load(env),
         zipkin=ZipkinAddress.load(env),
-        zipkin_heap=env.str("ZIPKIN_HEAP", "384m"),
+        zipkin_heap=env.str("ZIPKIN_HEAP", "512m"),
     )
 
 

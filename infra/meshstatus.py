@@ -334,7 +334,7 @@ def _committed(admin: AdminClient, group: str, topic: str, timeout: float) -> in
     offsets = [
         p.offset for p in result.result(timeout=timeout * 2).topic_partitions if p.error is None
     ]
-    return max(0, *offsets)
+    return max([0, *offsets])
 
 
 # PostgreSQL

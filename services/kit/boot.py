@@ -194,6 +194,7 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
         await close()
     await consul.aclose()
     metrics_server.shutdown()
+    metrics_server.server_close()
     waiter.cancel()
     _log.info("stopped")
     return exit_code

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -260,24 +261,35 @@ class ConsumerRunner:
         for message in done:
             self._store_offset(message)
 
-    def _report_lag(self, closing: bool = False) -> None:
-        """Every LAG_INTERVAL seconds, each owned partition's lag: its end as the last fetch
-        saw it, less the next offset to apply. Partitions no longer owned (or all, when
-        closing) are dropped, so another member reports them."""
-        now = asyncio.get_running_loop().time()
+    def _report_lag(self, closing: bool = False, fresh: bool = False) -> None:
+        """Every LAG_INTERVAL seconds, each owned partition's lag: its end, less the next
+        offset this member will fetch. The end is the one the last fetch saw, or, `fresh`
+        (while a batch is retried and nothing is fetched), the broker's now. A partition
+        not read from since it was assigned is left out (its lag is not known here);
+        partitions no longer owned (all, when closing) are dropped, so another member
+        reports them. A failure to read them is logged: lag is no reason to stop."""
+        now = time.monotonic()
         if not closing and now - self._lag_read_at < LAG_INTERVAL:
             return
         self._lag_read_at = now
         owned = set()
-        if not closing:
-            for position in self._consumer.position(self._consumer.assignment()):
-                low, high = self._consumer.get_watermark_offsets(position, cached=True)
-                if high < 0:  # nothing fetched from it yet
-                    continue
-                where = (position.topic, position.partition)
-                owned.add(where)
-                behind = high - position.offset if position.offset >= 0 else high - low
-                metrics.CONSUMER_LAG.labels(self._sub.group, *map(str, where)).set(behind)
+        try:
+            if not closing:
+                for position in self._consumer.position(self._consumer.assignment()):
+                    if position.offset < 0:
+                        continue
+                    _low, high = self._consumer.get_watermark_offsets(
+                        position, timeout=1.0, cached=not fresh
+                    )
+                    if high < 0:
+                        continue
+                    where = (position.topic, position.partition)
+                    owned.add(where)
+                    behind = max(high - position.offset, 0)
+                    metrics.CONSUMER_LAG.labels(self._sub.group, *map(str, where)).set(behind)
+        except KafkaException as error:
+            _log.warning("could not read the consumer's lag: %s", error)
+            return
         for topic, partition in self._lag_reported - owned:
             metrics.CONSUMER_LAG.remove(self._sub.group, topic, str(partition))
         self._lag_reported = owned
@@ -439,6 +451,9 @@ class ConsumerRunner:
                 return last_error, failures
             if self._stopping.is_set() and outage:
                 raise Stopping from last_error
+            # Nothing is fetched while this batch waits: the lag from the broker itself, so
+            # that it shows the group falling behind.
+            await asyncio.to_thread(self._report_lag, fresh=True)
             await asyncio.sleep(self._max_backoff if outage else backoff)
             backoff = min(backoff * 2, self._max_backoff)
 

@@ -17,12 +17,13 @@ RPCs, the ones go-grpc-prometheus made common, so existing dashboards fit.
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import threading
 import time
 import weakref
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from typing import ClassVar
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
@@ -31,8 +32,6 @@ from prometheus_client.registry import Collector
 from sqlalchemy.pool import QueuePool
 
 from services.kit.interceptors import Around
-
-_log = logging.getLogger(__name__)
 
 #: Seconds; from a Redis read to a slow log-in (an Argon2 hash), and the route timeout.
 LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -86,18 +85,21 @@ REDIS_FALLBACK = Gauge(
 
 
 class ServerMetrics(Around):
-    """Counts and times every RPC by method and final status code."""
+    """Counts and times every RPC by method and the status code its caller saw."""
 
     def __init__(self) -> None:
         self._series: dict[tuple[str, grpc.StatusCode], tuple] = {}
 
     async def around(self, call, request, context, method):
         started = time.perf_counter()
+        cancelled = False
         try:
             return await call(request, context)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
-            code = context.code() or grpc.StatusCode.OK
-            handled, seconds = self._of(method, code)
+            handled, seconds = self._of(method, _final_code(context, cancelled))
             handled.inc()
             seconds.observe(time.perf_counter() - started)
 
@@ -114,14 +116,27 @@ class ServerMetrics(Around):
         return series
 
 
+def _final_code(context, cancelled: bool) -> grpc.StatusCode:
+    """The code the caller saw: the one set, else DEADLINE_EXCEEDED if its deadline passed
+    first (the answer came too late), else CANCELLED if the call was, else OK."""
+    if context.code():
+        return context.code()
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED if cancelled else grpc.StatusCode.OK
+
+
 class _Pools(Collector):
     """The database pools of this process, read when scraped."""
 
     def __init__(self) -> None:
         self._pools: weakref.WeakValueDictionary[str, QueuePool] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()  # added on the event loop, read by the scrape's thread
 
     def add(self, database: str, pool: QueuePool) -> None:
-        self._pools[database] = pool
+        with self._lock:
+            self._pools[database] = pool
 
     #: The families it reports, name → (help, labels).
     FAMILIES: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {
@@ -140,10 +155,13 @@ class _Pools(Collector):
             GaugeMetricFamily(name, text, labels=labels)
             for name, (text, labels) in self.FAMILIES.items()
         )
-        for database, pool in list(self._pools.items()):
-            connections.add_metric([database, "in_use"], pool.checkedout())
-            connections.add_metric([database, "idle"], pool.checkedin())
+        with self._lock:
+            pools = list(self._pools.items())
+        for database, pool in pools:
             most.add_metric([database], pool.size() + max(pool._max_overflow, 0))
+            if "_queue" in vars(pool._pool):  # else never used: reading it would make its queue
+                connections.add_metric([database, "in_use"], pool.checkedout())
+                connections.add_metric([database, "idle"], pool.checkedin())
         yield connections
         yield most
 
@@ -152,8 +170,8 @@ POOLS = _Pools()
 REGISTRY.register(POOLS)
 
 
-def serve(host: str, port: int) -> ThreadingHTTPServer:
+def serve(host: str, port: int) -> WSGIServer:
     """Serve /metrics on `host`:`port` (0 picks a free port) from a thread of its own;
-    returns the server (its `server_port`, and `shutdown()`)."""
+    returns the server (its `server_port`; `shutdown()` and `server_close()` end it)."""
     server, _thread = start_http_server(port, addr=host)
     return server

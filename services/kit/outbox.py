@@ -149,6 +149,9 @@ class OutboxRelay:
             try:
                 async with self._db.engine.connect() as lock_conn:
                     if not await self._try_lock(lock_conn):
+                        # A standby: the holder reports the backlog (no stale count here).
+                        self._waiting.set(0)
+                        self._oldest.set(0)
                         await self._pause(1.0)
                         continue
                     await lock_conn.execute(text(f"LISTEN {CHANNEL}"))

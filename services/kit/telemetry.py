@@ -6,7 +6,9 @@ over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is; both are the standard names.
 Which traces are kept follows the standard OTEL_TRACES_SAMPLER (default: every
 trace the caller samples, and every one this process starts). With neither
 endpoint nothing is recorded: every span is a non-recording one that only
-carries its trace id, so logs and callees still see it, at no other cost.
+carries its trace id, so logs and callees still see the trace id, at no other
+cost (callees then see it unsampled: a process that does not export ends the
+recording of the traces through it).
 A recording process also times its SQL statements and Redis commands
 (`trace_engine`, `trace_redis`).
 """
@@ -153,6 +155,8 @@ def _sampled(parent: otel_context.Context) -> bool:
 def publishing(topic: str, event_id: str, carrier: dict[str, str]) -> Span | None:
     """A PRODUCER span for relaying one outbox event to Kafka, in the trace the event was
     added in (`carrier`: the headers Outbox.add kept); None unless that trace is sampled."""
+    if not _recording[0]:
+        return None
     parent = propagate.extract(carrier)
     if not _sampled(parent):
         return None
@@ -183,6 +187,9 @@ def consuming(messages: Iterable[tuple[object, str, str]], group: str) -> Iterat
     (batch) span, so each request's trace shows its events applied by every group. The
     batch's own work (its SQL, its Redis writes) is in the batch span's trace, which
     each event's span names in its tag `zentry.batch.trace_id`."""
+    if not _recording[0]:
+        yield
+        return
     batch_context = get_current_span().get_span_context()
     batch = Link(batch_context)
     # Zipkin keeps no links: the batch's trace id as a tag is the way from one to the other.
@@ -241,7 +248,7 @@ def trace_engine(engine: AsyncEngine, database: str) -> None:
                 attributes={
                     "db.system.name": "postgresql",
                     "db.namespace": database,
-                    "db.query.text": statement[:2000],
+                    "db.query.text": statement[:1000],
                     **address,
                 },
             )

@@ -4,11 +4,14 @@ the spans that carry a request's trace through the outbox and the consumers."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import StatusCode
 
 from services.kit import metrics, telemetry
@@ -29,11 +32,16 @@ async def _answer(request, _context):
     return request
 
 
+async def _dawdle(request, _context):
+    await asyncio.sleep(0.6)
+    return request
+
+
 @pytest.fixture
 async def probe(monkeypatch):
     """A server with the kit's tracing and error interceptors; yields (channel, spans)."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(sampler=ALWAYS_ON)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(telemetry, "tracer", lambda: provider.get_tracer("test"))
     server = grpc.aio.server(
@@ -41,7 +49,12 @@ async def probe(monkeypatch):
     )
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(behaviour)
-        for name, behaviour in (("Refuse", _refuse), ("Fail", _fail), ("Answer", _answer))
+        for name, behaviour in (
+            ("Refuse", _refuse),
+            ("Fail", _fail),
+            ("Answer", _answer),
+            ("Dawdle", _dawdle),
+        )
     }
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
     port = server.add_insecure_port("127.0.0.1:0")
@@ -52,9 +65,9 @@ async def probe(monkeypatch):
     await server.stop(0)
 
 
-async def _call(channel, method: str) -> grpc.StatusCode:
+async def _call(channel, method: str, timeout: float = 5) -> grpc.StatusCode:
     try:
-        await channel.unary_unary(f"/{SERVICE}/{method}")(b"ping", timeout=5)
+        await channel.unary_unary(f"/{SERVICE}/{method}")(b"ping", timeout=timeout)
     except grpc.aio.AioRpcError as error:
         return error.code()
     return grpc.StatusCode.OK
@@ -101,11 +114,25 @@ async def test_every_call_is_counted_and_timed_by_method_and_final_code(probe):
         assert after[call] == (before[call][0] + 1, before[call][1] + 1), call
 
 
+async def test_a_call_past_its_deadline_counts_as_deadline_exceeded_not_ok(probe):
+    channel, _spans = probe
+    before = _counted("Dawdle", "DEADLINE_EXCEEDED")
+    assert await _call(channel, "Dawdle", timeout=0.2) == grpc.StatusCode.DEADLINE_EXCEEDED
+
+    async def counted() -> bool:
+        while _counted("Dawdle", "DEADLINE_EXCEEDED") == before:
+            await asyncio.sleep(0.05)
+        return True
+
+    assert await asyncio.wait_for(counted(), 5)
+    assert _counted("Dawdle", "OK") == 0
+
+
 @pytest.fixture
 def recording(monkeypatch):
     """The kit's tracer writing to memory, as in a process that exports."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(sampler=ALWAYS_ON)  # whatever OTEL_TRACES_SAMPLER says
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(telemetry, "tracer", lambda: provider.get_tracer("test"))
     monkeypatch.setattr(telemetry, "_recording", [True])
