@@ -47,41 +47,53 @@ def run(
     settings: Settings, base_url: str, tokens: Path, seconds: float, pids: dict[str, int]
 ) -> list[dict]:
     """Both concurrencies; `pids` names the mesh's instances (`sleep-1`, ...) to measure."""
-    body = Path(tempfile.mkstemp(prefix="zentry-bench-night-", suffix=".json")[1])
-    body.write_text(json.dumps({"startTime": "{{start}}", "endTime": "{{end}}", "quality": 4}))
     readers = len(tokens.read_text().split())
     origin = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
     rows = []
+    for concurrency in (1, 8):
+        print(f"bench sleep: entry create at concurrency {concurrency}", flush=True)
+        meter = CpuMeter({**pids, **server_pids(settings.run_dir)}).start()
+        result = record_nights(settings, base_url, tokens, concurrency, seconds, origin)
+        result["cpu_ms_per_night"] = _per_night(meter.stop(), result["requests"])
+        rows.append({"scenario": "sleep entry create", **result})
+        # the next run's slots start before every slot this one may have used
+        sent = result["requests"] + result["errors"] + 2 * result["rps"]  # and the warm-up
+        origin -= SLOT * (int(sent / readers) + 2)
+    return rows
+
+
+def record_nights(
+    settings: Settings,
+    base_url: str,
+    tokens: Path,
+    concurrency: int,
+    seconds: float,
+    origin: datetime,
+) -> dict:
+    """POST /v1/sleepEntries for `seconds` at `concurrency`, one-hour nights in two-hour slots
+    going back from `origin`; the load generator's figures, and `caught_up_after_s`: the
+    seconds until every consumer group of sleep events had applied them."""
+    body = Path(tempfile.mkstemp(prefix="zentry-bench-night-", suffix=".json")[1])
+    body.write_text(json.dumps({"startTime": "{{start}}", "endTime": "{{end}}", "quality": 4}))
     try:
-        for concurrency in (1, 8):
-            print(f"bench sleep: entry create at concurrency {concurrency}", flush=True)
-            meter = CpuMeter({**pids, **server_pids(settings.run_dir)}).start()
-            result = loadgen.run(
-                settings,
-                f"{base_url}/v1/sleepEntries",
-                method="POST",
-                body=body,
-                headers={"Content-Type": "application/json"},
-                tokens=tokens,
-                concurrency=concurrency,
-                seconds=seconds,
-                max_requests=50_000,
-                origin=origin.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            )
-            caught_up = wait_consumed(
-                settings.kafka.bootstrap_servers,
-                dict.fromkeys(NIGHT_GROUPS, SLEEP_EVENTS),
-                timeout=300,
-            )
-            result["caught_up_after_s"] = round(caught_up, 1)
-            result["cpu_ms_per_night"] = _per_night(meter.stop(), result["requests"])
-            rows.append({"scenario": "sleep entry create", **result})
-            # the next run's slots start before every slot this one may have used
-            sent = result["requests"] + result["errors"] + 2 * result["rps"]  # and the warm-up
-            origin -= SLOT * (int(sent / readers) + 2)
+        result = loadgen.run(
+            settings,
+            f"{base_url}/v1/sleepEntries",
+            method="POST",
+            body=body,
+            headers={"Content-Type": "application/json"},
+            tokens=tokens,
+            concurrency=concurrency,
+            seconds=seconds,
+            max_requests=50_000,
+            origin=origin.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
     finally:
         body.unlink(missing_ok=True)
-    return rows
+    caught_up = wait_consumed(
+        settings.kafka.bootstrap_servers, dict.fromkeys(NIGHT_GROUPS, SLEEP_EVENTS), timeout=300
+    )
+    return {**result, "caught_up_after_s": round(caught_up, 1)}
 
 
 def _per_night(spent: dict[str, float], nights: int) -> dict[str, float]:

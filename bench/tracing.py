@@ -23,13 +23,10 @@ from pathlib import Path
 
 import httpx
 
-from bench import loadgen
-from bench.bulk_events import wait_consumed
+from bench import loadgen, sleep
 from bench.cpu import CpuMeter, server_pids
-from bench.sleep import NIGHT_GROUPS
 from infra.config import Settings
 from infra.mesh import Layout, running
-from services.kit.events import SLEEP_EVENTS
 from services.kit.roster import SERVICES
 
 READERS = 40
@@ -117,43 +114,20 @@ def _readers(base_url: str) -> Path:
 
 
 def _measure(settings, base_url: str, tokens: Path, seconds: float, pids: dict) -> list[dict]:
-    body = Path(tempfile.mkstemp(prefix="zentry-bench-night-", suffix=".json")[1])
-    body.write_text(json.dumps({"startTime": "{{start}}", "endTime": "{{end}}", "quality": 4}))
     origin = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
-    rows = []
-    try:
-        meter = CpuMeter(pids).start()
-        created = loadgen.run(
-            settings,
-            f"{base_url}/v1/sleepEntries",
-            method="POST",
-            body=body,
-            headers={"Content-Type": "application/json"},
-            tokens=tokens,
-            concurrency=CONCURRENCY,
-            seconds=seconds,
-            max_requests=50_000,
-            origin=origin.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        )
-        wait_consumed(
-            settings.kafka.bootstrap_servers,
-            dict.fromkeys(NIGHT_GROUPS, SLEEP_EVENTS),
-            timeout=300,
-        )
-        rows.append({"scenario": "sleep entry create", **created, **_cpu(meter, created)})
-        meter = CpuMeter(pids).start()
-        read = loadgen.run(
-            settings,
-            f"{base_url}/v1/feed?pageSize=20",
-            concurrency=CONCURRENCY,
-            seconds=seconds,
-            max_requests=200_000,
-            tokens=tokens,
-        )
-        rows.append({"scenario": "feed read (GetFeed)", **read, **_cpu(meter, read)})
-    finally:
-        body.unlink(missing_ok=True)
-    return rows
+    meter = CpuMeter(pids).start()
+    created = sleep.record_nights(settings, base_url, tokens, CONCURRENCY, seconds, origin)
+    rows = [{"scenario": "sleep entry create", **created, **_cpu(meter, created)}]
+    meter = CpuMeter(pids).start()
+    read = loadgen.run(
+        settings,
+        f"{base_url}/v1/feed?pageSize=20",
+        concurrency=CONCURRENCY,
+        seconds=seconds,
+        max_requests=200_000,
+        tokens=tokens,
+    )
+    return [*rows, {"scenario": "feed read (GetFeed)", **read, **_cpu(meter, read)}]
 
 
 def _cpu(meter: CpuMeter, result: dict) -> dict:

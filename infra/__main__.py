@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         "tools",
         nargs="*",
         help="debian, kafka, zipkin, consul, grpcurl, protoc-gen-openapi, kustomize, toxiproxy, "
-        "envoy, buf, swagger-ui, web (default: all)",
+        "prometheus-crds, envoy, buf, swagger-ui, web (default: all)",
     )
     for name, text in [
         ("up", "start the servers and wait until they are ready"),
