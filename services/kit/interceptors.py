@@ -58,3 +58,14 @@ def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
         if name == key:
             return value
     return None
+
+
+def code_seen(context: grpc.aio.ServicerContext, cancelled: bool = False) -> grpc.StatusCode:
+    """The status the caller saw: the one set, else DEADLINE_EXCEEDED if its deadline passed
+    first (the answer came too late), else CANCELLED if the call was, else OK."""
+    if context.code():
+        return context.code()
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED if cancelled else grpc.StatusCode.OK

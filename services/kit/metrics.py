@@ -31,7 +31,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.pool import QueuePool
 
-from services.kit.interceptors import Around
+from services.kit.interceptors import Around, code_seen
 
 #: Seconds; from a Redis read to a slow log-in (an Argon2 hash), and the route timeout.
 LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -99,7 +99,7 @@ class ServerMetrics(Around):
             cancelled = True
             raise
         finally:
-            handled, seconds = self._of(method, _final_code(context, cancelled))
+            handled, seconds = self._of(method, code_seen(context, cancelled))
             handled.inc()
             seconds.observe(time.perf_counter() - started)
 
@@ -114,17 +114,6 @@ class ServerMetrics(Around):
                 RPC_SECONDS.labels(*labels),
             )
         return series
-
-
-def _final_code(context, cancelled: bool) -> grpc.StatusCode:
-    """The code the caller saw: the one set, else DEADLINE_EXCEEDED if its deadline passed
-    first (the answer came too late), else CANCELLED if the call was, else OK."""
-    if context.code():
-        return context.code()
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        return grpc.StatusCode.DEADLINE_EXCEEDED
-    return grpc.StatusCode.CANCELLED if cancelled else grpc.StatusCode.OK
 
 
 class _Pools(Collector):

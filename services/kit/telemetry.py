@@ -4,7 +4,9 @@ Spans are exported to a Zipkin server when OTEL_EXPORTER_ZIPKIN_ENDPOINT is
 set (`make dev` runs one, and Envoy's tracer sends it the gateway's spans) and
 over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is; both are the standard names.
 Which traces are kept follows the standard OTEL_TRACES_SAMPLER (default: every
-trace the caller samples, and every one this process starts). With neither
+trace the caller samples, and every one this process starts), except that a
+consumer's batch is kept whenever a request it applies events of was
+(`FollowsSampledLinks`). With neither
 endpoint nothing is recorded: every span is a non-recording one that only
 carries its trace id, so logs and callees still see the trace id, at no other
 cost (callees then see it unsampled: a process that does not export ends the
@@ -15,6 +17,7 @@ A recording process also times its SQL statements and Redis commands
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import Iterable, Iterator
@@ -25,12 +28,12 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, get_current_span
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.kit.interceptors import Around
+from services.kit.interceptors import Around, code_seen
 
 #: Whether this process exports spans (`configure`): only then are statements traced.
 _recording = [False]
@@ -44,6 +47,8 @@ def configure(
     exporting = bool(otlp_endpoint or zipkin_endpoint)
     # None: the sampler OTEL_TRACES_SAMPLER names (parent-based, always on by default).
     provider = TracerProvider(resource=resource, sampler=None if exporting else ALWAYS_OFF)
+    if exporting:
+        provider.sampler = FollowsSampledLinks(provider.sampler)  # before any tracer is made
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
@@ -59,6 +64,36 @@ def configure(
     if exporting:
         trace_redis()
     return provider
+
+
+class FollowsSampledLinks(Sampler):
+    """Samples a root span linked to a sampled span; leaves every other decision to
+    `delegate`. A consumer's batch span is such a root, linked to the requests whose
+    events it applies: when one of them is traced, so is the batch's own work (its SQL,
+    its Redis writes), whatever ratio roots are otherwise sampled at."""
+
+    def __init__(self, delegate: Sampler):
+        self._delegate = delegate
+
+    def should_sample(
+        self,
+        parent_context,
+        trace_id,
+        name,
+        kind=None,
+        attributes=None,
+        links=None,
+        trace_state=None,
+    ) -> SamplingResult:
+        root = not get_current_span(parent_context).get_span_context().is_valid
+        if root and any(link.context.trace_flags.sampled for link in links or ()):
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        return self._delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"FollowsSampledLinks{{{self._delegate.get_description()}}}"
 
 
 _made: list = [None, None]  # the provider, and the tracer made from it
@@ -105,22 +140,21 @@ class ServerTracing(Around):
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
+            cancelled = False
             try:
                 return await call(request, context)
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             except BaseException as error:
-                if _code(context) in SERVER_FAULTS:
+                if code_seen(context) in SERVER_FAULTS:
                     span.record_exception(error.__context__ or error)
                 raise
             finally:
-                code = _code(context)
+                code = code_seen(context, cancelled)
                 span.set_attribute("rpc.grpc.status_code", code.value[0])
                 if code in SERVER_FAULTS:
                     span.set_status(Status(StatusCode.ERROR, code.name))
-
-
-def _code(context) -> grpc.StatusCode:
-    """The call's status so far: OK until the servicer or the kit set another."""
-    return context.code() or grpc.StatusCode.OK
 
 
 class ClientTracing(grpc.aio.UnaryUnaryClientInterceptor):

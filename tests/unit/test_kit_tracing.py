@@ -1,6 +1,7 @@
-"""Server spans and metrics on a real grpc.aio server on loopback: the status code on every
-span, an exception recorded only when the server failed, every call counted and timed; and
-the spans that carry a request's trace through the outbox and the consumers."""
+"""Server spans and metrics on a real grpc.aio server on loopback: the status code the caller
+saw on every span, an exception recorded only when the server failed, every call counted and
+timed; the spans that carry a request's trace through the outbox and the consumers, and the
+sampler that keeps a batch with the requests it serves."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import StatusCode
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+from opentelemetry.trace import Link, StatusCode
 
 from services.kit import metrics, telemetry
 from services.kit.errors import ErrorInterceptor, Unauthenticated
@@ -115,7 +116,7 @@ async def test_every_call_is_counted_and_timed_by_method_and_final_code(probe):
 
 
 async def test_a_call_past_its_deadline_counts_as_deadline_exceeded_not_ok(probe):
-    channel, _spans = probe
+    channel, spans = probe
     before = _counted("Dawdle", "DEADLINE_EXCEEDED")
     assert await _call(channel, "Dawdle", timeout=0.2) == grpc.StatusCode.DEADLINE_EXCEEDED
 
@@ -126,6 +127,9 @@ async def test_a_call_past_its_deadline_counts_as_deadline_exceeded_not_ok(probe
 
     assert await asyncio.wait_for(counted(), 5)
     assert _counted("Dawdle", "OK") == 0
+    (span,) = [s for s in spans.get_finished_spans() if s.name.endswith("/Dawdle")]
+    assert span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+    assert span.status.status_code == StatusCode.ERROR
 
 
 @pytest.fixture
@@ -166,3 +170,27 @@ def test_a_relayed_event_and_its_consumers_join_the_trace_it_was_added_in(record
         consumed.attributes["zentry.batch.trace_id"] == f"{batch.get_span_context().trace_id:032x}"
     )
     assert [link.context.span_id for link in consumed.links] == [batch.get_span_context().span_id]
+
+
+def test_a_batch_linked_to_a_sampled_request_is_sampled_whatever_the_ratio():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=telemetry.FollowsSampledLinks(ParentBased(ALWAYS_OFF)))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    kept = TracerProvider(sampler=ALWAYS_ON).get_tracer("test").start_span("request")
+    dropped = tracer.start_span("another request")
+    assert not dropped.get_span_context().trace_flags.sampled
+    with tracer.start_as_current_span("consume batch", links=[Link(dropped.get_span_context())]):
+        pass
+    assert exporter.get_finished_spans() == (), "no sampled link: the ratio decides"
+    links = [Link(dropped.get_span_context()), Link(kept.get_span_context())]
+    with (
+        tracer.start_as_current_span("consume batch", links=links) as batch,
+        tracer.start_as_current_span("INSERT zentry_feed"),  # its work: kept with it
+    ):
+        pass
+    assert [span.name for span in exporter.get_finished_spans()] == [
+        "INSERT zentry_feed",
+        "consume batch",
+    ]
+    assert batch.get_span_context().trace_id != kept.get_span_context().trace_id
