@@ -8,6 +8,7 @@ variables it sets (the caller, the span) are seen by the servicer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,12 +61,16 @@ def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
     return None
 
 
-def code_seen(context: grpc.aio.ServicerContext, cancelled: bool = False) -> grpc.StatusCode:
-    """The status the caller saw: the one set, else DEADLINE_EXCEEDED if its deadline passed
-    first (the answer came too late), else CANCELLED if the call was, else OK."""
+def code_seen(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """The status the caller saw, once the call's behaviour is over: the one set, else
+    DEADLINE_EXCEEDED if its deadline passed first (the answer came too late), else
+    CANCELLED if the call's task was cancelled (the caller went away), else OK."""
     if context.code():
         return context.code()
     remaining = context.time_remaining()
     if remaining is not None and remaining <= 0:
         return grpc.StatusCode.DEADLINE_EXCEEDED
-    return grpc.StatusCode.CANCELLED if cancelled else grpc.StatusCode.OK
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.OK

@@ -17,7 +17,6 @@ RPCs, the ones go-grpc-prometheus made common, so existing dashboards fit.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import weakref
@@ -92,14 +91,10 @@ class ServerMetrics(Around):
 
     async def around(self, call, request, context, method):
         started = time.perf_counter()
-        cancelled = False
         try:
             return await call(request, context)
-        except asyncio.CancelledError:
-            cancelled = True
-            raise
         finally:
-            handled, seconds = self._of(method, code_seen(context, cancelled))
+            handled, seconds = self._of(method, code_seen(context))
             handled.inc()
             seconds.observe(time.perf_counter() - started)
 

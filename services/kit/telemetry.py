@@ -17,7 +17,6 @@ A recording process also times its SQL statements and Redis commands
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 from collections.abc import Iterable, Iterator
@@ -140,18 +139,14 @@ class ServerTracing(Around):
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
-            cancelled = False
             try:
                 return await call(request, context)
-            except asyncio.CancelledError:
-                cancelled = True
-                raise
-            except BaseException as error:
+            except Exception as error:
                 if code_seen(context) in SERVER_FAULTS:
                     span.record_exception(error.__context__ or error)
                 raise
             finally:
-                code = code_seen(context, cancelled)
+                code = code_seen(context)
                 span.set_attribute("rpc.grpc.status_code", code.value[0])
                 if code in SERVER_FAULTS:
                     span.set_status(Status(StatusCode.ERROR, code.name))

@@ -17,6 +17,7 @@ from opentelemetry.trace import Link, StatusCode
 
 from services.kit import metrics, telemetry
 from services.kit.errors import ErrorInterceptor, Unauthenticated
+from services.kit.interceptors import code_seen
 
 SERVICE = "zentry.test.v1.Probe"
 
@@ -194,3 +195,36 @@ def test_a_batch_linked_to_a_sampled_request_is_sampled_whatever_the_ratio():
         "consume batch",
     ]
     assert batch.get_span_context().trace_id != kept.get_span_context().trace_id
+
+
+class _Finished:
+    """What code_seen reads of a call's context once its behaviour is over."""
+
+    def __init__(self, code=None, remaining=None):
+        self._code, self._remaining = code, remaining
+
+    def code(self):
+        return self._code
+
+    def time_remaining(self):
+        return self._remaining
+
+
+async def test_the_code_the_caller_saw():
+    assert code_seen(_Finished()) == grpc.StatusCode.OK
+    assert code_seen(_Finished(grpc.StatusCode.NOT_FOUND, -1)) == grpc.StatusCode.NOT_FOUND
+    assert code_seen(_Finished(remaining=-0.1)) == grpc.StatusCode.DEADLINE_EXCEEDED
+    seen = []
+
+    async def cancelled_call():
+        try:
+            await asyncio.sleep(30)
+        finally:
+            seen.append(code_seen(_Finished(remaining=10)))
+
+    task = asyncio.create_task(cancelled_call())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == [grpc.StatusCode.CANCELLED]
