@@ -13,6 +13,7 @@ from services.kit.db import Database
 from services.kit.discovery import Balancer, Consul
 from services.kit.outbox import OutboxRelay
 from services.kit.profiles import OwnProfiles
+from services.sleep.abandoner import Abandoner
 from services.sleep.actions import SleepActions
 from services.sleep.config import SleepSettings
 from services.sleep.directory import UserDirectory
@@ -30,7 +31,8 @@ def assemble(settings: SleepSettings) -> Assembly:
     users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()])
     profiles = OwnProfiles(users, settings.profiles)
     directory = UserDirectory(db, users, profiles, timeout=settings.user_lookup_timeout)
-    servicer = SleepServicer(SleepActions(db, directory))
+    actions = SleepActions(db, directory)
+    servicer = SleepServicer(actions)
     return Assembly(
         services=[sleep_service_pb2.DESCRIPTOR.services_by_name["SleepService"]],
         add_servicers=lambda server: sleep_service_pb2_grpc.add_SleepServiceServicer_to_server(
@@ -39,7 +41,8 @@ def assemble(settings: SleepSettings) -> Assembly:
         workers=[
             OutboxRelay(
                 db, service.kafka_bootstrap, client_id=service.instance_id, service=service.service
-            )
+            ),
+            Abandoner(actions, settings.abandon_interval),
         ],
         consumers=[
             ConsumerRunner(db, service.kafka_bootstrap, subscription)

@@ -17,6 +17,8 @@ class SleepSettings:
     user_lookup_timeout: float
     #: How the caller's own zone is read from the user service (services.kit.profiles).
     profiles: ProfileSettings
+    #: How often overdue open nights are closed as abandoned (services.sleep.abandoner).
+    abandon_interval: float
 
     @classmethod
     def load(cls, env: Env | None = None) -> SleepSettings:
@@ -25,4 +27,5 @@ class SleepSettings:
             service=ServiceSettings.load("sleep", DEFAULT_PORT, env),
             user_lookup_timeout=env.seconds("USER_LOOKUP_TIMEOUT", 2.0, positive=True),
             profiles=ProfileSettings.load(env),
+            abandon_interval=env.seconds("ABANDON_INTERVAL", 60.0, positive=True),
         )

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 
 from services.kit import dates, masks, zones
 from services.kit.errors import InvalidArgument
@@ -30,6 +31,17 @@ REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 #: `me` in a path means the caller.
 ME = "me"
+
+
+class State(StrEnum):
+    """Where an entry stands; only RECORDED nights count anywhere."""
+
+    RECORDED = "recorded"
+    #: Started live, not yet finished.
+    OPEN = "open"
+    #: Left open longer than a night lasts (MAX_DURATION): closed without an end.
+    ABANDONED = "abandoned"
+
 
 #: Entry fields an owner may change, by proto field name.
 UPDATABLE = ("start_time", "end_time", "time_zone", "quality", "note", "tags")
@@ -90,12 +102,12 @@ def check_times(
     if length < MIN_DURATION:
         raise InvalidArgument.field(
             "end_time",
-            f"the night lasts {_span(length)}; record nights of at least {_span(MIN_DURATION)}",
+            f"the night lasts {span(length)}; record nights of at least {span(MIN_DURATION)}",
         )
     if length > MAX_DURATION:
         raise InvalidArgument.field(
             "end_time",
-            f"the night lasts {_span(length)}; a night lasts at most {_span(MAX_DURATION)}",
+            f"the night lasts {span(length)}; a night lasts at most {span(MAX_DURATION)}",
         )
     if end > now + CLOCK_SKEW:
         raise InvalidArgument.field(
@@ -108,6 +120,26 @@ def check_times(
             "nights from the year 2000 on",
         )
     return start, end
+
+
+def check_planned_end(planned: datetime | None, start: datetime) -> datetime | None:
+    """When the owner of a night started at `start` means to wake: after it, within a night."""
+    if planned is None:
+        return None
+    if planned <= start:
+        raise InvalidArgument.field("planned_end_time", "must be after the night's start (now)")
+    if planned - start > MAX_DURATION:
+        raise InvalidArgument.field(
+            "planned_end_time",
+            f"must be at most {span(MAX_DURATION)} after the night's start; a night lasts "
+            "no longer",
+        )
+    return planned
+
+
+def overdue(start: datetime, now: datetime) -> bool:
+    """Whether a night started live at `start` has been open longer than a night can last."""
+    return now - start > MAX_DURATION
 
 
 def check_quality(quality: int) -> int:
@@ -153,6 +185,12 @@ def check_request_id(request_id: str) -> str:
     return request_id
 
 
+def start_fingerprint(time_zone: str, planned_end: datetime | None) -> str:
+    """What a start asked for (services.sleep.actions), like request_fingerprint."""
+    asked = ["start", time_zone, planned_end.isoformat() if planned_end else ""]
+    return hashlib.sha256(json.dumps(asked).encode()).hexdigest()
+
+
 def request_fingerprint(
     start: datetime, end: datetime, time_zone: str, quality: int, note: str, tags: tuple[str, ...]
 ) -> str:
@@ -187,7 +225,7 @@ def check_update_mask(paths: list[str], present: set[str]) -> list[str]:
     )
 
 
-def _span(length: timedelta) -> str:
+def span(length: timedelta) -> str:
     minutes = int(length.total_seconds() // 60)
     hours, minutes = divmod(minutes, 60)
     if hours and minutes:

@@ -8,9 +8,10 @@ from zentry.sleep.v1 import sleep_service_pb2 as pb
 
 from services.kit import masks, paging
 from services.kit.auth import current_caller
-from services.kit.wellknown import instant
+from services.kit.wellknown import instant, timestamp
 from services.sleep import domain
 from services.sleep.actions import SleepActions, shared_fields
+from services.sleep.domain import State
 from services.sleep.store import EntryRow
 
 
@@ -32,6 +33,31 @@ class SleepServicer(sleep_service_pb2_grpc.SleepServiceServicer):
             request_id=request.request_id,
         )
         return to_proto(entry)
+
+    async def StartSleepEntry(
+        self, request: pb.StartSleepEntryRequest, context
+    ) -> sleep_entry_pb2.SleepEntry:
+        entry = await self._actions.start(
+            current_caller(),
+            time_zone=request.time_zone,
+            planned_end=instant(request, "planned_end_time"),
+            request_id=request.request_id,
+        )
+        return to_proto(entry)
+
+    async def FinishSleepEntry(
+        self, request: pb.FinishSleepEntryRequest, context
+    ) -> sleep_entry_pb2.SleepEntry:
+        entry = await self._actions.finish(
+            current_caller(), request.id, instant(request, "end_time"), request.quality
+        )
+        return to_proto(entry)
+
+    async def CancelSleepEntry(
+        self, request: pb.CancelSleepEntryRequest, context
+    ) -> empty_pb2.Empty:
+        await self._actions.cancel(current_caller(), request.id)
+        return empty_pb2.Empty()
 
     async def GetSleepEntry(
         self, request: pb.GetSleepEntryRequest, context
@@ -69,16 +95,29 @@ class SleepServicer(sleep_service_pb2_grpc.SleepServiceServicer):
         last = domain.parse_date(request.end_date, "end_date")
         domain.check_date_range(first, last)
         owner_id = await self._actions.owner_id(caller, request.username)
+        unfinished = request.show_unfinished
         # A token is only good for the list it came from (AIP-158).
-        listing = f"{owner_id}|{first or ''}|{last or ''}"
+        listing = f"{owner_id}|{first or ''}|{last or ''}" + ("|unfinished" if unfinished else "")
         after = paging.decode_time_and_id(request.page_token, listing)
-        rows = await self._actions.list(caller, owner_id, first, last, size + 1, after)
+        rows = await self._actions.list(caller, owner_id, first, last, size + 1, after, unfinished)
         page, more = rows[:size], len(rows) > size
-        token = paging.encode_time_and_id(page[-1].end_time, page[-1].id, listing) if more else ""
+        token = paging.encode_time_and_id(page[-1].list_time, page[-1].id, listing) if more else ""
         return pb.ListSleepEntriesResponse(
             sleep_entries=[to_proto(entry) for entry in page], next_page_token=token
         )
 
 
+STATES = {
+    State.RECORDED: sleep_entry_pb2.SleepEntry.STATE_RECORDED,
+    State.OPEN: sleep_entry_pb2.SleepEntry.STATE_OPEN,
+    State.ABANDONED: sleep_entry_pb2.SleepEntry.STATE_ABANDONED,
+}
+
+
 def to_proto(entry: EntryRow) -> sleep_entry_pb2.SleepEntry:
-    return sleep_entry_pb2.SleepEntry(id=entry.id, user_id=entry.user_id, **shared_fields(entry))
+    proto = sleep_entry_pb2.SleepEntry(
+        id=entry.id, user_id=entry.user_id, state=STATES[entry.state], **shared_fields(entry)
+    )
+    if entry.planned_end_time is not None:
+        proto.planned_end_time.CopyFrom(timestamp(entry.planned_end_time))
+    return proto

@@ -2,8 +2,9 @@
 
 Every function takes the session of the caller's transaction (the unit of
 work, services.kit.db); none commits. The database, not the code, has the last
-word on overlaps: an exclusion constraint refuses two overlapping nights of one
-user even when two requests race.
+word on overlaps and open nights: an exclusion constraint refuses two
+overlapping recorded nights of one user, and a unique index a second open
+night, even when two requests race.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import date, datetime
 from sqlalchemy import (
     BigInteger,
     Column,
+    Computed,
     Date,
     DateTime,
     MetaData,
@@ -34,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit.db import delete_if_present, insert_if_absent
-from services.sleep.domain import Night
+from services.sleep.domain import Night, State
 
 metadata = MetaData()
 
@@ -44,15 +46,19 @@ sleep_entries = Table(
     Column("id", UUID(as_uuid=False), primary_key=True),
     Column("user_id", UUID(as_uuid=False), nullable=False),
     Column("start_time", DateTime(timezone=True), nullable=False),
-    Column("end_time", DateTime(timezone=True), nullable=False),
+    Column("end_time", DateTime(timezone=True)),  # none while open or abandoned
     Column("time_zone", Text, nullable=False),
-    Column("sleep_date", Date, nullable=False),
+    Column("sleep_date", Date),  # as end_time
     Column("quality", SmallInteger, nullable=False),
     Column("note", Text, nullable=False),
     Column("tags", ARRAY(Text), nullable=False),
     Column("revision", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("state", Text, nullable=False, server_default=State.RECORDED.value),
+    Column("planned_end_time", DateTime(timezone=True)),
+    #: What lists order by: the end, or the start of a night without one.
+    Column("list_time", DateTime(timezone=True), Computed("coalesce(end_time, start_time)")),
 )
 
 #: Request ids of idempotent creates. Kept after the entry is deleted, so a late retry
@@ -92,18 +98,34 @@ class EntryRow:
     id: str
     user_id: str
     start_time: datetime
-    end_time: datetime
+    end_time: datetime | None
     time_zone: str
-    sleep_date: date
+    sleep_date: date | None
     quality: int
     note: str
     tags: list[str]
     revision: int
     created_at: datetime
     updated_at: datetime
+    state: State
+    planned_end_time: datetime | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", State(self.state))
+
+    @property
+    def recorded(self) -> bool:
+        return self.state == State.RECORDED
+
+    @property
+    def list_time(self) -> datetime:
+        """Where lists place it: by its end, or its start while it has none."""
+        return self.end_time or self.start_time
 
     @property
     def night(self) -> Night:
+        """The recorded night (only a RECORDED entry has one)."""
+        assert self.end_time is not None, f"entry {self.id} is {self.state}: it has no end"
         return Night(
             self.start_time,
             self.end_time,
@@ -126,6 +148,10 @@ _ENTRY_COLUMNS = [sleep_entries.c[name] for name in EntryRow.__dataclass_fields_
 
 class Overlap(Exception):
     """The exclusion constraint refused a night that overlaps another of the same user."""
+
+
+class AlreadyOpen(Exception):
+    """The unique index refused a second open night of the same user."""
 
 
 def _night_values(night: Night) -> dict:
@@ -153,19 +179,107 @@ async def insert_entry(
     return await _write_night(session, statement)
 
 
+async def insert_open(
+    session: AsyncSession,
+    entry_id: str,
+    user_id: str,
+    start: datetime,
+    time_zone: str,
+    planned_end: datetime | None,
+) -> EntryRow:
+    """A night started live; raises AlreadyOpen if the user has one open already."""
+    statement = (
+        insert(sleep_entries)
+        .values(
+            id=entry_id,
+            user_id=user_id,
+            start_time=start,
+            time_zone=time_zone,
+            quality=0,
+            note="",
+            tags=[],
+            revision=1,
+            state=State.OPEN,
+            planned_end_time=planned_end,
+        )
+        .returning(*_ENTRY_COLUMNS)
+    )
+    return await _write_night(session, statement)
+
+
 async def update_entry(session: AsyncSession, entry_id: str, night: Night) -> EntryRow:
-    """Replace the night's facts and bump the revision; raises Overlap like insert_entry."""
+    """Replace the night's facts, record it (if it was not) and bump the revision; raises
+    Overlap like insert_entry."""
     statement = (
         update(sleep_entries)
         .where(sleep_entries.c.id == entry_id)
         .values(
             **_night_values(night),
+            state=State.RECORDED,
             revision=sleep_entries.c.revision + 1,
             updated_at=func.now(),
         )
         .returning(*_ENTRY_COLUMNS)
     )
     return await _write_night(session, statement)
+
+
+async def update_details(
+    session: AsyncSession, entry_id: str, time_zone: str, quality: int, note: str, tags: tuple
+) -> EntryRow:
+    """Change what an unfinished night says about itself (not its times); bump the revision."""
+    statement = (
+        update(sleep_entries)
+        .where(sleep_entries.c.id == entry_id)
+        .values(
+            time_zone=time_zone,
+            quality=quality,
+            note=note,
+            tags=list(tags),
+            revision=sleep_entries.c.revision + 1,
+            updated_at=func.now(),
+        )
+        .returning(*_ENTRY_COLUMNS)
+    )
+    return EntryRow(*(await session.execute(statement)).one())
+
+
+async def abandon_overdue(
+    session: AsyncSession, started_before: datetime, limit: int, user_id: str | None = None
+) -> list[EntryRow]:
+    """Close up to `limit` nights open since before `started_before` as abandoned (of one
+    user, if given); rows another transaction holds are left for the next sweep."""
+    overdue = (
+        select(sleep_entries.c.id)
+        .where(
+            sleep_entries.c.state == State.OPEN,
+            sleep_entries.c.start_time < started_before,
+        )
+        .order_by(sleep_entries.c.start_time)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if user_id is not None:
+        overdue = overdue.where(sleep_entries.c.user_id == user_id)
+    statement = (
+        update(sleep_entries)
+        .where(sleep_entries.c.id.in_(overdue.scalar_subquery()))
+        .values(
+            state=State.ABANDONED,
+            revision=sleep_entries.c.revision + 1,
+            updated_at=func.now(),
+        )
+        .returning(*_ENTRY_COLUMNS)
+    )
+    return [EntryRow(*row) for row in (await session.execute(statement)).all()]
+
+
+async def open_night_of(session: AsyncSession, user_id: str) -> EntryRow | None:
+    query = select(*_ENTRY_COLUMNS).where(
+        sleep_entries.c.user_id == user_id, sleep_entries.c.state == State.OPEN
+    )
+    row = (await session.execute(query)).first()
+    return EntryRow(*row) if row else None
 
 
 async def _write_night(session: AsyncSession, statement) -> EntryRow:
@@ -176,6 +290,8 @@ async def _write_night(session: AsyncSession, statement) -> EntryRow:
     except IntegrityError as error:
         if "no_overlapping_nights" in str(error.orig):
             raise Overlap() from None
+        if "one_open_night" in str(error.orig):
+            raise AlreadyOpen() from None
         raise
     return EntryRow(*row)
 
@@ -183,11 +299,13 @@ async def _write_night(session: AsyncSession, statement) -> EntryRow:
 async def find_overlap(
     session: AsyncSession, user_id: str, night: Night, except_id: str | None = None
 ) -> EntryRow | None:
-    """The earliest of the user's entries overlapping `night` (touching ends do not overlap)."""
+    """The earliest of the user's recorded entries overlapping `night` (touching ends do
+    not overlap)."""
     query = (
         select(*_ENTRY_COLUMNS)
         .where(
             sleep_entries.c.user_id == user_id,
+            sleep_entries.c.state == State.RECORDED,
             sleep_entries.c.start_time < night.end,
             sleep_entries.c.end_time > night.start,
         )
@@ -221,17 +339,22 @@ async def list_entries(
     last: date | None,
     limit: int,
     after: tuple[datetime, str] | None,
+    unfinished: bool = False,
 ) -> list[EntryRow]:
-    """The user's entries with a sleep date in [first, last], newest (latest end) first.
+    """The user's recorded entries with a sleep date in [first, last], newest (latest end)
+    first; `unfinished` adds the open and abandoned ones, by their start.
 
-    Keyset pagination on (end time, id): stable while entries come and go.
+    Keyset pagination on (list time, id): stable while entries come and go.
     """
+    listed = sleep_entries.c.list_time
     query = (
         select(*_ENTRY_COLUMNS)
         .where(sleep_entries.c.user_id == user_id)
-        .order_by(sleep_entries.c.end_time.desc(), sleep_entries.c.id.desc())
+        .order_by(listed.desc(), sleep_entries.c.id.desc())
         .limit(limit)
     )
+    if not unfinished:
+        query = query.where(sleep_entries.c.state == State.RECORDED)
     if first is not None:
         query = query.where(sleep_entries.c.sleep_date >= first)
     if last is not None:
@@ -240,7 +363,7 @@ async def list_entries(
         cursor = tuple_(
             literal(after[0], DateTime(timezone=True)), literal(after[1], UUID(as_uuid=False))
         )
-        query = query.where(tuple_(sleep_entries.c.end_time, sleep_entries.c.id) < cursor)
+        query = query.where(tuple_(listed, sleep_entries.c.id) < cursor)
     return [EntryRow(*row) for row in (await session.execute(query)).all()]
 
 

@@ -30,7 +30,7 @@ class SleepNights:
         self._timeout = timeout
 
     async def of(self, caller: Caller) -> list[sleep_entry_pb2.SleepEntry]:
-        """Every night of the caller, newest first."""
+        """Every night of the caller, newest first, the open and abandoned ones too."""
         metadata = (("authorization", caller.authorization),)
         nights, token = [], ""
         try:
@@ -38,7 +38,7 @@ class SleepNights:
             for _ in range(MOST_PAGES):
                 stub = sleep_service_pb2_grpc.SleepServiceStub(self._sleep.channel())
                 request = sleep_service_pb2.ListSleepEntriesRequest(
-                    username="me", page_size=PAGE, page_token=token
+                    username="me", page_size=PAGE, page_token=token, show_unfinished=True
                 )
                 page = await stub.ListSleepEntries(
                     request, metadata=metadata, timeout=self._timeout

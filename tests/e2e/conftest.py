@@ -33,6 +33,8 @@ TEST_ENV = {
     "ZENTRY_LOGIN_MAX_FAILURES": "5",
     "ZENTRY_LOGIN_LOCKOUT": "60",
     "ZENTRY_DRAIN_DELAY": "1.5",
+    # Nights left open are abandoned within a second, not a minute.
+    "ZENTRY_ABANDON_INTERVAL": "1",
     # Short timelines: deep feed pages leave Redis for PostgreSQL after a few nights.
     "ZENTRY_FEED_TIMELINE_LENGTH": "10",
     "ZENTRY_MAX_FOLLOWING": "6",

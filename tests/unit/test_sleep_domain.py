@@ -217,3 +217,29 @@ def test_update_mask():
     # Found by trying: a body whose fields were all misspelt changed nothing and answered 200.
     with pytest.raises(InvalidArgument, match=r"^update_mask: names no field to change"):
         domain.check_update_mask([], {"id"})
+
+
+# --- nights started live ---------------------------------------------------------------
+
+
+def test_a_planned_wake_time_is_after_the_start_and_within_a_night():
+    assert domain.check_planned_end(None, NOW) is None
+    assert domain.check_planned_end(NOW + timedelta(hours=24), NOW) == NOW + timedelta(hours=24)
+    with refused("planned_end_time", "after the night's start"):
+        domain.check_planned_end(NOW, NOW)
+    with refused("planned_end_time", "at most 24 h after"):
+        domain.check_planned_end(NOW + timedelta(hours=24, seconds=1), NOW)
+
+
+def test_a_night_is_overdue_once_open_longer_than_a_night_lasts():
+    assert not domain.overdue(NOW - timedelta(hours=24), NOW)
+    assert domain.overdue(NOW - timedelta(hours=24, seconds=1), NOW)
+
+
+def test_a_start_is_told_from_a_create_and_from_another_start_by_its_fingerprint():
+    tonight = domain.start_fingerprint("Europe/Paris", None)
+    assert tonight == domain.start_fingerprint("Europe/Paris", None)
+    assert tonight != domain.start_fingerprint("Europe/Paris", NOW)
+    assert tonight != domain.start_fingerprint("", None)
+    created = domain.request_fingerprint(NOW, NOW, "Europe/Paris", 0, "", ())
+    assert tonight != created
