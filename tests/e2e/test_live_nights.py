@@ -117,9 +117,7 @@ def test_live_nights_count_everywhere_from_their_finish_only(api, new_account, s
     counted.check(set(), len(markers))
 
     started_hours_ago(settings, tonight["id"], 7.5)
-    finished = call(
-        api, owner, "POST", f"/v1/sleepEntries/{tonight['id']}:finish", {"quality": 4}
-    )
+    finished = call(api, owner, "POST", f"/v1/sleepEntries/{tonight['id']}:finish", {"quality": 4})
     assert finished["state"] == "STATE_RECORDED" and finished["quality"] == 4
     length = parse(finished["endTime"]) - parse(finished["startTime"])
     assert timedelta(hours=7, minutes=29) < length < timedelta(hours=7, minutes=31)
@@ -138,8 +136,9 @@ def test_live_nights_count_everywhere_from_their_finish_only(api, new_account, s
     # statistics count nights by their date.
     started_hours_ago(settings, left["id"], 40)
     eventually(
-        lambda: call(api, owner, "GET", f"/v1/sleepEntries/{left['id']}")["state"]
-        == "STATE_ABANDONED",
+        lambda: (
+            call(api, owner, "GET", f"/v1/sleepEntries/{left['id']}")["state"] == "STATE_ABANDONED"
+        ),
         timeout=20,
         what="the night left open is abandoned",
     )

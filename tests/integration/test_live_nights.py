@@ -16,15 +16,17 @@ from sqlalchemy import select
 from zentry.events.v1 import envelope_pb2
 from zentry.events.v1 import sleep_events_pb2 as sev
 
+from services.kit.db import Database, migrate
+from services.kit.discovery import Balancer, Consul
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.kit.profiles import OwnProfiles
 from services.kit.tables import outbox
 from services.sleep import store
 from services.sleep.actions import SleepActions
+from services.sleep.app import MIGRATIONS
 from services.sleep.directory import UserDirectory
 from services.sleep.domain import State
-from services.kit.profiles import OwnProfiles
-from services.kit.discovery import Balancer, Consul
-from tests.integration.test_sleep_service import NOW, db, known_user, night  # noqa: F401
+from tests.sleep_world import NOW, known_user, night
 from tests.support import unpack
 
 
@@ -42,12 +44,20 @@ class Clock:
 
 
 @pytest.fixture
+async def db(blank_database):
+    await asyncio.to_thread(migrate, blank_database, MIGRATIONS)
+    database = Database(blank_database)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-async def actions(db, settings, clock):  # noqa: F811
+async def actions(db, settings, clock):
     consul = Consul(settings.consul.http_url)
     users = Balancer(consul, "user")  # never asked: every user here is in the directory
     directory = UserDirectory(db, users, OwnProfiles(None), timeout=0.5)
@@ -76,7 +86,7 @@ def start(**fields) -> dict:
     return {"time_zone": "", "planned_end": None, "request_id": "", **fields}
 
 
-async def test_a_live_night_counts_from_its_finish(actions, db, clock):  # noqa: F811
+async def test_a_live_night_counts_from_its_finish(actions, db, clock):
     owner = await known_user(db, "Asia/Tokyo")
     opened = await actions.start(owner, **start(planned_end=NOW + timedelta(hours=8)))
     assert (opened.state, opened.start_time, opened.end_time) == (State.OPEN, NOW, None)
@@ -106,7 +116,7 @@ async def test_a_live_night_counts_from_its_finish(actions, db, clock):  # noqa:
     assert created.entry.sleep_date == finished.sleep_date.isoformat()
 
 
-async def test_one_open_night_at_a_time(actions, db):  # noqa: F811
+async def test_one_open_night_at_a_time(actions, db):
     owner = await known_user(db)
     opened = await actions.start(owner, **start(request_id="tonight"))
     assert await actions.start(owner, **start(request_id="tonight")) == opened, "a retry"
@@ -129,7 +139,7 @@ async def test_one_open_night_at_a_time(actions, db):  # noqa: F811
     assert names == ["SleepEntryStarted", "SleepEntryCancelled", "SleepEntryStarted"]
 
 
-async def test_a_finish_meets_every_rule_of_a_recorded_night(actions, db, clock):  # noqa: F811
+async def test_a_finish_meets_every_rule_of_a_recorded_night(actions, db, clock):
     owner = await known_user(db)
     opened = await actions.start(owner, **start())
     clock.advance(minutes=5)
@@ -153,11 +163,7 @@ async def test_a_finish_meets_every_rule_of_a_recorded_night(actions, db, clock)
     assert finished.end_time == nap.start_time, "touching nights do not overlap"
 
 
-async def test_a_night_left_open_for_a_day_is_abandoned_until_given_an_end(
-    actions,
-    db,  # noqa: F811
-    clock,
-):
+async def test_a_night_left_open_for_a_day_is_abandoned_until_given_an_end(actions, db, clock):
     owner, other = await known_user(db), await known_user(db)
     left = await actions.start(owner, **start())
     kept = await actions.start(other, **start())
@@ -190,11 +196,11 @@ async def test_a_night_left_open_for_a_day_is_abandoned_until_given_an_end(
     assert abandoned_event.entry.revision == 2 and not abandoned_event.entry.HasField("end_time")
 
 
-async def test_starting_again_abandons_the_overdue_night_first(actions, db, clock):  # noqa: F811
+async def test_starting_again_abandons_the_overdue_night_first(actions, db, clock):
     owner = await known_user(db)
     left = await actions.start(owner, **start())
     clock.advance(hours=30)  # no sweep ran meanwhile
-    with pytest.raises(InvalidArgument, match="end_time: is required: .* open for more than"):
+    with pytest.raises(InvalidArgument, match=r"end_time: is required: .* open for more than"):
         await actions.finish(owner, left.id, None, 0)
     tonight = await actions.start(owner, **start())
     assert tonight.state == State.OPEN
@@ -203,7 +209,7 @@ async def test_starting_again_abandons_the_overdue_night_first(actions, db, cloc
     assert names == ["SleepEntryStarted", "SleepEntryAbandoned", "SleepEntryStarted"]
 
 
-async def test_unfinished_nights_are_their_owners_alone(actions, db, clock):  # noqa: F811
+async def test_unfinished_nights_are_their_owners_alone(actions, db, clock):
     owner, reader = await known_user(db), await known_user(db)
     recorded = await actions.create(owner, **night())
     opened = await actions.start(owner, **start())

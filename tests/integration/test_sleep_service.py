@@ -8,15 +8,13 @@ the test reads only its own user's.
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from sqlalchemy import func, select
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
-from services.kit.auth import Caller
 from services.kit.db import Database, migrate
 from services.kit.discovery import Balancer, Consul
 from services.kit.errors import (
@@ -25,7 +23,7 @@ from services.kit.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.kit.events import SLEEP_EVENTS, envelope
+from services.kit.events import SLEEP_EVENTS
 from services.kit.outbox import OutboxRelay
 from services.kit.profiles import OwnProfiles
 from services.kit.tables import outbox
@@ -33,11 +31,15 @@ from services.sleep import store
 from services.sleep.actions import SleepActions
 from services.sleep.app import MIGRATIONS
 from services.sleep.directory import UserDirectory
-from services.sleep.projector import Projector
+from tests.sleep_world import (
+    NIGHT_END,
+    NIGHT_START,
+    apply,
+    apply_profile_event,
+    known_user,
+    night,
+)
 from tests.support import TopicTail, unpack
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-NIGHT_START, NIGHT_END = NOW - timedelta(days=2, hours=9), NOW - timedelta(days=2, hours=1)
 
 
 @pytest.fixture
@@ -56,49 +58,6 @@ async def actions(db, settings):
     yield SleepActions(db, UserDirectory(db, users, OwnProfiles(None), timeout=0.5))
     await users.aclose()
     await consul.aclose()
-
-
-async def known_user(db: Database, time_zone: str = "Europe/Paris") -> Caller:
-    """A user the directory has learnt of through a UserRegistered event."""
-    caller = Caller(user_id=str(uuid.uuid4()), username=f"u{uuid.uuid4().hex[:10]}")
-    await apply_profile_event(db, uev.UserRegistered, caller, time_zone)
-    return caller
-
-
-async def apply_profile_event(
-    db: Database, event_class, caller: Caller, time_zone: str, nights_visible_to: str = ""
-) -> None:
-    payload = event_class(
-        profile=uev.UserProfile(
-            user_id=caller.user_id,
-            username=caller.username,
-            time_zone=time_zone,
-            nights_visible_to=nights_visible_to,
-        )
-    )
-    await apply(db, payload, caller.user_id)
-
-
-async def apply(db: Database, payload, key: str) -> None:
-    """`payload` as the directory's consumers apply it."""
-    for subscription in Projector().subscriptions():
-        handler = subscription.handlers.get(type(payload))
-        if handler is not None:
-            async with db.transaction() as session:
-                await handler(envelope(payload, key, "user"), payload, session)
-
-
-def night(**fields) -> dict:
-    return {
-        "start": NIGHT_START,
-        "end": NIGHT_END,
-        "time_zone": "",
-        "quality": 0,
-        "note": "",
-        "tags": [],
-        "request_id": "",
-        **fields,
-    }
 
 
 async def outbox_rows(db: Database) -> int:
