@@ -41,6 +41,7 @@ def test_sleep_stats_and_trend_follow_the_nights_recorded(api, new_account):
     assert found["averageDuration"] == "25200s" and found["medianDuration"] == "25200s"
     assert found["sleepGoal"] == "28800s" and found["sleepDebt"] == "10800s"  # 2 h + 1 h + 0
     assert found["bestNight"] == {"sleepDate": last.isoformat(), "duration": "28800s"}
+    assert (found["currentStreak"], found["longestStreak"]) == (1, 1), "only the last met 8 h"
     assert len(found["weekdays"]) == 7
     trend = api.get("/v1/users/me/sleepTrend", headers=me.auth, params=params).json()
     assert [p["logged"] for p in trend["points"]] == [True, True, True]

@@ -163,6 +163,71 @@ async def test_stats_and_trend_equal_a_recomputation_after_creates_updates_and_d
         assert got.bedtime_avg_7.time == sleep_stats.clock_text(want.avg_7.bedtime)
 
 
+def wall_clock_night(world, user: str, tz: str, bed: datetime, wake: datetime):
+    """An entry from local `bed` to local `wake` in `tz`, as the sleep service records it: its
+    duration in real elapsed time, its date the local date it ended on."""
+    zone = ZoneInfo(tz)
+    # In UTC: Python subtracts two times of one zone by their wall clocks.
+    start, end = (t.replace(tzinfo=zone).astimezone(UTC) for t in (bed, wake))
+    state = world.entry(user, NOW, sleep_date=wake.date(), time_zone=tz)
+    state.start_time.CopyFrom(ts(start))
+    state.end_time.CopyFrom(ts(end))
+    state.duration.CopyFrom(duration_pb2.Duration(seconds=int((end - start).total_seconds())))
+    return state
+
+
+async def test_streaks_follow_real_durations_and_local_dates_across_dst_and_flights(world):
+    user = world.user(time_zone="Europe/Paris")
+    # 23:00 to 07:00 in Paris each night of March 2026 from the 24th: eight hours on the
+    # clock, but the night of the 29th, when clocks spring forward, lasts seven.
+    for day in range(24, 32):
+        bed, wake = datetime(2026, 3, day - 1, 23, 0), datetime(2026, 3, day, 7, 0)
+        world.publish(
+            sev.SleepEntryCreated(entry=wall_clock_night(world, user, "Europe/Paris", bed, wake)),
+            user,
+        )
+    await world.settled()
+    march = await world.reader.stats(Caller(user, ""), "2026-03-24", "2026-03-31")
+    assert (march.current_streak, march.longest_streak) == (2, 5), "24th-28th, then 30th-31st"
+    # In autumn the clocks fall back: seven hours on the clock are eight.
+    autumn = wall_clock_night(
+        world, user, "Europe/Paris", datetime(2026, 10, 25, 0, 0), datetime(2026, 10, 25, 7, 0)
+    )
+    assert autumn.duration.seconds == 8 * 3600
+    world.publish(sev.SleepEntryCreated(entry=autumn), user)
+
+    # A flight: Paris on April 1st, New York (west) for two nights, then Tokyo, east over
+    # many zones, where the morning after the flight is already the 5th.
+    for tz, bed, wake in (
+        ("Europe/Paris", datetime(2026, 3, 31, 23, 0), datetime(2026, 4, 1, 7, 0)),
+        ("America/New_York", datetime(2026, 4, 1, 23, 0), datetime(2026, 4, 2, 7, 30)),
+        ("America/New_York", datetime(2026, 4, 2, 23, 0), datetime(2026, 4, 3, 7, 0)),
+        ("Asia/Tokyo", datetime(2026, 4, 4, 23, 0), datetime(2026, 4, 5, 7, 0)),
+    ):
+        world.publish(
+            sev.SleepEntryCreated(entry=wall_clock_night(world, user, tz, bed, wake)), user
+        )
+    await world.settled()
+    april = await world.reader.stats(Caller(user, ""), "2026-04-01", "2026-04-05")
+    assert april.nights_logged == 4
+    assert april.longest_streak == 4, "the 4th was skipped by the calendar, not the sleeper"
+    assert april.current_streak == 6, "counted back past the range: March 30th and 31st"
+    autumn_stats = await world.reader.stats(Caller(user, ""), "2026-10-20", "2026-10-26")
+    assert (autumn_stats.current_streak, autumn_stats.longest_streak) == (1, 1)
+
+    # A higher goal, set in the profile, is what the streak is measured against from then on.
+    profile = uev.UserProfile(
+        user_id=user,
+        username="s",
+        time_zone="Asia/Tokyo",
+        sleep_goal=duration_pb2.Duration(seconds=int(8.25 * 3600)),
+    )
+    world.publish(uev.UserProfileUpdated(profile=profile, changed_fields=["sleep_goal"]), user)
+    await world.settled()
+    higher = await world.reader.stats(Caller(user, ""), "2026-04-01", "2026-04-05")
+    assert (higher.current_streak, higher.longest_streak) == (0, 1), "only New York's 8 h 30"
+
+
 async def test_redelivered_stale_and_out_of_order_events_change_nothing(world):
     user = world.user()
     day = date(2026, 11, 10)

@@ -269,3 +269,49 @@ def test_visitor_ids_hide_the_address_and_change_with_the_salt():
     assert one != tracking.visitor_id(b"t" * 32, None, "203.0.113.9", "Mozilla/5.0", "device-1")
     assert one != tracking.visitor_id(b"s" * 32, None, "203.0.113.9", "Mozilla/5.0", "device-2")
     assert tracking.visitor_id(b"s" * 32, "user-7", "203.0.113.9", "x", "") == "u:user-7"
+
+
+# Streaks: nights in a row that met the goal
+
+GOAL = 8 * 3600
+
+
+def ended(day: int, hours: float, at: str = "07:00", tz: str = "UTC") -> Night:
+    """A night of `hours` ending at local `at` on D + `day`, with its end as an instant."""
+    h, m = map(int, at.split(":"))
+    end = datetime.combine(D + timedelta(days=day), datetime.min.time(), ZoneInfo(tz))
+    end = end.replace(hour=h, minute=m)
+    return Night(D + timedelta(days=day), int(hours * 3600), 0, h * 60 + m, None, end)
+
+
+def test_a_streak_is_nights_in_a_row_that_met_the_goal():
+    nights = [ended(0, 8), ended(1, 9), ended(2, 7.9), ended(3, 8), ended(4, 8), ended(5, 8)]
+    assert sleep_stats.streaks(nights, GOAL, D + timedelta(days=5)) == sleep_stats.Streaks(3, 3)
+    # A date with no night ends it too.
+    gap = [ended(0, 8), ended(1, 8), ended(3, 8)]
+    assert sleep_stats.streaks(gap, GOAL, D + timedelta(days=3)) == sleep_stats.Streaks(1, 2)
+    assert sleep_stats.streaks([], GOAL, D) == sleep_stats.Streaks(0, 0)
+
+
+def test_the_current_streak_lives_until_the_night_after_its_last_is_due():
+    nights = [ended(0, 8), ended(1, 8)]
+    assert sleep_stats.streaks(nights, GOAL, D + timedelta(days=1)).current == 2
+    assert sleep_stats.streaks(nights, GOAL, D + timedelta(days=2)).current == 2, "tonight"
+    assert sleep_stats.streaks(nights, GOAL, D + timedelta(days=3)) == sleep_stats.Streaks(0, 2)
+    # Nights after `today` are not looked at: a range's end is its today.
+    assert sleep_stats.streaks(nights, GOAL, D) == sleep_stats.Streaks(1, 1)
+    below = [ended(0, 8), ended(1, 6)]
+    assert sleep_stats.streaks(below, GOAL, D + timedelta(days=1)).current == 0
+
+
+def test_a_date_the_calendar_skipped_does_not_end_a_streak():
+    # Los Angeles on the 10th, then east over the date line: Tokyo's next morning is the 12th.
+    la = ended(10, 8, "07:00", "America/Los_Angeles")
+    tokyo = ended(12, 8, "07:00", "Asia/Tokyo")
+    assert tokyo.last_end - la.last_end == timedelta(hours=31)
+    assert sleep_stats.follows(la, tokyo)
+    assert sleep_stats.streaks([la, tokyo], GOAL, tokyo.sleep_date).current == 2
+    # The same two dates in one zone are a night missed, 48 hours apart.
+    assert not sleep_stats.follows(la, ended(12, 8, "07:00", "America/Los_Angeles"))
+    # Without the ends (not known), only consecutive dates follow each other.
+    assert not sleep_stats.follows(night(10, 8), night(12, 8))

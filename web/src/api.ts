@@ -88,6 +88,8 @@ export interface SleepStats {
   sleepGoal?: string;
   sleepDebt?: string;
   nightsBelowGoal?: number;
+  currentStreak?: number;
+  longestStreak?: number;
   bestNight?: { sleepDate: string; duration: string };
   worstNight?: { sleepDate: string; duration: string };
   averageQuality?: number;

@@ -28,6 +28,7 @@ function figures(s: SleepStats): HTMLElement {
     ["Consistency", `${s.consistencyScore ?? 0} of 100 (bedtimes spread over ${Math.round(s.bedtimeSpreadMinutes ?? 0)} min)`],
     ["Sleep goal", hours(s.sleepGoal ?? "0s")],
     ["Sleep debt", `${hours(s.sleepDebt ?? "0s")} (${s.nightsBelowGoal ?? 0} nights below the goal)`],
+    ["Streak", `${s.currentStreak ?? 0} nights in a row at the goal now; ${s.longestStreak ?? 0} at most`],
     ["Best night", s.bestNight ? `${s.bestNight.sleepDate}, ${hours(s.bestNight.duration)}` : "–"],
     ["Worst night", s.worstNight ? `${s.worstNight.sleepDate}, ${hours(s.worstNight.duration)}` : "–"],
     ["Average quality", s.averageQuality ? s.averageQuality.toFixed(1) : "not rated"],

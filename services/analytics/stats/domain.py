@@ -1,6 +1,7 @@
 """Sleep statistics over a person's nights: pure functions, no I/O.
 
-A night is one sleep date. Clock times (bedtime, wake time) are minutes after
+A night is one sleep date. A streak is a run of nights that each met the
+goal, on consecutive dates. Clock times (bedtime, wake time) are minutes after
 local midnight and are averaged on the circle: 23:30 and 00:30 average to
 00:00, not to noon. The spread of clock times is the circular standard
 deviation, sqrt(-2 ln R) in the same units, which for tight clusters is the
@@ -13,7 +14,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 MINUTES_PER_DAY = 1440
 #: Average clock-time spread (minutes) at which the consistency score reaches 0.
@@ -21,6 +22,10 @@ CONSISTENCY_ZERO_AT = 90.0
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 #: The nightly goal of a user whose profile sets none.
 DEFAULT_GOAL_SECONDS = 8 * 3600
+#: Two nights on dates further apart still follow each other in a streak when the second
+#: ended at most this long after the first: the calendar skipped a date (a flight east
+#: across the date line), not the sleeper. A night missed ends the two about 48 hours apart.
+STREAK_GAP = timedelta(hours=36)
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class Night:
     wake_time: int
     #: Mean rating of the date's rated entries, None if none was rated.
     quality: float | None = None
+    #: When the date's last entry ended (an instant); None if not known.
+    last_end: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,43 @@ def summarize(nights: Sequence[Night], goal_seconds: int) -> Stats:
             _weekday(i, [n for n in nights if n.sleep_date.weekday() == i]) for i in range(7)
         ),
     )
+
+
+@dataclass(frozen=True)
+class Streaks:
+    #: The run that reaches `today` or the day before (tonight may still extend it).
+    current: int
+    longest: int
+
+
+def follows(before: Night, after: Night) -> bool:
+    """Whether `after` is the next night after `before` in a streak."""
+    if after.sleep_date - before.sleep_date == timedelta(days=1):
+        return True
+    if before.last_end is None or after.last_end is None:
+        return False
+    return after.sleep_date > before.sleep_date and after.last_end - before.last_end <= STREAK_GAP
+
+
+def streaks(nights: Sequence[Night], goal_seconds: int, today: date) -> Streaks:
+    """The current and the longest run of nights meeting the goal (`nights` in any order).
+
+    A night below the goal, or a date with no night, ends a run; dates after
+    `today` are not looked at.
+    """
+    run = longest = 0
+    previous: Night | None = None
+    for night in sorted((n for n in nights if n.sleep_date <= today), key=_date):
+        if night.seconds < goal_seconds:
+            run = 0
+        elif run and previous is not None and follows(previous, night):
+            run += 1
+        else:
+            run = 1
+        longest = max(longest, run)
+        previous = night
+    alive = previous is not None and today - previous.sleep_date <= timedelta(days=1)
+    return Streaks(current=run if alive else 0, longest=longest)
 
 
 def _weekday(index: int, nights: list[Night]) -> WeekdayStats:

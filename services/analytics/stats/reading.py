@@ -29,6 +29,8 @@ DEFAULT_DAYS = 30
 MAX_STATS_DAYS = 3660  # ten years
 MAX_TREND_DAYS = 732  # two years of daily points
 RANGE_AHEAD = timedelta(days=366)  # a range may end in the future (a calendar's view)
+#: How far back before a range a current streak is counted: ten years of nights.
+STREAK_LOOKBACK = 3660
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,16 @@ class SleepStatsReader:
     async def stats(self, caller: Caller, start_date: str, end_date: str) -> pb.SleepStats:
         async with self._asked(caller, start_date, end_date, MAX_STATS_DAYS) as asked:
             start, end = asked.start, asked.end
+            sleeper = asked.sleeper
+            goal = sleeper.goal_seconds if sleeper else DEFAULT_GOAL_SECONDS
             nights = await store.nights_between(asked.session, caller.user_id, start, end)
-        sleeper = asked.sleeper
-        goal = sleeper.goal_seconds if sleeper else DEFAULT_GOAL_SECONDS
+            streaks = domain.streaks(nights, goal, end)
+            current = streaks.current
+            if current and current == len(nights):  # it may have begun before the range
+                before = await store.nights_before(
+                    asked.session, caller.user_id, start, STREAK_LOOKBACK
+                )
+                current = domain.streaks([*before, *nights], goal, end).current
         s = domain.summarize(nights, goal)
         return pb.SleepStats(
             start_date=start.isoformat(),
@@ -86,6 +95,8 @@ class SleepStatsReader:
             worst_night=_summary(s.worst),
             average_quality=round(s.average_quality, 2),
             rated_nights=s.rated_nights,
+            current_streak=current,
+            longest_streak=streaks.longest,
             weekdays=[
                 pb.WeekdayStats(
                     weekday=w.weekday,

@@ -68,6 +68,7 @@ nights = Table(
     Column("bedtime", SmallInteger, nullable=False),
     Column("wake_time", SmallInteger, nullable=False),
     Column("quality", Float),
+    Column("last_end", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -143,14 +144,16 @@ _FORGET = text(
     f"DELETE FROM nights n USING {_TOUCHED} "
     "WHERE n.user_id = t.user_id AND n.sleep_date = t.sleep_date"
 )
-# A night: its entries' total, and the bedtime and wake time of its longest one.
+# A night: its entries' total, the bedtime and wake time of its longest one, its last end.
 _RECOUNT = text(
     f"""
-    INSERT INTO nights (user_id, sleep_date, seconds, entries, bedtime, wake_time, quality)
+    INSERT INTO nights
+        (user_id, sleep_date, seconds, entries, bedtime, wake_time, quality, last_end)
     SELECT e.user_id, e.sleep_date, sum(e.seconds), count(*),
            (array_agg(e.bedtime ORDER BY e.seconds DESC, e.start_time))[1],
            (array_agg(e.wake_time ORDER BY e.seconds DESC, e.start_time))[1],
-           avg(e.quality) FILTER (WHERE e.quality > 0)
+           avg(e.quality) FILTER (WHERE e.quality > 0),
+           max(e.start_time + make_interval(secs => e.seconds))
     FROM entries e JOIN {_TOUCHED} ON e.user_id = t.user_id AND e.sleep_date = t.sleep_date
     WHERE NOT e.deleted
     GROUP BY e.user_id, e.sleep_date
@@ -196,6 +199,7 @@ _NIGHT = (
     nights.c.bedtime,
     nights.c.wake_time,
     nights.c.quality,
+    nights.c.last_end,
 )
 
 
