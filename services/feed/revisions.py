@@ -87,7 +87,7 @@ def _row(state: sev.SleepEntryState, body: bytes | None, *, fanned_out: bool) ->
     return {
         "entry_id": state.entry_id,
         "author_id": state.user_id,
-        "score": score(state.create_time),
+        "score": score(state.record_time if state.HasField("record_time") else state.create_time),
         "revision": state.revision,
         "body": body or b"",
         "deleted": body is None,

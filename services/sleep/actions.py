@@ -443,9 +443,12 @@ def _finished_already(entry: EntryRow, end: datetime | None, quality: int) -> En
 
 def state(entry: EntryRow) -> ev.SleepEntryState:
     """An entry as events carry it."""
-    return ev.SleepEntryState(
+    carried = ev.SleepEntryState(
         entry_id=entry.id, user_id=entry.user_id, revision=entry.revision, **shared_fields(entry)
     )
+    if entry.recorded_at is not None:
+        carried.record_time.CopyFrom(timestamp(entry.recorded_at))
+    return carried
 
 
 def shared_fields(entry: EntryRow) -> dict:

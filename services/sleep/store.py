@@ -57,6 +57,8 @@ sleep_entries = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("state", Text, nullable=False, server_default=State.RECORDED.value),
     Column("planned_end_time", DateTime(timezone=True)),
+    #: When it became a recorded night (created so, or finished): where feeds place it.
+    Column("recorded_at", DateTime(timezone=True)),
     #: What lists order by: the end, or the start of a night without one.
     Column("list_time", DateTime(timezone=True), Computed("coalesce(end_time, start_time)")),
 )
@@ -109,6 +111,7 @@ class EntryRow:
     updated_at: datetime
     state: State
     planned_end_time: datetime | None
+    recorded_at: datetime | None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", State(self.state))
@@ -173,7 +176,9 @@ async def insert_entry(
     can then only roll back."""
     statement = (
         insert(sleep_entries)
-        .values(id=entry_id, user_id=user_id, revision=1, **_night_values(night))
+        .values(
+            id=entry_id, user_id=user_id, revision=1, recorded_at=func.now(), **_night_values(night)
+        )
         .returning(*_ENTRY_COLUMNS)
     )
     return await _write_night(session, statement)
@@ -216,6 +221,7 @@ async def update_entry(session: AsyncSession, entry_id: str, night: Night) -> En
         .values(
             **_night_values(night),
             state=State.RECORDED,
+            recorded_at=func.coalesce(sleep_entries.c.recorded_at, func.now()),
             revision=sleep_entries.c.revision + 1,
             updated_at=func.now(),
         )

@@ -39,9 +39,10 @@ def started_hours_ago(settings, entry_id: str, hours: float) -> None:
     with psycopg.connect(settings.postgres.dsn("zentry_sleep"), autocommit=True) as conn:
         conn.execute(
             "UPDATE sleep_entries "
-            "SET start_time = date_trunc('second', now()) - make_interval(secs => %s) "
+            "SET start_time = date_trunc('second', now()) - make_interval(secs => %s), "
+            "created_at = date_trunc('second', now()) - make_interval(secs => %s) "
             "WHERE id = %s",
-            (hours * 3600, entry_id),
+            (hours * 3600, hours * 3600, entry_id),
         )
 
 
@@ -124,6 +125,9 @@ def test_live_nights_count_everywhere_from_their_finish_only(api, new_account, s
     assert call(api, owner, "POST", f"/v1/sleepEntries/{tonight['id']}:finish", {}) == finished
     markers.append(counted.barrier())
     counted.check({tonight["id"]}, len(markers))
+    # Placed in feeds by when it was recorded (finished), not started: above the night
+    # recorded while it was open.
+    assert feed_ids(api, reader)[:3] == [markers[1], tonight["id"], markers[0]]
 
     # Cancelled: gone, and never counted.
     nap = call(api, owner, "POST", "/v1/sleepEntries:start", {})

@@ -112,6 +112,8 @@ async def test_a_live_night_counts_from_its_finish(actions, db, clock):
         hours=8
     )
     assert created.entry.revision == 2, "above the start's, for consumers that compare them"
+    assert not started.entry.HasField("record_time"), "recorded only when finished"
+    assert created.entry.record_time.ToDatetime() >= started.entry.create_time.ToDatetime()
     assert created.entry.duration.ToTimedelta() == timedelta(hours=7, minutes=30)
     assert created.entry.sleep_date == finished.sleep_date.isoformat()
 

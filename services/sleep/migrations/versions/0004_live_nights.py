@@ -1,4 +1,5 @@
-"""Nights started live: an entry's state, its planned end, and what lists order by.
+"""Nights started live: an entry's state, its planned end, when it was recorded (where feeds
+place it: a night finished live is recorded when it ends), and what lists order by.
 
 An open or abandoned night has no end (nor sleep date) yet. Only recorded
 nights may not overlap, and a user has at most one open night at a time: the
@@ -31,6 +32,8 @@ def upgrade() -> None:
         sa.Column("state", sa.Text, nullable=False, server_default="recorded"),
     )
     op.add_column("sleep_entries", sa.Column("planned_end_time", sa.DateTime(timezone=True)))
+    op.add_column("sleep_entries", sa.Column("recorded_at", sa.DateTime(timezone=True)))
+    op.execute("UPDATE sleep_entries SET recorded_at = created_at")
     op.alter_column("sleep_entries", "end_time", nullable=True)
     op.alter_column("sleep_entries", "sleep_date", nullable=True)
     op.create_check_constraint(
@@ -81,5 +84,6 @@ def downgrade() -> None:
     op.drop_constraint("known_state", "sleep_entries")
     op.alter_column("sleep_entries", "sleep_date", nullable=False)
     op.alter_column("sleep_entries", "end_time", nullable=False)
+    op.drop_column("sleep_entries", "recorded_at")
     op.drop_column("sleep_entries", "planned_end_time")
     op.drop_column("sleep_entries", "state")
