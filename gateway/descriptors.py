@@ -46,6 +46,7 @@ class Method:
     input_type: str = ""  # fully qualified, with a leading dot: .zentry.user.v1.GetUserRequest
     output_type: str = ""
     role: str = ""  # `(zentry.api.v1.role)`: the role a caller's token must carry, if any
+    streaming: bool = False  # answers with a stream of messages (server streaming)
 
     @property
     def grpc_path(self) -> str:
@@ -100,4 +101,5 @@ def _method(service: str, method: descriptor_pb2.MethodDescriptorProto) -> Metho
         http=http,
         input_type=method.input_type,
         output_type=method.output_type,
+        streaming=method.server_streaming,
     )

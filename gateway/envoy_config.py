@@ -50,6 +50,8 @@ CLIENT_TRACE_HEADERS = (
 )  # fmt: skip
 JWT_PROVIDER = "zentry"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
+#: A stream with nothing on it for this long is closed (services send heartbeats more often).
+STREAM_IDLE = "60s"
 PER_TRY_TIMEOUT = "5s"
 GATEWAY_SECRET = "gateway_secret"
 SECRET_SDS_FILE = "gateway-secret.json"
@@ -390,14 +392,7 @@ def _routes(settings: GatewaySettings, services: list[ApiService], pages: list[d
     for service in services:
         for method in service.methods:
             routes.append(
-                {
-                    "match": {"path": method.grpc_path},
-                    "route": {
-                        "cluster": service.upstream,
-                        "timeout": f"{settings.route_timeout_seconds:g}s",
-                        "retry_policy": _retry_policy(method.idempotent),
-                    },
-                }
+                {"match": {"path": method.grpc_path}, "route": _route(settings, service, method)}
             )
     # The CORS filter only acts on a route with a route entry, and a REST path matches
     # no gRPC route before transcoding; preflights are answered by the filter itself.
@@ -465,6 +460,26 @@ def _page_route(page: docs.Page) -> dict:
         "typed_per_filter_config": {
             TRANSCODER_FILTER: {"@type": T + "config.route.v3.FilterConfig", "disabled": True}
         },
+    }
+
+
+def _route(settings: GatewaySettings, service: ApiService, method) -> dict:
+    """A call answers within the route timeout, retried as its idempotency allows; a stream
+    lasts as long as the service keeps it (its heartbeats keep it from going idle), and is
+    retried only when it never got in (once it has, its client resumes from its cursor)."""
+    if method.streaming:
+        retries = _retry_policy(False)
+        del retries["per_try_timeout"]  # a try lasts as long as the stream
+        return {
+            "cluster": service.upstream,
+            "timeout": "0s",
+            "idle_timeout": STREAM_IDLE,
+            "retry_policy": retries,
+        }
+    return {
+        "cluster": service.upstream,
+        "timeout": f"{settings.route_timeout_seconds:g}s",
+        "retry_policy": _retry_policy(method.idempotent),
     }
 
 
@@ -553,6 +568,8 @@ def _transcoder(settings: GatewaySettings, services: list[ApiService]) -> dict:
             "always_print_primitive_fields": True,
             "always_print_enums_as_ints": False,
             "preserve_proto_field_names": False,
+            # A streamed answer (WatchFeed) as server-sent events, one `data:` line each.
+            "stream_sse_style_delimited": True,
         },
         "request_validation_options": {
             "reject_unknown_method": True,

@@ -455,6 +455,11 @@ def served_counts(settings: Settings, cluster: str = "user") -> dict[int, int]:
     return _host_stat(_clusters(settings), "rq_success").get(cluster, {})
 
 
+def active_requests(settings: Settings, cluster: str) -> dict[int, int]:
+    """Requests (and streams) open now to each host of `cluster`, by port."""
+    return _host_stat(_clusters(settings), "rq_active").get(cluster, {})
+
+
 def _clusters(settings: Settings) -> str:
     return httpx.get(f"{settings.envoy.admin_url}/clusters", timeout=5).text
 

@@ -12,6 +12,9 @@ cannot know:
   transcoder refuses a body that names it differently), and a body left with
   nothing to say is optional;
 - google.protobuf.Empty answers `{}`;
+- a server-streaming method answers a stream of server-sent events
+  (`text/event-stream`), each `data:` line one message (the transcoder's
+  `stream_sse_style_delimited`);
 - every error is the gateway's JSON body (`Error`: code, status, message and
   details such as google.rpc.BadRequest): the `default` response everywhere;
 - a bearer JWT is needed except by `(zentry.api.v1.public)` methods
@@ -150,6 +153,10 @@ def finish(raw: dict, descriptor_set: descriptor_pb2.FileDescriptorSet) -> dict:
             operation["responses"]["200"]["content"] = {
                 "application/json": {"schema": {"type": "object", "maxProperties": 0}}
             }
+        if method.streaming:
+            ok = operation["responses"]["200"]
+            ok["description"] = "Server-sent events: each `data:` line is one message, as JSON."
+            ok["content"] = {"text/event-stream": ok["content"].pop("application/json")}
         operation["responses"]["default"] = {"$ref": ERROR_REF}
     _drop_unused_schemas(doc)
     return doc

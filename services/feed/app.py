@@ -13,6 +13,7 @@ from services.feed.projector import Projector
 from services.feed.reading import FeedReader
 from services.feed.server import FeedServicer
 from services.feed.timelines import Timelines
+from services.feed.watching import EntryChanges
 from services.kit.boot import Assembly
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database
@@ -55,12 +56,16 @@ def assemble(settings: FeedSettings) -> Assembly:
     db = Database(service.postgres_dsn)
     redis = redis_client(service.redis_url)
     _timelines, projector, reader = parts(settings, db, redis)
-    servicer = FeedServicer(reader)
+    changes = EntryChanges(
+        db, max_watchers=settings.max_watchers, per_reader=settings.watchers_per_reader
+    )
+    servicer = FeedServicer(reader, changes, settings)
     return Assembly(
         services=[feed_service_pb2.DESCRIPTOR.services_by_name["FeedService"]],
         add_servicers=lambda server: feed_service_pb2_grpc.add_FeedServiceServicer_to_server(
             servicer, server
         ),
+        workers=[changes],
         consumers=consumers(db, projector, service.kafka_bootstrap),
         closers=[redis.aclose, db.dispose],
         migrations_dir=MIGRATIONS,

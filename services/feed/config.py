@@ -24,6 +24,16 @@ class FeedSettings:
     rebuild_wait: float
     #: Timelines per Redis script call in a fan-out (all calls go in one round trip).
     fanout_batch: int
+    #: WatchFeed (services.feed.watching): streams one instance holds, and one reader there.
+    max_watchers: int = 10_000
+    watchers_per_reader: int = 4
+    #: Changes a stream holds for a slow client before it is told to read its feed again.
+    watch_queue: int = 256
+    #: Seconds between heartbeats of a quiet stream, between re-reads of whom its reader
+    #: follows, and before the server ends a stream (the client resumes from its cursor).
+    watch_heartbeat: float = 15.0
+    watch_refollow: float = 30.0
+    watch_max_duration: float = 3600.0
 
     @classmethod
     def load(cls, env: Env | None = None) -> FeedSettings:
@@ -34,4 +44,10 @@ class FeedSettings:
             inactive_after=timedelta(days=env.int("FEED_INACTIVE_DAYS", 30, minimum=1)),
             rebuild_wait=env.seconds("FEED_REBUILD_WAIT", 1.0),
             fanout_batch=env.int("FEED_FANOUT_BATCH", 500, minimum=1),
+            max_watchers=env.int("FEED_MAX_WATCHERS", 10_000, minimum=1),
+            watchers_per_reader=env.int("FEED_WATCHERS_PER_READER", 4, minimum=1),
+            watch_queue=env.int("FEED_WATCH_QUEUE", 256, minimum=1),
+            watch_heartbeat=env.seconds("FEED_WATCH_HEARTBEAT", 15.0, positive=True),
+            watch_refollow=env.seconds("FEED_WATCH_REFOLLOW", 30.0, positive=True),
+            watch_max_duration=env.seconds("FEED_WATCH_MAX_DURATION", 3600.0, positive=True),
         )

@@ -29,6 +29,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -50,7 +51,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,7 +93,16 @@ entries = Table(
     Column("body", LargeBinary, nullable=False),
     Column("deleted", Boolean, nullable=False),
     Column("fanned_out", Boolean, nullable=False),
+    #: The transaction that last changed what the entry shows (services.feed.watching).
+    Column("changed_xid", BigInteger, nullable=False),
 )
+#: The writing transaction's id, as a number (the column's default).
+_CURRENT_XID = text("pg_current_xact_id()::text::bigint")
+#: The oldest transaction still running: every row changed below it has committed (or not
+#: at all), so no row can appear below it later.
+_HORIZON = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+#: Watchers are told of entry changes at commit (services.feed.watching).
+CHANGES_CHANNEL = "feed_entries"
 
 readers = Table(
     "readers",
@@ -308,7 +318,13 @@ async def write_entries(session: AsyncSession, folded: Folded) -> None:
         columns = {c: [row[c] for row in rows] for c in _ENTRY_COLUMNS}
         await session.execute(_INSERT_ENTRIES, columns)
     for entry_id, values in folded.updates.items():
-        await session.execute(update(entries).where(entries.c.entry_id == entry_id).values(values))
+        await session.execute(
+            update(entries)
+            .where(entries.c.entry_id == entry_id)
+            .values({**values, "changed_xid": _CURRENT_XID})
+        )
+    if folded.inserts or folded.updates:
+        await session.execute(text(f"NOTIFY {CHANGES_CHANNEL}"))
 
 
 async def mark_fanned_out(session: AsyncSession, author_id: str) -> None:
@@ -561,3 +577,54 @@ async def forget_user(session: AsyncSession, user_id: str) -> tuple[list[str], l
     await session.execute(delete(readers).where(readers.c.user_id == user_id))
     await session.execute(delete(authors).where(authors.c.user_id == user_id))
     return entry_ids, followers
+
+
+class Change(NamedTuple):
+    """An entry as one transaction left it, at its place in the order watchers follow."""
+
+    xid: int
+    entry_id: str
+    author_id: str
+    deleted: bool
+    body: bytes
+
+
+async def horizon(session: AsyncSession) -> int:
+    return (await session.execute(_HORIZON)).scalar_one()
+
+
+async def changes(
+    session: AsyncSession,
+    after: tuple[int, str],
+    limit: int,
+    *,
+    below: int | None = None,
+    upto: tuple[int, str] | None = None,
+    authors: Iterable[str] | None = None,
+) -> list[Change]:
+    """Entries changed after `after` in (transaction, entry id) order: by transactions
+    below `below` (a horizon), or up to and including `upto`; of `authors` only, if given."""
+    position = tuple_(entries.c.changed_xid, entries.c.entry_id)
+    query = (
+        select(
+            entries.c.changed_xid,
+            cast(entries.c.entry_id, Text),
+            cast(entries.c.author_id, Text),
+            entries.c.deleted,
+            entries.c.body,
+        )
+        .where(position > _position(after))
+        .order_by(entries.c.changed_xid, entries.c.entry_id)
+        .limit(limit)
+    )
+    if below is not None:
+        query = query.where(entries.c.changed_xid < below)
+    if upto is not None:
+        query = query.where(position <= _position(upto))
+    if authors is not None:
+        query = query.where(entries.c.author_id == any_(cast(sorted(authors), ARRAY(_uuid))))
+    return [Change(*row) for row in await session.execute(query)]
+
+
+def _position(at: tuple[int, str]):
+    return tuple_(literal(at[0], BigInteger), literal(at[1], _uuid))

@@ -98,6 +98,14 @@ class ServerMetrics(Around):
             handled.inc()
             seconds.observe(time.perf_counter() - started)
 
+    async def around_stream(self, call, request, context, method):
+        """A stream is counted when it ends; its length says how long it was watched, not how
+        fast it answered, so it is not timed."""
+        try:
+            await call(request, context)
+        finally:
+            self._of(method, code_seen(context))[0].inc()
+
     def _of(self, method: str, code: grpc.StatusCode) -> tuple:
         """The counter and histogram of one method and code (looked up once each)."""
         series = self._series.get((method, code))

@@ -255,6 +255,18 @@ def test_retries_follow_idempotency(settings, services):
     assert "connect-failure" in retry_on["/zentry.user.v1.UserService/CreateUser"]
 
 
+def test_a_stream_is_never_cut_by_the_route_timeout_and_is_sent_as_events(settings, services):
+    routes = {r["match"].get("path"): r.get("route") for r in routes_of(settings, services)}
+    watch = routes["/zentry.feed.v1.FeedService/WatchFeed"]
+    assert watch["timeout"] == "0s"
+    assert "unavailable" not in watch["retry_policy"]["retry_on"], "only if it never got in"
+    assert "per_try_timeout" not in watch["retry_policy"]
+    assert watch["idle_timeout"] == "60s", "longer than the services' 15 s heartbeats"
+    manager = http_filters(settings, services)
+    by_name = {f["name"].rsplit(".", 1)[1]: f["typed_config"] for f in manager["http_filters"]}
+    assert by_name["grpc_json_transcoder"]["print_options"]["stream_sse_style_delimited"]
+
+
 def test_limits_come_from_settings(settings, services):
     small = replace(settings, max_request_bytes=4096, rate_limit_per_second=7)
     manager = http_filters(small, services)
