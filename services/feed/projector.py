@@ -136,6 +136,7 @@ class Projector:
         folded = follows.fold(events, await store.follows_among(session, pairs))
         await store.add_follows(session, folded.added)
         await store.remove_follows(session, folded.removed)
+        await store.notify_follows(session, {r for r, _a in [*folded.added, *folded.removed]})
         await store.note_all_effects(session, folded.notes)
 
     # -- user events: PostgreSQL, and a note of what Redis needs --------------------

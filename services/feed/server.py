@@ -51,12 +51,12 @@ class FeedServicer(feed_service_pb2_grpc.FeedServiceServicer):
                     got = None
                 if watch.behind:
                     yield self._reset(watch, "behind")
-                elif got is not None:
-                    yield watching.message(*got, reader_id)
-                elif loop.time() >= refollow_at:
+                elif got == watching.REFOLLOW or (got is None and loop.time() >= refollow_at):
                     refollow_at = loop.time() + settings.watch_refollow
                     if await self._changes.refollow(watch):
                         yield self._reset(watch, "following")
+                elif got is not None:
+                    yield watching.message(*got, reader_id)
                 elif loop.time() < ends:
                     yield self._heartbeat(watch)
         finally:

@@ -101,8 +101,10 @@ _CURRENT_XID = text("pg_current_xact_id()::text::bigint")
 #: The oldest transaction still running: every row changed below it has committed (or not
 #: at all), so no row can appear below it later.
 _HORIZON = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-#: Watchers are told of entry changes at commit (services.feed.watching).
+#: Watchers are told of entry changes, and of the readers whose follows changed, at commit
+#: (services.feed.watching).
 CHANGES_CHANNEL = "feed_entries"
+FOLLOWS_CHANNEL = "feed_follows"
 
 readers = Table(
     "readers",
@@ -249,6 +251,16 @@ async def add_follows(session: AsyncSession, pairs: Iterable[tuple[str, str]]) -
     params = _pairs(pairs)
     if params["followers"]:
         await session.execute(_ADD_FOLLOWS, params)
+
+
+async def notify_follows(session: AsyncSession, reader_ids: Iterable[str]) -> None:
+    """Tell watchers, at commit, that these readers follow others now."""
+    readers = sorted(set(reader_ids))
+    if readers:
+        await session.execute(
+            text(f"SELECT pg_notify('{FOLLOWS_CHANNEL}', r) FROM unnest(CAST(:r AS text[])) r"),
+            {"r": readers},
+        )
 
 
 async def remove_follows(session: AsyncSession, pairs: Iterable[tuple[str, str]]) -> None:

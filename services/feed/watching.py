@@ -14,6 +14,10 @@ rows, not the Redis timelines). A watcher that resumes from an older cursor
 first reads its own authors' rows up to the position the instance stood at
 when it joined; everything after reaches it from the instance.
 
+Whom a watcher follows is read when it joins, again when the projector
+notifies that its reader's follows changed, and every `refollow` seconds (an
+author's privacy); a change sends it a reset.
+
 A watcher holds at most `queue_size` changes: one that cannot keep up is told
 to read its feed again (a reset) and skips ahead, so a slow client costs
 memory in proportion to that bound, never to what it missed.
@@ -46,6 +50,8 @@ CATCH_UP = 1000
 #: While rows wait above the horizon (an older transaction is still running), look again this
 #: often rather than at the next interval.
 PENDING_RECHECK = 0.05
+#: Put in a watcher's queue when its reader's follows changed: read them again.
+REFOLLOW = "refollow"
 
 
 class Position(NamedTuple):
@@ -126,7 +132,7 @@ class EntryChanges:
         self._per_reader = per_reader
         self._watchers: set[Watch] = set()
         self._by_author: dict[str, set[Watch]] = defaultdict(set)
-        self._by_reader: dict[str, int] = defaultdict(int)
+        self._of_reader: dict[str, set[Watch]] = defaultdict(set)
         self.position: Position | None = None  # None until the first read
         self._ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -144,6 +150,7 @@ class EntryChanges:
             try:
                 async with self._db.engine.connect() as conn:
                     await conn.execute(text(f"LISTEN {store.CHANGES_CHANNEL}"))
+                    await conn.execute(text(f"LISTEN {store.FOLLOWS_CHANNEL}"))
                     await conn.commit()
                     listener = (await conn.get_raw_connection()).driver_connection
                     try:
@@ -160,10 +167,13 @@ class EntryChanges:
                     await asyncio.wait_for(self._stopping.wait(), 1.0)
 
     async def _until_notified(self, listener, timeout: float) -> None:
+        """Until a notification or `timeout`; a reader's changed follows go to its watchers."""
         notified = listener.notifies(timeout=timeout, stop_after=1)
         async with contextlib.aclosing(notified):
-            async for _ in notified:
-                break
+            async for note in notified:
+                if note.channel == store.FOLLOWS_CHANNEL:
+                    for watch in self._of_reader.get(note.payload, ()):
+                        watch.queue.put_nowait(REFOLLOW)
 
     async def read(self) -> bool:
         """Hand out every change committed below the horizon; whether some wait above it."""
@@ -205,7 +215,7 @@ class EntryChanges:
         when this instance, or this reader here, has as many as it takes."""
         if len(self._watchers) >= self._max_watchers:
             raise ResourceExhausted("This server watches as many feeds as it can; try again.")
-        if self._by_reader[reader_id] >= self._per_reader:
+        if len(self._of_reader.get(reader_id, ())) >= self._per_reader:
             raise ResourceExhausted(
                 f"Your feed is watched {self._per_reader} times already; close a stream first."
             )
@@ -259,7 +269,7 @@ class EntryChanges:
 
     def _add(self, watch: Watch) -> None:
         self._watchers.add(watch)
-        self._by_reader[watch.reader_id] += 1
+        self._of_reader[watch.reader_id].add(watch)
         for author in watch.authors:
             self._by_author[author].add(watch)
 
@@ -267,9 +277,9 @@ class EntryChanges:
         if watch not in self._watchers:
             return
         self._watchers.discard(watch)
-        self._by_reader[watch.reader_id] -= 1
-        if not self._by_reader[watch.reader_id]:
-            del self._by_reader[watch.reader_id]
+        self._of_reader[watch.reader_id].discard(watch)
+        if not self._of_reader[watch.reader_id]:
+            del self._of_reader[watch.reader_id]
         for author in watch.authors:
             watchers = self._by_author.get(author)
             if watchers is not None:

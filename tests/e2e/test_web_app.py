@@ -205,7 +205,7 @@ def test_nights_are_entered_and_shown_in_the_persons_own_zone_not_the_browsers(
         context.close()
 
 
-def test_a_friends_night_appears_in_an_open_feed_by_itself(
+def test_a_friends_night_appears_in_an_open_feed_by_itself_and_goes_when_deleted(
     page: Page, new_account, api: httpx.Client
 ):
     me = sign_up(page)
@@ -215,11 +215,15 @@ def test_a_friends_night_appears_in_an_open_feed_by_itself(
     expect(page.get_by_role("heading", name="Feed")).to_be_visible()
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=7, minutes=30)
     night = {"startTime": start.isoformat(), "endTime": (start + timedelta(hours=7)).isoformat()}
-    assert api.post("/v1/sleepEntries", json=night, headers=friend.auth).status_code == 200
+    created = api.post("/v1/sleepEntries", json=night, headers=friend.auth)
+    assert created.status_code == 200
     items = page.get_by_role("list", name="Nights of the people you follow")
-    # No tap: the open feed asks for its first page every 15 s.
-    expect(items).to_contain_text(f"@{friend.username} slept 7 h 00 min", timeout=40_000)
+    # No tap: the open feed watches its stream (WatchFeed).
+    expect(items).to_contain_text(f"@{friend.username} slept 7 h 00 min", timeout=20_000)
     expect(page.get_by_role("status")).to_contain_text("1 new night at the top")
+    entry = created.json()["id"]
+    assert api.delete(f"/v1/sleepEntries/{entry}", headers=friend.auth).status_code == 200
+    expect(items).not_to_contain_text(f"@{friend.username}", timeout=20_000)
     assert me != friend.username
 
 

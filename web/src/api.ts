@@ -170,7 +170,64 @@ export async function call<T>(method: string, path: string, body?: unknown, keep
   return parsed as T;
 }
 
-async function send(method: string, path: string, body?: unknown, keepalive = false): Promise<Response> {
+/** One message of WatchFeed: an item new or changed, an entry removed, a reset or a heartbeat. */
+export interface FeedChange {
+  item?: FeedItem;
+  removedEntryId?: string;
+  reset?: { reason: string };
+  heartbeat?: object;
+  cursor: string;
+}
+
+/**
+ * Follows the feed's stream (GET /v1/feed:watch, server-sent events) until `signal` aborts it:
+ * each message goes to `changed`; a stream that ends or fails is watched again from its last
+ * cursor, a little later each time it fails in a row.
+ */
+export async function watchFeed(changed: (change: FeedChange) => void, signal: AbortSignal): Promise<void> {
+  let cursor = "";
+  let failures = 0;
+  while (!signal.aborted) {
+    try {
+      const path = `/v1/feed:watch?cursor=${encodeURIComponent(cursor)}`;
+      let response = await send("GET", path, undefined, false, signal);
+      const current = session();
+      if (response.status === 401 && current?.refreshToken && (await refresh(current.refreshToken))) {
+        response = await send("GET", path, undefined, false, signal);
+      }
+      if (!response.ok || !response.body) throw new Error(`watch answered ${response.status}`);
+      const lines = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let pending = "";
+      for (;;) {
+        const { value, done } = await lines.read();
+        if (done) break;
+        pending += value;
+        const events = pending.split("\n\n");
+        pending = events.pop() ?? "";
+        for (const event of events) {
+          const data = event.split("\n").find((line) => line.startsWith("data: "));
+          if (!data) continue;
+          const change = JSON.parse(data.slice(6)) as FeedChange;
+          cursor = change.cursor || cursor;
+          failures = 0;
+          changed(change);
+        }
+      }
+    } catch {
+      if (signal.aborted) return;
+      failures += 1;
+    }
+    await new Promise((resume) => setTimeout(resume, Math.min(30_000, 500 * 2 ** failures)));
+  }
+}
+
+async function send(
+  method: string,
+  path: string,
+  body?: unknown,
+  keepalive = false,
+  signal?: AbortSignal,
+): Promise<Response> {
   const headers: Record<string, string> = { Accept: "application/json" };
   const token = session()?.accessToken;
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -180,6 +237,7 @@ async function send(method: string, path: string, body?: unknown, keepalive = fa
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
     keepalive, // a last batch of page views still leaves when the page closes
+    signal,
   });
 }
 

@@ -1,22 +1,19 @@
 // The feed: the nights of those I follow, newest first, a page at a time; new ones appear
-// on top as they arrive (the first page is asked again every POLL_MS while it is shown).
+// on top as they arrive, changed ones change and deleted ones go, while it is shown (WatchFeed).
 
-import { api, type FeedItem } from "./api";
+import { api, type FeedChange, type FeedItem, watchFeed } from "./api";
 import { clock, h, hours } from "./dom";
-
-const POLL_MS = 15_000;
 
 export async function feedPage(): Promise<HTMLElement> {
   const list = h("ol", { class: "feed", "aria-label": "Nights of the people you follow" });
   const notice = h("p", { class: "notice", role: "status" });
   const more = h("button", { type: "button", class: "secondary" }, "Load more");
-  const shown = new Set<string>();
+  const shown = new Map<string, HTMLElement>();
   let token = "";
   const load = async () => {
     const page = await api.feed(token);
     const fresh = (page.items ?? []).filter((item) => !shown.has(item.entry.id));
-    fresh.forEach((item) => shown.add(item.entry.id));
-    list.append(...fresh.map(feedItem));
+    list.append(...fresh.map(show));
     token = page.nextPageToken ?? "";
     more.hidden = !token;
     notice.textContent = page.rebuilding
@@ -33,18 +30,34 @@ export async function feedPage(): Promise<HTMLElement> {
     token = "";
     await load();
   });
-  const arrived = async () => {
-    if (!list.isConnected) return window.clearInterval(poll); // another page is shown
-    if (document.visibilityState !== "visible") return;
-    const page = await api.feed("").catch(() => null); // the next poll tries again
-    const fresh = (page?.items ?? []).filter((item) => !shown.has(item.entry.id));
-    if (!fresh.length) return;
-    fresh.forEach((item) => shown.add(item.entry.id));
-    list.prepend(...fresh.map(feedItem));
-    notice.textContent = `${fresh.length} new ${fresh.length === 1 ? "night" : "nights"} at the top.`;
+  const show = (item: FeedItem): HTMLElement => {
+    const element = feedItem(item);
+    shown.set(item.entry.id, element);
+    return element;
   };
-  const poll = window.setInterval(() => void arrived(), POLL_MS);
+  let arrivals = 0;
+  const changed = (change: FeedChange) => {
+    if (change.item) {
+      const old = shown.get(change.item.entry.id);
+      if (old) return old.replaceWith(show(change.item));
+      list.prepend(show(change.item));
+      arrivals += 1;
+      notice.textContent = `${arrivals} new ${arrivals === 1 ? "night" : "nights"} at the top.`;
+    } else if (change.removedEntryId) {
+      shown.get(change.removedEntryId)?.remove();
+      shown.delete(change.removedEntryId);
+    } else if (change.reset) {
+      void refresh.click();
+    }
+  };
   await load();
+  const watching = new AbortController();
+  const stopWhenGone = window.setInterval(() => {
+    if (list.isConnected) return; // another page is shown: stop watching
+    watching.abort();
+    window.clearInterval(stopWhenGone);
+  }, 1000);
+  void watchFeed(changed, watching.signal);
   return h(
     "section",
     { "aria-labelledby": "feed-title" },
