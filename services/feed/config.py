@@ -25,7 +25,9 @@ class FeedSettings:
     #: Timelines per Redis script call in a fan-out (all calls go in one round trip).
     fanout_batch: int
     #: WatchFeed (services.feed.watching): streams one instance holds, and one reader there.
-    max_watchers: int = 10_000
+    #: Past about 2,000 open streams grpc-python's server starts cancelling new ones (see
+    #: bench.watch): refusing them first says so (RESOURCE_EXHAUSTED) and keeps the rest.
+    max_watchers: int = 2000
     watchers_per_reader: int = 4
     #: Changes a stream holds for a slow client before it is told to read its feed again.
     watch_queue: int = 256
@@ -44,7 +46,7 @@ class FeedSettings:
             inactive_after=timedelta(days=env.int("FEED_INACTIVE_DAYS", 30, minimum=1)),
             rebuild_wait=env.seconds("FEED_REBUILD_WAIT", 1.0),
             fanout_batch=env.int("FEED_FANOUT_BATCH", 500, minimum=1),
-            max_watchers=env.int("FEED_MAX_WATCHERS", 10_000, minimum=1),
+            max_watchers=env.int("FEED_MAX_WATCHERS", 2000, minimum=1),
             watchers_per_reader=env.int("FEED_WATCHERS_PER_READER", 4, minimum=1),
             watch_queue=env.int("FEED_WATCH_QUEUE", 256, minimum=1),
             watch_heartbeat=env.seconds("FEED_WATCH_HEARTBEAT", 15.0, positive=True),

@@ -124,7 +124,7 @@ class EntryChanges:
     """The instance's reader of entry changes, and its watchers by author."""
 
     def __init__(
-        self, db: Database, *, interval: float = 1.0, max_watchers: int = 10_000, per_reader=4
+        self, db: Database, *, interval: float = 1.0, max_watchers: int = 2000, per_reader=4
     ):
         self._db = db
         self._interval = interval
@@ -217,7 +217,8 @@ class EntryChanges:
             raise ResourceExhausted("This server watches as many feeds as it can; try again.")
         if len(self._of_reader.get(reader_id, ())) >= self._per_reader:
             raise ResourceExhausted(
-                f"Your feed is watched {self._per_reader} times already; close a stream first."
+                f"Your feed has as many streams open as one reader may ({self._per_reader}); "
+                "close one first."
             )
         async with self._db.transaction() as session:
             authors = frozenset(await store.followees(session, reader_id))

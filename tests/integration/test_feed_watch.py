@@ -15,6 +15,7 @@ from zentry.events.v1 import sleep_events_pb2 as sev
 
 from services.feed import watching
 from services.feed.watching import EntryChanges, Watch
+from services.kit.errors import ResourceExhausted
 from tests.event_world import world_fixture
 from tests.feed_world import FeedWorld
 
@@ -152,3 +153,25 @@ async def test_a_new_follow_is_noticed_at_once_and_a_cursor_of_another_reader_is
         stranger_cursor = watching.encode_cursor(changes.position, other)
     with pytest.raises(Exception, match="cursor"):
         watching.decode_cursor(stranger_cursor, reader)
+
+
+async def test_watchers_past_the_instances_bounds_are_refused(world):
+    reader, other, third = world.user(), world.user(), world.user()
+    await world.settled()
+    changes = EntryChanges(world.db, max_watchers=2, per_reader=1)
+    task = asyncio.create_task(changes.run())
+    try:
+        first = await changes.join(reader, None, 8)
+        with pytest.raises(
+            ResourceExhausted, match=r"as many streams open as one reader may \(1\)"
+        ):
+            await changes.join(reader, None, 8)
+        await changes.join(other, None, 8)
+        with pytest.raises(ResourceExhausted, match="as many feeds as it can"):
+            await changes.join(third, None, 8)
+        changes.leave(first)
+        assert changes.watchers == 1
+        await changes.join(third, None, 8)
+    finally:
+        changes.stop()
+        await task
