@@ -4,7 +4,8 @@ The servers start as `make infra-up` starts them; the bench then runs its own
 service instances (2 of each, infra.mesh.BENCH, on free ports, registered in
 Consul so the gateway spreads load over them), measures once the gateway
 routes to every one, and stops them at the end; then bench.tracing runs a
-mesh for each way of tracing (off, 1 %, 100 %: the bench's own exports none). Every figure is
+mesh for each way of tracing (off, 1 %, 100 %: the bench's own exports none),
+and bench.watch one for the feed's streams. Every figure is
 shown beside the limit of this machine measured in the same run
 (bench.limits). Figures go to stdout as Markdown tables and to .run/bench/ as
 JSON and Markdown. `BENCH_SCALE` (default 1) multiplies the population;
@@ -29,10 +30,12 @@ from bench import (
     feed,
     feed_consumers,
     flood,
+    funnels,
     leaderboard,
     limits,
     sleep,
     tracing,
+    watch,
 )
 from bench.memory import PeakRss, rss_mib
 from gateway.config import NO_CLIENT_LIMITS
@@ -65,6 +68,7 @@ def main() -> int:
             results = measure(settings, mesh, factor)
         # Meshes of its own, one for each mode, after the bench's.
         results["tracing"] = tracing.run(settings, 15 * factor, QUIET, UNLIMITED)
+        results["watch"] = watch.run(settings, QUIET, UNLIMITED)
     finally:
         subprocess.run([sys.executable, "-m", "gateway", "render"], check=False)
     results["seconds"] = round(time.monotonic() - started, 1)
@@ -110,6 +114,7 @@ def measure(settings, mesh: Mesh, factor: float) -> dict:
             settings, base, tokens, readers, leaderboard.Scale.times(factor)
         )
         results["analytics"] = analytics.run(settings, base, analytics.Scale.times(factor))
+        results["funnels"] = funnels.run(settings, funnels.Scale.times(factor))
     # The flood meets the gateway as the public does: per-client limits on again.
     mesh.restart_endpoint_feed()
     mesh.wait_gateway()
@@ -148,10 +153,12 @@ def report(results: dict) -> str:
         _celebrity_report,
         _fanout_report,
         _ingestion_report,
+        _funnels_report,
         _memory_report,
     )
     lines = [line for section in sections for line in section(results)]
     lines += _flood_report(results["flood"]) + _tracing_report(results["tracing"])
+    lines += watch.report(results["watch"])
     return "\n".join(lines + _check_report(results))
 
 
@@ -317,6 +324,10 @@ def _ingestion_report(results: dict) -> list[str]:
         f"{intake['rolled_up_after_s']} s after the load) | "
         f"{intake['live_rollup_events_per_s']} | |",
     ]
+
+
+def _funnels_report(results: dict) -> list[str]:
+    return funnels.report(results["funnels"])
 
 
 def _feed_consumer_rows(part: dict) -> list[str]:

@@ -59,7 +59,12 @@ class AnalyticsWorld(EventWorld):
         self.published[self.client_topic] = 0
         # No user service here: zones and goals come from the sleepers copy.
         self.reader = SleepStatsReader(self.db, OwnProfiles(None))
-        self.reports = Reports(self.db, Uniques(self.redis), self.settings.raw_retention)
+        self.reports = Reports(
+            self.db,
+            Uniques(self.redis),
+            self.settings.raw_retention,
+            self.settings.rollup_retention,
+        )
         self.intake_producer = AsyncProducer(self.bootstrap, "test-intake", self.client_topic)
         self.intake = Intake(Salts(self.db), self.intake_producer, self.settings.limits)
         self.suffix = f".{self.client_topic}"

@@ -102,7 +102,7 @@ def assemble(settings: AnalyticsSettings) -> Assembly:
     stats = SleepStatsServicer(SleepStatsReader(db, OwnProfiles(users, settings.profiles)))
     product = ProductAnalyticsServicer(
         Intake(Salts(db), producer, settings.limits),
-        Reports(db, Uniques(redis), settings.raw_retention),
+        Reports(db, Uniques(redis), settings.raw_retention, settings.rollup_retention),
     )
 
     def add_servicers(server) -> None:

@@ -124,3 +124,56 @@ def test_events_are_tracked_by_anyone_and_counted_for_admins(api, new_account):
     assert traffic.status_code == 200 and int(traffic.json()["uniqueVisitors"]) >= 2
     top = api.get("/v1/analytics/topPages", headers=admin, params={"limit": 500})
     assert error_of(top)[:2] == (400, "INVALID_ARGUMENT") and "limit" in error_of(top)[2]
+
+
+def test_funnels_and_retention_answer_admins_only(api, new_account):
+    name = f"e2e_{uuid.uuid4().hex[:10]}"
+    first, second = f"{name}_open", f"{name}_done"
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    member = new_account()
+    events = [
+        {"eventId": f"{name}-1", "name": first, "eventTime": stamp(at)},
+        {"eventId": f"{name}-2", "name": second, "eventTime": stamp(at + timedelta(seconds=30))},
+    ]
+    tracked = api.post(
+        "/v1/analytics/events:batchCreate",
+        headers={**BROWSER, **member.auth},
+        json={"events": events},
+    )
+    assert tracked.status_code == 200, tracked.text
+    funnels, retention = "/v1/analytics/funnels", "/v1/analytics/retention"
+    params = {
+        "steps": f"{first},{second}",
+        "window": "3600s",
+        "by": "user",
+        "timeZone": "Europe/Paris",
+    }
+    for path, query in ((funnels, params), (retention, {"granularity": "day"})):
+        refused = api.get(path, headers=member.auth, params=query)
+        assert error_of(refused)[:2] == (403, "PERMISSION_DENIED"), path
+        assert api.get(path, params=query).status_code == 401
+    grant_admin(member.username)
+    admin = log_in(api, member)
+
+    def counts() -> list[int]:
+        response = api.get(funnels, headers=admin, params=params)
+        assert response.status_code == 200, response.text
+        return [int(step["count"]) for step in response.json()["steps"]]
+
+    eventually(lambda: counts() == [1, 1], timeout=20, what="both steps reached once")
+    funnel = api.get(funnels, headers=admin, params=params).json()
+    assert funnel["steps"][1]["medianTimeFromPrevious"] == "30s"
+    assert (funnel["by"], funnel["window"], funnel["timeZone"]) == ("user", "3600s", "Europe/Paris")
+    repeated = api.get(funnels, headers=admin, params=[("steps", first), ("steps", second)])
+    assert repeated.status_code == 200 and len(repeated.json()["steps"]) == 2, repeated.text
+    bad = api.get(funnels, headers=admin, params={"steps": first})
+    assert error_of(bad)[:2] == (400, "INVALID_ARGUMENT") and "steps" in error_of(bad)[2]
+
+    query = {"granularity": "day", "timeZone": "Asia/Tokyo", "periods": 3}
+    cohorts = api.get(retention, headers=admin, params=query)
+    assert cohorts.status_code == 200, cohorts.text
+    found = cohorts.json()
+    assert (found["granularity"], found["by"]) == ("day", "user") and len(found["cohorts"]) == 15
+    assert sum(int(c["size"]) for c in found["cohorts"]) >= 1  # this member at least
+    visitors = api.get(retention, headers=admin, params={"by": "visitor"})
+    assert error_of(visitors)[:2] == (400, "INVALID_ARGUMENT") and "by" in error_of(visitors)[2]

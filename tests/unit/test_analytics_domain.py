@@ -177,6 +177,14 @@ def test_minutes_and_range_limits():
     assert periods.bucket_of(datetime(2026, 1, 1, 10, 44, 59, tzinfo=UTC)).minute == 30
 
 
+def test_a_range_at_the_start_of_the_calendar_is_refused_not_overflowed():
+    first = datetime(1, 1, 1, tzinfo=UTC)
+    with pytest.raises(InvalidArgument, match="end_time: must be at or after 2000-01-01"):
+        periods.time_range(None, first, "day", UTC_NOON)
+    with pytest.raises(InvalidArgument, match="start_time: must be at or after 2000-01-01"):
+        periods.time_range(first, UTC_NOON, "day", UTC_NOON)
+
+
 # Sessions
 
 

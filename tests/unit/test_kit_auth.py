@@ -129,7 +129,14 @@ def test_roles_come_from_the_proto_option_and_public_methods_need_none():
     prefix = "/zentry.analytics.v1.ProductAnalyticsService/"
     assert required_roles(analytics) == {
         prefix + name: "admin"
-        for name in ("GetEventCounts", "GetEventBreakdown", "ListTopPages", "GetTraffic")
+        for name in (
+            "GetEventCounts",
+            "GetEventBreakdown",
+            "ListTopPages",
+            "GetTraffic",
+            "GetFunnel",
+            "GetRetention",
+        )
     }
     assert not set(required_roles(analytics)) & public_methods(analytics)
     users = user_service_pb2.DESCRIPTOR.services_by_name["UserService"]

@@ -137,6 +137,8 @@ def test_operations_that_need_a_role_say_which(document, methods):
         ("GET", "/v1/analytics/events/{name}/breakdown"),
         ("GET", "/v1/analytics/topPages"),
         ("GET", "/v1/analytics/traffic"),
+        ("GET", "/v1/analytics/funnels"),
+        ("GET", "/v1/analytics/retention"),
     }
     named = {method.role for method in methods if method.role}
     assert named <= set(ROLES), "an operator can grant every role an RPC needs"

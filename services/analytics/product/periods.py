@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from services.kit import dates
 from services.kit.errors import InvalidArgument
 
 BUCKET = timedelta(minutes=15)
@@ -39,7 +40,13 @@ def granularity_of(value: str, allowed: tuple[str, ...], field_name: str = "gran
 def time_range(
     start: datetime | None, end: datetime | None, granularity: str, now: datetime
 ) -> tuple[datetime, datetime]:
-    """[start, end) with the defaults filled in; InvalidArgument if it is empty."""
+    """[start, end) with the defaults filled in; InvalidArgument if it is empty, or reaches
+    before dates.EPOCH (nothing is kept from then, and a default start would not exist)."""
+    for field_name, given in (("start_time", start), ("end_time", end)):
+        if given is not None and given < dates.EPOCH:
+            raise InvalidArgument.field(
+                field_name, f"must be at or after {dates.EPOCH:%Y-%m-%dT%H:%M:%SZ}"
+            )
     end = end or now
     start = start or end - DEFAULT_SPAN[granularity]
     if start >= end:

@@ -1,10 +1,14 @@
-"""The product analytics queries: counts over time, breakdowns, top pages, traffic.
+"""The product analytics queries: counts over time, breakdowns, top pages, traffic, funnels
+and retention.
 
-Each query checks its parameters, reads rollups only (never raw events)
-through the store, and shapes them into periods of the caller's time zone:
-counts per minute from `minute_counts` (kept as long as raw events), per
-hour and day from the 15-minute `counts`, visitors from the sketches
-(uniques.py) and sessions from `sessions`.
+Each query checks its parameters, reads through the store, and shapes what
+it read into periods of the caller's time zone: counts per minute from
+`minute_counts` (kept as long as raw events), per hour and day from the
+15-minute `counts`, visitors from the sketches (uniques.py), sessions from
+`sessions`, retention from each user's first-seen time and active days
+(cohorts.py). Funnels alone read raw events (funnels.py), and only those
+bounded by the request: the steps' names, in at most 31 days plus a window
+of at most 7, within the raw retention.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf import duration_pb2, timestamp_pb2
+from psycopg.errors import QueryCanceled
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from zentry.analytics.v1 import product_analytics_service_pb2 as pb
 
-from services.analytics.product import periods, store, tracking
+from services.analytics.product import cohorts, funnels, periods, store, tracking
 from services.analytics.product.periods import Period
 from services.analytics.product.uniques import Uniques
 from services.kit.db import Database
@@ -26,13 +33,34 @@ MAX_SPAN = {"minute": timedelta(hours=24), "hour": timedelta(days=31), "day": ti
 #: Traffic merges visitor sketches per period: shorter ranges keep that quick.
 MAX_TRAFFIC_SPAN = {"hour": timedelta(days=7), "day": timedelta(days=92)}
 DEFAULT_LIMIT, MAX_LIMIT = 10, 100
+#: Funnels: the range their first steps are taken from, and the conversion window after it.
+MAX_FUNNEL_SPAN = timedelta(days=31)
+MIN_WINDOW, DEFAULT_WINDOW, MAX_WINDOW = timedelta(seconds=1), timedelta(days=1), timedelta(days=7)
+DEFAULT_FUNNEL_SPAN = timedelta(days=7)
+FUNNEL_SUBJECTS = ("visitor", "user")
+#: What one funnel may read: visitors who started it, and the time its query may take.
+MAX_FUNNEL_SUBJECTS = 200_000
+FUNNEL_TIMEOUT_MS = 10_000
+#: Retention: cohorts per query, and periods each is followed for, by granularity.
+MAX_COHORTS = {"day": 31, "week": 12}
+MAX_FOLLOWING = {"day": 31, "week": 12}
+DEFAULT_FOLLOWING = {"day": 14, "week": 8}
+DEFAULT_COHORT_SPAN = {"day": timedelta(days=14), "week": timedelta(weeks=8)}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Reports:
-    def __init__(self, db: Database, uniques: Uniques, raw_retention: timedelta):
+    def __init__(
+        self,
+        db: Database,
+        uniques: Uniques,
+        raw_retention: timedelta,
+        rollup_retention: timedelta = timedelta(days=400),
+    ):
         self._db = db
         self._uniques = uniques
         self._raw_retention = raw_retention
+        self._rollup_retention = rollup_retention
 
     async def event_counts(self, request: pb.GetEventCountsRequest) -> pb.EventCounts:
         name = _event_name(request.name)
@@ -118,6 +146,204 @@ class Reports:
             sessions=sum(p.sessions for p in points),
         )
 
+    async def funnel(self, request: pb.GetFunnelRequest) -> pb.Funnel:
+        """The funnel's figures by funnels.py's rules; the raw events it needs must still be
+        kept (FailedPrecondition otherwise)."""
+        steps = funnels.steps_of(request.steps)
+        window = _window(request)
+        by = _one_of(request.by or "visitor", FUNNEL_SUBJECTS, "by")
+        tz_name, tz = _zone(request.time_zone)
+        now = datetime.now(UTC)
+        gone = FailedPrecondition(
+            f"Funnels read raw events, which are kept for {self._raw_retention.days} days; "
+            "ask for a later start_time (it is aligned down to the zone's midnight)."
+        )
+        oldest = now - self._raw_retention
+        start, end = _past_range(
+            request, DEFAULT_FUNNEL_SPAN, now, oldest, gone, max_span=MAX_FUNNEL_SPAN
+        )
+        start = periods.align(start, "day", tz)
+        if start < oldest:
+            raise gone
+        too_much = FailedPrecondition(
+            f"This funnel reads more than one query may ({MAX_FUNNEL_SUBJECTS} subjects, "
+            f"{FUNNEL_TIMEOUT_MS // 1000} s); ask for a shorter range or rarer steps."
+        )
+        try:
+            async with self._db.transaction() as session:
+                await session.execute(text(f"SET LOCAL statement_timeout = {FUNNEL_TIMEOUT_MS}"))
+                found = await store.step_times(
+                    session,
+                    steps,
+                    start,
+                    end,
+                    end + window,
+                    users_only=by == "user",
+                    most=MAX_FUNNEL_SUBJECTS + 1,
+                )
+        except DBAPIError as error:
+            if isinstance(error.orig, QueryCanceled):
+                raise too_much from None
+            raise
+        if len(found) > MAX_FUNNEL_SUBJECTS:
+            raise too_much
+        bounds = (_micros(window), _micros(start - _EPOCH), _micros(end - _EPOCH))
+        figures = funnels.summarize(
+            steps, (funnels.journey(steps, times, *bounds) for times in found)
+        )
+        return pb.Funnel(
+            steps=[_funnel_step(f) for f in figures],
+            by=by,
+            window=_duration_of(window),
+            start_time=_stamp(start),
+            end_time=_stamp(end),
+            time_zone=tz_name,
+        )
+
+    async def retention(self, request: pb.GetRetentionRequest) -> pb.Retention:
+        """Cohorts of users by first-seen day or week in the caller's zone (cohorts.py)."""
+        granularity = periods.granularity_of(request.granularity or "week", cohorts.GRANULARITIES)
+        _check_retention_subject(request.by)
+        following = request.periods or DEFAULT_FOLLOWING[granularity]
+        if not 1 <= following <= MAX_FOLLOWING[granularity]:
+            raise InvalidArgument.field(
+                "periods", f"must be 1 to {MAX_FOLLOWING[granularity]} for {granularity}s"
+            )
+        tz_name, tz = _zone(request.time_zone)
+        now = datetime.now(UTC)
+        gone = FailedPrecondition(
+            f"Users' activity is kept for {self._rollup_retention.days} days; "
+            "ask for a later start_time."
+        )
+        oldest = now - self._rollup_retention
+        start, end = _past_range(request, DEFAULT_COHORT_SPAN[granularity], now, oldest, gone)
+        most = MAX_COHORTS[granularity]
+        count = sum(1 for p in cohorts.spans(start, most + 1, granularity, tz) if p.start < end)
+        if count > most:
+            raise InvalidArgument.field(
+                "start_time", f"at most {most} {granularity}s of cohorts per query"
+            )
+        spans = cohorts.spans(start, count + following, granularity, tz)
+        if spans[0].start < oldest:
+            raise gone
+        first, last = spans[0].start, spans[count - 1].end
+        since, until = spans[1].start, min(spans[-1].end, now)
+        async with self._db.transaction() as session:
+            first_seen = await store.first_seen_between(session, first, last)
+            activity = await store.activity_of_cohorts(
+                session, first, last, since.date(), (until - timedelta(microseconds=1)).date()
+            )
+        rows = cohorts.table(spans, count, following, first_seen, activity, now)
+        return pb.Retention(
+            granularity=granularity,
+            time_zone=tz_name,
+            by="user",
+            cohorts=[_cohort(row, spans, i, now) for i, row in enumerate(rows)],
+        )
+
+
+def _past_range(
+    request,
+    default_span: timedelta,
+    now: datetime,
+    oldest: datetime,
+    gone: FailedPrecondition,
+    max_span: timedelta | None = None,
+) -> tuple[datetime, datetime]:
+    """The request's [start_time, end_time), its end no later than now (nothing has happened
+    after it) and its start `default_span` before the end if not given.
+
+    InvalidArgument naming start_time if the range is empty, starts in the future or is
+    longer than `max_span`; `gone` if it starts before `oldest`, where the data it needs is
+    no longer kept. Checked in an order that never computes a time out of datetime's range.
+    """
+    start, end = _time(request, "start_time"), _time(request, "end_time") or now
+    if start is not None and start >= end:
+        raise InvalidArgument.field("start_time", "must be before end_time")
+    if start is not None and start >= now:
+        raise InvalidArgument.field("start_time", "must be in the past")
+    end = min(end, now)
+    if end <= oldest:
+        raise gone
+    start = start or end - default_span
+    if max_span is not None and end - start > max_span:
+        raise InvalidArgument.field("start_time", f"the range covers at most {max_span.days} days")
+    if start < oldest:
+        raise gone
+    return start, end
+
+
+def _window(request: pb.GetFunnelRequest) -> timedelta:
+    if not request.HasField("window"):
+        return DEFAULT_WINDOW
+    window = request.window.ToTimedelta()
+    if not MIN_WINDOW <= window <= MAX_WINDOW:
+        raise InvalidArgument.field("window", "must be 1 second to 7 days, e.g. '3600s'")
+    return window
+
+
+def _one_of(value: str, allowed: tuple[str, ...], field: str) -> str:
+    if value not in allowed:
+        raise InvalidArgument.field(field, f"must be one of {', '.join(allowed)}")
+    return value
+
+
+def _check_retention_subject(by: str) -> None:
+    if by == "visitor":
+        raise InvalidArgument.field(
+            "by",
+            "retention follows signed-in users only: an anonymous visitor's id is made with "
+            "a salt that changes every UTC day, so no visitor can be seen coming back",
+        )
+    _one_of(by or "user", ("user",), "by")
+
+
+def _funnel_step(figures: funnels.StepFigures) -> pb.FunnelStep:
+    step = pb.FunnelStep(
+        name=figures.name,
+        count=figures.reached,
+        dropped_count=figures.dropped,
+        drop_off_rate=figures.drop_off_rate,
+        conversion_rate=figures.conversion_rate,
+    )
+    if figures.median_seconds is not None:
+        step.median_time_from_previous.CopyFrom(
+            _duration_of(timedelta(seconds=figures.median_seconds))
+        )
+    return step
+
+
+def _cohort(row: cohorts.CohortRow, spans: list[cohorts.Span], index: int, now) -> pb.Cohort:
+    points = []
+    for offset, count in enumerate(row.returned):
+        span = spans[index + offset]
+        points.append(
+            pb.RetentionPoint(
+                offset=offset,
+                period=_period(span),
+                count=count,
+                rate=count / row.size if row.size else 0.0,
+                in_progress=span.end > now,
+            )
+        )
+    return pb.Cohort(period=_period(row.period), size=row.size, points=points)
+
+
+def _micros(span: timedelta) -> int:
+    return span // timedelta(microseconds=1)
+
+
+def _stamp(when: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+def _duration_of(span: timedelta) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(span)
+    return duration
+
 
 def _event_name(name: str) -> str:
     if not tracking.EVENT_NAME.fullmatch(name):
@@ -161,7 +387,7 @@ def _sum(found: dict, period: Period) -> int:
     return int(sum(found.get(b, 0) for b in period.buckets))
 
 
-def _period(period: Period) -> pb.Period:
+def _period(period: Period | cohorts.Span) -> pb.Period:
     start = timestamp_pb2.Timestamp()
     start.FromDatetime(period.start)
     return pb.Period(start_time=start, label=period.label)

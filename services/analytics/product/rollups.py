@@ -1,4 +1,5 @@
-"""Applies accepted client events: raw rows, counts, sessions and unique visitors.
+"""Applies accepted client events: raw rows, counts, sessions, unique visitors, and each
+signed-in user's first-seen time and active days (for retention cohorts, cohorts.py).
 
 Counts are kept by event name and by each dimension's value (page, referrer,
 each property), as many distinct ones a day as cardinality.py admits.
@@ -17,7 +18,7 @@ from datetime import UTC
 
 from zentry.events.v1 import analytics_events_pb2 as aev
 
-from services.analytics.product import cardinality, periods, sessions, store
+from services.analytics.product import cardinality, cohorts, periods, sessions, store
 from services.analytics.product.cardinality import Caps
 from services.analytics.product.tracking import PAGE_VIEW
 from services.analytics.product.uniques import Uniques
@@ -55,6 +56,7 @@ class Rollups:
         minutes: Counter = Counter()
         visitors: dict = defaultdict(set)
         spans: dict = {}
+        activity = cohorts.Activity()
         for e in new:
             when = e.event_time.ToDatetime(tzinfo=UTC)
             bucket = periods.bucket_of(when)
@@ -65,6 +67,8 @@ class Rollups:
             visitors[bucket].add(e.visitor_id)
             first, last = spans.get(e.visitor_id, (when, when))
             spans[e.visitor_id] = (min(first, when), max(last, when))
+            if e.user_id:
+                activity.add(e.user_id, when)
         known = await store.visitor_sessions(session, spans)
         for e in new:
             sessions.assign(
@@ -76,6 +80,7 @@ class Rollups:
         await store.save_sessions(
             session, [s for found in known.values() for s in found if s.changed]
         )
+        await store.add_activity(session, activity)
         # Last, the rows every batch shares (counts of the hour, its sketch): they stay locked
         # until the commit, so another process's batch waits on them only that long.
         await store.add_counts(session, totals)

@@ -37,3 +37,9 @@ class ProductAnalyticsServicer(product_analytics_service_pb2_grpc.ProductAnalyti
 
     async def GetTraffic(self, request: pb.GetTrafficRequest, context):
         return await self._reports.traffic(request)
+
+    async def GetFunnel(self, request: pb.GetFunnelRequest, context):
+        return await self._reports.funnel(request)
+
+    async def GetRetention(self, request: pb.GetRetentionRequest, context):
+        return await self._reports.retention(request)

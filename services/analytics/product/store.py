@@ -9,6 +9,13 @@ property; `minute_counts` per minute, kept only as long as raw events.
 Sessions and the visitors' HyperLogLog sketches stay too; raw events and
 minute counts are swept after the retention period. The reports read
 the rollups through the queries here (`events_per_minute` and those after it).
+
+For retention cohorts (cohorts.py), `users_seen` keeps each signed-in user's
+first and last event time and `active_days` each UTC day they were active
+with a bit per 15-minute bucket; both only ever widen (least, greatest, bit
+or), so applying an event twice or late changes nothing or exactly what it
+would have in order. Funnels read raw events through the index on
+(name, event_time), only the steps' names within the query's range.
 """
 
 from __future__ import annotations
@@ -36,10 +43,11 @@ from sqlalchemy import (
     text,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import BIT, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.analytics.product import cohorts
 from services.analytics.product.sessions import GAP, Session
 from services.kit.db import lock_keys
 
@@ -98,6 +106,23 @@ salts = Table(
     metadata,
     Column("day", Date, primary_key=True),
     Column("salt", LargeBinary, nullable=False),
+)
+#: Each signed-in user's first and last event time: their cohort, and whether to keep them.
+users_seen = Table(
+    "users_seen",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("first_seen", _ts, nullable=False),
+    Column("last_seen", _ts, nullable=False),
+)
+#: The UTC days each signed-in user was active: bit i of `quarters` is the bucket from
+#: 00:00 + 15 i minutes (cohorts.encode).
+active_days = Table(
+    "active_days",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("quarters", BIT(cohorts.QUARTERS), nullable=False),
 )
 #: The event names, property keys and values each day counts (cardinality.py).
 admitted = Table(
@@ -389,6 +414,139 @@ async def salt_of(session: AsyncSession, day: date) -> bytes:
     return (await session.execute(select(salts.c.salt).where(salts.c.day == day))).scalar_one()
 
 
+_WIDEN_USERS_SEEN = text(
+    """
+    INSERT INTO users_seen AS u (user_id, first_seen, last_seen)
+    SELECT * FROM unnest(CAST(:user_id AS text[]), CAST(:first AS timestamptz[]),
+                         CAST(:last AS timestamptz[]))
+    ON CONFLICT (user_id) DO UPDATE
+    SET first_seen = least(u.first_seen, EXCLUDED.first_seen),
+        last_seen = greatest(u.last_seen, EXCLUDED.last_seen)
+    WHERE EXCLUDED.first_seen < u.first_seen OR EXCLUDED.last_seen > u.last_seen
+    """
+)
+_WIDEN_ACTIVE_DAYS = text(
+    """
+    INSERT INTO active_days AS a (user_id, day, quarters)
+    SELECT u, d, CAST(q AS bit(96))
+    FROM unnest(CAST(:user_id AS text[]), CAST(:day AS date[]), CAST(:quarters AS text[]))
+        AS t(u, d, q)
+    ON CONFLICT (user_id, day) DO UPDATE SET quarters = a.quarters | EXCLUDED.quarters
+    WHERE a.quarters | EXCLUDED.quarters <> a.quarters
+    """
+)
+
+
+async def add_activity(session: AsyncSession, activity: cohorts.Activity) -> None:
+    """Widen users' first and last times and active buckets (idempotent; in key order, so
+    batches never deadlock)."""
+    if activity.spans:
+        users = sorted(activity.spans)
+        await session.execute(
+            _WIDEN_USERS_SEEN,
+            {
+                "user_id": users,
+                "first": [activity.spans[u][0] for u in users],
+                "last": [activity.spans[u][1] for u in users],
+            },
+        )
+    if activity.days:
+        keys = sorted(activity.days)
+        await session.execute(
+            _WIDEN_ACTIVE_DAYS,
+            {
+                "user_id": [user for user, _day in keys],
+                "day": [day for _user, day in keys],
+                "quarters": [cohorts.encode(activity.days[k]) for k in keys],
+            },
+        )
+
+
+_STEP_TIMES = """
+    SELECT array_agg(name ORDER BY event_time) AS names,
+           array_agg(CAST(extract(epoch FROM event_time) * 1000000 AS bigint)
+                     ORDER BY event_time) AS times
+    FROM raw_events
+    WHERE name = ANY(CAST(:names AS text[])) AND event_time >= :start AND event_time < :until
+          {only_users}
+    GROUP BY visitor_id
+    HAVING bool_or(name = :first AND event_time < :end)
+    LIMIT :most
+"""
+
+
+async def step_times(
+    session: AsyncSession,
+    names: Sequence[str],
+    start: datetime,
+    end: datetime,
+    until: datetime,
+    *,
+    users_only: bool,
+    most: int,
+) -> list[dict[str, list[int]]]:
+    """For each visitor (signed-in users only, if `users_only`) with an event named `names[0]`
+    in [start, end): the times (microseconds since the epoch, sorted) of their events of each
+    of `names` in [start, until).
+
+    Reads only those names' raw events in [start, until), by the (name, event_time) index;
+    at most `most` visitors.
+    """
+    statement = text(_STEP_TIMES.format(only_users="AND user_id IS NOT NULL" if users_only else ""))
+    rows = await session.execute(
+        statement,
+        {
+            "names": sorted(set(names)),
+            "first": names[0],
+            "start": start,
+            "end": end,
+            "until": until,
+            "most": most,
+        },
+    )
+    found = []
+    for event_names, times in rows:
+        by_name: dict[str, list[int]] = {}
+        for name, when in zip(event_names, times, strict=True):
+            by_name.setdefault(name, []).append(when)
+        found.append(by_name)
+    return found
+
+
+async def first_seen_between(
+    session: AsyncSession, start: datetime, end: datetime
+) -> dict[str, datetime]:
+    """The users first seen in [start, end), with when."""
+    rows = await session.execute(
+        select(users_seen.c.user_id, users_seen.c.first_seen).where(
+            users_seen.c.first_seen >= start, users_seen.c.first_seen < end
+        )
+    )
+    return {user: when for user, when in rows}
+
+
+_ACTIVITY_OF_COHORTS = text(
+    """
+    SELECT a.user_id, a.day, CAST(a.quarters AS text)
+    FROM users_seen u JOIN active_days a ON a.user_id = u.user_id
+    WHERE u.first_seen >= :start AND u.first_seen < :end
+          AND a.day >= :first_day AND a.day <= :last_day
+    """
+)
+
+
+async def activity_of_cohorts(
+    session: AsyncSession, start: datetime, end: datetime, first_day: date, last_day: date
+) -> list[tuple[str, date, int]]:
+    """(user, UTC day, bucket mask) of the users first seen in [start, end), on the days from
+    `first_day` to `last_day`."""
+    rows = await session.execute(
+        _ACTIVITY_OF_COHORTS,
+        {"start": start, "end": end, "first_day": first_day, "last_day": last_day},
+    )
+    return [(user, day, cohorts.decode(quarters)) for user, day, quarters in rows]
+
+
 SWEEP_CHUNK = 10_000
 
 
@@ -399,7 +557,9 @@ async def sweep_chunk(
 
     Raw events and minute counts older than the raw retention go, salts
     before `salts_before` (so no hash can be made again for those days), and
-    rollups, sessions, sketches and admitted labels before `rollups_before`.
+    rollups, sessions, sketches, admitted labels and active days before
+    `rollups_before`, as do users last seen before it (if they come back, they
+    are first seen again).
     """
     gone = 0
     for table, column, limit in (
@@ -410,6 +570,8 @@ async def sweep_chunk(
         (sessions, sessions.c.ended_at, rollups_before),
         (visitor_sketches, visitor_sketches.c.bucket, rollups_before),
         (admitted, admitted.c.day, rollups_before.date()),
+        (active_days, active_days.c.day, rollups_before.date()),
+        (users_seen, users_seen.c.last_seen, rollups_before),
     ):
         expired = select(*table.primary_key.columns).where(column < limit).limit(SWEEP_CHUNK)
         keys = list(table.primary_key.columns)
@@ -420,8 +582,10 @@ async def sweep_chunk(
 
 
 async def forget_user(session: AsyncSession, user_id: str) -> None:
-    """A deleted account's raw events and sessions. The counts and rollups hold no one
-    (they stay); a visitor sketch cannot take one visitor out, and its days expire
-    (ZENTRY_ANALYTICS_ROLLUP_RETENTION_DAYS)."""
+    """A deleted account's raw events, sessions, first-seen row and active days. The counts
+    and rollups hold no one (they stay); a visitor sketch cannot take one visitor out, and
+    its days expire (ZENTRY_ANALYTICS_ROLLUP_RETENTION_DAYS)."""
     await session.execute(delete(raw_events).where(raw_events.c.user_id == user_id))
     await session.execute(delete(sessions).where(sessions.c.visitor_id == f"u:{user_id}"))
+    await session.execute(delete(users_seen).where(users_seen.c.user_id == user_id))
+    await session.execute(delete(active_days).where(active_days.c.user_id == user_id))
