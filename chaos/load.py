@@ -2,7 +2,8 @@
 
 Each client is a thread with its own users. It registers them, follows and
 unfollows, records nights (with a request id), moves them to another day and
-zone, deletes them, and sends product-analytics batches. Every write is
+zone, deletes them, starts nights live and cancels most of them (the rest stay
+open: no read model may count them), and sends product-analytics batches. Every write is
 retried, with the same request id or body, while the answer says to try
 again (429, 5xx, a broken connection), for up to `GIVE_UP` seconds; a write
 still unanswered then is ambiguous: it may or may not have happened. The
@@ -138,8 +139,9 @@ class Client:
                     self._unfollow,
                     self._track,
                     self._register,
+                    self._tonight,
                 ],
-                weights=[30, 12, 8, 14, 5, 10, 2],
+                weights=[30, 12, 8, 14, 5, 10, 2, 4],
             )[0]
             with contextlib.suppress(Ambiguous):  # recorded in the ledger by `attempt`
                 action()
@@ -248,6 +250,32 @@ class Client:
             night.live = False
 
         self.attempt(f"night {night.request_id}", delete)
+
+    def _tonight(self) -> None:
+        """A night started live, then cancelled or left open: the audit finds it nowhere
+        (an open night counts in no read model until it is finished)."""
+        owner = self._someone()
+        if owner is None:
+            return
+        request_id = str(uuid.uuid4())
+
+        def start() -> None:
+            # 400: one is open already, or (a retry) this one was cancelled meanwhile.
+            body = {"requestId": request_id}
+            started = self.write(
+                "POST", "/v1/sleepEntries:start", json=body, headers=owner.auth, fine=(200, 400)
+            )
+            if started.status_code == 200 and self.random.random() < 0.7:
+                night = started.json()["id"]
+                self.write(
+                    "POST",
+                    f"/v1/sleepEntries/{night}:cancel",
+                    json={},
+                    headers=owner.auth,
+                    fine=(200, 400, 404),
+                )
+
+        self.attempt(f"tonight {request_id}", start)
 
     def _follow(self, follow: bool = True) -> None:
         reader = self._someone()

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
+import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -225,6 +226,41 @@ def test_a_friends_night_appears_in_an_open_feed_by_itself_and_goes_when_deleted
     assert api.delete(f"/v1/sleepEntries/{entry}", headers=friend.auth).status_code == 200
     expect(items).not_to_contain_text(f"@{friend.username}", timeout=20_000)
     assert me != friend.username
+
+
+def test_a_night_is_started_and_finished_live(page: Page, settings: Settings):
+    sign_up(page)
+    tonight = page.get_by_role("form", name="Tonight")
+    tonight.get_by_role("button", name="Going to sleep").click()
+    expect(tonight.get_by_role("status")).to_contain_text("Asleep since")
+    tonight.get_by_role("button", name="I'm awake").click()  # at once: too short to count
+    expect(tonight.get_by_role("alert")).to_contain_text("record nights of at least 10 min")
+
+    # Eight hours later, as far as the night is concerned; the page, reloaded, still knows.
+    owner = page.evaluate("JSON.parse(localStorage.getItem('zentry.session')).user.id")
+    started_hours_ago(settings, owner, 8)
+    page.reload()
+    tonight = page.get_by_role("form", name="Tonight")
+    expect(tonight.get_by_role("status")).to_contain_text("Asleep since")
+    tonight.get_by_role("button", name="I'm awake").click()
+    mine = page.get_by_role("list", name="Your nights, newest first")
+    expect(mine).to_contain_text("8 h 00 min")
+    tonight.get_by_role("button", name="Going to sleep").click()
+    tonight.get_by_role("button", name="Cancel").click()
+    expect(tonight.get_by_role("button", name="Going to sleep")).to_be_visible()
+    expect(mine.get_by_role("listitem")).to_have_count(1)
+
+
+def started_hours_ago(settings: Settings, user_id: str, hours: int) -> None:
+    """The user's open night began `hours` ago (what a night's sleep does to it)."""
+    with psycopg.connect(settings.postgres.dsn("zentry_sleep"), autocommit=True) as conn:
+        moved = conn.execute(
+            "UPDATE sleep_entries SET start_time = start_time - make_interval(hours => %s), "
+            "created_at = created_at - make_interval(hours => %s) "
+            "WHERE user_id = %s AND state = 'open'",
+            (hours, hours, user_id),
+        )
+        assert moved.rowcount == 1
 
 
 def auth(page: Page) -> dict[str, str]:

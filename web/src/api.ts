@@ -33,6 +33,8 @@ export interface SleepEntry {
   quality?: number;
   note?: string;
   tags?: string[];
+  state?: "STATE_RECORDED" | "STATE_OPEN" | "STATE_ABANDONED";
+  plannedEndTime?: string;
 }
 
 export interface FeedItem {
@@ -311,6 +313,15 @@ export const api = {
   createNight: (night: Partial<SleepEntry> & { requestId: string }) =>
     call<SleepEntry>("POST", "/v1/sleepEntries", night),
   deleteNight: (id: string) => call<unknown>("DELETE", `/v1/sleepEntries/${id}`),
+  startNight: (timeZone: string, requestId: string) =>
+    call<SleepEntry>("POST", "/v1/sleepEntries:start", { timeZone, requestId }),
+  finishNight: (id: string) => call<SleepEntry>("POST", `/v1/sleepEntries/${id}:finish`, {}),
+  cancelNight: (id: string) => call<unknown>("POST", `/v1/sleepEntries/${id}:cancel`, {}),
+  openNight: () =>
+    call<{ sleepEntries?: SleepEntry[] }>(
+      "GET",
+      "/v1/users/me/sleepEntries?showUnfinished=true&pageSize=5",
+    ).then((page) => (page.sleepEntries ?? []).find((night) => night.state === "STATE_OPEN")),
   myNights: (pageToken = "", pageSize = 20) =>
     call<{ sleepEntries?: SleepEntry[]; nextPageToken?: string }>(
       "GET",

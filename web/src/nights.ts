@@ -1,4 +1,5 @@
-// My nights: "last night" in two taps, a chart of the last weeks, and the list.
+// My nights: tonight live (going to sleep, awake), "last night" in two taps, a chart of the
+// last weeks, and the list.
 
 import uPlot from "uplot";
 import { api, ApiError, type SleepEntry, type TrendPoint, type User } from "./api";
@@ -12,7 +13,11 @@ export async function nightsPage(me: User): Promise<HTMLElement> {
   const page = h("section", { "aria-labelledby": "nights-title" });
   const zone = me.timeZone || "UTC";
   const since = daysBefore(today(zone), CHARTED - 1);
-  const [listed, trend] = await Promise.all([api.myNights("", CHARTED), api.trend(since)]);
+  const [listed, trend, open] = await Promise.all([
+    api.myNights("", CHARTED),
+    api.trend(since),
+    api.openNight(),
+  ]);
   const nights = listed.sleepEntries ?? [];
   let points = trend.points ?? [];
   const list = h("ol", { class: "nights", "aria-label": "Your nights, newest first" });
@@ -52,14 +57,16 @@ export async function nightsPage(me: User): Promise<HTMLElement> {
     shown = shown.filter((n) => n.id !== night.id);
     redraw(shown);
   };
-  const form = lastNightForm(nights, zone, async (created) => {
+  const recorded = async (created: SleepEntry) => {
     shown = [created, ...shown];
     redraw(shown);
     await averages();
     redraw(shown);
-  });
+  };
+  const form = lastNightForm(nights, zone, recorded);
   page.append(
     h("h1", { id: "nights-title" }, "My nights"),
+    tonightPanel(open, zone, recorded),
     form,
     h("h2", {}, `The last ${CHARTED} days`),
     chart,
@@ -70,6 +77,68 @@ export async function nightsPage(me: User): Promise<HTMLElement> {
   );
   redraw(shown);
   return page;
+}
+
+/** Tonight, live: "Going to sleep" starts a night now; then "I'm awake" records it (or
+"Cancel" drops it). The panel shows whichever applies, also after a reload. */
+function tonightPanel(
+  open: SleepEntry | undefined,
+  zone: string,
+  recorded: (night: SleepEntry) => Promise<void>,
+): HTMLFormElement {
+  const panel = h("form", { class: "card", "aria-labelledby": "tonight-title" }) as HTMLFormElement;
+  let requestId = crypto.randomUUID(); // one per night: a retried tap starts it once
+  const act = async (button: HTMLButtonElement, action: () => Promise<void>) => {
+    clearErrors(panel);
+    button.disabled = true;
+    try {
+      await action();
+    } catch (error) {
+      showError(panel, error);
+    } finally {
+      button.disabled = false;
+    }
+  };
+  const show = (night: SleepEntry | undefined) => {
+    const title = h("h2", { id: "tonight-title" }, "Tonight");
+    const error = h("p", { class: "form-error", role: "alert" });
+    if (!night) {
+      const start = h("button", { type: "button" }, "Going to sleep") as HTMLButtonElement;
+      start.addEventListener("click", () =>
+        act(start, async () => {
+          const started = await api.startNight(zone, requestId);
+          requestId = crypto.randomUUID();
+          track("sleep_entry_started", "/nights");
+          show(started);
+        }),
+      );
+      return panel.replaceChildren(title, error, start);
+    }
+    const awake = h("button", { type: "button" }, "I'm awake") as HTMLButtonElement;
+    const cancel = h("button", { type: "button", class: "secondary" }, "Cancel") as HTMLButtonElement;
+    awake.addEventListener("click", () =>
+      act(awake, async () => {
+        const finished = await api.finishNight(night.id);
+        track("sleep_entry_finished", "/nights");
+        show(undefined);
+        await recorded(finished);
+      }),
+    );
+    cancel.addEventListener("click", () =>
+      act(cancel, async () => {
+        await api.cancelNight(night.id);
+        show(undefined);
+      }),
+    );
+    panel.replaceChildren(
+      title,
+      h("p", { role: "status" }, `Asleep since ${clock(night.startTime, zone)}.`),
+      error,
+      h("div", { class: "row" }, awake, cancel),
+    );
+  };
+  show(open);
+  return panel;
 }
 
 function lastNightForm(
