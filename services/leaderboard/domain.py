@@ -136,6 +136,12 @@ def value_of(score: int) -> int:
     return int(score) >> _TIE_BITS
 
 
+def reached_of(score: int) -> datetime:
+    """When a board score's value was reached (to the second), as board_score packed it."""
+    since = TIE_SPAN - 1 - (int(score) & (TIE_SPAN - 1))
+    return _EPOCH + timedelta(seconds=since)
+
+
 def deltas(
     added: tuple[date, int] | None, removed: tuple[date, int] | None
 ) -> dict[str, tuple[int, int]]:
@@ -155,9 +161,14 @@ def deltas(
     return {w: d for w, d in out.items() if d != (0, 0)}
 
 
+#: Every board's metric: the summed ones (METRICS, kept in Redis), then streak (streaks.py).
+STREAK = "streak"
+BOARDS = (*METRICS, STREAK)
+
+
 def parse_metric(text: str) -> str:
-    if text not in METRICS:
-        raise InvalidArgument.field("metric", f"must be one of {', '.join(METRICS)}; got {text!r}")
+    if text not in BOARDS:
+        raise InvalidArgument.field("metric", f"must be one of {', '.join(BOARDS)}; got {text!r}")
     return text
 
 

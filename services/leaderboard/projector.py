@@ -18,7 +18,7 @@ replayed event of theirs is applied (services.kit.erasure).
 
 from __future__ import annotations
 
-from datetime import UTC, date
+from datetime import UTC, date, datetime
 
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
@@ -26,7 +26,7 @@ from zentry.events.v1 import user_events_pb2 as uev
 from services.kit import erasure, visibility
 from services.kit.consumer import GATHER, BatchSubscription, Event
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
-from services.leaderboard import domain, store
+from services.leaderboard import domain, store, streaks
 from services.leaderboard.boards import Boards
 
 SCORES_GROUP = "leaderboard.scores"
@@ -56,6 +56,10 @@ def changes_of(events: list[Event]) -> list[store.Change]:
                 store.Change(happened, window, payload.entry.user_id, seconds, nights, when)
             )
     return changes
+
+
+def _day(score: store.Score) -> date:
+    return date.fromisoformat(score.window_id)
 
 
 def _night(state: sev.SleepEntryState) -> tuple[date, int]:
@@ -102,7 +106,58 @@ class Projector:
         await store.lock_users(session, users, shared=True)
         await store.lock_windows(session, {c.window_id for c in changes}, shared=True)
         scores = await store.apply(session, changes)
+        await self._streaks(session, scores)
         await self._boards.update(scores, await store.ranked(session, users))
+
+    async def _streaks(self, session, scores: list[store.Score]) -> None:
+        """Each user's runs of nights at their goal, joined or split at the dates whose sums
+        changed, and the streak of every window holding such a date (streaks.py)."""
+        daily: dict[str, list[store.Score]] = {}
+        for score in scores:
+            if domain.kind_of(score.window_id) == "daily":
+                daily.setdefault(score.user_id, []).append(score)
+        if not daily:
+            return
+        goals = await store.goals(session, daily)
+        # Every run within the windows of the changed dates (and touching them): enough to
+        # join, split and measure them all, but all-time's, read once the runs are written.
+        near = await store.runs_near(
+            session, {user: streaks.span(_day(s) for s in days) for user, days in daily.items()}
+        )
+        gone, new = [], []
+        reached: dict[tuple[str, str], datetime] = {}  # (window, user) -> when
+        ran: dict[str, list[streaks.Run]] = {}
+        for user, days in daily.items():
+            before = sorted(near[user])
+            runs = before
+            for score in days:
+                meets = streaks.met(score.seconds, score.nights, goals[user])
+                runs = streaks.rerun(runs, _day(score), meets)
+            if runs == before:
+                continue
+            ran[user] = runs
+            gone += [(user, first) for first, _last in set(before) - set(runs)]
+            new += [(user, *run) for run in set(runs) - set(before)]
+            for score in days:
+                for window in domain.windows_of(_day(score)):
+                    at = reached.get((window, user))
+                    reached[window, user] = max(at, score.reached_at) if at else score.reached_at
+        await store.replace_runs(session, gone, new)
+        all_time = await store.longest_runs(session, ran)
+        await store.set_streaks(
+            session,
+            [
+                store.Streak(
+                    window,
+                    user,
+                    all_time[user]
+                    if window == domain.ALL_TIME
+                    else streaks.longest(ran[user], *streaks.window_dates(window)),
+                    at,
+                )
+                for (window, user), at in reached.items()
+            ],
+        )
 
     async def apply_directory(self, events: list[Event], session) -> None:
         profiles = [p.profile for _e, p in events if isinstance(p, _PROFILES)]
@@ -118,6 +173,11 @@ class Projector:
             for user_id, row in after.items()
             if row.ranked != (user_id in before and before[user_id].ranked)
         } | deleted
+        for user_id, row in after.items():
+            known = before.get(user_id)
+            previous = known.goal_seconds if known else store.DEFAULT_GOAL_SECONDS
+            if row.goal_seconds != previous:  # nights before the profile took the default
+                await self._new_goal(session, user_id, row.goal_seconds)
         if flipped:
             scores = [
                 s for user in sorted(flipped) for s in await store.scores_of_user(session, user)
@@ -128,6 +188,21 @@ class Projector:
         for user in deleted:  # off every board above; now every row, for good
             await store.forget_user(session, user)
             await erasure.record(session, user)
+
+    async def _new_goal(self, session, user_id: str, goal_seconds: int) -> None:
+        """A user's runs and streaks again from their daily sums, measured by their new goal
+        (under their user lock, which their score batches wait for)."""
+        await store.forget_runs(session, user_id)
+        runs = streaks.runs_of(await store.days_at_goal(session, user_id, goal_seconds))
+        await store.replace_runs(session, [], [(user_id, *run) for run in runs])
+        now = datetime.now(UTC)
+        await store.set_streaks(
+            session,
+            [
+                store.Streak(w, user_id, streaks.longest(runs, *streaks.window_dates(w)), now)
+                for w in await store.windows_of_user(session, user_id)
+            ],
+        )
 
     # -- user events, one at a time within apply_directory's batch ---------------
 
@@ -142,6 +217,7 @@ class Projector:
                 p.time_zone or "UTC",
                 visibility.audience(p.nights_visible_to),
                 p.show_on_global_boards,
+                p.sleep_goal.seconds or store.DEFAULT_GOAL_SECONDS,
             ),
         )
 

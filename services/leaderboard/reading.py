@@ -72,7 +72,9 @@ class LeaderboardReader:
 
     async def top(self, caller: Caller, query: Query, size: int, token: str) -> pb.Leaderboard:
         cursor = _decode(token, query.board)
-        if query.scope == "global":
+        if query.metric == domain.STREAK and query.scope == "global":
+            part = await self._streak_page(query, cursor, size)
+        elif query.scope == "global":
             part = await self._global_page(query, cursor, size)
         else:
             rows = await self._following_rows(caller, query)
@@ -85,12 +87,14 @@ class LeaderboardReader:
             metric=query.metric,
             scope=query.scope,
             window=query.window,
-            standings=await self._standings(rows, part.first_rank),
+            standings=await self._standings(query, rows, part.first_rank),
             next_page_token=_encode(rows[-1], query.board) if more else "",
         )
 
     async def around(self, caller: Caller, query: Query, radius: int) -> pb.Leaderboard:
-        if query.scope == "global":
+        if query.metric == domain.STREAK and query.scope == "global":
+            part = await self._streak_around(query, caller.user_id, radius)
+        elif query.scope == "global":
             part = await self._global_around(query, caller.user_id, radius)
         else:
             rows = await self._following_rows(caller, query)
@@ -100,10 +104,10 @@ class LeaderboardReader:
             else:
                 first = max(0, mine - radius)
                 part = Slice(first + 1, rows[first : mine + radius + 1])
-        standings = await self._standings(part.rows, part.first_rank)
+        standings = await self._standings(query, part.rows, part.first_rank)
         me = next((s for s in standings if s.user_id == caller.user_id), None)
         if me is None:  # not on this board (yet): rank 0, with what the user has so far
-            me = (await self._standings([await self._own_row(caller, query)], 0))[0]
+            me = (await self._standings(query, [await self._own_row(caller, query)], 0))[0]
         return pb.Leaderboard(
             metric=query.metric,
             scope=query.scope,
@@ -156,8 +160,39 @@ class LeaderboardReader:
         scores."""
         async with self._db.transaction() as session:
             people = [caller.user_id, *await store.visible_followees(session, caller.user_id)]
+            if query.metric == domain.STREAK:
+                return _streak_rows(await store.streaks_of(session, query.window.id, people))
             scores = await store.scores_of(session, query.window.id, people)
         return self._boards.rows(query.metric, scores)
+
+    # -- streak boards: ranked in PostgreSQL (streaks.py) ----------------------------
+
+    async def _streak_page(self, query: Query, cursor, size: int) -> Slice:
+        window = query.window.id
+        async with self._db.transaction() as session:
+            if cursor is None:
+                return Slice(
+                    1, _streak_rows(await store.streak_page(session, window, None, size + 1))
+                )
+            value, reached = domain.value_of(cursor[0]), domain.reached_of(cursor[0])
+            after = store.Streak(window, cursor[1], value, reached)
+            above = await store.streaks_above(session, after)
+            found = await store.streak_page(session, window, (value, reached, cursor[1]), size + 1)
+        return Slice(above + 2, _streak_rows(found))
+
+    async def _streak_around(self, query: Query, user_id: str, radius: int) -> Slice:
+        window = query.window.id
+        async with self._db.transaction() as session:
+            found = await store.streaks_of(session, window, [user_id])
+            if not found or not await store.ranked(session, [user_id]):
+                return Slice(0, [])
+            mine = found[0]
+            above = await store.streaks_above(session, mine)
+            before = await store.streaks_just_above(session, mine, radius)
+            after = await store.streak_page(
+                session, window, (mine.value, mine.reached_at, mine.user_id), radius
+            )
+        return Slice(above + 1 - len(before), _streak_rows([*before, mine, *after]))
 
     # -- where the rows come from --------------------------------------------------
 
@@ -186,13 +221,23 @@ class LeaderboardReader:
         return self._boards.rows(query.metric, scores)
 
     async def _own_row(self, caller: Caller, query: Query) -> Row:
+        if query.metric == domain.STREAK:
+            async with self._db.transaction() as session:
+                mine = await store.streaks_of(session, query.window.id, [caller.user_id])
+            return _streak_rows(mine)[0] if mine else Row(caller.user_id, 0, Totals(0, 0))
         async with self._db.transaction() as session:
             mine = await store.user_score(session, query.window.id, caller.user_id)
         totals = Totals(mine.seconds, mine.nights) if mine else Totals(0, 0)
         return Row(caller.user_id, 0, totals)
 
-    async def _standings(self, rows: list[Row], first_rank: int) -> list[pb.Standing]:
+    async def _standings(self, query: Query, rows: list[Row], first_rank: int) -> list[pb.Standing]:
         users = await self._user_cache.users(r.user_id for r in rows)
+        streak = query.metric == domain.STREAK
+        if streak and rows:  # the streak boards' rows carry no sums: the window's
+            async with self._db.transaction() as session:
+                sums = await store.scores_of(session, query.window.id, [r.user_id for r in rows])
+            totals = {s.user_id: Totals(s.seconds, s.nights) for s in sums}
+            rows = [Row(r.user_id, r.score, totals.get(r.user_id, r.totals)) for r in rows]
         standings = []
         for i, row in enumerate(rows):
             user = users.get(row.user_id)
@@ -208,6 +253,7 @@ class LeaderboardReader:
                     average_duration=duration_pb2.Duration(
                         seconds=t.seconds // t.nights if t.nights else 0
                     ),
+                    streak=domain.value_of(row.score) if streak else 0,
                 )
             )
         return standings
@@ -246,6 +292,12 @@ def _parse_day(text: str) -> date:
 
 def _bad_date(text: str):
     raise InvalidArgument.field("date", f"must be a date as YYYY-MM-DD, got {text!r}")
+
+
+def _streak_rows(found: list[store.Streak]) -> list[Row]:
+    """Streaks as board rows, best first (the boards' order: score, then user id, descending)."""
+    rows = [Row(s.user_id, domain.board_score(s.value, s.reached_at), Totals(0, 0)) for s in found]
+    return sorted(rows, key=lambda r: (r.score, r.user_id), reverse=True)
 
 
 def _encode(row: Row, board: str) -> str:

@@ -24,7 +24,7 @@ def read_models(
     _boards, projector = app.parts(settings, db, redis)
     return kit_replay.ReadModels(
         app.consumers(settings, db, projector, bootstrap, **names),
-        ["score_changes", "scores", "users", "follows"],
+        ["score_changes", "scores", "streak_runs", "streaks", "users", "follows"],
         keys="lb:*",
     )
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import NamedTuple
 
-from sqlalchemy import Boolean, Column, MetaData, Table, Text, any_, or_, select, text
+from sqlalchemy import Boolean, Column, Integer, MetaData, Table, Text, any_, or_, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +35,8 @@ from services.leaderboard import domain
 
 metadata = MetaData()
 _uuid = UUID(as_uuid=False)
+#: The user service's default nightly goal, until a profile says otherwise.
+DEFAULT_GOAL_SECONDS = 8 * 3600
 
 users = Table(
     "users",
@@ -45,6 +47,7 @@ users = Table(
     Column("time_zone", Text, nullable=False),
     Column("nights_visible_to", Text, nullable=False, server_default=visibility.DEFAULT),
     Column("show_on_global_boards", Boolean, nullable=False, server_default="false"),
+    Column("goal_seconds", Integer, nullable=False, server_default=str(DEFAULT_GOAL_SECONDS)),
 )
 #: Who is ranked on the global boards (visibility.on_global_boards), as SQL.
 _RANKED = or_(users.c.nights_visible_to == visibility.EVERYONE, users.c.show_on_global_boards)
@@ -89,6 +92,7 @@ class UserRow:
     time_zone: str
     nights_visible_to: str = visibility.DEFAULT
     show_on_global_boards: bool = False
+    goal_seconds: int = DEFAULT_GOAL_SECONDS
 
     @property
     def ranked(self) -> bool:
@@ -285,11 +289,236 @@ async def visible_followees(session: AsyncSession, follower_id: str) -> list[str
 
 
 async def forget_user(session: AsyncSession, user_id: str) -> None:
-    """Every row of a user: scores, the ledger of their changes, the copies."""
+    """Every row of a user: scores, streaks, the ledger of their changes, the copies."""
     for statement in (
         "DELETE FROM scores WHERE user_id = :u",
+        "DELETE FROM streaks WHERE user_id = :u",
+        "DELETE FROM streak_runs WHERE user_id = :u",
         "DELETE FROM score_changes WHERE user_id = :u",
         "DELETE FROM follows WHERE follower_id = :u OR followee_id = :u",
         "DELETE FROM users WHERE user_id = :u",
     ):
         await session.execute(text(statement), {"u": user_id})
+
+
+# -- streaks (services.leaderboard.streaks) -------------------------------------------------
+
+
+class Streak(NamedTuple):
+    window_id: str
+    user_id: str
+    value: int
+    reached_at: datetime
+
+
+async def goals(session: AsyncSession, user_ids: Iterable[str]) -> dict[str, int]:
+    """Each user's nightly goal in seconds (the default for a user not known yet)."""
+    wanted = sorted(set(user_ids))
+    rows = await session.execute(
+        select(users.c.user_id, users.c.goal_seconds).where(users.c.user_id == any_(wanted))
+    )
+    found = {str(user): goal for user, goal in rows}
+    return {user: found.get(user, DEFAULT_GOAL_SECONDS) for user in wanted}
+
+
+async def runs_near(
+    session: AsyncSession, spans: dict[str, tuple[date, date]]
+) -> dict[str, list[tuple[date, date]]]:
+    """Each user's runs that hold, or touch, a date of their span (first, last)."""
+    if not spans:
+        return {}
+    ordered = sorted(spans.items())
+    users_ = [user for user, _span in ordered]
+    firsts = [first for _user, (first, _last) in ordered]
+    lasts = [last for _user, (_first, last) in ordered]
+    rows = await session.execute(
+        text(
+            "SELECT CAST(r.user_id AS text), r.first_date, r.last_date FROM streak_runs r "
+            "JOIN unnest(CAST(:users AS uuid[]), CAST(:firsts AS date[]), CAST(:lasts AS date[]))"
+            " AS s(user_id, first, last) ON r.user_id = s.user_id "
+            "AND r.last_date >= s.first - 1 AND r.first_date <= s.last + 1"
+        ),
+        {"users": users_, "firsts": firsts, "lasts": lasts},
+    )
+    found: dict[str, list[tuple[date, date]]] = {user: [] for user in spans}
+    for user, first, last in rows:
+        found[user].append((first, last))
+    return found
+
+
+async def replace_runs(
+    session: AsyncSession,
+    gone: Iterable[tuple[str, date]],
+    new: Iterable[tuple[str, date, date]],
+) -> None:
+    """Delete the runs (user, first date) `gone`, then insert the runs `new`."""
+    gone, new = sorted(set(gone)), sorted(set(new))
+    if gone:
+        await session.execute(
+            text(
+                "DELETE FROM streak_runs r USING unnest(CAST(:users AS uuid[]), "
+                "CAST(:firsts AS date[])) AS g(user_id, first) "
+                "WHERE r.user_id = g.user_id AND r.first_date = g.first"
+            ),
+            {"users": [u for u, _f in gone], "firsts": [f for _u, f in gone]},
+        )
+    if new:
+        await session.execute(
+            text(
+                "INSERT INTO streak_runs (user_id, first_date, last_date) SELECT * FROM unnest("
+                "CAST(:users AS uuid[]), CAST(:firsts AS date[]), CAST(:lasts AS date[]))"
+            ),
+            {
+                "users": [u for u, _f, _l in new],
+                "firsts": [f for _u, f, _l in new],
+                "lasts": [last for _u, _f, last in new],
+            },
+        )
+
+
+_SET_STREAKS = text(
+    """
+    INSERT INTO streaks AS s (window_id, user_id, value, reached_at)
+    SELECT w, u, v, t FROM unnest(CAST(:windows AS text[]), CAST(:users AS uuid[]),
+                                  CAST(:values AS integer[]), CAST(:ats AS timestamptz[]))
+        AS x(w, u, v, t)
+    -- a streak of 0 is kept only where one was before (it is on no board)
+    WHERE v > 0 OR EXISTS (SELECT 1 FROM streaks o WHERE o.window_id = w AND o.user_id = u)
+    ON CONFLICT (window_id, user_id) DO UPDATE SET
+        value = excluded.value, reached_at = excluded.reached_at
+    WHERE s.value <> excluded.value  -- unchanged: when it was reached stays
+    """
+)
+
+
+async def set_streaks(session: AsyncSession, streaks: Iterable[Streak]) -> None:
+    """Each window's streak of each user, reached then (whole seconds, as boards compare
+    them) if it changed."""
+    rows = sorted(streaks)
+    if not rows:
+        return
+    await session.execute(
+        _SET_STREAKS,
+        {
+            "windows": [s.window_id for s in rows],
+            "users": [s.user_id for s in rows],
+            "values": [s.value for s in rows],
+            "ats": [s.reached_at.replace(microsecond=0) for s in rows],
+        },
+    )
+
+
+async def longest_runs(session: AsyncSession, user_ids: Iterable[str]) -> dict[str, int]:
+    """Each user's longest run, in days (0 without one): their all-time streak."""
+    wanted = sorted(set(user_ids))
+    rows = await session.execute(
+        text(
+            "SELECT CAST(user_id AS text), max(last_date - first_date + 1) FROM streak_runs "
+            "WHERE user_id = ANY(CAST(:u AS uuid[])) GROUP BY user_id"
+        ),
+        {"u": wanted},
+    )
+    found = dict(rows.all())
+    return {user: found.get(user, 0) for user in wanted}
+
+
+async def days_at_goal(session: AsyncSession, user_id: str, goal_seconds: int) -> list[date]:
+    """The dates whose nights met `goal_seconds` (from the daily windows' sums)."""
+    rows = await session.execute(
+        text(
+            "SELECT window_id FROM scores WHERE user_id = :u AND window_id ~ :daily "
+            "AND nights > 0 AND seconds >= :goal"
+        ),
+        {"u": user_id, "daily": r"^\d{4}-\d{2}-\d{2}$", "goal": goal_seconds},
+    )
+    return [date.fromisoformat(w) for (w,) in rows]
+
+
+async def windows_of_user(session: AsyncSession, user_id: str) -> list[str]:
+    """Every window the user has sums in (all-time among them, once they have any)."""
+    rows = await session.execute(
+        text("SELECT window_id FROM scores WHERE user_id = :u"), {"u": user_id}
+    )
+    return [w for (w,) in rows]
+
+
+async def forget_runs(session: AsyncSession, user_id: str) -> None:
+    await session.execute(text("DELETE FROM streak_runs WHERE user_id = :u"), {"u": user_id})
+
+
+async def streak_page(
+    session: AsyncSession, window_id: str, after: tuple[int, datetime, str] | None, limit: int
+) -> list[Streak]:
+    """The window's streaks of those ranked on the global boards, longest first (the first to
+    reach it first, then by user id descending, as the boards order), after `after`."""
+    query = (
+        "SELECT CAST(s.user_id AS text), s.value, s.reached_at FROM streaks s "
+        "JOIN users u USING (user_id) WHERE s.window_id = :w AND s.value > 0 "
+        "AND (u.nights_visible_to = :everyone OR u.show_on_global_boards) "
+    )
+    params = {"w": window_id, "everyone": visibility.EVERYONE, "n": limit}
+    if after is not None:
+        query += (
+            "AND (s.value < :v OR (s.value = :v AND s.reached_at > :t) "
+            "OR (s.value = :v AND s.reached_at = :t AND s.user_id < CAST(:u AS uuid))) "
+        )
+        params |= {"v": after[0], "t": after[1], "u": after[2]}
+    query += "ORDER BY s.value DESC, s.reached_at, s.user_id DESC LIMIT :n"
+    rows = await session.execute(text(query), params)
+    return [Streak(window_id, u, v, t) for u, v, t in rows]
+
+
+async def streaks_above(session: AsyncSession, mine: Streak) -> int:
+    """How many of those ranked globally stand above `mine` on its window's streak board."""
+    rows = await session.execute(
+        text(
+            "SELECT count(*) FROM streaks s JOIN users u USING (user_id) "
+            "WHERE s.window_id = :w AND s.value > 0 "
+            "AND (u.nights_visible_to = :everyone OR u.show_on_global_boards) "
+            "AND (s.value > :v OR (s.value = :v AND s.reached_at < :t) "
+            "OR (s.value = :v AND s.reached_at = :t AND s.user_id > CAST(:u AS uuid)))"
+        ),
+        {
+            "w": mine.window_id,
+            "everyone": visibility.EVERYONE,
+            "v": mine.value,
+            "t": mine.reached_at,
+            "u": mine.user_id,
+        },
+    )
+    return rows.scalar_one()
+
+
+async def streaks_of(session: AsyncSession, window_id: str, user_ids: list[str]) -> list[Streak]:
+    """The window's streaks (above 0) of these users, ranked globally or not."""
+    rows = await session.execute(
+        text(
+            "SELECT CAST(user_id AS text), value, reached_at FROM streaks "
+            "WHERE window_id = :w AND user_id = ANY(CAST(:ids AS uuid[])) AND value > 0"
+        ),
+        {"w": window_id, "ids": user_ids},
+    )
+    return [Streak(window_id, u, v, t) for u, v, t in rows]
+
+
+async def streaks_just_above(session: AsyncSession, mine: Streak, count: int) -> list[Streak]:
+    """The `count` streaks ranked (globally) just above `mine`, best first."""
+    rows = await session.execute(
+        text(
+            "SELECT CAST(s.user_id AS text), s.value, s.reached_at FROM streaks s "
+            "JOIN users u USING (user_id) WHERE s.window_id = :w AND s.value > 0 "
+            "AND (u.nights_visible_to = :everyone OR u.show_on_global_boards) "
+            "AND (s.value > :v OR (s.value = :v AND s.reached_at < :t) "
+            "OR (s.value = :v AND s.reached_at = :t AND s.user_id > CAST(:u AS uuid))) "
+            "ORDER BY s.value, s.reached_at DESC, s.user_id LIMIT :n"
+        ),
+        {
+            "w": mine.window_id,
+            "everyone": visibility.EVERYONE,
+            "v": mine.value,
+            "t": mine.reached_at,
+            "u": mine.user_id,
+            "n": count,
+        },
+    )
+    return [Streak(mine.window_id, u, v, t) for u, v, t in reversed(rows.all())]

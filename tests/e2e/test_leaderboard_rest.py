@@ -96,3 +96,29 @@ def test_bad_board_requests_are_400_naming_the_field(api, new_account):
         status, code, message = error_of(response)
         assert (status, code) == (400, "INVALID_ARGUMENT") and message.startswith(field), message
     assert api.get("/v1/leaderboards/nights/daily").status_code == 401
+
+
+def test_a_streak_board_counts_nights_in_a_row_at_ones_goal(api, new_account):
+    me = new_account(timeZone="UTC")  # the default goal: 8 hours
+    for days_before, hours in ((5, 8), (4, 8.5), (3, 9), (2, 6), (1, 8)):
+        end = DAY - timedelta(days=days_before)
+        body = {
+            "startTime": (end - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "endTime": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        response = api.post("/v1/sleepEntries", headers=me.auth, json=body)
+        assert response.status_code == 200, response.text
+
+    def mine() -> dict | None:
+        found = board(api, me, "streak/all-time", scope="following").get("standings", [])
+        return next((s for s in found if s["username"] == me.username), None)
+
+    eventually(
+        lambda: (mine() or {}).get("streak") == "3",
+        timeout=20,
+        what="three nights in a row at 8 hours, then a short one, make a streak of 3",
+    )
+    standing = mine()
+    assert standing["nights"] == "5" and standing["rank"] == "1"
+    status, code, message = error_of(api.get("/v1/leaderboards/streaks/weekly", headers=me.auth))
+    assert (status, code) == (400, "INVALID_ARGUMENT") and "streak" in message

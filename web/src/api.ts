@@ -61,6 +61,7 @@ export interface Standing {
   totalDuration: string;
   nights: string;
   averageDuration: string;
+  streak?: string;
 }
 
 export interface Leaderboard {

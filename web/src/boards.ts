@@ -3,7 +3,12 @@
 import { api, type Leaderboard, type Standing, type User, type Window } from "./api";
 import { h, hours } from "./dom";
 
-const METRICS = { "total-duration": "Total sleep", nights: "Nights logged", "average-duration": "Average night" };
+const METRICS = {
+  "total-duration": "Total sleep",
+  nights: "Nights logged",
+  "average-duration": "Average night",
+  streak: "Nights in a row at my goal",
+};
 const WINDOWS = { daily: "Today", weekly: "This week", monthly: "This month", "all-time": "All time" };
 const SCOPES = { global: "Everyone", following: "People I follow" };
 
@@ -78,7 +83,12 @@ function boardView(top: Leaderboard, around: Leaderboard, me: User): HTMLElement
 
 function row(s: Standing, metric: string, me: User): HTMLElement {
   const mine = s.userId === me.id;
-  const shown = metric === "nights" ? s.nights : hours(metric === "total-duration" ? s.totalDuration : s.averageDuration);
+  const shown =
+    metric === "nights"
+      ? s.nights
+      : metric === "streak"
+        ? (s.streak ?? "0")
+        : hours(metric === "total-duration" ? s.totalDuration : s.averageDuration);
   return h(
     "tr",
     { class: mine ? "me" : undefined, "aria-current": mine ? "true" : undefined },
@@ -89,6 +99,7 @@ function row(s: Standing, metric: string, me: User): HTMLElement {
 }
 
 function value(metric: string): string {
+  if (metric === "streak") return "In a row";
   return metric === "nights" ? "Nights" : metric === "total-duration" ? "Slept" : "Per night";
 }
 
