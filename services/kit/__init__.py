@@ -6,6 +6,7 @@ Configuration:
     roster          which services exist, which consume events, which replay them
 Serving (gRPC):
     boot            build the server, serve, stop gracefully
+    periodic        a background loop that does one thing every so often
     interceptors    the one shape of the kit's server interceptors
     auth            JWT verification, public methods and roles from the protos
     clients         the caller's address and user agent, believed beside the gateway's secret

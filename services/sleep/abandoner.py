@@ -8,31 +8,17 @@ so the timer only bounds how long an overdue night may still look open.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
-from services.kit.errors import OUTAGES
+from services.kit.periodic import Periodic
 from services.sleep.actions import SleepActions
 
 _log = logging.getLogger(__name__)
 
 
-class Abandoner:
-    def __init__(self, actions: SleepActions, interval: float):
-        self._actions = actions
-        self._interval = interval
-        self._stopping = asyncio.Event()
+def abandoner(actions: SleepActions, interval: float) -> Periodic:
+    async def sweep() -> None:
+        if closed := await actions.abandon_overdue():
+            _log.info("nights abandoned", extra={"nights": closed})
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                if closed := await self._actions.abandon_overdue():
-                    _log.info("nights abandoned", extra={"nights": closed})
-            except OUTAGES as error:
-                _log.warning("abandoning overdue nights failed, trying again later: %r", error)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval)
+    return Periodic("abandoning overdue nights", interval, sweep)

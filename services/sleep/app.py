@@ -13,7 +13,7 @@ from services.kit.db import Database
 from services.kit.discovery import Balancer, Consul
 from services.kit.outbox import OutboxRelay
 from services.kit.profiles import OwnProfiles
-from services.sleep.abandoner import Abandoner
+from services.sleep.abandoner import abandoner
 from services.sleep.actions import SleepActions
 from services.sleep.config import SleepSettings
 from services.sleep.directory import UserDirectory
@@ -42,7 +42,7 @@ def assemble(settings: SleepSettings) -> Assembly:
             OutboxRelay(
                 db, service.kafka_bootstrap, client_id=service.instance_id, service=service.service
             ),
-            Abandoner(actions, settings.abandon_interval),
+            abandoner(actions, settings.abandon_interval),
         ],
         consumers=[
             ConsumerRunner(db, service.kafka_bootstrap, subscription)

@@ -8,45 +8,30 @@ transactions; deleting what another instance deleted already costs nothing.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
 from services.analytics.product import store
 from services.kit.db import Database
-from services.kit.errors import OUTAGES
+from services.kit.periodic import Periodic
 
 _log = logging.getLogger(__name__)
 
 
-class Sweeper:
+class Sweeper(Periodic):
     def __init__(
         self, db: Database, raw_retention: timedelta, rollup_retention: timedelta, interval: float
     ):
+        super().__init__("retention sweep", interval, self.sweep)
         self._db = db
         self._retention = raw_retention
         self._rollup_retention = rollup_retention
-        self._interval = interval
-        self._stopping = asyncio.Event()
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.sweep()
-            except OUTAGES as error:
-                _log.warning("retention sweep failed, trying again later: %r", error)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval)
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Delete everything past its time, a chunk per transaction; how many rows went."""
         now = now or datetime.now(UTC)
         gone = 0
-        while not self._stopping.is_set():
+        while not self.stopping:
             async with self._db.transaction() as session:
                 # Today's and yesterday's salts stay: a request at midnight may still use either.
                 chunk = await store.sweep_chunk(
