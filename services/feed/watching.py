@@ -39,7 +39,7 @@ from zentry.sleep.v1 import sleep_entry_pb2
 from services.feed import store
 from services.kit import paging
 from services.kit.db import Database
-from services.kit.errors import InvalidArgument, ResourceExhausted
+from services.kit.errors import InvalidArgument, ResourceExhausted, Unavailable
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ CATCH_UP = 1000
 #: While rows wait above the horizon (an older transaction is still running), look again this
 #: often rather than at the next interval.
 PENDING_RECHECK = 0.05
+#: How long a new watcher waits for the instance's first read of the changes.
+READY_WAIT = 10.0
 #: Put in a watcher's queue when its reader's follows changed: read them again.
 REFOLLOW = "refollow"
 
@@ -222,7 +224,10 @@ class EntryChanges:
             )
         async with self._db.transaction() as session:
             authors = frozenset(await store.followees(session, reader_id))
-        await self._ready.wait()
+        try:  # the instance's reader has read once (it retries while PostgreSQL is away)
+            await asyncio.wait_for(self._ready.wait(), READY_WAIT)
+        except TimeoutError:
+            raise Unavailable("Your feed cannot be watched right now; try again.") from None
         start = self.position
         watch = Watch(reader_id, authors, cursor or start, queue_size=queue_size)
         self._add(watch)

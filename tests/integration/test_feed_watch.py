@@ -15,7 +15,7 @@ from zentry.events.v1 import sleep_events_pb2 as sev
 
 from services.feed import watching
 from services.feed.watching import EntryChanges, Watch
-from services.kit.errors import ResourceExhausted
+from services.kit.errors import ResourceExhausted, Unavailable
 from tests.event_world import world_fixture
 from tests.feed_world import FeedWorld
 
@@ -175,3 +175,13 @@ async def test_watchers_past_the_instances_bounds_are_refused(world):
     finally:
         changes.stop()
         await task
+
+
+async def test_a_watcher_is_told_to_come_back_while_the_changes_cannot_be_read(world, monkeypatch):
+    reader = world.user()
+    await world.settled()
+    monkeypatch.setattr(watching, "READY_WAIT", 0.2)
+    changes = EntryChanges(world.db)  # never reads: as when PostgreSQL was away since start
+    with pytest.raises(Unavailable, match="cannot be watched right now"):
+        await changes.join(reader, None, 8)
+    assert changes.watchers == 0
