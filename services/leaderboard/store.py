@@ -446,47 +446,71 @@ async def forget_runs(session: AsyncSession, user_id: str) -> None:
     await session.execute(text("DELETE FROM streak_runs WHERE user_id = :u"), {"u": user_id})
 
 
+#: A window's streak board: the streaks of those ranked on the global boards.
+_STREAK_BOARD = (
+    "FROM streaks s JOIN users u USING (user_id) WHERE s.window_id = :w AND s.value > 0 "
+    "AND (u.nights_visible_to = :everyone OR u.show_on_global_boards) "
+)
+#: Above the streak (:v, :t, :u) in the boards' order: longer, or reached sooner, or by a
+#: higher user id; BELOW is the rest.
+_ABOVE = (
+    "AND (s.value > :v OR (s.value = :v AND s.reached_at < :t) "
+    "OR (s.value = :v AND s.reached_at = :t AND s.user_id > CAST(:u AS uuid))) "
+)
+_BELOW = (
+    "AND (s.value < :v OR (s.value = :v AND s.reached_at > :t) "
+    "OR (s.value = :v AND s.reached_at = :t AND s.user_id < CAST(:u AS uuid))) "
+)
+_STREAK_COLUMNS = "SELECT CAST(s.user_id AS text), s.value, s.reached_at "
+
+
+def _at(window_id: str, value: int, reached_at: datetime, user_id: str, **more) -> dict:
+    return {
+        "w": window_id,
+        "everyone": visibility.EVERYONE,
+        "v": value,
+        "t": reached_at,
+        "u": user_id,
+        **more,
+    }
+
+
 async def streak_page(
     session: AsyncSession, window_id: str, after: tuple[int, datetime, str] | None, limit: int
 ) -> list[Streak]:
-    """The window's streaks of those ranked on the global boards, longest first (the first to
-    reach it first, then by user id descending, as the boards order), after `after`."""
-    query = (
-        "SELECT CAST(s.user_id AS text), s.value, s.reached_at FROM streaks s "
-        "JOIN users u USING (user_id) WHERE s.window_id = :w AND s.value > 0 "
-        "AND (u.nights_visible_to = :everyone OR u.show_on_global_boards) "
-    )
+    """The window's streak board, longest first (the first to reach it first, then by user
+    id descending, as the boards order), after `after` (value, reached at, user)."""
+    query = _STREAK_COLUMNS + _STREAK_BOARD
     params = {"w": window_id, "everyone": visibility.EVERYONE, "n": limit}
     if after is not None:
-        query += (
-            "AND (s.value < :v OR (s.value = :v AND s.reached_at > :t) "
-            "OR (s.value = :v AND s.reached_at = :t AND s.user_id < CAST(:u AS uuid))) "
-        )
-        params |= {"v": after[0], "t": after[1], "u": after[2]}
+        query += _BELOW
+        params = _at(window_id, *after, n=limit)
     query += "ORDER BY s.value DESC, s.reached_at, s.user_id DESC LIMIT :n"
     rows = await session.execute(text(query), params)
     return [Streak(window_id, u, v, t) for u, v, t in rows]
 
 
 async def streaks_above(session: AsyncSession, mine: Streak) -> int:
-    """How many of those ranked globally stand above `mine` on its window's streak board."""
+    """How many stand above `mine` on its window's streak board."""
     rows = await session.execute(
-        text(
-            "SELECT count(*) FROM streaks s JOIN users u USING (user_id) "
-            "WHERE s.window_id = :w AND s.value > 0 "
-            "AND (u.nights_visible_to = :everyone OR u.show_on_global_boards) "
-            "AND (s.value > :v OR (s.value = :v AND s.reached_at < :t) "
-            "OR (s.value = :v AND s.reached_at = :t AND s.user_id > CAST(:u AS uuid)))"
-        ),
-        {
-            "w": mine.window_id,
-            "everyone": visibility.EVERYONE,
-            "v": mine.value,
-            "t": mine.reached_at,
-            "u": mine.user_id,
-        },
+        text("SELECT count(*) " + _STREAK_BOARD + _ABOVE),
+        _at(mine.window_id, mine.value, mine.reached_at, mine.user_id),
     )
     return rows.scalar_one()
+
+
+async def streaks_just_above(session: AsyncSession, mine: Streak, count: int) -> list[Streak]:
+    """The `count` streaks just above `mine` on its window's streak board, best first."""
+    rows = await session.execute(
+        text(
+            _STREAK_COLUMNS
+            + _STREAK_BOARD
+            + _ABOVE
+            + "ORDER BY s.value, s.reached_at DESC, s.user_id LIMIT :n"
+        ),
+        _at(mine.window_id, mine.value, mine.reached_at, mine.user_id, n=count),
+    )
+    return [Streak(mine.window_id, u, v, t) for u, v, t in reversed(rows.all())]
 
 
 async def streaks_of(session: AsyncSession, window_id: str, user_ids: list[str]) -> list[Streak]:
@@ -499,26 +523,3 @@ async def streaks_of(session: AsyncSession, window_id: str, user_ids: list[str])
         {"w": window_id, "ids": user_ids},
     )
     return [Streak(window_id, u, v, t) for u, v, t in rows]
-
-
-async def streaks_just_above(session: AsyncSession, mine: Streak, count: int) -> list[Streak]:
-    """The `count` streaks ranked (globally) just above `mine`, best first."""
-    rows = await session.execute(
-        text(
-            "SELECT CAST(s.user_id AS text), s.value, s.reached_at FROM streaks s "
-            "JOIN users u USING (user_id) WHERE s.window_id = :w AND s.value > 0 "
-            "AND (u.nights_visible_to = :everyone OR u.show_on_global_boards) "
-            "AND (s.value > :v OR (s.value = :v AND s.reached_at < :t) "
-            "OR (s.value = :v AND s.reached_at = :t AND s.user_id > CAST(:u AS uuid))) "
-            "ORDER BY s.value, s.reached_at DESC, s.user_id LIMIT :n"
-        ),
-        {
-            "w": mine.window_id,
-            "everyone": visibility.EVERYONE,
-            "v": mine.value,
-            "t": mine.reached_at,
-            "u": mine.user_id,
-            "n": count,
-        },
-    )
-    return [Streak(mine.window_id, u, v, t) for u, v, t in reversed(rows.all())]
