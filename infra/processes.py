@@ -150,11 +150,20 @@ def wait_until(
         time.sleep(0.25)
 
 
+#: Every port free_port gave: a child binds its port a moment later, and the kernel, asked
+#: again meanwhile, may give the same one.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on right now, and never one this process gave before."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def port_is_free(host: str, port: int, *, udp: bool = False) -> bool:

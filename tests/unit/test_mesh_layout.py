@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra import config
+from infra import config, processes
 from infra.mesh import (
     BENCH,
     CHAOS,
@@ -104,3 +104,30 @@ def test_listener_stats_keep_whole_numbers_only():
         "listener_manager.lds.update_rejected": 0,
         "listener_manager.total_listeners_warming": 1,
     }
+
+
+def test_a_free_port_is_never_handed_out_twice(monkeypatch):
+    """Children bind their ports a moment after they are given them: the kernel, asked
+    again meanwhile, may give the same one (as it did to a metrics and a gRPC port in a
+    chaos run), so the mesh must not."""
+    given = iter([51209, 51209, 51209, 40001])
+
+    class Probe:
+        def __init__(self, *_args):
+            self.port = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_exc):
+            return False
+
+        def bind(self, _address):
+            self.port = next(given)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(processes.socket, "socket", Probe)
+    monkeypatch.setattr(processes, "_HANDED_OUT", set())
+    assert [processes.free_port(), processes.free_port()] == [51209, 40001]
