@@ -24,6 +24,7 @@ from zentry.events.v1 import analytics_events_pb2 as aev
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
+from services.kit.addresses import kafka_security
 from services.kit.events import CLIENT_EVENTS, SLEEP_EVENTS, USER_EVENTS, envelope
 
 ZONES = ("America/Los_Angeles", "America/New_York", "Europe/London", "Europe/Berlin",
@@ -48,7 +49,12 @@ class BulkPublisher:
         sleep_topic: str = SLEEP_EVENTS,
     ):
         self._producer = Producer(
-            {"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4"}
+            {
+                **kafka_security(),
+                "bootstrap.servers": bootstrap,
+                "linger.ms": 20,
+                "compression.type": "lz4",
+            }
         )
         self.random = random.Random(seed)
         self.sent = 0
@@ -147,8 +153,10 @@ class BulkPublisher:
 
 def wait_consumed(bootstrap: str, groups: dict[str, str], timeout: float) -> float:
     """Wait until each group (name -> topic) has committed up to its topic's end; seconds taken."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-probe"})
+    admin = AdminClient({**kafka_security(), "bootstrap.servers": bootstrap})
+    probe = Consumer(
+        {**kafka_security(), "bootstrap.servers": bootstrap, "group.id": "bench-probe"}
+    )
     ends = {}
     for group, topic in groups.items():
         partitions = probe.list_topics(topic, timeout=15).topics[topic].partitions

@@ -108,7 +108,7 @@ async def _measure(settings: Settings, feed: FeedSettings, scale: Scale) -> dict
         print("bench feed consumers: replaying the feed's read models", flush=True)
         meter = CpuMeter(roots).start()
         report = await feed_replay.replay(
-            feed, dsn=place.dsn, redis_url=place.redis_url, bootstrap=bootstrap, **names
+            feed, dsn=place.dsn, redis=place.redis_url, bootstrap=bootstrap, **names
         )
         phases["replay"] = _figures(report.events, report.seconds, meter.stop(), 0)
         await redis.flushdb()

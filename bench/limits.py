@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, TopicPartition
 from bench import loadgen
 from bench.scratch import BENCH_REDIS_DB
 from infra.config import Settings
+from services.kit.addresses import kafka_security
 
 TIMELINE_ITEMS, PAGE = 1000, 20
 
@@ -75,6 +76,7 @@ def raw_consume_rate(bootstrap: str, topic: str, expected: int) -> dict:
     """One consumer, no processing: messages/s reading `expected` messages of `topic`."""
     consumer = Consumer(
         {
+            **kafka_security(),
             "bootstrap.servers": bootstrap,
             "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",

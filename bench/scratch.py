@@ -21,6 +21,7 @@ from bench.cpu import CpuMeter, cpu_roots, per_event
 from infra import mesh
 from infra.config import Settings
 from infra.servers.postgres import scratch_database
+from services.kit.addresses import kafka_security
 
 BENCH_REDIS_DB = 10  # the tests use 11 to 13
 #: Runner processes sharing a group in `drain_in_processes`: as many as `make dev` runs.
@@ -41,7 +42,7 @@ class Scratch:
 @contextmanager
 def scratch(settings: Settings, name: str, topics: int = 1) -> Iterator[Scratch]:
     """Topics `name`, `name-2`, ... (`topics` of them), a database and a Redis database."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin = AdminClient({**kafka_security(), "bootstrap.servers": settings.kafka.bootstrap_servers})
     names = tuple([name, *(f"{name}-{n}" for n in range(2, topics + 1))])
     made = [t for n in names for t in (n, f"{n}.dlt")]
     new = [NewTopic(t, 1 if t.endswith(".dlt") else 6, 1) for t in made]
@@ -73,7 +74,14 @@ async def drain(runner, expected: int, what: str, timeout: float = 600) -> float
 
 def produce_all(bootstrap: str, topic: str, messages) -> None:
     """Publish (key, value) pairs as fast as Kafka takes them."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000})
+    producer = Producer(
+        {
+            **kafka_security(),
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+        }
+    )
     for key, value in messages:
         while True:
             try:
@@ -212,7 +220,7 @@ def drain_in_processes(
 def _until_all_members(args: tuple, children, timeout: float) -> None:
     """Until the group is stable with a member for each child, each holding partitions."""
     bootstrap, _topic, group = args[:3]
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**kafka_security(), "bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(not c.is_alive() for c in children):

@@ -1,11 +1,15 @@
 """`python -m chaos` (`make chaos`): load and faults, then an audit of every read model.
 
-Knobs (environment): CHAOS_SECONDS of load (60), CHAOS_SEED (1), CHAOS_CLIENTS (3),
+Knobs (environment): CHAOS_PROFILE (`standard`: every fault against the local servers;
+`redis-failover`: a Redis primary, replica and Sentinels of the run's own, whose
+primary is killed under the load), CHAOS_SECONDS of load (60), CHAOS_SEED (1), CHAOS_CLIENTS (3),
 CHAOS_ROUNDS of every fault (1; 2 from 300 s of load), CHAOS_MAX_REQUESTS per client
 (4000), CHAOS_CONVERGE seconds the read models get to agree after the last fault and
 write (120).
+A reader reads the feed and a board throughout and the report counts its answers.
 Everything runs on loopback and stops by itself; exit status 1 on any difference, an
-instance that died by itself, or an ambiguous write that never settled.
+instance that died by itself, an ambiguous write that never settled, or (in the
+failover profile) a read that failed.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from datetime import UTC, datetime
 from chaos import faults
 from chaos.audit import Auditor
 from chaos.cluster import Cluster
-from chaos.load import Client, Ledger, User, settle
+from chaos.load import Client, Ledger, Reader, User, settle
 from infra import config
 
 
@@ -32,15 +36,19 @@ def main() -> int:
     rounds = int(os.environ.get("CHAOS_ROUNDS", "2" if seconds >= 300 else "1"))
     max_requests = int(os.environ.get("CHAOS_MAX_REQUESTS", "4000"))
     converge = float(os.environ.get("CHAOS_CONVERGE", "120"))
+    profile = os.environ.get("CHAOS_PROFILE", "standard")
+    if profile not in faults.PROFILES:
+        say(f"CHAOS_PROFILE must be one of {', '.join(faults.PROFILES)}; got {profile!r}")
+        return 2
     settings = config.load()
-    cluster = Cluster(settings)
-    say(f"starting the mesh (seed {seed}, {seconds:.0f} s of load, {clients} clients)")
+    cluster = Cluster(settings, redis_ha=profile == "redis-failover")
+    say(f"starting the mesh ({profile}, seed {seed}, {seconds:.0f} s of load, {clients} clients)")
     try:
         cluster.start()
         ledger = Ledger(run=uuid.uuid4().hex[:8])
         admin = make_admin(cluster, ledger)
         started = datetime.now(UTC)
-        plan = faults.schedule(seconds, seed, rounds)
+        plan = faults.schedule(seconds, seed, rounds, profile)
         struck: list[tuple[float, str, str]] = []
         t0 = time.monotonic()
         threads = [
@@ -51,6 +59,8 @@ def main() -> int:
             )
             for n in range(clients)
         ]
+        reader = Reader(cluster.base_url, admin)
+        threads.append(threading.Thread(target=reader.run, args=(t0 + seconds,), name="reader"))
         for thread in threads:
             thread.start()
         for at, fault in plan:
@@ -76,9 +86,10 @@ def main() -> int:
         died = cluster.died()
     finally:
         cluster.stop()
-    report(struck, ledger, settled, findings, agreed_after, died)
+    report(struck, ledger, settled, findings, agreed_after, died, reader)
     failed = findings.differences() or died or ledger.ambiguous
-    return 1 if failed else 0
+    # Redis failing over must not fail a read: the feed and boards answer from PostgreSQL.
+    return 1 if failed or (profile == "redis-failover" and reader.failed) else 0
 
 
 def make_admin(cluster: Cluster, ledger: Ledger) -> User:
@@ -105,7 +116,9 @@ def make_admin(cluster: Cluster, ledger: Ledger) -> User:
     return user
 
 
-def report(struck, ledger: Ledger, settled: int, findings, agreed_after: float, died) -> None:
+def report(
+    struck, ledger: Ledger, settled: int, findings, agreed_after: float, died, reader: Reader
+) -> None:
     print("\n## Faults\n\n| at | fault | what happened |\n|--:|---|---|")
     for at, name, what in struck:
         print(f"| {at:.1f} s | {name} | {what} |")
@@ -118,6 +131,10 @@ def report(struck, ledger: Ledger, settled: int, findings, agreed_after: float, 
         f"of {len(ledger.nights)}, follows {sum(ledger.follows.values())}, "
         f"analytics events {ledger.tracked}"
     )
+    print("\n## Reads during the load\n\n| read | answer | count |\n|---|---|--:|")
+    for (name, status), count in sorted(reader.tally.items()):
+        print(f"| {name} | {status} | {count} |")
+    print(f"\nreads that failed: {reader.failed}")
     print("\n## Read models\n")
     print(findings.table())
     for example in findings.examples:

@@ -16,6 +16,7 @@ import time
 from redis import Redis
 
 from chaos.network import Network
+from chaos.redis_ha import RedisHA
 from gateway.config import NO_CLIENT_LIMITS
 from infra import lifecycle
 from infra.config import Settings
@@ -33,10 +34,14 @@ ENV = {
 
 
 class Cluster:
-    def __init__(self, settings: Settings):
+    """`redis_ha`: the instances use a Redis primary, replica and Sentinels of the run's own
+    (chaos.redis_ha) rather than the local Redis behind its proxy."""
+
+    def __init__(self, settings: Settings, redis_ha: bool = False):
         self.settings = settings
         self.mesh = Mesh(settings)
         self.network = Network(settings)
+        self.redis_ha = RedisHA(settings, self.mesh) if redis_ha else None
         self.env = dict(ENV)
 
     @property
@@ -50,6 +55,8 @@ class Cluster:
         self.mesh.start_process("toxiproxy", self.network.command())
         self.network.wait_ready()
         self.env.update(self.network.create())  # every instance goes through the proxies
+        if self.redis_ha is not None:
+            self.env.update(self.redis_ha.start())
         # The load comes from one address: no per-client limits at the gateway.
         self.mesh.start(CHAOS, env=self.env, gateway_env=NO_CLIENT_LIMITS)
         self.mesh.wait_ready()
@@ -87,8 +94,14 @@ class Cluster:
     def network_fault(self, proxy: str, toxic: str) -> str:
         return self.network.strike(proxy, toxic)
 
+    def fail_redis_primary(self) -> str:
+        """SIGKILL the HA Redis's primary; returns once the Sentinels have promoted its replica
+        and the old primary is back as the new one's replica."""
+        assert self.redis_ha is not None, "the failover profile runs a Redis of its own"
+        return self.redis_ha.fail_primary()
+
     def flush_redis(self) -> str:
-        client = Redis(host=self.settings.redis.host, port=self.settings.redis.port)
+        client = Redis.from_url(self.settings.redis.url())
         try:
             client.flushall()
         finally:

@@ -67,9 +67,30 @@ def every_fault() -> list[Fault]:
     return faults
 
 
-def schedule(seconds: float, seed: int, rounds: int) -> list[tuple[float, Fault]]:
+def redis_failovers() -> list[Fault]:
+    """The failover profile's: the Redis primary dies (twice a round), and a consumer of each
+    read model in Redis with it once, so a failover meets a rebalance."""
+    fail = Fault("SIGKILL Redis primary", lambda c: c.fail_redis_primary())
+    return [
+        fail,
+        fail,
+        Fault("SIGKILL feed consumer", lambda c: c.strike("feed", "consumer", signal.SIGKILL)),
+        Fault(
+            "SIGKILL leaderboard consumer",
+            lambda c: c.strike("leaderboard", "consumer", signal.SIGKILL),
+        ),
+    ]
+
+
+#: CHAOS_PROFILE: which faults a run strikes.
+PROFILES = {"standard": every_fault, "redis-failover": redis_failovers}
+
+
+def schedule(
+    seconds: float, seed: int, rounds: int, profile: str = "standard"
+) -> list[tuple[float, Fault]]:
     """(seconds after the load starts, fault), in order; each fault `rounds` times."""
-    faults = every_fault() * rounds
+    faults = PROFILES[profile]() * rounds
     random.Random(seed).shuffle(faults)
     first, last = min(10.0, seconds * 0.1), seconds * 0.85
     step = (last - first) / max(1, len(faults) - 1)

@@ -401,3 +401,30 @@ def _stamp(when: datetime) -> str:
 
 def _instant(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+class Reader:
+    """A reader beside the writers: the admin's feed and a board, in turn, every
+    `interval` seconds until `until`, each answer tallied by status (`tally`): what
+    people reading saw while the faults struck. A read is not retried."""
+
+    def __init__(self, base_url: str, user: User, interval: float = 0.2):
+        self.paths = {"feed": "/v1/feed", "board": "/v1/leaderboards/total-duration/weekly"}
+        self.api = httpx.Client(base_url=base_url, timeout=10)
+        self.user = user
+        self.interval = interval
+        self.tally: dict[tuple[str, str], int] = {}
+
+    def run(self, until: float) -> None:
+        while time.monotonic() < until:
+            for name, path in self.paths.items():
+                try:
+                    status = str(self.api.get(path, headers=self.user.auth).status_code)
+                except httpx.HTTPError as error:
+                    status = type(error).__name__
+                self.tally[(name, status)] = self.tally.get((name, status), 0) + 1
+            time.sleep(self.interval)
+
+    @property
+    def failed(self) -> int:
+        return sum(n for (_name, status), n in self.tally.items() if status != "200")

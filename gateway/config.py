@@ -7,7 +7,7 @@ from pathlib import Path
 
 from services.kit import settings
 from services.kit.addresses import ConsulAddress, EnvoyAddress, ZipkinAddress
-from services.kit.settings import TOKEN_AUDIENCE, TOKEN_ISSUER, ConfigError, Env
+from services.kit.settings import TOKEN_AUDIENCE, TOKEN_ISSUER, ConfigError, Env, TlsFiles
 
 DESCRIPTOR_SET = settings.CHECKOUT / "gen" / "zentry.descriptor.pb"
 OPENAPI_DOCUMENT = settings.CHECKOUT / "gen" / "openapi.json"
@@ -39,6 +39,8 @@ class GatewaySettings:
     docs_dir: Path  # Swagger UI's files, which Envoy reads to serve /docs
     web_dir: Path  # the web app's built files, which Envoy reads to serve / (gateway.webapp)
     consul_url: str
+    #: The endpoint feed's ACL token: it reads the catalog, nothing more.
+    consul_token: str
     jwt_issuer: str
     jwt_audience: str
     cors_origins: tuple[str, ...]
@@ -57,6 +59,9 @@ class GatewaySettings:
     trace_sampling: float
     #: A listener that serves only Envoy's /stats/prometheus (0: none; its admin has them).
     metrics_port: int
+    #: Mutual TLS to the services (ZENTRY_GATEWAY_TLS_CERT_FILE, _KEY_FILE, _CA_FILE: Envoy's
+    #: client certificate, its key, the CA); None: plaintext. Paths where Envoy runs.
+    upstream_tls: TlsFiles | None = None
 
     @property
     def base_url(self) -> str:
@@ -103,6 +108,7 @@ class GatewaySettings:
             docs_dir=env.path("GATEWAY_DOCS_DIR", tools_dir / "share" / "swagger-ui"),
             web_dir=env.path("GATEWAY_WEB_DIR", tools_dir / "share" / "web"),
             consul_url=consul.http_url,
+            consul_token=consul.token,
             jwt_issuer=env.str("JWT_ISSUER", TOKEN_ISSUER),
             jwt_audience=env.str("JWT_AUDIENCE", TOKEN_AUDIENCE),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
@@ -119,6 +125,7 @@ class GatewaySettings:
             trace_collector=_trace_collector(env),
             trace_sampling=_percent(env, "GATEWAY_TRACE_SAMPLING", 100.0),
             metrics_port=env.port("GATEWAY_METRICS_PORT", 0, zero_picks_free=True),
+            upstream_tls=TlsFiles.load(env, "GATEWAY_TLS", must_exist=False),
         )
 
 

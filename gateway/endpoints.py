@@ -22,7 +22,7 @@ _log = logging.getLogger(__name__)
 
 async def feed(settings: GatewaySettings, upstreams: list[str]) -> None:
     """Follow every upstream until cancelled."""
-    consul = Consul(settings.consul_url)
+    consul = Consul(settings.consul_url, settings.consul_token)
     try:
         await asyncio.gather(*(_follow(consul, settings, name) for name in upstreams))
     finally:

@@ -55,6 +55,15 @@ STREAM_IDLE = "60s"
 PER_TRY_TIMEOUT = "5s"
 GATEWAY_SECRET = "gateway_secret"
 SECRET_SDS_FILE = "gateway-secret.json"
+#: Mutual TLS to the services (settings.upstream_tls): Envoy's client certificate and the CA
+#: the services' certificates come from, each from an SDS file of its own (Envoy takes one
+#: secret per file) that names the PEM files, reloaded when their folder changes.
+UPSTREAM_CERTIFICATE = "upstream_certificate"
+UPSTREAM_CA = "upstream_ca"
+UPSTREAM_TLS_SDS_FILES = {
+    UPSTREAM_CERTIFICATE: "gateway-tls-certificate.json",
+    UPSTREAM_CA: "gateway-tls-ca.json",
+}
 #: Client addresses with a bucket of their own at once, at most.
 CLIENT_BUCKETS = 65536
 
@@ -193,6 +202,83 @@ def _upstream_cluster(settings: GatewaySettings, name: str) -> dict:
         },
         "ignore_health_on_host_removal": True,
         "circuit_breakers": {"thresholds": [{"max_requests": 4096, "max_pending_requests": 4096}]},
+        **_upstream_tls(settings, name),
+    }
+
+
+def _upstream_tls(settings: GatewaySettings, name: str) -> dict:
+    """Mutual TLS to the upstream `name`, if the gateway has a certificate: Envoy presents
+    it and accepts only a certificate from the CA that names the service (SNI and SAN
+    `name`), so an instance of another service, holding the CA's certificate for its own
+    name, is refused (services.kit.tls). Nothing without settings.upstream_tls."""
+    if settings.upstream_tls is None:
+        return {}
+    return {
+        "transport_socket": {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": T + "extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": name,
+                "common_tls_context": {
+                    "alpn_protocols": ["h2"],
+                    # Envoy offers at most TLS 1.2 to upstreams unless told; gRPC serves 1.3.
+                    "tls_params": {"tls_maximum_protocol_version": "TLSv1_3"},
+                    "tls_certificate_sds_secret_configs": [
+                        _sds_secret(settings, UPSTREAM_CERTIFICATE)
+                    ],
+                    "combined_validation_context": {
+                        "default_validation_context": {
+                            "match_typed_subject_alt_names": [
+                                {"san_type": "DNS", "matcher": {"exact": name}}
+                            ]
+                        },
+                        "validation_context_sds_secret_config": _sds_secret(settings, UPSTREAM_CA),
+                    },
+                },
+            },
+        }
+    }
+
+
+def _sds_secret(settings: GatewaySettings, name: str) -> dict:
+    path = settings.config_dir / UPSTREAM_TLS_SDS_FILES[name]
+    return {
+        "name": name,
+        "sds_config": {"path_config_source": {"path": str(path)}, "resource_api_version": "V3"},
+    }
+
+
+def upstream_tls_secrets(settings: GatewaySettings) -> dict[str, dict]:
+    """The SDS files of the upstream TLS secrets, by file name; empty without upstream TLS.
+
+    Each names PEM files and watches their folder, so a certificate renewed in place
+    (cert-manager's symlink swap in a mounted Secret, or infra's rename) is taken up
+    without a restart.
+    """
+    files = settings.upstream_tls
+    if files is None:
+        return {}
+    secret = T + "extensions.transport_sockets.tls.v3.Secret"
+    certificate = {
+        "@type": secret,
+        "name": UPSTREAM_CERTIFICATE,
+        "tls_certificate": {
+            "certificate_chain": {"filename": str(files.cert_file)},
+            "private_key": {"filename": str(files.key_file)},
+            "watched_directory": {"path": str(files.cert_file.parent)},
+        },
+    }
+    ca = {
+        "@type": secret,
+        "name": UPSTREAM_CA,
+        "validation_context": {
+            "trusted_ca": {"filename": str(files.ca_file)},
+            "watched_directory": {"path": str(files.ca_file.parent)},
+        },
+    }
+    return {
+        UPSTREAM_TLS_SDS_FILES[UPSTREAM_CERTIFICATE]: {"resources": [certificate]},
+        UPSTREAM_TLS_SDS_FILES[UPSTREAM_CA]: {"resources": [ca]},
     }
 
 

@@ -42,6 +42,8 @@ def render(settings: GatewaySettings, out_dir: Path | None = None) -> list[str]:
         seed_endpoints(settings)
         ensure_secret(settings.secret_file)  # a local run's; Kubernetes mounts a Secret
     write_json(target / envoy_config.SECRET_SDS_FILE, envoy_config.secret_discovery(settings))
+    for name, secrets in envoy_config.upstream_tls_secrets(settings).items():
+        write_json(target / name, secrets)
     write_json(target / "cds.json", envoy_config.clusters(settings, services))
     write_json(target / "lds.json", envoy_config.listeners(settings, services))
     write_json(target / settings.bootstrap_file.name, envoy_config.bootstrap(settings))

@@ -31,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("install", help="fetch or build the pinned tools").add_argument(
         "tools",
         nargs="*",
-        help="debian, kafka, zipkin, consul, grpcurl, protoc-gen-openapi, kustomize, toxiproxy, "
-        "prometheus-crds, envoy, buf, swagger-ui, web (default: all)",
+        help="debian, kafka, zipkin, consul, grpcurl, protoc-gen-openapi, kustomize, "
+        "prometheus-crds, cert-manager-crds, cloudnative-pg-crds, strimzi-crds, toxiproxy, "
+        "envoy, buf, swagger-ui, web (default: all)",
     )
     for name, text in [
         ("up", "start the servers and wait until they are ready"),

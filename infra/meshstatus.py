@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 
 from infra.config import Settings
 from infra.errors import InfraError
+from services.kit.addresses import kafka_security
 from services.kit.roster import CONSUMING, SERVICES
 from services.kit.settings import Env, postgres_dsn
 from services.kit.topics import DEAD_LETTER_SUFFIX
@@ -223,7 +224,7 @@ def kafka_views(
     Raises Unreachable when Kafka does not answer.
     """
     # log_level 0: a broker that is down is said once, here, not by librdkafka's log lines.
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient({**kafka_security(), "bootstrap.servers": bootstrap, "log_level": 0})
     try:
         topics = admin.list_topics(timeout=timeout).topics
     except KafkaException as error:

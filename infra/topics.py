@@ -18,6 +18,7 @@ from confluent_kafka.admin import (
 )
 
 from infra.errors import InfraError
+from services.kit.addresses import kafka_security
 from services.kit.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
 
 DECLARATION = Path(__file__).with_name("topics.toml")
@@ -30,6 +31,10 @@ class Topic:
     partitions: int
     retention_ms: int
     description: str
+    #: The service whose Kafka user may write it (a dead-letter topic: its source's readers).
+    writers: tuple[str, ...] = ()
+    #: The services whose users may read it with their own groups.
+    readers: tuple[str, ...] = ()
 
     @property
     def config(self) -> dict[str, str]:
@@ -47,6 +52,8 @@ def declared(text: str | None = None) -> list[Topic]:
                 partitions=int(entry["partitions"]),
                 retention_ms=int(entry["retention_ms"]),
                 description=str(entry.get("description", "")),
+                writers=(str(entry["writer"]),) if "writer" in entry else (),
+                readers=tuple(str(reader) for reader in entry.get("readers", ())),
             )
             for entry in entries
         ]
@@ -61,7 +68,7 @@ def declared(text: str | None = None) -> list[Topic]:
         if topic.name.endswith(DEAD_LETTER_SUFFIX) or names.count(topic.name) > 1:
             raise InfraError(f"topic {topic.name} is declared twice or as a dead-letter topic")
     dead_letters = [
-        Topic(dead_letter_topic(t.name), 1, KEEP_FOREVER, f"Dead letters of {t.name}.")
+        Topic(dead_letter_topic(t.name), 1, KEEP_FOREVER, f"Dead letters of {t.name}.", t.readers)
         for t in topics
     ]
     return topics + dead_letters
@@ -73,7 +80,9 @@ def ensure(bootstrap_servers: str, topics: list[Topic], timeout: float = 30.0) -
     Idempotent. Partitions are never removed (Kafka cannot), and a topic with
     more partitions than declared is left as it is.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": quiet_logger()})
+    admin = AdminClient(
+        {**kafka_security(), "bootstrap.servers": bootstrap_servers, "logger": quiet_logger()}
+    )
     existing = admin.list_topics(timeout=timeout).topics
     missing = [t for t in topics if t.name not in existing]
     grow = [

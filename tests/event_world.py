@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
+from services.kit.addresses import kafka_security
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database, migrate
 from services.kit.events import envelope
@@ -124,7 +125,9 @@ class EventWorld:
         await flush(self.redis_url)
         self.db = Database(self.dsn)
         self.redis = Redis.from_url(self.redis_url, socket_timeout=1.0, socket_connect_timeout=0.5)
-        self.producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 0})
+        self.producer = Producer(
+            {**kafka_security(), "bootstrap.servers": self.bootstrap, "linger.ms": 0}
+        )
         self.published = {self.user_topic: 0, self.sleep_topic: 0}
         self.assemble()
         self.start_consumers()
@@ -159,7 +162,7 @@ class EventWorld:
         return await service_replay(
             self.settings,
             dsn=self.dsn,
-            redis_url=self.redis_url,
+            redis=self.redis_url,
             bootstrap=self.bootstrap,
             **self.consumer_names(),
         )

@@ -12,6 +12,8 @@ from typing import TypeVar
 from confluent_kafka import Consumer, TopicPartition
 from zentry.events.v1 import envelope_pb2
 
+from services.kit.addresses import kafka_security
+
 T = TypeVar("T")
 
 
@@ -55,6 +57,7 @@ class TopicTail:
     def __init__(self, bootstrap: str, topic: str):
         self._consumer = Consumer(
             {
+                **kafka_security(),
                 "bootstrap.servers": bootstrap,
                 "group.id": unique("tail"),
                 "enable.auto.commit": False,

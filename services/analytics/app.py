@@ -28,7 +28,7 @@ from services.analytics.stats import projector
 from services.analytics.stats.projector import Projector
 from services.analytics.stats.reading import SleepStatsReader
 from services.analytics.stats.server import SleepStatsServicer
-from services.kit import telemetry
+from services.kit import redis_client, telemetry
 from services.kit.boot import Assembly
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database
@@ -94,11 +94,11 @@ def stats_consumers(
 def assemble(settings: AnalyticsSettings) -> Assembly:
     """Build the clients and the servicers; must run inside the event loop."""
     service = settings.service
-    db = Database(service.postgres_dsn)
-    redis = Redis.from_url(service.redis_url, socket_timeout=2.0, socket_connect_timeout=0.5)
+    db = Database(service.postgres_dsn, session_dsn=service.postgres_session_dsn)
+    redis = redis_client.connect(service.redis, socket_timeout=2.0, socket_connect_timeout=0.5)
     producer = AsyncProducer(service.kafka_bootstrap, service.instance_id)
-    consul = Consul(service.consul_url)
-    users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()])
+    consul = Consul(service.consul_url, service.consul_token)
+    users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()], tls=service.tls)
     stats = SleepStatsServicer(SleepStatsReader(db, OwnProfiles(users, settings.profiles)))
     product = ProductAnalyticsServicer(
         Intake(Salts(db), producer, settings.limits),

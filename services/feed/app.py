@@ -14,17 +14,20 @@ from services.feed.reading import FeedReader
 from services.feed.server import FeedServicer
 from services.feed.timelines import Timelines
 from services.feed.watching import EntryChanges
+from services.kit import redis_client as redis_client_
+from services.kit.addresses import RedisAddress
 from services.kit.boot import Assembly
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database
+from services.kit.retention import RetentionSweeper
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def redis_client(url: str) -> Redis:
+def redis_client(address: RedisAddress | str) -> Redis:
     """Short timeouts: a read falls back to PostgreSQL rather than wait on a sick Redis."""
-    return Redis.from_url(
-        url, socket_timeout=1.0, socket_connect_timeout=0.5, health_check_interval=30
+    return redis_client_.connect(
+        address, socket_timeout=1.0, socket_connect_timeout=0.5, health_check_interval=30
     )
 
 
@@ -53,8 +56,8 @@ def consumers(db: Database, projector: Projector, bootstrap: str, **names) -> li
 def assemble(settings: FeedSettings) -> Assembly:
     """Build the clients and the servicer; must run inside the event loop."""
     service = settings.service
-    db = Database(service.postgres_dsn)
-    redis = redis_client(service.redis_url)
+    db = Database(service.postgres_dsn, session_dsn=service.postgres_session_dsn)
+    redis = redis_client(service.redis)
     _timelines, projector, reader = parts(settings, db, redis)
     changes = EntryChanges(
         db, max_watchers=settings.max_watchers, per_reader=settings.watchers_per_reader
@@ -67,6 +70,14 @@ def assemble(settings: FeedSettings) -> Assembly:
         ),
         workers=[changes],
         consumers=consumers(db, projector, service.kafka_bootstrap),
+        timers=[
+            RetentionSweeper(
+                "processed events sweep",
+                db,
+                [settings.sweeps.processed_events_retention()],
+                settings.sweeps,
+            )
+        ],
         closers=[redis.aclose, db.dispose],
         migrations_dir=MIGRATIONS,
     )

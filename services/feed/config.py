@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+from services.kit.retention import RetentionSettings
 from services.kit.settings import Env, ServiceSettings
 
 DEFAULT_PORT = 50053
@@ -36,6 +37,9 @@ class FeedSettings:
     watch_heartbeat: float = 15.0
     watch_refollow: float = 30.0
     watch_max_duration: float = 3600.0
+    #: The sweeps' interval and batch, and how long processed events (the graph's group's)
+    #: are kept (services.kit.retention says why that is safe).
+    sweeps: RetentionSettings = field(default_factory=RetentionSettings)
 
     @classmethod
     def load(cls, env: Env | None = None) -> FeedSettings:
@@ -52,4 +56,5 @@ class FeedSettings:
             watch_heartbeat=env.seconds("FEED_WATCH_HEARTBEAT", 15.0, positive=True),
             watch_refollow=env.seconds("FEED_WATCH_REFOLLOW", 30.0, positive=True),
             watch_max_duration=env.seconds("FEED_WATCH_MAX_DURATION", 3600.0, positive=True),
+            sweeps=RetentionSettings.load(env),
         )

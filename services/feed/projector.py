@@ -55,7 +55,7 @@ from services.feed.timelines import (
     posts_key,
     timeline_key,
 )
-from services.kit import erasure, visibility
+from services.kit import erasure, redis_client, visibility
 from services.kit.consumer import BatchSubscription
 from services.kit.db import Database
 from services.kit.events import SLEEP_EVENTS, USER_EVENTS
@@ -64,6 +64,8 @@ _log = logging.getLogger(__name__)
 
 GRAPH_GROUP = "feed.graph"
 ENTRIES_GROUP = "feed.entries"
+#: The key services.kit.redis_client.durable writes to learn the replicas have the rest.
+DURABLE_PROBE = "feed:durable"
 _FOLLOWS = (uev.FollowCreated, uev.FollowDeleted)  # folded together; they lock nobody
 _READ_AUTHOR = frozenset({"follow", "unfollow"})  # effects that only read an author's follows
 LOGGED_FANOUT = 1000  # fan-outs to at least this many timelines are logged with their time
@@ -224,6 +226,8 @@ class Projector:
             for effect in effects:
                 if effect["do"] in by_kind:
                     await self._effects[effect["do"]](session, effect)
+            # A failover must not lose what the forgotten notes would have redone.
+            await redis_client.durable(self._timelines.redis, DURABLE_PROBE)
             await store.forget_effects(session, list(noted))
 
     async def _lock(self, session, effects: list[dict]) -> None:

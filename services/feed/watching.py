@@ -150,7 +150,7 @@ class EntryChanges:
         """Follow the rows until `stop()`: each commit's NOTIFY wakes it, else `interval`."""
         while not self._stopping.is_set():
             try:
-                async with self._db.engine.connect() as conn:
+                async with self._db.session() as conn:
                     await conn.execute(text(f"LISTEN {store.CHANGES_CHANNEL}"))
                     await conn.execute(text(f"LISTEN {store.FOLLOWS_CHANNEL}"))
                     await conn.commit()

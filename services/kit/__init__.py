@@ -14,15 +14,19 @@ Serving (gRPC):
     reflection      server reflection that also resolves method names
     healthcheck     `python -m services.kit.healthcheck`, the image's health check
     discovery       Consul registration, and following a service's healthy instances
+    tls             mutual TLS: server and channel credentials, the callee's name checked
+    heartbeat       under mutual TLS, an instance's own health check, reported to Consul
     profiles        the caller's own profile, asked of the user service
     telemetry       OpenTelemetry tracing across calls, SQL, Redis and messages
     metrics         Prometheus metrics: RPCs, consumers, the outbox, pools
     logs            JSON logs with the trace id
 Storage:
-    db              PostgreSQL through SQLAlchemy, migrated by Alembic
+    db              PostgreSQL through SQLAlchemy (or a transaction pooler), migrated by Alembic
+    redis_client    Redis, or the primary its Sentinels name, logged in as the service
     fallback        Redis, and PostgreSQL for a second after it failed
     migrate         `python -m services.kit.migrate`: migrations ahead of a deploy
     tables          the kit's own tables: outbox, processed events, deleted users
+    retention       bounded tables: rows older than their retention, swept in small batches
 Events (Kafka):
     events          envelopes around domain messages
     topics          how topics are named

@@ -38,12 +38,13 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.kit import logs, metrics, reflection, telemetry
+from services.kit import logs, metrics, reflection, telemetry, tls
 from services.kit.auth import AuthInterceptor, TokenVerifier, public_methods, required_roles
 from services.kit.clients import GatewayTrust
 from services.kit.db import migrate
 from services.kit.discovery import Consul
 from services.kit.errors import ErrorInterceptor
+from services.kit.heartbeat import Heartbeat
 from services.kit.settings import ConfigError, ServiceSettings
 from services.kit.text import ControlCharacterGuard
 
@@ -124,7 +125,10 @@ def create_server(
     reflection.enable([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
     address = f"{settings.host}:{settings.port}"
     try:
-        port = server.add_insecure_port(address)
+        if settings.tls:  # mutual TLS only: no plaintext port beside it
+            port = server.add_secure_port(address, tls.server_credentials(settings.tls))
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError:
         port = 0
     if port == 0:
@@ -136,7 +140,7 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
     """Serve until a signal or a failed worker; returns the process exit code."""
     assembly = assembly.for_role(settings.role)
     if assembly.migrations_dir:
-        await asyncio.to_thread(migrate, settings.postgres_dsn, assembly.migrations_dir)
+        await asyncio.to_thread(migrate, settings.postgres_session_dsn, assembly.migrations_dir)
     server, port, health_servicer = create_server(settings, assembly)
     metrics_server = metrics.serve(settings.host, settings.metrics_port)
     await server.start()
@@ -144,7 +148,7 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
     names = ["", settings.instance_id, *(service.full_name for service in assembly.services)]
     for name in names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    consul = Consul(settings.consul_url)
+    consul = Consul(settings.consul_url, settings.consul_token)
     registered = bool(assembly.services)  # a consumer serves no API: callers must not find it
     if registered:
         await consul.register(
@@ -153,7 +157,18 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
             settings.advertise_host,
             port,
             metrics_port=metrics_server.server_port,
+            self_checked=settings.tls is not None,
         )
+    heartbeat = None  # under mutual TLS, the instance reports its own check (see the module)
+    if registered and settings.tls is not None:
+        heartbeat = Heartbeat(
+            consul,
+            settings.service,
+            settings.instance_id,
+            f"{settings.advertise_host}:{port}",
+            settings.tls,
+        )
+        heartbeat_task = asyncio.create_task(heartbeat.run(), name="Heartbeat")
     _log.info(
         "serving",
         extra={
@@ -179,6 +194,9 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
 
     _log.info("shutting down", extra={"grace_s": settings.shutdown_grace})
     await health_servicer.enter_graceful_shutdown()
+    if heartbeat is not None:
+        heartbeat.stop()
+        await heartbeat_task
     try:
         if registered:
             await consul.deregister(settings.instance_id)

@@ -5,16 +5,19 @@ kit does the rest. Either kind of subscription is applied a fetch at a time:
 the runner takes what has arrived (up to `max_batch` messages) and, in order:
 
 1. decodes each EventEnvelope (undecodable → dead-letter topic at once) and
-   skips the event types the group has no use for;
+   skips the event types the group has no use for, and dead letters re-driven
+   for another group (services.kit.deadletters);
 2. applies the batch in one database transaction. A `Subscription` (a handler
    per event type) records each (group, event id) in processed_events with one
    INSERT and runs the handler of every event recorded for the first time, in
    order; an event id seen before is skipped, so redelivery and replay change
-   nothing twice. A `BatchSubscription` hands the whole batch to its handler:
-   the events seen for the first time, recorded as above (`once`), or all of
-   them, for a handler that makes redelivery harmless itself. Either way an event
-   naming a deleted account is skipped (services.kit.erasure), and a deletion
-   ends its batch, so the events after it see it;
+   nothing twice (the records are kept for ZENTRY_PROCESSED_EVENTS_RETENTION_DAYS,
+   longer than Kafka can hand an event again: services.kit.retention). A
+   `BatchSubscription` hands the whole batch to its handler: the events seen
+   for the first time, recorded as above (`once`), or all of them, for a
+   handler that makes redelivery harmless itself. Either way an event naming
+   a deleted account is skipped (services.kit.erasure), and a deletion ends
+   its batch, so the events after it see it;
 3. runs the subscription's `after_commit`, if any, once that has committed;
 4. on an exception, rolls back and retries with exponential backoff, up to
    `max_attempts`; then applies the batch again event by event, so that only
@@ -50,10 +53,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zentry.events.v1 import envelope_pb2
 
 from services.kit import erasure, metrics, telemetry
+from services.kit.addresses import kafka_security
 from services.kit.db import Database
 from services.kit.errors import OUTAGES
 from services.kit.outbox import producer_config
-from services.kit.topics import dead_letter_topic
+from services.kit.topics import dead_letter_topic, redriven_for_another
 
 _log = logging.getLogger(__name__)
 
@@ -169,6 +173,7 @@ class ConsumerRunner:
         self._poll_timeout = poll_timeout
         # Clients are made in run(): an assembled but idle runner (ZENTRY_ROLE=api) holds none.
         self._consumer_config = {
+            **kafka_security(),
             "bootstrap.servers": bootstrap,
             "group.id": subscription.group,
             # Commits only what store_offsets() marked done (see the module docstring).
@@ -301,7 +306,14 @@ class ConsumerRunner:
             _log.info("offset not stored (%s); the event may be seen again", error)
 
     async def _decode(self, message: Message) -> tuple[envelope_pb2.EventEnvelope, Proto] | None:
-        """The event and its payload; None if unwanted (skipped) or unreadable (parked)."""
+        """The event and its payload; None if unwanted (skipped) or unreadable (parked).
+
+        A dead letter re-driven for another group is unwanted: this group applied the
+        event (or parked it, and re-drives it for itself), see services.kit.deadletters."""
+        if redriven_for_another(message.headers(), self._sub.group):
+            self.skipped += 1
+            self._skipped.inc()
+            return None
         try:
             event = envelope_pb2.EventEnvelope.FromString(message.value() or b"")
             if not event.event_id:

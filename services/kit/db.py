@@ -16,26 +16,46 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Table, delete, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from services.kit import metrics, telemetry
+from services.kit.settings import PoolSettings
 
 MIGRATION_LOCK = 7_201_900  # any constant; the same in every service's database
 
 
 class Database:
-    def __init__(self, dsn: str, *, pool_size: int = 10):
+    """A pool of connections to `dsn` (sized by ZENTRY_DB_POOL_SIZE/_MAX_OVERFLOW), and
+    `session()` for the rare work that needs PostgreSQL's own session (`session_dsn`)."""
+
+    def __init__(self, dsn: str, *, pool_size: int | None = None, session_dsn: str | None = None):
+        pool = PoolSettings.load()
+        size = pool_size or pool.size
         self.engine: AsyncEngine = create_async_engine(
             dsn,
-            pool_size=pool_size,
-            max_overflow=pool_size,
+            pool_size=size,
+            max_overflow=size if pool_size else pool.overflow,
             pool_pre_ping=True,
             # An error's message must not carry the values (hashes, emails) into the logs.
             hide_parameters=True,
+            connect_args={} if pool.prepared_statements else {"prepare_threshold": None},
         )
+        self._session_dsn = session_dsn or dsn
+        self._session_engine: AsyncEngine | None = None
         database = self.engine.url.database or ""
         telemetry.trace_engine(self.engine, database)
         metrics.POOLS.add(database, self.engine.pool)
+
+    def session(self) -> AsyncConnection:
+        """A connection of its own to PostgreSQL, never through a transaction pooler: for a
+        session advisory lock or LISTEN. Use it as `async with db.session() as conn`; it is
+        closed, not pooled, when the block ends."""
+        if self._session_engine is None:
+            self._session_engine = create_async_engine(
+                self._session_dsn, poolclass=NullPool, hide_parameters=True
+            )
+        return self._session_engine.connect()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -45,6 +65,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._session_engine is not None:
+            await self._session_engine.dispose()
 
 
 async def lock_keys(

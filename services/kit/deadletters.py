@@ -10,10 +10,12 @@ the error, the attempts and where it came from (services.kit.consumer).
 
 `redrive` publishes a group's parked events again onto the topics they came
 from, in the order they were parked, with their keys (so each lands in its
-user's partition, after what is there now). Every group reads it again:
-the group that parked it applies it (its handler never committed it, or its
-after-commit step runs again); to the others it is the duplicate it is, and
-changes nothing (skipped, or the same state set again). Its progress is the
+user's partition, after what is there now), marked with the group it is
+for (REDRIVEN_FOR_HEADER). The group that parked it applies it (its handler
+never committed it, or its after-commit step runs again); every other group
+skips it unread, as the duplicate it is to them: so a redrive, however late,
+relies on none of their records of applied events, which are kept only for a
+while (services.kit.retention). Its progress is the
 committed offset of the consumer group `<group>.redrive` on each
 dead-letter topic: run it again and it publishes only what was parked since,
 and a run cut short publishes at most its last batch twice, harmlessly.
@@ -45,9 +47,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from services.kit.addresses import kafka_security
 from services.kit.outbox import producer_config
 from services.kit.settings import Env, kafka_bootstrap
-from services.kit.topics import DEAD_LETTER_SUFFIX
+from services.kit.topics import DEAD_LETTER_SUFFIX, REDRIVEN_FOR_HEADER
 
 HEADER = "zentry-dlt-"
 
@@ -132,7 +135,7 @@ def redrive(bootstrap: str, group: str, *, out_of_order: bool, dry_run: bool, sa
                 p.topic,
                 key=p.key,
                 value=p.value,
-                headers=[*p.headers, ("zentry-redriven-for", group.encode())],
+                headers=[*p.headers, (REDRIVEN_FOR_HEADER, group.encode())],
                 on_delivery=lambda err, _m: err and failures.append(str(err)),
             )
     if producer.flush(60) or failures:
@@ -152,6 +155,7 @@ def redrive(bootstrap: str, group: str, *, out_of_order: bool, dry_run: bool, sa
 
 def _reader(bootstrap: str, group: str | None = None) -> dict:
     return {
+        **kafka_security(),
         "bootstrap.servers": bootstrap,
         "group.id": group or "deadletters-reader",
         "enable.auto.commit": False,

@@ -38,6 +38,7 @@ from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.kit import metrics, telemetry
+from services.kit.addresses import kafka_security
 from services.kit.db import Database
 from services.kit.events import envelope
 from services.kit.tables import outbox
@@ -92,6 +93,7 @@ _BACKLOG = text(
 
 def producer_config(bootstrap: str, client_id: str) -> dict:
     return {
+        **kafka_security(),
         "bootstrap.servers": bootstrap,
         "client.id": client_id,
         "enable.idempotence": True,
@@ -147,7 +149,7 @@ class OutboxRelay:
         """Relay until `stop()`; waits as a standby while another instance holds the lock."""
         while not self._stopping.is_set():
             try:
-                async with self._db.engine.connect() as lock_conn:
+                async with self._db.session() as lock_conn:
                     if not await self._try_lock(lock_conn):
                         # A standby: the holder reports the backlog (no stale count here).
                         self._waiting.set(0)
@@ -169,7 +171,7 @@ class OutboxRelay:
                         # Closed, not pooled: the lock and the LISTEN end with the session.
                         await lock_conn.invalidate()
                         raise
-                    # Stopped: the connection goes back to the pool as it came.
+                    # Stopped: let go of the lock and the LISTEN before the session ends.
                     await lock_conn.execute(text("UNLISTEN *"))
                     await lock_conn.execute(
                         text("SELECT pg_advisory_unlock(:k)"), {"k": RELAY_LOCK}

@@ -18,9 +18,17 @@ _log = logging.getLogger(__name__)
 
 
 class Periodic:
-    def __init__(self, what: str, interval: float, turn: Callable[[], Awaitable[object]]):
+    def __init__(
+        self,
+        what: str,
+        interval: float,
+        turn: Callable[[], Awaitable[object]],
+        *,
+        first_after: float = 0.0,
+    ):
         self._what = what
         self._interval = interval
+        self._first_after = first_after
         self._turn = turn
         self._stopping = asyncio.Event()
 
@@ -32,7 +40,11 @@ class Periodic:
         self._stopping.set()
 
     async def run(self) -> None:
-        """`turn()` every `interval` seconds until `stop()`."""
+        """`turn()` every `interval` seconds until `stop()`, the first `first_after` seconds
+        after it is called."""
+        if self._first_after:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._first_after)
         while not self._stopping.is_set():
             try:
                 await self._turn()

@@ -10,8 +10,10 @@ away and apply everything again (`python -m services.<name>.replay`):
    group that gained a member meanwhile refuses, and nothing was emptied;
 4. let the service empty its read models (`wipe`). In this order a failure
    at any step leaves no consumer to resume at old offsets over empty
-   tables: at worst the groups start over on a full read model, and every
-   event they apply again changes nothing;
+   tables: at worst the groups start over on a full read model. Then run the
+   replay again, rather than the consumers: the groups' records of what they
+   applied are kept only for a while (services.kit.retention), so events
+   older than that would be applied twice;
 5. run the service's consumer runners until their committed offsets reach the
    ends noted in 2, then stop them. The live consumers, started again,
    continue from there.
@@ -38,6 +40,8 @@ from confluent_kafka.admin import AdminClient
 from redis.asyncio import Redis
 from sqlalchemy import text
 
+from services.kit import redis_client
+from services.kit.addresses import RedisAddress, kafka_security
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database, migrate
 from services.kit.settings import ConfigError
@@ -91,13 +95,13 @@ class ServiceReplay(Generic[S]):
         settings: S,
         *,
         dsn: str,
-        redis_url: str,
+        redis: RedisAddress | str,
         bootstrap: str,
         progress: Callable[[str], None] = lambda _line: None,
         **names: Any,
     ) -> ReplayReport:
         """Raises ReplayRefused while one of the service's consumers runs; see the module."""
-        async with stores(dsn, redis_url, self.migrations) as (db, redis):
+        async with stores(dsn, redis, self.migrations) as (db, redis):
             models = self.read_models(settings, db, redis, bootstrap, **names)
             topics = {}
             for runner in models.runners:
@@ -130,7 +134,7 @@ class ServiceReplay(Generic[S]):
                 self(
                     settings,
                     dsn=service.postgres_dsn,
-                    redis_url=service.redis_url,
+                    redis=service.redis,
                     bootstrap=service.kafka_bootstrap,
                     progress=lambda line: print(f"replay: {line}", flush=True),
                 )
@@ -154,7 +158,7 @@ async def replay(
     progress: Callable[[str], None] = lambda _line: None,
 ) -> ReplayReport:
     """`topics` maps each consumer group to the topic it reads; see the module's docstring."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**kafka_security(), "bootstrap.servers": bootstrap})
     groups = list(topics)
     await asyncio.to_thread(_refuse_if_running, admin, groups)
     ends = await asyncio.to_thread(_end_offsets, bootstrap, topics)
@@ -208,15 +212,15 @@ async def unlink_matching(redis: Redis, pattern: str) -> None:
 
 @asynccontextmanager
 async def stores(
-    dsn: str, redis_url: str, migrations: Path
+    dsn: str, redis: RedisAddress | str, migrations: Path
 ) -> AsyncIterator[tuple[Database, Redis]]:
     """The service's database (migrated) and Redis for the length of a replay."""
     await asyncio.to_thread(migrate, dsn, migrations)
-    db, redis = Database(dsn), Redis.from_url(redis_url)
+    db, client = Database(dsn), redis_client.connect(redis)
     try:
-        yield db, redis
+        yield db, client
     finally:
-        await redis.aclose()
+        await client.aclose()
         await db.dispose()
 
 
@@ -240,7 +244,9 @@ def _refuse_if_running(admin: AdminClient, groups) -> None:
 
 def _end_offsets(bootstrap: str, topics: dict[str, str]):
     """{group: [TopicPartition at the topic's current end]} for every partition."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "replay-probe"})
+    consumer = Consumer(
+        {**kafka_security(), "bootstrap.servers": bootstrap, "group.id": "replay-probe"}
+    )
     try:
         ends = {}
         for group, topic in topics.items():

@@ -101,6 +101,45 @@ class Env:
         return path
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """Mutual TLS: this process's certificate and key (PEM) and the CA that signs every
+    certificate of the mesh (services.kit.tls makes gRPC credentials of them).
+
+    ZENTRY_TLS_CERT_FILE, ZENTRY_TLS_KEY_FILE and ZENTRY_TLS_CA_FILE: all three set, a
+    service serves only TLS clients with a certificate from the CA, and its own calls
+    present its certificate and check the callee's; none set, plaintext. The gateway
+    reads its own three (prefix GATEWAY_TLS: ZENTRY_GATEWAY_TLS_CERT_FILE, ...).
+    """
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+    @classmethod
+    def load(cls, env: Env, prefix: str = "TLS", *, must_exist: bool = True) -> TlsFiles | None:
+        """None when none of the three is set. Raises ConfigError naming what is missing
+        when only some are, or (`must_exist`) a file that is not there; `must_exist`
+        False is for paths on another machine (a pod's, rendered into its config)."""
+        names = {part: f"{prefix}_{part}_FILE" for part in ("CERT", "KEY", "CA")}
+        given = {part: env.raw(name) for part, name in names.items()}
+        if not any(given.values()):
+            return None
+        missing = [f"ZENTRY_{names[part]}" for part, value in given.items() if not value]
+        if missing:
+            every = ", ".join(f"ZENTRY_{name}" for name in names.values())
+            raise ConfigError(
+                f"{' and '.join(missing)} must be set too: mutual TLS needs all of {every} "
+                "(the certificate, its key and the CA), or none of them for plaintext"
+            )
+        why = "a PEM file of mutual TLS"
+        paths = {
+            part: env.file(name, why) if must_exist else env.path(name, Path())
+            for part, name in names.items()
+        }
+        return cls(paths["CERT"], paths["KEY"], paths["CA"])
+
+
 #: What one instance runs (services.kit.boot): the API, the consumers, or both.
 ROLES = ("all", "api", "consumer")
 
@@ -118,9 +157,14 @@ class ServiceSettings:
     advertise_host: str
     instance_id: str
     postgres_dsn: str
-    redis_url: str
+    #: Where the outbox relay's leader lock and LISTEN, and migrations, connect: PostgreSQL
+    #: itself, where postgres_dsn may be a transaction pooler (ZENTRY_POSTGRES_SESSION_HOST).
+    postgres_session_dsn: str
+    redis: RedisAddress
     kafka_bootstrap: str
     consul_url: str
+    #: The ACL token this instance registers itself with (ZENTRY_CONSUL_TOKEN).
+    consul_token: str
     jwt_public_key_file: Path
     #: The secret the gateway adds to each request; unset, no gateway header is believed.
     gateway_secret_file: Path | None
@@ -132,6 +176,8 @@ class ServiceSettings:
     #: Where spans go (services.kit.telemetry); both unset, none are recorded.
     otlp_endpoint: str
     zipkin_endpoint: str
+    #: Mutual TLS for its gRPC server and clients (ZENTRY_TLS_*); None: plaintext.
+    tls: TlsFiles | None = None
 
     @classmethod
     def load(cls, service: str, default_port: int, env: Env | None = None) -> ServiceSettings:
@@ -155,9 +201,11 @@ class ServiceSettings:
                 f"{service}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
             ),
             postgres_dsn=postgres_dsn(service, env),
-            redis_url=RedisAddress.load(env).url(),
+            postgres_session_dsn=postgres_dsn(service, env, session=True),
+            redis=RedisAddress.load(env),
             kafka_bootstrap=kafka_bootstrap(env),
             consul_url=ConsulAddress.load(env).http_url,
+            consul_token=ConsulAddress.load(env).token,
             jwt_public_key_file=env.file(
                 "JWT_PUBLIC_KEY_FILE", "the PEM public key that verifies access tokens"
             ),
@@ -173,6 +221,7 @@ class ServiceSettings:
             log_level=env.str("LOG_LEVEL", "INFO").upper(),
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip(),
             zipkin_endpoint=os.environ.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "").strip(),
+            tls=TlsFiles.load(env),
         )
 
 
@@ -181,12 +230,35 @@ def kafka_bootstrap(env: Env | None = None) -> str:
     return KafkaAddress.load(env or Env()).bootstrap_servers
 
 
-def postgres_dsn(service: str, env: Env | None = None) -> str:
-    """The SQLAlchemy URL of the database `service` owns (`zentry_<service>` by default)."""
+def postgres_dsn(service: str, env: Env | None = None, *, session: bool = False) -> str:
+    """The SQLAlchemy URL of the database `service` owns (`zentry_<service>` by default);
+    `session`: PostgreSQL's own address, never a transaction pooler's."""
     env = env or Env()
     return PostgresAddress.load(env).url(
-        env.str(f"{service.upper()}_DATABASE", database_name(service))
+        env.str(f"{service.upper()}_DATABASE", database_name(service)), session=session
     )
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """Each process's connections to PostgreSQL (services.kit.db), from the environment.
+
+    In production the sum over every pod of `size + overflow` must fit what the pooler
+    accepts (k8s/README.md does the sum for the autoscalers' maxima).
+    """
+
+    size: int
+    overflow: int
+    #: Off behind a transaction pooler: a statement prepared on one server connection is
+    #: unknown on the next (ZENTRY_POSTGRES_POOLER=transaction).
+    prepared_statements: bool
+
+    @classmethod
+    def load(cls, env: Env | None = None) -> PoolSettings:
+        env = env or Env()
+        size = env.int("DB_POOL_SIZE", 10, minimum=1)
+        pooler = env.choice("POSTGRES_POOLER", "none", ("none", "session", "transaction"))
+        return cls(size, env.int("DB_MAX_OVERFLOW", size), pooler != "transaction")
 
 
 def run_dir(env: Env) -> Path:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
+    Index,
     LargeBinary,
     MetaData,
     Table,
@@ -40,6 +41,8 @@ processed_events = Table(
     Column("consumer", Text, primary_key=True),
     Column("event_id", Text, primary_key=True),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The retention sweep's (services.kit.retention).
+    Index("processed_events_by_time", "processed_at"),
 )
 
 #: Accounts their owners deleted (services.kit.erasure): kept for good, never emptied by a

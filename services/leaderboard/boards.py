@@ -38,11 +38,14 @@ from datetime import UTC, datetime, time, timedelta
 
 from redis.asyncio import Redis
 
+from services.kit import redis_client
 from services.leaderboard import domain
 from services.leaderboard.domain import METRICS, Totals
 from services.leaderboard.store import Score
 
 SENTINEL = "~"
+#: The key services.kit.redis_client.durable writes to learn the replicas have the rest.
+DURABLE_PROBE = "lb:durable"
 
 # The rules of domain.value, domain.qualifies and domain.board_score, in Lua: domain.py is
 # the reference, tests/integration/test_leaderboard_scores.py holds the two together. Lua
@@ -207,6 +210,8 @@ class Boards:
             for window_id, args in by_window.items():
                 await self._update(_keys(window_id), args, client=pipe)
             await pipe.execute()
+        # On the replicas before the batch commits: a failover must not lose what it did.
+        await redis_client.durable(self.redis, DURABLE_PROBE)
 
     async def write_window(self, window_id: str, scores: list[Score], now: datetime) -> None:
         """Replace the window's totals and boards (a rebuild), with its expiry."""

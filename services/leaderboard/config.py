@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from services.kit.profiles import ProfileSettings
+from services.kit.retention import PROCESSED_EVENTS_DAYS, RetentionSettings
 from services.kit.settings import ConfigError, Env, ServiceSettings
 from services.leaderboard.domain import parse_min_nights
 
@@ -25,6 +26,14 @@ class LeaderboardSettings:
     directory_ttl: float = 30.0
     #: How the caller's own zone is read from the user service (services.kit.profiles).
     profiles: ProfileSettings = field(default_factory=ProfileSettings)
+    #: The sweeps' interval and batch (services.kit.retention).
+    sweeps: RetentionSettings = field(default_factory=RetentionSettings)
+    #: How long the ledger (score_changes) remembers a change, by when it was recorded: the
+    #: scores' group's processed events, and as safe for the same reasons (see
+    #: RetentionSettings.processed_events): Kafka hands an event again only while its offset
+    #: is not committed, a re-driven dead letter reaches only the group that parked it
+    #: (which never recorded it), and a replay empties the ledger and writes it again.
+    ledger_retention: timedelta = timedelta(days=PROCESSED_EVENTS_DAYS)
 
     @classmethod
     def load(cls, env: Env | None = None) -> LeaderboardSettings:
@@ -40,4 +49,8 @@ class LeaderboardSettings:
             batch_size=env.int("LEADERBOARD_BATCH", 2000, minimum=1),
             directory_ttl=env.seconds("LEADERBOARD_DIRECTORY_TTL", 30.0),
             profiles=ProfileSettings.load(env),
+            sweeps=RetentionSettings.load(env),
+            ledger_retention=timedelta(
+                days=env.int("LEADERBOARD_LEDGER_RETENTION_DAYS", PROCESSED_EVENTS_DAYS, minimum=1)
+            ),
         )

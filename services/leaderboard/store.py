@@ -6,7 +6,9 @@ inserts nothing, and only the deltas of what was inserted move `scores`, in
 the same statement. So the database, not
 luck, makes each event count once, and a whole batch is one round trip.
 `scores` holds each user's sums per window and when they last changed (the
-tie-break); the Redis boards are a cache of it.
+tie-break); the Redis boards are a cache of it. A ledger row is kept
+ZENTRY_LEADERBOARD_LEDGER_RETENTION_DAYS after it was written (`recorded_at`;
+services.leaderboard.config says why that is enough), then swept.
 
 Locks: a batch takes each window it touches shared, a board rebuild takes
 its window exclusively (transaction-scoped advisory locks, one per group of

@@ -13,6 +13,7 @@ from services.kit.db import Database
 from services.kit.discovery import Balancer, Consul
 from services.kit.outbox import OutboxRelay
 from services.kit.profiles import OwnProfiles
+from services.kit.retention import Retention, RetentionSweeper
 from services.sleep.abandoner import abandoner
 from services.sleep.actions import SleepActions
 from services.sleep.config import SleepSettings
@@ -26,9 +27,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def assemble(settings: SleepSettings) -> Assembly:
     """Build the clients and the servicer; must run inside the event loop."""
     service = settings.service
-    db = Database(service.postgres_dsn)
-    consul = Consul(service.consul_url)
-    users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()])
+    db = Database(service.postgres_dsn, session_dsn=service.postgres_session_dsn)
+    consul = Consul(service.consul_url, service.consul_token)
+    users = Balancer(consul, "user", interceptors=[telemetry.ClientTracing()], tls=service.tls)
     profiles = OwnProfiles(users, settings.profiles)
     directory = UserDirectory(db, users, profiles, timeout=settings.user_lookup_timeout)
     actions = SleepActions(db, directory)
@@ -43,10 +44,25 @@ def assemble(settings: SleepSettings) -> Assembly:
                 db, service.kafka_bootstrap, client_id=service.instance_id, service=service.service
             ),
             abandoner(actions, settings.abandon_interval),
+            # Where create_requests is written (the API); the consumers' ledger, where they run.
+            RetentionSweeper(
+                "create requests sweep",
+                db,
+                [Retention("create_requests", "created_at", settings.request_retention)],
+                settings.sweeps,
+            ),
         ],
         consumers=[
             ConsumerRunner(db, service.kafka_bootstrap, subscription)
             for subscription in Projector().subscriptions()
+        ],
+        timers=[
+            RetentionSweeper(
+                "processed events sweep",
+                db,
+                [settings.sweeps.processed_events_retention()],
+                settings.sweeps,
+            )
         ],
         closers=[users.aclose, consul.aclose, db.dispose],
         migrations_dir=MIGRATIONS,

@@ -64,7 +64,8 @@ sleep_entries = Table(
 )
 
 #: Request ids of idempotent creates. Kept after the entry is deleted, so a late retry
-#: cannot bring a deleted night back.
+#: cannot bring a deleted night back; swept ZENTRY_SLEEP_REQUEST_RETENTION_DAYS after
+#: they were made (services.sleep.config says what a retry gets after that).
 create_requests = Table(
     "create_requests",
     metadata,

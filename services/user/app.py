@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from redis.asyncio import Redis
 from zentry.user.v1 import user_service_pb2, user_service_pb2_grpc
 
-from services.kit import telemetry
+from services.kit import redis_client, telemetry
 from services.kit.boot import Assembly
 from services.kit.db import Database
 from services.kit.discovery import Balancer, Consul
@@ -27,8 +26,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def assemble(settings: UserSettings) -> Assembly:
     """Build the clients and the servicer; must run inside the event loop."""
     service = settings.service
-    db = Database(service.postgres_dsn)
-    redis = Redis.from_url(service.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    db = Database(service.postgres_dsn, session_dsn=service.postgres_session_dsn)
+    redis = redis_client.connect(service.redis, socket_timeout=1.0, socket_connect_timeout=1.0)
     issuer = TokenIssuer(
         settings.jwt_private_key_file.read_bytes(),
         issuer=service.jwt_issuer,
@@ -43,8 +42,8 @@ def assemble(settings: UserSettings) -> Assembly:
         settings.login_account_ceiling,
     )
     passwords = Passwords(settings.password_memory_mib, settings.password_wait)
-    consul = Consul(service.consul_url)
-    sleep = Balancer(consul, "sleep", interceptors=[telemetry.ClientTracing()])
+    consul = Consul(service.consul_url, service.consul_token)
+    sleep = Balancer(consul, "sleep", interceptors=[telemetry.ClientTracing()], tls=service.tls)
     actions = UserActions(
         db,
         issuer,

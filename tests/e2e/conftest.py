@@ -1,7 +1,8 @@
 """End-to-end tests: REST through Envoy to real service instances found through Consul.
 
 The package starts the infrastructure (as `make infra-up`), the gateway's
-endpoint feed and, as in production (k8s/), two API instances of each service
+endpoint feed and, as in production (k8s/), with mutual TLS between Envoy and
+the services and between services, two API instances of each service
 and one consumer instance of each service that consumes, on free ports
 (infra.mesh.E2E), and waits until the gateway serves them all; it stops what
 it started when its last test is done. Thresholds are lowered so the tests
@@ -95,8 +96,10 @@ def keys(settings: Settings) -> Iterator[SigningKeys]:
 
 @pytest.fixture(scope="package")
 def mesh(settings: Settings, keys: SigningKeys) -> Iterator[Mesh]:
-    """The E2E layout, ready: Envoy routes to every API instance and serves the JWKS."""
-    with running(settings, E2E, env=TEST_ENV, gateway_env=GATEWAY_ENV) as mesh:
+    """The E2E layout, ready: Envoy routes to every API instance and serves the JWKS. It runs
+    mutual TLS (the local CA's certificates, infra.tls), so every test goes through it; a
+    test that calls an instance itself uses `mesh.channel` or `mesh.grpcurl_flags`."""
+    with running(settings, E2E, env=TEST_ENV, gateway_env=GATEWAY_ENV, tls=True) as mesh:
         yield mesh
 
 

@@ -109,13 +109,14 @@ def test_a_sigtermed_instance_deregisters_and_drops_no_call(
 def test_grpcurl_lists_and_describes_through_reflection(mesh, settings):
     grpcurl = str(settings.tools_dir / "bin" / "grpcurl")
     target = f"127.0.0.1:{next(c.port for c in mesh.children if c.name.startswith('user-'))}"
+    flags = mesh.grpcurl_flags("user")  # the tools' certificate: the mesh runs mutual TLS
     listed = subprocess.run(
-        [grpcurl, "-plaintext", target, "list"], capture_output=True, text=True, timeout=30
+        [grpcurl, *flags, target, "list"], capture_output=True, text=True, timeout=30
     )
     assert listed.returncode == 0, listed.stderr
     assert {"zentry.user.v1.UserService", "grpc.health.v1.Health"} <= set(listed.stdout.split())
     described = subprocess.run(
-        [grpcurl, "-plaintext", target, "describe", "zentry.user.v1.UserService.FollowUser"],
+        [grpcurl, *flags, target, "describe", "zentry.user.v1.UserService.FollowUser"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -125,7 +126,7 @@ def test_grpcurl_lists_and_describes_through_reflection(mesh, settings):
     health = subprocess.run(
         [
             grpcurl,
-            "-plaintext",
+            *flags,
             "-d",
             '{"service": "zentry.user.v1.UserService"}',
             target,
@@ -142,7 +143,7 @@ def test_services_check_tokens_themselves_behind_the_gateway(mesh, new_account):
     """The mesh is reachable without Envoy (grpcurl, other services): each service checks again."""
     account = new_account()
     port = next(c.port for c in mesh.children if c.name.startswith("user-") and c.alive())
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with mesh.channel(port, "user") as channel:
         stub = user_service_pb2_grpc.UserServiceStub(channel)
         me = user_service_pb2.GetUserRequest(username="me")
         for metadata in [(), (("authorization", "Bearer forged.token.here"),)]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import grpc
 import psycopg
 from google.protobuf import timestamp_pb2
 from zentry.sleep.v1 import sleep_service_pb2, sleep_service_pb2_grpc
@@ -147,7 +146,7 @@ def test_nights_are_recorded_while_the_user_service_is_down(api, new_account, me
             start_time=timestamp_pb2.Timestamp(seconds=int(start.timestamp())),
             end_time=timestamp_pb2.Timestamp(seconds=int(end.timestamp())),
         )
-        with grpc.insecure_channel(f"127.0.0.1:{sleep_port}") as channel:
+        with mesh.channel(sleep_port, "sleep") as channel:
             stub = sleep_service_pb2_grpc.SleepServiceStub(channel)
             entries = [
                 stub.CreateSleepEntry(

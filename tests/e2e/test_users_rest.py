@@ -296,7 +296,7 @@ def test_a_direct_call_cannot_pass_for_the_gateway_with_its_headers(api, new_acc
     address, are counted against the sender's own address (this machine's)."""
     account = new_account()
     port = next(c.port for c in mesh.children if c.name.startswith("user-") and c.alive())
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with mesh.channel(port, "user") as channel:
         stub = user_service_pb2_grpc.UserServiceStub(channel)
         for n in range(6):
             with pytest.raises(grpc.RpcError):

@@ -6,6 +6,7 @@ import pytest
 
 from infra import config, lifecycle
 from infra.config import Settings
+from services.kit.addresses import kafka_security
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +24,7 @@ def infrastructure(settings: Settings) -> None:
 def kafka_admin(settings: Settings):
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    return AdminClient({**kafka_security(), "bootstrap.servers": settings.kafka.bootstrap_servers})
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from services.analytics.product.cardinality import OTHER, Caps
 from services.analytics.product.retention import Sweeper
 from services.analytics.stats import domain as sleep_stats
 from services.analytics.stats.domain import Night
+from services.kit.addresses import kafka_security
 from services.kit.auth import Caller
 from services.kit.errors import FailedPrecondition, InvalidArgument
 from tests.analytics_world import AnalyticsWorld, client_event
@@ -415,7 +416,7 @@ async def test_day_buckets_follow_the_callers_time_zone(world):
 
 
 def high_water(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
+    consumer = Consumer({**kafka_security(), "bootstrap.servers": bootstrap, "group.id": "probe"})
     try:
         return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
     finally:

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from zentry.events.v1 import envelope_pb2, user_events_pb2
 
 from services.kit import deadletters, erasure, telemetry
+from services.kit.addresses import kafka_security
 from services.kit.consumer import BatchSubscription, ConsumerRunner, Subscription
 from services.kit.db import Database
 from services.kit.events import envelope
@@ -29,7 +30,7 @@ async def db(scratch_database):
 
 
 def publish(bootstrap: str, topic: str, values: list[bytes], headers=None) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({**kafka_security(), "bootstrap.servers": bootstrap})
     for value in values:
         producer.produce(topic, key=b"u1", value=value, headers=headers)
     assert producer.flush(30) == 0
@@ -64,7 +65,7 @@ async def run_until(runner: ConsumerRunner, done, timeout: float = 40) -> None:
 
 
 def committed_offset(bootstrap: str, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = Consumer({**kafka_security(), "bootstrap.servers": bootstrap, "group.id": group})
     offset = consumer.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
     consumer.close()
     return offset
@@ -162,6 +163,7 @@ async def test_a_failing_handler_is_retried_then_its_event_parked_with_reasons(
 
     parked = Consumer(
         {
+            **kafka_security(),
             "bootstrap.servers": bootstrap,
             "group.id": unique("dlt-reader"),
             "auto.offset.reset": "earliest",
@@ -244,7 +246,13 @@ async def test_a_replay_that_cannot_start_its_groups_over_empties_nothing(settin
     the read model must still be whole (no consumer may resume old offsets over empty tables)."""
     topic, group = new_topic("replay"), unique("replay-group")
     publish(settings.kafka.bootstrap_servers, topic, [event(1).SerializeToString()])
-    late = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": group})
+    late = Consumer(
+        {
+            **kafka_security(),
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": group,
+        }
+    )
     wiped = []
 
     def progress(line: str) -> None:
@@ -269,7 +277,7 @@ async def test_a_replay_that_cannot_start_its_groups_over_empties_nothing(settin
 
 async def test_parked_events_are_listed_and_re_driven_once_in_order(db, settings, new_topic):
     topic, bootstrap = new_topic("redrive", dead_letters=True), settings.kafka.bootstrap_servers
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({**kafka_security(), "bootstrap.servers": bootstrap})
     for n, user in [(0, b"ada"), (1, b"bob"), (2, b"cy"), (3, b"bob"), (4, b"dan")]:
         producer.produce(topic, key=user, value=event(n).SerializeToString())
     assert producer.flush(30) == 0

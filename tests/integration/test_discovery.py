@@ -34,7 +34,7 @@ async def eventually(check, timeout: float, what: str) -> None:
 
 
 async def test_calls_are_spread_and_a_dead_instance_drops_out(settings):
-    consul = Consul(settings.consul.http_url)
+    consul = Consul(settings.consul.http_url, settings.consul.token)
     service = unique("itest-svc")
     ids = [f"{service}-{n}" for n in range(2)]
     servers = [await health_server(instance_id) for instance_id in ids]
@@ -83,7 +83,7 @@ async def test_calls_are_spread_and_a_dead_instance_drops_out(settings):
 
 
 async def test_deregistering_removes_the_instance_at_once(settings):
-    consul = Consul(settings.consul.http_url)
+    consul = Consul(settings.consul.http_url, settings.consul.token)
     service = unique("itest-svc")
     server, port = await health_server(f"{service}-1")
     try:
@@ -105,7 +105,7 @@ async def test_a_process_that_took_a_dead_instances_port_is_not_taken_for_it(set
     """Ports are reused: after an instance dies without deregistering (SIGKILL), another
     process, of any service, may listen on its port. Consul's check asks for the health of
     the registered instance by its id, so the stranger never passes for it."""
-    consul = Consul(settings.consul.http_url)
+    consul = Consul(settings.consul.http_url, settings.consul.token)
     service = unique("itest-svc")
     instance_id = f"{service}-1"
     server, port = await health_server(instance_id)

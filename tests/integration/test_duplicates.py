@@ -20,6 +20,7 @@ from zentry.analytics.v1 import product_analytics_service_pb2 as pb
 from zentry.events.v1 import sleep_events_pb2 as sev
 from zentry.events.v1 import user_events_pb2 as uev
 
+from services.kit.addresses import kafka_security
 from services.kit.auth import Caller
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database, migrate
@@ -139,7 +140,7 @@ async def test_the_sleep_services_user_directory_counts_each_event_once(
     await asyncio.to_thread(migrate, blank_database, sleep_app.MIGRATIONS)
     db = Database(blank_database)
     topic, bootstrap = new_topic("sleep-users"), settings.kafka.bootstrap_servers
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({**kafka_security(), "bootstrap.servers": bootstrap})
     user = str(uuid.uuid4())
     moved = uev.UserProfileUpdated(
         profile=uev.UserProfile(user_id=user, username="ada", time_zone="Asia/Tokyo")

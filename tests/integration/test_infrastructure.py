@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from infra import topics
 from infra.config import SERVICES_WITH_DATABASE, Settings, database_name
 from infra.processes import free_port
+from services.kit.addresses import kafka_security
 from tests.support import eventually, unique
 
 
@@ -33,7 +34,7 @@ def test_each_service_has_its_own_database(settings: Settings, service: str):
 
 
 def test_redis_sorted_set_round_trip(settings: Settings):
-    client = redis.Redis(host=settings.redis.host, port=settings.redis.port, decode_responses=True)
+    client = redis.Redis.from_url(settings.redis.url(), decode_responses=True)
     key = unique("itest:board")
     try:
         client.zadd(key, {"ada": 455, "bo": 390, "cy": 510})
@@ -78,7 +79,7 @@ def test_topics_are_never_created_by_accident(settings: Settings, kafka_admin):
 
 def test_consumer_group_resumes_after_the_committed_offset(settings: Settings, new_topic):
     topic = new_topic()
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    producer = Producer({**kafka_security(), "bootstrap.servers": settings.kafka.bootstrap_servers})
     for n in range(10):
         producer.produce(topic, key=b"user-1", value=f"night-{n}".encode())
     assert producer.flush(30) == 0
@@ -102,7 +103,9 @@ def test_consumer_group_resumes_after_the_committed_offset(settings: Settings, n
 
 
 def test_consul_grpc_check_follows_a_real_health_server(settings: Settings):
-    agent = consul.Consul(host=settings.consul.host, port=settings.consul.http_port)
+    agent = consul.Consul(
+        host=settings.consul.host, port=settings.consul.http_port, token=settings.consul.token
+    )
     name, port = unique("itest-svc"), free_port()
     agent.agent.service.register(
         name,
@@ -160,6 +163,7 @@ def test_envoy_is_ready_and_its_admin_listens_on_loopback(settings: Settings):
 def _consumer(settings: Settings, group: str) -> Consumer:
     return Consumer(
         {
+            **kafka_security(),
             "bootstrap.servers": settings.kafka.bootstrap_servers,
             "group.id": group,
             "enable.auto.commit": False,

@@ -58,7 +58,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def actions(db, settings, clock):
-    consul = Consul(settings.consul.http_url)
+    consul = Consul(settings.consul.http_url, settings.consul.token)
     users = Balancer(consul, "user")  # never asked: every user here is in the directory
     directory = UserDirectory(db, users, OwnProfiles(None), timeout=0.5)
     yield SleepActions(db, directory, clock=clock)

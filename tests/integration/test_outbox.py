@@ -10,6 +10,7 @@ from confluent_kafka import Consumer
 from sqlalchemy import func, select, text
 from zentry.events.v1 import envelope_pb2, user_events_pb2
 
+from services.kit.addresses import kafka_security
 from services.kit.db import Database
 from services.kit.outbox import Outbox, OutboxRelay
 from services.kit.tables import outbox
@@ -20,6 +21,7 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> 
     """Every message on `topic` from the start, once `expected` have arrived (or the deadline)."""
     consumer = Consumer(
         {
+            **kafka_security(),
             "bootstrap.servers": bootstrap,
             "group.id": unique("reader"),
             "auto.offset.reset": "earliest",

@@ -22,6 +22,7 @@ from zentry.sleep.v1 import sleep_service_pb2, sleep_service_pb2_grpc
 
 from infra.mesh import Mesh
 from infra.processes import free_port
+from services.kit.addresses import kafka_security
 from services.kit.events import USER_EVENTS, envelope
 from services.kit.healthcheck import check
 from services.sleep.projector import PROFILES_GROUP
@@ -40,7 +41,7 @@ def publish_registration(settings) -> str:
     user_id = str(uuid.uuid4())
     profile = uev.UserProfile(user_id=user_id, username=f"r{user_id[:8]}", time_zone="Asia/Seoul")
     event = envelope(uev.UserRegistered(profile=profile), user_id, "user")
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    producer = Producer({**kafka_security(), "bootstrap.servers": settings.kafka.bootstrap_servers})
     producer.produce(USER_EVENTS, key=user_id, value=event.SerializeToString())
     assert producer.flush(10) == 0
     return user_id
@@ -102,7 +103,7 @@ def test_an_api_instance_serves_and_registers_but_does_not_consume(settings, mes
         timeout=60,
         what="the consumer instance applied the UserRegistered event",
     )
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin = AdminClient({**kafka_security(), "bootstrap.servers": settings.kafka.bootstrap_servers})
     group = admin.describe_consumer_groups([PROFILES_GROUP])[PROFILES_GROUP].result(timeout=10)
     assert len(group.members) == 1, "the consumer instance alone; the API instance never joined"
 

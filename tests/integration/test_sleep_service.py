@@ -52,7 +52,7 @@ async def db(blank_database):
 
 @pytest.fixture
 async def actions(db, settings):
-    consul = Consul(settings.consul.http_url)
+    consul = Consul(settings.consul.http_url, settings.consul.token)
     users = Balancer(consul, "user")  # never asked: every user here is in the directory
     # No user service to ask either: the caller's own zone comes from the directory's copy.
     yield SleepActions(db, UserDirectory(db, users, OwnProfiles(None), timeout=0.5))

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from infra import meshstatus
 from infra.meshstatus import GroupLag, MeshStatus, OutboxBacklog, ParkedCount, Thresholds
 from infra.processes import free_port
+from services.kit.addresses import kafka_security
 from tests.support import eventually, unique
 
 
@@ -32,7 +33,11 @@ def consul_service(settings):
     status wanted (no process needs to answer); deregistered after. Yields (name, register)."""
     name = unique("itest-status")
     registered: list[str] = []
-    http = httpx.Client(base_url=settings.consul.http_url, timeout=5)
+    http = httpx.Client(
+        base_url=settings.consul.http_url,
+        headers={"X-Consul-Token": settings.consul.token},
+        timeout=5,
+    )
 
     def register(instance_id: str, status: str, output: str = "") -> None:
         check = f"{instance_id}:ttl"
@@ -95,7 +100,7 @@ def database_without_outbox(settings):
 
 
 def produce(bootstrap: str, topic: str, counts: dict[int, int], headers=None) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({**kafka_security(), "bootstrap.servers": bootstrap})
     for partition, count in counts.items():
         for n in range(count):
             producer.produce(topic, value=b"%d" % n, partition=partition, headers=headers)
@@ -104,7 +109,7 @@ def produce(bootstrap: str, topic: str, counts: dict[int, int], headers=None) ->
 
 def commit(bootstrap: str, group: str, offsets: list[TopicPartition]) -> None:
     """Commit `offsets` for `group` without joining it (as a redrive marks its progress)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = Consumer({**kafka_security(), "bootstrap.servers": bootstrap, "group.id": group})
     try:
         consumer.commit(offsets=offsets, asynchronous=False)
     finally:

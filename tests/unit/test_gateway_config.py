@@ -336,6 +336,73 @@ def test_admin_is_on_loopback_and_upstreams_speak_http2(settings, services):
     assert user["ignore_health_on_host_removal"] is True
 
 
+def test_upstreams_are_plaintext_unless_the_gateway_has_a_certificate(settings, services):
+    clusters = envoy_config.clusters(settings, services)["resources"]
+    assert not any("transport_socket" in c for c in clusters)
+    assert envoy_config.upstream_tls_secrets(settings) == {}
+
+
+def test_with_a_certificate_every_upstream_is_mutual_tls_checking_the_services_name(
+    services, tmp_path
+):
+    env = {
+        "ZENTRY_GATEWAY_TLS_CERT_FILE": "/etc/zentry/tls/tls.crt",
+        "ZENTRY_GATEWAY_TLS_KEY_FILE": "/etc/zentry/tls/tls.key",
+        "ZENTRY_GATEWAY_TLS_CA_FILE": "/etc/zentry/tls/ca.crt",
+        "ZENTRY_GATEWAY_CONFIG_DIR": "/etc/zentry/envoy",
+    }
+    pod = GatewaySettings.load(Env(env))  # paths of the pod: they need not exist here
+    clusters = envoy_config.clusters(pod, services)["resources"]
+    upstreams = {s.upstream for s in services}
+    for cluster in (c for c in clusters if c["name"] in upstreams):
+        socket = cluster["transport_socket"]
+        assert socket["name"] == "envoy.transport_sockets.tls"
+        context = socket["typed_config"]
+        assert context["@type"].endswith("extensions.transport_sockets.tls.v3.UpstreamTlsContext")
+        assert context["sni"] == cluster["name"]
+        common = context["common_tls_context"]
+        assert common["alpn_protocols"] == ["h2"]
+        (certificate,) = common["tls_certificate_sds_secret_configs"]
+        assert certificate["name"] == envoy_config.UPSTREAM_CERTIFICATE
+        validation = common["combined_validation_context"]
+        assert validation["default_validation_context"]["match_typed_subject_alt_names"] == [
+            {"san_type": "DNS", "matcher": {"exact": cluster["name"]}}
+        ], "a certificate of the CA for another service's name is refused"
+        ca = validation["validation_context_sds_secret_config"]
+        assert ca["name"] == envoy_config.UPSTREAM_CA
+        for secret in (certificate, ca):
+            path = Path(secret["sds_config"]["path_config_source"]["path"])
+            assert (
+                path
+                == Path("/etc/zentry/envoy") / envoy_config.UPSTREAM_TLS_SDS_FILES[secret["name"]]
+            )
+    others = [c for c in clusters if c["name"] not in upstreams]
+    assert others and not any("transport_socket" in c for c in others), "only the services"
+
+    render(pod, out_dir=tmp_path)
+    written = {p.name: json.loads(p.read_text()) for p in tmp_path.iterdir()}
+    (cert,) = written["gateway-tls-certificate.json"]["resources"]
+    assert cert["name"] == envoy_config.UPSTREAM_CERTIFICATE
+    assert cert["tls_certificate"] == {
+        "certificate_chain": {"filename": "/etc/zentry/tls/tls.crt"},
+        "private_key": {"filename": "/etc/zentry/tls/tls.key"},
+        "watched_directory": {"path": "/etc/zentry/tls"},  # cert-manager renews in place
+    }
+    (ca,) = written["gateway-tls-ca.json"]["resources"]
+    assert ca["validation_context"]["trusted_ca"] == {"filename": "/etc/zentry/tls/ca.crt"}
+
+
+@pytest.mark.parametrize(
+    "given", [("CERT",), ("CERT", "KEY"), ("KEY", "CA"), ("CA",)], ids="+".join
+)
+def test_the_gateway_needs_all_three_tls_files_or_none(given):
+    env = {f"ZENTRY_GATEWAY_TLS_{part}_FILE": f"/x/{part}" for part in given}
+    with pytest.raises(ConfigError) as error:
+        GatewaySettings.load(Env(env))
+    missing = {"CERT", "KEY", "CA"} - set(given)
+    assert all(f"ZENTRY_GATEWAY_TLS_{part}_FILE" in str(error.value) for part in missing)
+
+
 def test_render_elsewhere_names_the_in_place_paths_and_seeding_keeps_endpoints(tmp_path):
     pod = replace(
         GatewaySettings.load(Env({})),

@@ -180,11 +180,19 @@ def test_consumers_scale_apart_from_the_api(rendered, overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_service_containers_have_grpc_probes_on_their_port(rendered, overlay):
+    """kubelet's gRPC probes speak no TLS: a container serving mutual TLS (ZENTRY_TLS_*) is
+    probed by the image's health check over TLS, with its own certificate."""
     port = int(config_env()["ZENTRY_PORT"])
     for name, container in service_containers(rendered, overlay):
         assert {"name": "grpc", "containerPort": port} in container["ports"], name
+        tls = "ZENTRY_TLS_CERT_FILE" in env_of(container)
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"] == {"port": port}, f"{name} {probe}"
+            if tls:
+                assert container[probe]["exec"] == {
+                    "command": ["python", "-m", "services.kit.healthcheck"]
+                }, f"{name} {probe}"
+            else:
+                assert container[probe]["grpc"] == {"port": port}, f"{name} {probe}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -294,6 +302,34 @@ def test_the_gateway_config_is_generated_for_the_pod(rendered, overlay):
     port = listener["address"]["socket_address"]["port_value"]
     assert envoy["ports"][0] == {"name": "http", "containerPort": port}
     assert [p["name"] for p in envoy["ports"]] == ["http", "envoy-metrics"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_envoy_speaks_mutual_tls_to_every_service_with_a_mounted_certificate(rendered, overlay):
+    """The generated clusters present Envoy's certificate and check each service's name; the
+    SDS files are in the ConfigMap, and the PEM files they name in a volume of the pod."""
+    (envoy_config,) = [
+        o
+        for o in objects(rendered, overlay, "ConfigMap")
+        if o["metadata"]["name"].startswith("gateway-envoy-")
+    ]
+    upstreams = {s.upstream for s in descriptors.api_services(descriptors.load(DESCRIPTOR_SET))}
+    clusters = json.loads(envoy_config["data"]["cds.json"])["resources"]
+    for cluster in (c for c in clusters if c["name"] in upstreams):
+        context = cluster["transport_socket"]["typed_config"]
+        assert context["sni"] == cluster["name"]
+        sans = context["common_tls_context"]["combined_validation_context"][
+            "default_validation_context"
+        ]["match_typed_subject_alt_names"]
+        assert sans == [{"san_type": "DNS", "matcher": {"exact": cluster["name"]}}]
+    (envoy,) = pod_specs(rendered, overlay)["gateway"]["containers"]
+    mounts = {Path(m["mountPath"]) for m in envoy["volumeMounts"]}
+    for name in ("gateway-tls-certificate.json", "gateway-tls-ca.json"):
+        (secret,) = json.loads(envoy_config["data"][name])["resources"]
+        pem = [v["filename"] for v in secret.get("tls_certificate", {}).values() if "filename" in v]
+        pem += [secret.get("validation_context", {}).get("trusted_ca", {}).get("filename")]
+        for path in filter(None, pem):
+            assert Path(path).parent in mounts, f"{path} is in no volume of the gateway pod"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
