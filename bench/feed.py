@@ -221,7 +221,7 @@ async def _fan_out(settings: Settings, feed: FeedSettings, publisher: BulkPublis
     wait_consumed(settings.kafka.bootstrap_servers, {GRAPH_GROUP: USER_EVENTS}, timeout=900)
     follows_s = time.monotonic() - started
     db = Database(feed.service.postgres_dsn)
-    redis = app.redis_client(feed.service.redis_url)
+    redis = app.redis_client(feed.service.redis)
     try:
         _timelines, _projector, reader = app.parts(feed, db, redis)
         gate = asyncio.Semaphore(16)
@@ -278,7 +278,7 @@ async def _time_to_all(publisher: BulkPublisher, waiting, author: str, keys: lis
 
 
 async def _memory(feed: FeedSettings, readers: list[str]) -> dict:
-    redis = Redis.from_url(feed.service.redis_url)
+    redis = Redis.from_url(feed.service.redis.url())
     try:
         sizes, bytes_used, encodings = [], [], set()
         for reader in readers:

@@ -56,7 +56,7 @@ def every_fault() -> list[Fault]:
     faults.append(
         Fault("SIGTERM feed consumer", lambda c: c.strike("feed", "consumer", signal.SIGTERM))
     )
-    for server in ("redis", "postgres", "kafka", "consul"):
+    for server in ("redis", "postgres", "pgbouncer", "kafka", "consul"):
         faults.append(Fault(f"restart {server}", lambda c, s=server: c.restart_server(s)))
     faults.append(Fault("flush redis", lambda c: c.flush_redis()))
     for proxy in ("postgres", "redis", "kafka"):

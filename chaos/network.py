@@ -1,4 +1,4 @@
-"""Network faults between the services and PostgreSQL, Redis and Kafka, through Toxiproxy.
+"""Network faults between the services and PgBouncer, PostgreSQL, Redis and Kafka (Toxiproxy).
 
 The chaos mesh's instances reach each server through a proxy of its own
 (`PROXIES`: name, where the proxy listens, where it forwards), so a toxic
@@ -29,9 +29,11 @@ class Proxy:
 
 
 def proxies(settings: Settings) -> list[Proxy]:
+    """As the local mesh runs: queries through PgBouncer, sessions to PostgreSQL itself."""
     pg, redis, kafka = settings.postgres, settings.redis, settings.kafka
     return [
-        Proxy("postgres", 15432, f"{pg.host}:{pg.port}", "ZENTRY_POSTGRES_PORT"),
+        Proxy("postgres", 15432, f"{pg.host}:{pg.pooler_port}", "ZENTRY_POSTGRES_PORT"),
+        Proxy("postgres-session", 15433, f"{pg.host}:{pg.port}", "ZENTRY_POSTGRES_SESSION_PORT"),
         Proxy("redis", 16379, f"{redis.host}:{redis.port}", "ZENTRY_REDIS_PORT"),
         Proxy("kafka", kafka.proxy_port, f"{kafka.host}:{kafka.proxied_port}", "ZENTRY_KAFKA_PORT"),
     ]
@@ -42,6 +44,8 @@ def binary(settings: Settings) -> str:
     return str(settings.tools_dir / "bin" / "toxiproxy")
 
 
+#: A fault on PostgreSQL's way strikes the pooled and the session connections alike.
+STRUCK_TOGETHER = {"postgres": ("postgres", "postgres-session")}
 #: What each network fault does: a toxic's type, its attributes, and how long it lasts.
 TOXICS = {
     "latency": ({"latency": 400, "jitter": 200}, 6.0),
@@ -84,22 +88,30 @@ class Network:
                 },
             ).raise_for_status()
             env[proxy.env] = str(proxy.listen)
+        env["ZENTRY_POSTGRES_POOLER"] = "transaction"  # PgBouncer is behind `postgres`
         return env
 
     def strike(self, proxy: str, toxic: str) -> str:
-        """Add the toxic to both directions of `proxy`, keep it for its time, take it away."""
+        """Add the toxic to both directions of `proxy` (for `postgres`, of its sessions' too),
+        keep it for its time, take it away."""
         attributes, seconds = TOXICS[toxic]
-        names = []
+        added = []
         try:
-            for stream in ("upstream", "downstream"):
-                name = f"{toxic}-{stream}"
-                self.api.post(
-                    f"/proxies/{proxy}/toxics",
-                    json={"name": name, "type": toxic, "stream": stream, "attributes": attributes},
-                ).raise_for_status()
-                names.append(name)
+            for target in STRUCK_TOGETHER.get(proxy, (proxy,)):
+                for stream in ("upstream", "downstream"):
+                    name = f"{toxic}-{stream}"
+                    self.api.post(
+                        f"/proxies/{target}/toxics",
+                        json={
+                            "name": name,
+                            "type": toxic,
+                            "stream": stream,
+                            "attributes": attributes,
+                        },
+                    ).raise_for_status()
+                    added.append(f"/proxies/{target}/toxics/{name}")
             time.sleep(seconds)
         finally:
-            for name in names:
-                self.api.delete(f"/proxies/{proxy}/toxics/{name}")
+            for toxic_path in added:
+                self.api.delete(toxic_path)
         return f"{toxic} on {proxy} for {seconds:.0f} s"

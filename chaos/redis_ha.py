@@ -7,11 +7,13 @@ it. `fail_primary` SIGKILLs whichever server is the primary, waits for the
 Sentinels to promote the other, then starts the killed one again, which they
 turn into the new primary's replica; it returns once that replica is in sync.
 Every server logs in like the local one (infra.servers.redis's ACL file); the
-Sentinels themselves want the administrator's password.
+Sentinels want the administrator's password, but for the services' user, who may
+only ask them where the primary is.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import signal
 import time
@@ -28,6 +30,14 @@ from infra.servers.redis import acl_file
 
 MASTER = "zentry"
 QUORUM = 2
+#: The Sentinels' user for the services: it may ask where the primary is, nothing else (no
+#: SENTINEL SET, REMOVE or FAILOVER); k8s/base/infra/redis.yaml gives production's the same.
+READER = "zentry-reader"
+READER_RULES = (
+    "-@all +sentinel|get-master-addr-by-name +sentinel|masters +sentinel|master "
+    "+sentinel|sentinels +sentinel|replicas +sentinel|slaves +ping +hello +auth "
+    "+client|setname"
+)
 #: How long a server may not answer before a Sentinel thinks it down: a busy two-core
 #: machine can hold a live Redis past one second (k8s/ waits 5 s).
 DOWN_AFTER_MS = 3000
@@ -41,6 +51,7 @@ class RedisHA:
         self.ports = [free_port(), free_port()]
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.servers: dict[int, Child] = {}
+        self.reader_password = secrets.token_hex(16)
 
     @property
     def admin(self):
@@ -65,7 +76,8 @@ class RedisHA:
         return {
             "ZENTRY_REDIS_SENTINELS": ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports),
             "ZENTRY_REDIS_SENTINEL_MASTER": MASTER,
-            "ZENTRY_REDIS_SENTINEL_PASSWORD": self.admin.password,
+            "ZENTRY_REDIS_SENTINEL_USERNAME": READER,
+            "ZENTRY_REDIS_SENTINEL_PASSWORD": self.reader_password,
             "ZENTRY_REDIS_MIN_REPLICAS": "1",
         }
 
@@ -143,6 +155,7 @@ class RedisHA:
                     f"port {port}",
                     f"dir {self.folder}",
                     f"requirepass {password}",
+                    f"user {READER} on >{self.reader_password} {READER_RULES}",
                     f"sentinel sentinel-pass {password}",
                     f"sentinel monitor {MASTER} 127.0.0.1 {primary} {QUORUM}",
                     f"sentinel auth-user {MASTER} {self.admin.username}",

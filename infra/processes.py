@@ -210,14 +210,19 @@ def run_logged(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     user: str | None = None,
+    secrets: tuple[str, ...] = (),
 ) -> None:
-    """Run a command to completion, its output appended to `log` (readable while it runs).
+    """Run a command to completion, its output appended to `log` (readable while it runs);
+    each of `secrets` in the command line is logged as `***`.
 
     Raises InfraError(`failure`, naming the log) if it cannot start or exits non-zero.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
+    shown = " ".join(argv)
+    for secret in secrets:
+        shown = shown.replace(secret, "***")
     with log.open("a") as out:
-        out.write(f"\n$ {' '.join(argv)}\n")
+        out.write(f"\n$ {shown}\n")
         out.flush()
         try:
             code = subprocess.run(

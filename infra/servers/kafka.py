@@ -81,7 +81,9 @@ class Kafka(Server):
 
     def prepare(self) -> None:
         super().prepare()
-        (self.data_dir / "server.properties").write_text(self._server_properties())
+        properties = self.data_dir / "server.properties"
+        properties.write_text(self._server_properties())
+        properties.chmod(0o600)  # it holds the administrator's password (the JAAS lines)
         (self.data_dir / "log4j2.xml").write_text(LOG4J_CONFIG)
         formatted_with_logins = self.data_dir / "formatted-with-logins"
         if (self.data_dir / "log" / "meta.properties").exists():
@@ -100,12 +102,13 @@ class Kafka(Server):
             [
                 *self._java(), "kafka.tools.StorageTool", "format",
                 "--cluster-id", cluster_id_file.read_text().strip(),
-                "--config", str(self.data_dir / "server.properties"),
+                "--config", str(properties),
                 "--add-scram", f"{MECHANISM}=[name={admin.username},password={admin.password}]",
                 "--ignore-formatted",
             ],
             self.process.log_file,
             "Kafka's storage tool could not format the log directory",
+            secrets=(admin.password,),
         )  # fmt: skip
         formatted_with_logins.touch()
 
@@ -175,6 +178,8 @@ class Kafka(Server):
                 "transaction.state.log.min.isr=1",
                 "share.coordinator.state.topic.replication.factor=1",
                 "share.coordinator.state.topic.min.isr=1",
+                # Committed offsets kept 30 days without consumers (k8s/base/infra/kafka.yaml).
+                "offsets.retention.minutes=43200",
                 # Tests and local runs start consumer groups often; a single node needs no delay.
                 "group.initial.rebalance.delay.ms=0",
                 "",
@@ -194,7 +199,8 @@ class Kafka(Server):
 
 def ensure_logins(settings: Settings, declared: list[topics.Topic]) -> None:
     """Each service's SCRAM user (its password from infra.credentials) and its ACLs:
-    write the topics it writes, read the ones it reads with groups `<service>.*`, write
+    write the topics it writes, read the ones it reads with groups `<service>.*` (k8s/ names
+    each group: security/kafka-users.yaml), write
     their dead-letter topics. Idempotent: an existing user's password is set again."""
     admin = AdminClient(
         {
@@ -226,8 +232,10 @@ def acls(service: str, declared: list[topics.Topic]) -> list[AclBinding]:
         return AclBinding(kind, name, pattern, f"User:{service}", "*", op, AclPermissionType.ALLOW)
 
     literal = ResourcePatternType.LITERAL
+    # Read to consume and commit, Describe and Delete for a replay starting its groups over.
     bindings = [
-        allow(ResourceType.GROUP, f"{service}.", ResourcePatternType.PREFIXED, AclOperation.READ)
+        allow(ResourceType.GROUP, f"{service}.", ResourcePatternType.PREFIXED, operation)
+        for operation in (AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE)
     ]
     for topic in declared:
         if service in topic.writers:

@@ -1,8 +1,9 @@
 """Redis from Debian's packages, with an append-only file so dev data survives a restart.
 
-Clients log in (AUTH): the ACL file, written on every start, turns the passwordless
-`default` user off and has the administrator (LOCAL_ADMIN, for tools and tests) and
-one user per service, who may touch only that service's keys (infra.credentials).
+Clients log in (AUTH): the ACL file, written on every start, has the administrator
+(LOCAL_ADMIN, for tools and tests; `default` too, behind the same password, see
+acl_file) and one user per service, who may touch only that service's keys
+(infra.credentials).
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from infra.config import Settings
 from infra.errors import InfraError
 from infra.servers.base import Command, Port, Server
 
-#: What a service's user may run, on its own keys only: reads, writes, scripts, MULTI,
-#: connection commands (WAIT among them) and TIME (the log-in guard's script asks it),
-#: nothing dangerous (FLUSHALL, CONFIG, KEYS, DEBUG...). k8s/README.md gives production's
-#: users the same rules.
+#: What a service's user may run, on its own keys only: reads, writes, MULTI, connection
+#: commands (WAIT among them), TIME (the log-in guard's script asks it), and scripts by EVAL
+#: and EVALSHA; not FUNCTION or SCRIPT FLUSH (server-wide), nor anything dangerous (FLUSHALL,
+#: CONFIG, KEYS, DEBUG...). k8s/README.md gives production's users the same rules.
 SERVICE_COMMANDS = (
-    "resetchannels -@all +@read +@write +@keyspace +@scripting +@transaction +@connection "
-    "+time -@dangerous"
+    "resetchannels -@all +@read +@write +@keyspace +@transaction +@connection +time "
+    "+eval +evalsha +eval_ro +evalsha_ro +script|load +script|exists -function -@dangerous"
 )
 
 
@@ -51,6 +52,11 @@ class Redis(Server):
         try:
             if not client.ping():
                 raise RuntimeError("PING was not answered with PONG")
+        except redis.AuthenticationError as error:
+            raise RuntimeError(
+                f"it answers but refuses the login of {self.settings.redis.username!r} ({error}): "
+                "a Redis started before logins, or with others; `make infra-down`, then up"
+            ) from None
         finally:
             client.close()
 

@@ -212,6 +212,7 @@ class Projector:
         one.
         """
         ids = [envelope.event_id for envelope in envelopes]
+        writing_to = redis_client.primary(self._timelines.redis)
         async with self._db.transaction() as session:
             noted = await store.noted_effects(session, ids)
             if not noted:
@@ -227,7 +228,7 @@ class Projector:
                 if effect["do"] in by_kind:
                     await self._effects[effect["do"]](session, effect)
             # A failover must not lose what the forgotten notes would have redone.
-            await redis_client.durable(self._timelines.redis, DURABLE_PROBE)
+            await redis_client.durable(self._timelines.redis, DURABLE_PROBE, writing_to)
             await store.forget_effects(session, list(noted))
 
     async def _lock(self, session, effects: list[dict]) -> None:

@@ -90,6 +90,8 @@ class RedisAddress:
     password: str
     sentinels: tuple[tuple[str, int], ...]
     sentinel_master: str
+    #: The Sentinels' login: a user that may only ask them where the primary is.
+    sentinel_username: str
     sentinel_password: str
     #: How many replicas must hold a consumer's writes before it commits (services.kit.
     #: redis_client.durable); 0: none asked for (a lone Redis).
@@ -104,6 +106,7 @@ class RedisAddress:
             env.str("REDIS_PASSWORD", LOCAL_ADMIN),
             _host_ports(env, "REDIS_SENTINELS"),
             env.str("REDIS_SENTINEL_MASTER", "zentry"),
+            env.raw("REDIS_SENTINEL_USERNAME"),
             env.raw("REDIS_SENTINEL_PASSWORD"),
             env.int("REDIS_MIN_REPLICAS", 0),
         )

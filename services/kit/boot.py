@@ -168,7 +168,6 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
             f"{settings.advertise_host}:{port}",
             settings.tls,
         )
-        heartbeat_task = asyncio.create_task(heartbeat.run(), name="Heartbeat")
     _log.info(
         "serving",
         extra={
@@ -184,6 +183,9 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
         loop.add_signal_handler(sig, stop.set)
     background = [*assembly.workers, *assembly.consumers, *assembly.timers]
     tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in background]
+    if heartbeat is not None:  # supervised like the workers: without it Consul drops us
+        heartbeat_task = asyncio.create_task(heartbeat.run(), name="Heartbeat")
+        tasks.append(heartbeat_task)
     exit_code = 0
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -194,9 +196,9 @@ async def serve(settings: ServiceSettings, assembly: Assembly) -> int:
 
     _log.info("shutting down", extra={"grace_s": settings.shutdown_grace})
     await health_servicer.enter_graceful_shutdown()
-    if heartbeat is not None:
+    if heartbeat is not None:  # stopped first: a check deregistered cannot be reported
         heartbeat.stop()
-        await heartbeat_task
+        await asyncio.wait([heartbeat_task], timeout=settings.shutdown_grace)
     try:
         if registered:
             await consul.deregister(settings.instance_id)

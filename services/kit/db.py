@@ -17,12 +17,14 @@ from alembic.config import Config
 from sqlalchemy import Table, delete, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from services.kit import metrics, telemetry
 from services.kit.settings import PoolSettings
 
 MIGRATION_LOCK = 7_201_900  # any constant; the same in every service's database
+#: Session connections a process may hold at once: the outbox relay's and the feed
+#: watchers' reader's (k8s/README.md counts one a pod, as at most one is held long).
+SESSIONS = 2
 
 
 class Database:
@@ -48,12 +50,17 @@ class Database:
         metrics.POOLS.add(database, self.engine.pool)
 
     def session(self) -> AsyncConnection:
-        """A connection of its own to PostgreSQL, never through a transaction pooler: for a
-        session advisory lock or LISTEN. Use it as `async with db.session() as conn`; it is
-        closed, not pooled, when the block ends."""
+        """A connection to PostgreSQL itself, never through a transaction pooler: for a
+        session advisory lock or LISTEN. Use it as `async with db.session() as conn`; it goes
+        back to a small pool of its own (a standby relay asks for one every second), so
+        release what the session took, or `invalidate()` it to close it instead."""
         if self._session_engine is None:
             self._session_engine = create_async_engine(
-                self._session_dsn, poolclass=NullPool, hide_parameters=True
+                self._session_dsn,
+                pool_size=SESSIONS,
+                max_overflow=0,
+                pool_pre_ping=True,
+                hide_parameters=True,
             )
         return self._session_engine.connect()
 

@@ -21,6 +21,7 @@ from redis import exceptions as redis_errors
 from sqlalchemy import exc as sa_errors
 
 from services.kit.interceptors import Around
+from services.kit.redis_client import NotReplicated
 
 _log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ OUTAGES = (
     redis_errors.ReadOnlyError,  # a replica, or a failover in progress
     redis_errors.TryAgainError,
     redis_errors.MasterDownError,
+    NotReplicated,  # fewer replicas than asked for hold a write yet: a failover, a lagging one
 )
 
 

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"no migrations for {sorted(unknown)}; services with migrations: {known}")
     for service in args.services or known:
-        migrate(postgres_dsn(service), SERVICES_DIR / service / "migrations")
+        migrate(postgres_dsn(service, session=True), SERVICES_DIR / service / "migrations")
         print(f"migrate  {service:<12} at head")
     return 0
 

@@ -31,14 +31,22 @@ class NotReplicated(RedisError):
     """Fewer replicas than ZENTRY_REDIS_MIN_REPLICAS acknowledged the writes in time."""
 
 
-async def durable(redis: Redis, probe_key: str) -> None:
+def primary(redis: Redis) -> object:
+    """Which server the client takes for the primary now (behind Sentinels, its address as
+    last asked of them; else always the same): `durable` compares it before and after."""
+    return getattr(redis.connection_pool, "master_address", None)
+
+
+async def durable(redis: Redis, probe_key: str, since: object) -> None:
     """Return once the client's `min_replicas` (set by `connect`) hold every write this
-    process made before the call; raises NotReplicated, a RedisError, when they do not.
+    process made since `primary(redis)` was `since`; raises NotReplicated, a RedisError,
+    when they do not, or when the client has moved to another primary meanwhile (the one
+    it wrote to may have died with the writes: they must be made again).
 
     WAIT counts a connection's own writes, and a pool has many connections, so this
     writes `probe_key` (one of the caller's own keys) and waits for that on the same
     connection: the replicas apply the primary's writes in order, so acknowledging it
-    acknowledges everything before it."""
+    acknowledges everything before it, on that primary."""
     wanted = getattr(redis, "min_replicas", 0)
     if not wanted:
         return
@@ -46,6 +54,8 @@ async def durable(redis: Redis, probe_key: str) -> None:
         pipe.incr(probe_key)
         pipe.execute_command("WAIT", wanted, REPLICATION_TIMEOUT_MS)
         _, acknowledged = await pipe.execute()
+    if since is not None and primary(redis) != since:
+        raise NotReplicated(f"the primary changed from {since} to {primary(redis)} meanwhile")
     if acknowledged < wanted:
         raise NotReplicated(
             f"{acknowledged} of the {wanted} replicas wanted hold the writes after "
@@ -71,7 +81,11 @@ def _client(address: RedisAddress, db: int, options: dict[str, Any]) -> Redis:
     }
     sentinels = Sentinel(
         list(address.sentinels),
-        sentinel_kwargs={**timeouts, "password": address.sentinel_password or None},
+        sentinel_kwargs={
+            **timeouts,
+            "username": address.sentinel_username or None,
+            "password": address.sentinel_password or None,
+        },
     )
     return sentinels.master_for(
         address.sentinel_master,

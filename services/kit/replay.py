@@ -133,7 +133,8 @@ class ServiceReplay(Generic[S]):
             report = asyncio.run(
                 self(
                     settings,
-                    dsn=service.postgres_dsn,
+                    # PostgreSQL itself: a one-off job, whose migrations take a session lock.
+                    dsn=service.postgres_session_dsn,
                     redis=service.redis,
                     bootstrap=service.kafka_bootstrap,
                     progress=lambda line: print(f"replay: {line}", flush=True),

@@ -206,12 +206,13 @@ class Boards:
         by_window = update_args(changed, ranked, self.min_nights)
         if not by_window:
             return
+        writing_to = redis_client.primary(self.redis)
         async with self.redis.pipeline(transaction=False) as pipe:
             for window_id, args in by_window.items():
                 await self._update(_keys(window_id), args, client=pipe)
             await pipe.execute()
         # On the replicas before the batch commits: a failover must not lose what it did.
-        await redis_client.durable(self.redis, DURABLE_PROBE)
+        await redis_client.durable(self.redis, DURABLE_PROBE, writing_to)
 
     async def write_window(self, window_id: str, scores: list[Score], now: datetime) -> None:
         """Replace the window's totals and boards (a rebuild), with its expiry."""

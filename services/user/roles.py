@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"roles: {error}", file=sys.stderr)
         return 1
-    migrate(dsn, MIGRATIONS)
+    migrate(postgres_dsn("user", session=True), MIGRATIONS)  # a session lock: not pooled
     if not asyncio.run(change(dsn, args.username, args.role, args.action == "grant")):
         print(f"roles: no user named {args.username!r}", file=sys.stderr)
         return 1

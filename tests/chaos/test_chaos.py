@@ -26,7 +26,7 @@ def test_feed_and_boards_answer_and_agree_through_redis_primary_failovers():
     report = run_chaos(
         "chaos-redis-failover.log", CHAOS_PROFILE="redis-failover", CHAOS_SECONDS="40"
     )
-    assert report.count("promoted after") == 2, report[-6000:]
+    assert report.count("| SIGKILL Redis primary |") == 2, report[-6000:]
     assert "reads that failed: 0" in report and "| feed | 200 |" in report
     assert "| feed |" in report and "| boards: " in report and "read models agreed" in report
 

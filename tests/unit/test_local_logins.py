@@ -79,7 +79,30 @@ def test_each_service_may_use_the_topics_its_code_uses_as_in_production(service)
         if kind == "topic" and op in ("Write", "Read")
     }
     assert topics == wanted
-    (groups,) = [b for b in local if b.restype == ResourceType.GROUP]
-    assert groups.resource_pattern_type == ResourcePatternType.PREFIXED
-    assert all(group.startswith(groups.name) for group in subscriptions(service))
+    groups = [b for b in local if b.restype == ResourceType.GROUP]
+    assert {b.resource_pattern_type for b in groups} == {ResourcePatternType.PREFIXED}
+    assert {b.name for b in groups} == {f"{service}."}
+    assert all(group.startswith(f"{service}.") for group in subscriptions(service))
+    wanted_groups = {op for kind, _name, op in expected_acls(service) if kind == "group"}
+    assert {b.operation.name.title() for b in groups} >= wanted_groups
     assert {b.principal for b in local} == {f"User:{service}"}
+
+
+def test_the_services_sentinel_user_may_only_ask_where_the_primary_is():
+    from chaos.redis_ha import READER, READER_RULES
+
+    redis_yaml = (README.parent / "base" / "infra" / "redis.yaml").read_text()
+    assert f"user {READER} on >${{SENTINEL_READER_PASSWORD}} {READER_RULES}" in redis_yaml
+    rules = READER_RULES.split()
+    assert rules[0] == "-@all"
+    asked = {rule.split("|")[1] for rule in rules if rule.startswith("+sentinel|")}
+    # What reads where the primary is; not SET, REMOVE, MONITOR, FAILOVER, RESET, CONFIG.
+    assert asked <= {
+        "get-master-addr-by-name",
+        "masters",
+        "master",
+        "sentinels",
+        "replicas",
+        "slaves",
+    }
+    assert not any(rule.startswith("+@") for rule in rules[1:])
