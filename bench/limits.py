@@ -33,11 +33,13 @@ def redis_rates(settings: Settings, requests: int = 200_000) -> dict:
     tool = shutil.which("redis-benchmark")
     if tool is None:
         return {"error": "redis-benchmark is not installed (Debian's redis-tools)"}
-    base = [tool, "-h", settings.redis.host, "-p", str(settings.redis.port)]
+    redis = settings.redis
+    login = ["--user", redis.username, "-a", redis.password]  # the local administrator
+    base = [tool, "-h", redis.host, "-p", str(redis.port), *login]
     base += ["--dbnum", str(BENCH_REDIS_DB), "-c", "8", "-n", str(requests), "--csv"]
     key = f"bench:limits:{uuid.uuid4().hex[:8]}"
-    cli = [shutil.which("redis-cli") or "redis-cli", "-h", settings.redis.host]
-    cli += ["-p", str(settings.redis.port), "-n", str(BENCH_REDIS_DB)]
+    cli = [shutil.which("redis-cli") or "redis-cli", "-h", redis.host, "--no-auth-warning"]
+    cli += ["-p", str(redis.port), *login, "-n", str(BENCH_REDIS_DB)]
     members = [x for i in range(TIMELINE_ITEMS) for x in (str(i), f"entry-{i:06d}")]
     subprocess.run([*cli, "ZADD", f"{key}:page", *members], check=True, capture_output=True)
     try:
