@@ -17,6 +17,18 @@ from services.kit.addresses import kafka_security
 T = TypeVar("T")
 
 
+async def run_until(runner, done: Callable[[], bool], timeout: float = 40) -> None:
+    """Run a consumer runner until `done()` (or `timeout` seconds), then stop it; fail unless
+    done."""
+    task = asyncio.create_task(runner.run())
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline and not task.done():
+        await asyncio.sleep(0.05)
+    runner.stop()
+    await asyncio.wait_for(task, 30)
+    assert done(), "the runner did not get there before the deadline"
+
+
 def unique(prefix: str) -> str:
     """A name no other test (or earlier run) uses, so tests isolate themselves."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"

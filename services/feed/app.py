@@ -19,7 +19,7 @@ from services.kit.addresses import RedisAddress
 from services.kit.boot import Assembly
 from services.kit.consumer import ConsumerRunner
 from services.kit.db import Database
-from services.kit.retention import RetentionSweeper
+from services.kit.retention import processed_events_sweeper
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -70,14 +70,7 @@ def assemble(settings: FeedSettings) -> Assembly:
         ),
         workers=[changes],
         consumers=consumers(db, projector, service.kafka_bootstrap),
-        timers=[
-            RetentionSweeper(
-                "processed events sweep",
-                db,
-                [settings.sweeps.processed_events_retention()],
-                settings.sweeps,
-            )
-        ],
+        timers=[processed_events_sweeper(db, settings.sweeps)],
         closers=[redis.aclose, db.dispose],
         migrations_dir=MIGRATIONS,
     )

@@ -152,3 +152,11 @@ class RetentionSweeper(Periodic):
                     },
                 )
         return gone
+
+
+def processed_events_sweeper(db: Database, settings: RetentionSettings) -> RetentionSweeper:
+    """The sweep of the kit's ledger of applied events, for a service whose consumers keep
+    one (a `Subscription`, or a `BatchSubscription` with `once`)."""
+    return RetentionSweeper(
+        "processed events sweep", db, [settings.processed_events_retention()], settings
+    )

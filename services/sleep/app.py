@@ -13,7 +13,7 @@ from services.kit.db import Database
 from services.kit.discovery import Balancer, Consul
 from services.kit.outbox import OutboxRelay
 from services.kit.profiles import OwnProfiles
-from services.kit.retention import Retention, RetentionSweeper
+from services.kit.retention import Retention, RetentionSweeper, processed_events_sweeper
 from services.sleep.abandoner import abandoner
 from services.sleep.actions import SleepActions
 from services.sleep.config import SleepSettings
@@ -56,14 +56,7 @@ def assemble(settings: SleepSettings) -> Assembly:
             ConsumerRunner(db, service.kafka_bootstrap, subscription)
             for subscription in Projector().subscriptions()
         ],
-        timers=[
-            RetentionSweeper(
-                "processed events sweep",
-                db,
-                [settings.sweeps.processed_events_retention()],
-                settings.sweeps,
-            )
-        ],
+        timers=[processed_events_sweeper(db, settings.sweeps)],
         closers=[users.aclose, consul.aclose, db.dispose],
         migrations_dir=MIGRATIONS,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -17,7 +16,7 @@ from services.kit.consumer import BatchSubscription, ConsumerRunner, Subscriptio
 from services.kit.db import Database
 from services.kit.events import envelope
 from services.kit.replay import ReplayRefused, replay
-from tests.support import unique
+from tests.support import run_until, unique
 
 
 @pytest.fixture
@@ -52,16 +51,6 @@ async def record(env, payload, session) -> None:
 async def applied(db: Database) -> list[tuple[str, int]]:
     async with db.transaction() as session:
         return [tuple(r) for r in await session.execute(text("SELECT * FROM applied ORDER BY 2"))]
-
-
-async def run_until(runner: ConsumerRunner, done, timeout: float = 40) -> None:
-    task = asyncio.create_task(runner.run())
-    deadline = time.monotonic() + timeout
-    while not done() and time.monotonic() < deadline and not task.done():
-        await asyncio.sleep(0.05)
-    runner.stop()
-    await asyncio.wait_for(task, 30)
-    assert done(), "the runner did not get there before the deadline"
 
 
 def committed_offset(bootstrap: str, group: str, topic: str) -> int:

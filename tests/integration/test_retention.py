@@ -6,7 +6,6 @@ sweepers at once; and a consumer still recognises an event handed to it again in
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from services.kit.events import envelope
 from services.kit.retention import Retention, RetentionSettings, RetentionSweeper, sweep_batch
 from services.kit.topics import REDRIVEN_FOR_HEADER
 from services.leaderboard import store as leaderboard_store
-from tests.support import eventually_async, unique
+from tests.support import eventually_async, run_until, unique
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 WEEK = timedelta(days=7)
@@ -230,16 +229,6 @@ def publish(bootstrap: str, topic: str, events, headers=None) -> None:
     for event in events:
         producer.produce(topic, key=b"u1", value=event.SerializeToString(), headers=headers)
     assert producer.flush(30) == 0
-
-
-async def run_until(runner: ConsumerRunner, done, timeout: float = 40) -> None:
-    task = asyncio.create_task(runner.run())
-    deadline = time.monotonic() + timeout
-    while not done() and time.monotonic() < deadline and not task.done():
-        await asyncio.sleep(0.05)
-    runner.stop()
-    await asyncio.wait_for(task, 30)
-    assert done(), "the runner did not get there before the deadline"
 
 
 async def test_an_event_handed_again_within_the_window_is_still_a_duplicate(
